@@ -1,0 +1,95 @@
+/**
+ * The edged command line (MISSION.md, "Command line"): `edged run` (the
+ * default), `edged version`, and the sub-commands each subsystem adds.
+ *
+ * @module
+ */
+import { Command, CommanderError } from "commander";
+import {
+  buildInfo,
+  ConfigError,
+  EXIT,
+  loadConfig,
+  runEdged,
+  setupLogging,
+  VERSION,
+} from "./runtime/mod.ts";
+
+/** Builds the command tree (exported for tests and the compile check). */
+export function buildProgram(): Command {
+  const program = new Command("edged")
+    .description(
+      "Edge runtime for IoT gateways: HTTP ingest, WebAssembly modules, MQTT uplink, OTA updates.",
+    )
+    .showHelpAfterError("(run 'edged --help' for usage)");
+
+  program.command("run", { isDefault: true })
+    .description("start the runtime (the default command)")
+    .option("--config <file>", "TOML configuration file (also EDGED_CONFIG)")
+    .option("--data-dir <dir>", "data directory (also EDGED_DATA_DIR; default ./data)")
+    .option("--listen <host:port>", "HTTP API address (also EDGED_LISTEN; default 127.0.0.1:8080)")
+    .action(async (opts: { config?: string; dataDir?: string; listen?: string }) => {
+      let config;
+      try {
+        config = await loadConfig(opts);
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          console.error(`edged: ${err.message}`);
+          Deno.exit(EXIT.USAGE);
+        }
+        throw err;
+      }
+      await setupLogging({ level: config.log_level, format: config.log_format });
+      let code: number;
+      try {
+        code = await runEdged(config);
+      } catch (err) {
+        console.error(`edged: ${(err as Error).message}`);
+        code = EXIT.FAILURE;
+      }
+      Deno.exit(code);
+    });
+
+  program.command("version")
+    .description("print version, target triple and build info")
+    .option("--json", "print JSON for scripts")
+    .action((opts: { json?: boolean }) => {
+      const info = buildInfo();
+      if (opts.json) {
+        console.log(JSON.stringify(info));
+      } else {
+        console.log(
+          `edged ${VERSION} (${info.target}${info.compiled ? ", compiled" : ""})\n` +
+            `deno ${info.deno}, v8 ${info.v8}, typescript ${info.typescript}`,
+        );
+      }
+    });
+
+  return program;
+}
+
+/** Applies `fn` to a command and every sub-command (added ones inherit nothing). */
+function everyCommand(cmd: Command, fn: (c: Command) => void): void {
+  fn(cmd);
+  for (const sub of cmd.commands) everyCommand(sub, fn);
+}
+
+/** Runs the CLI with `args`; resolves with the exit code for usage problems. */
+export async function main(args: string[]): Promise<number> {
+  const program = buildProgram();
+  // Usage errors exit 2 (as getopt tools do); help and version exit 0.
+  everyCommand(program, (c) => c.exitOverride());
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return EXIT.OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    }
+    throw err;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exitCode = await main(Deno.args);
+}

@@ -1,0 +1,278 @@
+/**
+ * Configuration: embedded defaults < TOML file (`--config`) < environment
+ * (`EDGED_*`) < command-line flags, validated by one zod schema. Anything
+ * unknown or invalid stops the start with a message naming the setting and
+ * where it came from.
+ *
+ * @module
+ */
+import { parse as parseToml } from "smol-toml";
+import { z } from "zod";
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** host:port, with IPv6 hosts in brackets. */
+const listenSchema = z.string().refine((v) => parseListen(v) !== null, {
+  message: "must be HOST:PORT with a port from 0 to 65535 (IPv6 as [::1]:8080)",
+});
+
+const httpSchema = z.strictObject({
+  /** Largest request body accepted; larger ones get 413. */
+  body_limit_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+  /** Most readings in one POST /api/v1/data. */
+  max_batch: z.number().int().min(1).max(100_000).default(1000),
+  /** How far in the future a reading's timestamp may lie. */
+  max_future_skew_s: z.number().int().min(0).max(366 * 86400).default(86400),
+});
+
+const storeSchema = z.strictObject({
+  /** Readings that may wait for uplink before ingest answers 503. */
+  max_pending_readings: z.number().int().min(1).max(1_000_000_000).default(1_000_000),
+  /** Uplinked readings kept on disk before pruning. */
+  retain_uplinked: z.number().int().min(0).max(1_000_000_000).default(10_000),
+});
+
+const mqttSchema = z.strictObject({
+  /** Broker URL; unset means no broker (uplink waits on disk). */
+  url: z.string().regex(
+    /^(mqtts?|wss?):\/\/[^\s]+$/,
+    "must be an mqtt://, mqtts://, ws:// or wss:// URL",
+  ).optional(),
+  username: z.string().optional(),
+  password: z.string().optional(),
+  /** PEM file with the CA certificates that sign the broker's certificate. */
+  ca_file: z.string().optional(),
+  /** PEM client certificate for mutual TLS. */
+  cert_file: z.string().optional(),
+  /** PEM private key for `cert_file`. */
+  key_file: z.string().optional(),
+  /** MQTT client id; defaults to the device id. */
+  client_id: z.string().min(1).max(256).optional(),
+  keepalive_s: z.number().int().min(0).max(65535).default(30),
+  /** Topic prefix; defaults to `edged/{device_id}`. */
+  topic_prefix: z.string().min(1).optional(),
+  /** Whether ingested readings go up as `PREFIX/up/sensors/...`. */
+  forward_readings: z.boolean().default(true),
+  /** Broker topic filters whose messages are fed into the bus. */
+  subscribe: z.array(z.string().min(1)).default([]),
+});
+
+const updateSchema = z.strictObject({
+  /** Update repository base URL; unset means no update server. */
+  url: z.string().regex(/^https?:\/\/[^\s]+$/, "must be an http:// or https:// URL").optional(),
+  /** Seconds between update checks (jittered). */
+  check_interval_s: z.number().int().min(10).max(30 * 86400).default(3600),
+});
+
+const modulesSchema = z.strictObject({});
+
+/** The whole configuration schema. */
+export const configSchema = z.strictObject({
+  data_dir: z.string().min(1).default("./data"),
+  listen: listenSchema.default("127.0.0.1:8080"),
+  /** Bearer token for /api/v1/; generated and stored in the data dir when unset. */
+  api_token: z.string().min(16, "must be at least 16 characters").max(512).optional(),
+  /** This device's id; defaults to the host name. */
+  device_id: z.string().regex(NAME_RE, "must be 1-128 of A-Z a-z 0-9 . _ - starting alphanumeric")
+    .optional(),
+  log_level: z.enum(["debug", "info", "warning", "error"]).default("info"),
+  /** `auto` writes JSON lines unless stdout is a terminal. */
+  log_format: z.enum(["auto", "json", "text"]).default("auto"),
+  /** Seconds a graceful shutdown may take before edged exits anyway. */
+  shutdown_timeout_s: z.number().min(0.1).max(600).default(10),
+  http: httpSchema.default(httpSchema.parse({})),
+  store: storeSchema.default(storeSchema.parse({})),
+  mqtt: mqttSchema.default(mqttSchema.parse({})),
+  update: updateSchema.default(updateSchema.parse({})),
+  modules: modulesSchema.default(modulesSchema.parse({})),
+});
+
+/** The validated configuration. */
+export type Config = z.infer<typeof configSchema> & { device_id: string };
+
+/** Thrown when configuration is unknown or invalid; the message names the setting. */
+export class ConfigError extends Error {
+  /** Builds the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ConfigError";
+  }
+}
+
+/** Splits `HOST:PORT`; null when malformed. */
+export function parseListen(v: string): { hostname: string; port: number } | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]\s]+)):(\d{1,5})$/.exec(v);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  return { hostname: m[1] ?? m[2], port };
+}
+
+/** Flags that override everything else. */
+export interface ConfigFlags {
+  config?: string;
+  dataDir?: string;
+  listen?: string;
+}
+
+type Leaf = "string" | "number" | "boolean" | "array" | "enum";
+
+function unwrap(s: z.ZodType): z.ZodType {
+  let cur = s;
+  while (cur instanceof z.ZodDefault || cur instanceof z.ZodOptional) {
+    cur = (cur as z.ZodDefault<z.ZodType> | z.ZodOptional<z.ZodType>).unwrap() as z.ZodType;
+  }
+  return cur;
+}
+
+/** Every setting path with its env variable name and leaf kind. */
+export function settings(): { path: string[]; env: string; kind: Leaf }[] {
+  const out: { path: string[]; env: string; kind: Leaf }[] = [];
+  const walk = (shape: Record<string, z.ZodType>, prefix: string[]) => {
+    for (const [key, schema] of Object.entries(shape)) {
+      const inner = unwrap(schema);
+      if (inner instanceof z.ZodObject) {
+        walk(inner.shape as Record<string, z.ZodType>, [...prefix, key]);
+        continue;
+      }
+      const kind: Leaf = inner instanceof z.ZodNumber
+        ? "number"
+        : inner instanceof z.ZodBoolean
+        ? "boolean"
+        : inner instanceof z.ZodArray
+        ? "array"
+        : inner instanceof z.ZodEnum
+        ? "enum"
+        : "string";
+      const path = [...prefix, key];
+      out.push({ path, env: `EDGED_${path.join("_").toUpperCase()}`, kind });
+    }
+  };
+  walk(configSchema.shape as unknown as Record<string, z.ZodType>, []);
+  return out;
+}
+
+/** Environment variables that are not settings but are allowed. */
+const OTHER_ENV = new Set(["EDGED_CONFIG"]);
+
+function envValue(name: string, raw: string, kind: Leaf): unknown {
+  switch (kind) {
+    case "number": {
+      const n = raw.trim() === "" ? NaN : Number(raw);
+      if (!Number.isFinite(n)) throw new ConfigError(`${name}: expected a number, got '${raw}'`);
+      return n;
+    }
+    case "boolean":
+      if (/^(true|1|yes|on)$/i.test(raw)) return true;
+      if (/^(false|0|no|off)$/i.test(raw)) return false;
+      throw new ConfigError(`${name}: expected true or false, got '${raw}'`);
+    case "array":
+      return raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    default:
+      return raw;
+  }
+}
+
+function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {
+  let cur = obj;
+  for (const key of path.slice(0, -1)) {
+    if (typeof cur[key] !== "object" || cur[key] === null || Array.isArray(cur[key])) {
+      cur[key] = {};
+    }
+    cur = cur[key] as Record<string, unknown>;
+  }
+  cur[path[path.length - 1]] = value;
+}
+
+function defaultDeviceId(): string {
+  try {
+    const host = Deno.hostname().replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[^A-Za-z0-9]+/, "");
+    if (NAME_RE.test(host)) return host;
+  } catch { /* no --allow-sys: fall back */ }
+  return "edged";
+}
+
+/**
+ * Loads the configuration from the file (if any), the environment and the
+ * flags. Throws {@linkcode ConfigError} naming the first bad setting.
+ *
+ * @example
+ * ```ts
+ * const cfg = await loadConfig({ listen: "127.0.0.1:0" }, {});
+ * ```
+ */
+export async function loadConfig(
+  flags: ConfigFlags,
+  env: Record<string, string> = Deno.env.toObject(),
+): Promise<Config> {
+  const raw: Record<string, unknown> = {};
+  const origin = new Map<string, string>();
+  const file = flags.config ?? env.EDGED_CONFIG;
+  if (file) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    try {
+      Object.assign(raw, parseToml(text));
+    } catch (err) {
+      throw new ConfigError(`config file ${file} is not valid TOML: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    const mark = (obj: Record<string, unknown>, prefix: string[]) => {
+      for (const [k, v] of Object.entries(obj)) {
+        const p = [...prefix, k];
+        if (v && typeof v === "object" && !Array.isArray(v)) {
+          mark(v as Record<string, unknown>, p);
+        }
+        origin.set(p.join("."), `in ${file}`);
+      }
+    };
+    mark(raw, []);
+  }
+  const known = settings();
+  const byEnv = new Map(known.map((s) => [s.env, s]));
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith("EDGED_") || OTHER_ENV.has(name)) continue;
+    const s = byEnv.get(name);
+    if (!s) {
+      throw new ConfigError(
+        `unknown environment setting ${name} (known: ${
+          [...byEnv.keys(), ...OTHER_ENV].join(", ")
+        })`,
+      );
+    }
+    setPath(raw, s.path, envValue(name, value, s.kind));
+    origin.set(s.path.join("."), `from ${name}`);
+  }
+  if (flags.dataDir !== undefined) {
+    raw.data_dir = flags.dataDir;
+    origin.set("data_dir", "from --data-dir");
+  }
+  if (flags.listen !== undefined) {
+    raw.listen = flags.listen;
+    origin.set("listen", "from --listen");
+  }
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => {
+      const path = issue.path.map(String).join(".");
+      if (issue.code === "unrecognized_keys") {
+        const keys = issue.keys.map((k) => (path ? `${path}.${k}` : k));
+        const where = keys.map((k) => origin.get(k)).find(Boolean) ?? "";
+        return `unknown setting ${keys.map((k) => `'${k}'`).join(", ")} ${where}`.trim();
+      }
+      const where = origin.get(path);
+      return `setting '${path}'${where ? ` (${where})` : ""}: ${issue.message}`;
+    });
+    throw new ConfigError(`invalid configuration:\n  ${lines.join("\n  ")}`);
+  }
+  const cfg = result.data as Config;
+  cfg.device_id ??= defaultDeviceId();
+  return cfg;
+}

@@ -1,0 +1,286 @@
+/**
+ * A small Prometheus registry rendering the text exposition format 0.0.4
+ * (https://prometheus.io/docs/instrumenting/exposition_formats/).
+ *
+ * @module
+ */
+
+type Labels = Record<string, string>;
+
+/** Thrown for a metric or label name that Prometheus would reject. */
+export class MetricError extends TypeError {
+  /** Builds the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "MetricError";
+  }
+}
+
+const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+// Exposition format: label values escape backslash, double quote and newline.
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
+// HELP text escapes backslash and newline.
+function escapeHelp(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+}
+
+function formatValue(v: number): string {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  return String(v);
+}
+
+function labelKey(names: readonly string[], labels: Labels | undefined): string {
+  if (names.length === 0) return "";
+  const given = labels ?? {};
+  for (const k of Object.keys(given)) {
+    if (!names.includes(k)) throw new MetricError(`unknown label '${k}' (declared: ${names})`);
+  }
+  return names.map((n) => `${n}="${escapeLabel(String(given[n] ?? ""))}"`).join(",");
+}
+
+abstract class Metric {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: "counter" | "gauge" | "histogram",
+    readonly labelNames: readonly string[],
+  ) {
+    if (!NAME.test(name)) throw new MetricError(`invalid metric name '${name}'`);
+    for (const l of labelNames) {
+      if (!LABEL.test(l) || l.startsWith("__")) throw new MetricError(`invalid label '${l}'`);
+    }
+  }
+  abstract samples(): string[];
+  render(): string {
+    const lines = this.samples();
+    return `# HELP ${this.name} ${escapeHelp(this.help)}\n# TYPE ${this.name} ${this.type}\n` +
+      lines.join("");
+  }
+}
+
+/** A monotonically increasing counter. Names should end in `_total`. */
+export class Counter extends Metric {
+  #values = new Map<string, number>();
+  /** Builds a counter; prefer {@linkcode Metrics.counter}. */
+  constructor(name: string, help: string, labelNames: readonly string[] = []) {
+    super(name, help, "counter", labelNames);
+    if (labelNames.length === 0) this.#values.set("", 0);
+  }
+  /** Adds `n` (default 1, never negative). */
+  inc(labels?: Labels, n = 1): void {
+    if (!(n >= 0)) throw new RangeError(`counter increment must be >= 0, got ${n}`);
+    const k = labelKey(this.labelNames, labels);
+    this.#values.set(k, (this.#values.get(k) ?? 0) + n);
+  }
+  /** Current value for `labels`. */
+  get(labels?: Labels): number {
+    return this.#values.get(labelKey(this.labelNames, labels)) ?? 0;
+  }
+  /** Sample lines. */
+  samples(): string[] {
+    return [...this.#values].map(([k, v]) =>
+      `${this.name}${k ? `{${k}}` : ""} ${formatValue(v)}\n`
+    );
+  }
+}
+
+/** A counter whose value is read from a callback at scrape time (e.g. CPU seconds). */
+export class CounterFunc extends Metric {
+  #read: () => number | undefined;
+  /** Builds it; prefer {@linkcode Metrics.counterFunc}. */
+  constructor(name: string, help: string, read: () => number | undefined) {
+    super(name, help, "counter", []);
+    this.#read = read;
+  }
+  /** Sample lines. */
+  samples(): string[] {
+    const v = this.#read();
+    return v === undefined ? [] : [`${this.name} ${formatValue(v)}\n`];
+  }
+}
+
+/** A value that goes up and down, set directly or read from a callback at scrape time. */
+export class Gauge extends Metric {
+  #values = new Map<string, number>();
+  #collect?: (set: (v: number, labels?: Labels) => void) => void;
+  /** Builds a gauge; prefer {@linkcode Metrics.gauge}. */
+  constructor(
+    name: string,
+    help: string,
+    labelNames: readonly string[] = [],
+    collect?: (set: (v: number, labels?: Labels) => void) => void,
+  ) {
+    super(name, help, "gauge", labelNames);
+    this.#collect = collect;
+  }
+  /** Sets the value for `labels`. */
+  set(v: number, labels?: Labels): void {
+    this.#values.set(labelKey(this.labelNames, labels), v);
+  }
+  /** Adds `n` (may be negative). */
+  inc(labels?: Labels, n = 1): void {
+    const k = labelKey(this.labelNames, labels);
+    this.#values.set(k, (this.#values.get(k) ?? 0) + n);
+  }
+  /** Forgets the series for `labels` (e.g. an unloaded module). */
+  remove(labels?: Labels): void {
+    this.#values.delete(labelKey(this.labelNames, labels));
+  }
+  /** Current value for `labels`. */
+  get(labels?: Labels): number | undefined {
+    return this.#values.get(labelKey(this.labelNames, labels));
+  }
+  /** Sample lines (runs the collect callback first). */
+  samples(): string[] {
+    if (this.#collect) {
+      this.#values.clear();
+      this.#collect((v, labels) => this.set(v, labels));
+    }
+    return [...this.#values].map(([k, v]) =>
+      `${this.name}${k ? `{${k}}` : ""} ${formatValue(v)}\n`
+    );
+  }
+}
+
+/** Default buckets in seconds, from 100 µs to 10 s. */
+export const DEFAULT_BUCKETS: readonly number[] = [
+  0.0001,
+  0.00025,
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+];
+
+interface HistogramSeries {
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+/** A histogram with cumulative buckets (`_bucket`, `_sum`, `_count`). */
+export class Histogram extends Metric {
+  #buckets: readonly number[];
+  #series = new Map<string, HistogramSeries>();
+  /** Builds a histogram; prefer {@linkcode Metrics.histogram}. */
+  constructor(
+    name: string,
+    help: string,
+    buckets: readonly number[] = DEFAULT_BUCKETS,
+    labelNames: readonly string[] = [],
+  ) {
+    super(name, help, "histogram", labelNames);
+    if (labelNames.includes("le")) throw new MetricError("'le' is reserved in histograms");
+    for (let i = 1; i < buckets.length; i++) {
+      if (!(buckets[i] > buckets[i - 1])) {
+        throw new RangeError(`histogram buckets must increase, got ${buckets}`);
+      }
+    }
+    this.#buckets = buckets;
+  }
+  /** Records one observation. */
+  observe(v: number, labels?: Labels): void {
+    const k = labelKey(this.labelNames, labels);
+    let s = this.#series.get(k);
+    if (!s) {
+      s = { counts: new Array(this.#buckets.length).fill(0), sum: 0, count: 0 };
+      this.#series.set(k, s);
+    }
+    for (let i = 0; i < this.#buckets.length; i++) if (v <= this.#buckets[i]) s.counts[i]++;
+    s.sum += v;
+    s.count++;
+  }
+  /** Forgets the series for `labels`. */
+  remove(labels?: Labels): void {
+    this.#series.delete(labelKey(this.labelNames, labels));
+  }
+  /** Sample lines. */
+  samples(): string[] {
+    const out: string[] = [];
+    for (const [k, s] of this.#series) {
+      const sep = k ? `${k},` : "";
+      this.#buckets.forEach((b, i) =>
+        out.push(`${this.name}_bucket{${sep}le="${formatValue(b)}"} ${s.counts[i]}\n`)
+      );
+      out.push(`${this.name}_bucket{${sep}le="+Inf"} ${s.count}\n`);
+      out.push(`${this.name}_sum${k ? `{${k}}` : ""} ${formatValue(s.sum)}\n`);
+      out.push(`${this.name}_count${k ? `{${k}}` : ""} ${s.count}\n`);
+    }
+    return out;
+  }
+}
+
+/**
+ * The registry every component registers its metrics in.
+ *
+ * @example
+ * ```ts
+ * const m = new Metrics();
+ * m.counter("edged_example_total", "Examples seen.").inc();
+ * console.log(m.render());
+ * ```
+ */
+export class Metrics {
+  #metrics = new Map<string, Metric>();
+
+  #add<T extends Metric>(m: T): T {
+    if (this.#metrics.has(m.name)) throw new MetricError(`metric '${m.name}' registered twice`);
+    this.#metrics.set(m.name, m);
+    return m;
+  }
+
+  /** Registers a counter. */
+  counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
+    return this.#add(new Counter(name, help, labelNames));
+  }
+
+  /** Registers a counter read from `read` at scrape time. */
+  counterFunc(name: string, help: string, read: () => number | undefined): CounterFunc {
+    return this.#add(new CounterFunc(name, help, read));
+  }
+
+  /** Registers a gauge, optionally computed at scrape time by `collect`. */
+  gauge(
+    name: string,
+    help: string,
+    labelNames: readonly string[] = [],
+    collect?: (set: (v: number, labels?: Labels) => void) => void,
+  ): Gauge {
+    return this.#add(new Gauge(name, help, labelNames, collect));
+  }
+
+  /** Registers a histogram. */
+  histogram(
+    name: string,
+    help: string,
+    buckets: readonly number[] = DEFAULT_BUCKETS,
+    labelNames: readonly string[] = [],
+  ): Histogram {
+    return this.#add(new Histogram(name, help, buckets, labelNames));
+  }
+
+  /** The whole registry in the text exposition format. */
+  render(): string {
+    return [...this.#metrics.values()].map((m) => m.render()).join("");
+  }
+}
+
+/** Content type of the text exposition format. */
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";

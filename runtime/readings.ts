@@ -1,0 +1,258 @@
+/**
+ * The durable reading log with group commit. Every ingested reading gets a
+ * row; a request is acknowledged only when the transaction holding its rows
+ * has committed (fsync'd WAL). Requests arriving while one commit is pending
+ * share the next one, so one fsync serves many requests.
+ *
+ * Readings also wait here for uplink: `uplinked_id` is the highest id the
+ * uplink has had acknowledged; everything above it is pending and counts
+ * against `maxPending`.
+ *
+ * @module
+ */
+import type { Store } from "./store.ts";
+
+/** One validated reading. */
+export interface Reading {
+  device_id: string;
+  metric: string;
+  value: number;
+  /** UTC milliseconds since the epoch. */
+  timestamp: number;
+}
+
+/** A reading as stored, with its log position. */
+export interface StoredReading extends Reading {
+  id: number;
+}
+
+/** Thrown when accepting more would exceed the pending cap. */
+export class OutboxFullError extends Error {
+  /** Seconds after which a retry makes sense. */
+  readonly retryAfter: number;
+  /** Builds the error. */
+  constructor(message: string, retryAfter: number) {
+    super(message);
+    this.name = "OutboxFullError";
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** Options for {@linkcode ReadingLog}. */
+export interface ReadingLogOptions {
+  /** Readings that may wait for uplink before ingest answers 503. @default {1000000} */
+  maxPending?: number;
+  /** Whether readings wait for uplink at all (MQTT forwarding). @default {true} */
+  forward?: boolean;
+  /** Uplinked readings kept for local inspection before pruning. @default {10000} */
+  retainUplinked?: number;
+  /** Called after each commit with the committed readings, in log order. */
+  onCommitted?: (rows: StoredReading[]) => void;
+  /** Seconds suggested in Retry-After when full. @default {5} */
+  retryAfterSeconds?: number;
+}
+
+const MIGRATIONS = [
+  `CREATE TABLE readings (
+     id INTEGER PRIMARY KEY,
+     device_id TEXT NOT NULL,
+     metric TEXT NOT NULL,
+     value REAL NOT NULL,
+     ts_ms INTEGER NOT NULL,
+     received_ms INTEGER NOT NULL
+   );
+   CREATE TABLE readings_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+   INSERT INTO readings_meta (key, value) VALUES ('uplinked_id', 0);`,
+];
+
+interface Pending {
+  rows: Reading[];
+  resolve: (ids: number[]) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * The reading log. `append` resolves once the rows are durable.
+ *
+ * @example
+ * ```ts
+ * import { Store } from "./store.ts";
+ * const log = new ReadingLog(Store.open(await Deno.makeTempDir()));
+ * await log.append([{ device_id: "pump-7", metric: "temperature", value: 71.5, timestamp: Date.now() }]);
+ * ```
+ */
+export class ReadingLog {
+  #store: Store;
+  #queue: Pending[] = [];
+  #queuedRows = 0;
+  #scheduled = false;
+  #lastId: number;
+  #uplinkedId: number;
+  #opts: Required<Omit<ReadingLogOptions, "onCommitted">> & Pick<ReadingLogOptions, "onCommitted">;
+  #insert;
+  #setUplinked;
+  #idle: (() => void)[] = [];
+  /** Commits so far (each one fsync). */
+  commits = 0;
+  /** Readings committed so far. */
+  committed = 0;
+
+  /** Opens the log in `store`, migrating its tables. */
+  constructor(store: Store, options: ReadingLogOptions = {}) {
+    const {
+      maxPending = 1_000_000,
+      forward = true,
+      retainUplinked = 10_000,
+      retryAfterSeconds = 5,
+      onCommitted,
+    } = options;
+    if (!Number.isInteger(maxPending) || maxPending < 1) {
+      throw new RangeError(`maxPending must be a positive integer, got ${maxPending}`);
+    }
+    this.#opts = { maxPending, forward, retainUplinked, retryAfterSeconds, onCommitted };
+    this.#store = store;
+    store.migrate("readings", MIGRATIONS);
+    const db = store.db;
+    this.#insert = db.prepare(
+      "INSERT INTO readings (device_id, metric, value, ts_ms, received_ms) VALUES (?, ?, ?, ?, ?)",
+    );
+    this.#setUplinked = db.prepare("UPDATE readings_meta SET value = ? WHERE key = 'uplinked_id'");
+    this.#lastId = (db.prepare("SELECT coalesce(max(id), 0) AS id FROM readings").get() as {
+      id: number;
+    }).id;
+    this.#uplinkedId = (db.prepare("SELECT value FROM readings_meta WHERE key = 'uplinked_id'")
+      .get() as { value: number }).value;
+    if (!forward) this.#uplinkedId = this.#lastId;
+  }
+
+  /** Readings durable on disk and not yet acknowledged by the uplink. */
+  get pending(): number {
+    return this.#opts.forward ? this.#lastId - this.#uplinkedId : 0;
+  }
+
+  /** Readings accepted but not yet committed. */
+  get queued(): number {
+    return this.#queuedRows;
+  }
+
+  /** Highest id the uplink has had acknowledged. */
+  get uplinkedId(): number {
+    return this.#uplinkedId;
+  }
+
+  /** Highest id committed. */
+  get lastId(): number {
+    return this.#lastId;
+  }
+
+  /**
+   * Queues `rows` for the next group commit and resolves with their ids once
+   * durable. Throws {@linkcode OutboxFullError} at once, storing nothing, when
+   * they would take the pending readings over the cap.
+   */
+  append(rows: Reading[]): Promise<number[]> {
+    if (!this.#store.isOpen) return Promise.reject(new Error("store is closed"));
+    if (
+      this.#opts.forward && this.pending + this.#queuedRows + rows.length > this.#opts.maxPending
+    ) {
+      throw new OutboxFullError(
+        `outbox full: ${this.pending} readings wait for uplink (cap ${this.#opts.maxPending})`,
+        this.#opts.retryAfterSeconds,
+      );
+    }
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ rows, resolve, reject });
+      this.#queuedRows += rows.length;
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        // A macrotask, not a microtask: lets the server parse the other
+        // requests already on the wire so they join this commit.
+        setTimeout(() => this.#flush(), 0);
+      }
+    });
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    const batch = this.#queue;
+    this.#queue = [];
+    this.#queuedRows = 0;
+    if (batch.length === 0) return this.#notifyIdle();
+    const now = Date.now();
+    const stored: StoredReading[] = [];
+    const idsPerRequest: number[][] = [];
+    try {
+      this.#store.transaction(() => {
+        for (const p of batch) {
+          const ids: number[] = [];
+          for (const r of p.rows) {
+            const res = this.#insert.run(r.device_id, r.metric, r.value, r.timestamp, now);
+            const id = Number(res.lastInsertRowid);
+            ids.push(id);
+            stored.push({ id, ...r });
+          }
+          idsPerRequest.push(ids);
+        }
+      });
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return this.#notifyIdle();
+    }
+    this.commits++;
+    this.committed += stored.length;
+    if (stored.length > 0) this.#lastId = stored[stored.length - 1].id;
+    if (!this.#opts.forward) this.#uplinkedId = this.#lastId;
+    batch.forEach((p, i) => p.resolve(idsPerRequest[i]));
+    this.#opts.onCommitted?.(stored);
+    this.#notifyIdle();
+  }
+
+  #notifyIdle(): void {
+    if (this.#queue.length > 0) return;
+    const waiters = this.#idle;
+    this.#idle = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves once everything queued so far has been committed (or failed). */
+  flushed(): Promise<void> {
+    if (this.#queue.length === 0 && !this.#scheduled) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** Up to `limit` readings with id above `afterId`, in log order (for the uplink). */
+  readAfter(afterId: number, limit: number): StoredReading[] {
+    const rows = this.#store.db.prepare(
+      "SELECT id, device_id, metric, value, ts_ms FROM readings WHERE id > ? ORDER BY id LIMIT ?",
+    ).all(afterId, limit) as {
+      id: number;
+      device_id: string;
+      metric: string;
+      value: number;
+      ts_ms: number;
+    }[];
+    return rows.map((r) => ({
+      id: r.id,
+      device_id: r.device_id,
+      metric: r.metric,
+      value: r.value,
+      timestamp: r.ts_ms,
+    }));
+  }
+
+  /**
+   * Records durably that the uplink has had every reading up to `id`
+   * acknowledged, and prunes uplinked readings beyond the retention count.
+   */
+  markUplinked(id: number): void {
+    if (id <= this.#uplinkedId) return;
+    const upTo = Math.min(id, this.#lastId);
+    this.#store.transaction(() => {
+      this.#setUplinked.run(upTo);
+      this.#store.db.prepare("DELETE FROM readings WHERE id <= ?").run(
+        upTo - this.#opts.retainUplinked,
+      );
+    });
+    this.#uplinkedId = upTo;
+  }
+}

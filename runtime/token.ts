@@ -1,0 +1,51 @@
+/**
+ * The API bearer token: configured, or generated on first start and kept in
+ * the data directory with mode 0600.
+ *
+ * @module
+ */
+
+/** File name of the stored token inside the data directory. */
+export const TOKEN_FILE = "api-token";
+
+/**
+ * Returns the token to require on /api/v1/: `configured` when given, else the
+ * stored one, else a new random one written atomically with mode 0600.
+ * `generated` tells the caller to print it once.
+ */
+export async function ensureApiToken(
+  dataDir: string,
+  configured?: string,
+): Promise<{ token: string; generated: boolean; path: string }> {
+  const path = `${dataDir}/${TOKEN_FILE}`;
+  if (configured) return { token: configured, generated: false, path };
+  try {
+    const stored = (await Deno.readTextFile(path)).trim();
+    if (stored.length >= 16) return { token: stored, generated: false, path };
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  const token = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  const tmp = `${path}.tmp`;
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
+  try {
+    await file.write(new TextEncoder().encode(token + "\n"));
+    await file.sync();
+  } finally {
+    file.close();
+  }
+  await Deno.chmod(tmp, 0o600);
+  await Deno.rename(tmp, path);
+  return { token, generated: true, path };
+}
+
+/**
+ * Compares two secrets in time that depends only on `expected`'s length, so a
+ * caller cannot learn the token byte by byte from response times.
+ */
+export function constantTimeEqual(given: Uint8Array, expected: Uint8Array): boolean {
+  let diff = given.length ^ expected.length;
+  for (let i = 0; i < expected.length; i++) diff |= expected[i] ^ (given[i] ?? 0);
+  return diff === 0;
+}
