@@ -14,6 +14,7 @@ import {
   setupLogging,
   VERSION,
 } from "./runtime/mod.ts";
+import { deltaCommand } from "./ota/delta/mod.ts";
 
 /** Builds the command tree (exported for tests and the compile check). */
 export function buildProgram(): Command {
@@ -64,6 +65,8 @@ export function buildProgram(): Command {
         );
       }
     });
+
+  program.addCommand(deltaCommand());
 
   return program;
 }

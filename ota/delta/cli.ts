@@ -1,0 +1,142 @@
+/**
+ * `edged delta diff OLD NEW PATCH` and `edged delta patch OLD PATCH NEW`
+ * (MISSION.md, "Command line"). Exit 0 on success, 1 when the operation fails
+ * (a bad patch names the broken rule), 2 on usage errors (commander).
+ */
+import { Command } from "commander";
+import { DeltaError } from "./errors.ts";
+import { applyPatch, diffFiles } from "./files.ts";
+
+// Same values as runtime's EXIT; kept local so the delta tool does not pull in the runtime.
+const EXIT_FAILURE = 1;
+
+/** Renders progress on stderr: a redrawn bar on a terminal, a line per 10 % otherwise. */
+function progressReporter(label: string, quiet: boolean): {
+  update(fraction: number, detail?: string): void;
+  done(): void;
+} {
+  if (quiet) return { update() {}, done() {} };
+  const enc = new TextEncoder();
+  const tty = Deno.stderr.isTerminal();
+  let lastStep = -1;
+  let lastDraw = 0;
+  return {
+    update(fraction, detail = "") {
+      const f = Math.max(0, Math.min(1, fraction));
+      if (tty) {
+        const now = performance.now();
+        if (now - lastDraw < 100 && f < 1) return;
+        lastDraw = now;
+        const width = 30;
+        const full = Math.round(f * width);
+        const bar = "#".repeat(full) + "-".repeat(width - full);
+        Deno.stderr.writeSync(
+          enc.encode(`\r${label} [${bar}] ${(f * 100).toFixed(0).padStart(3)}% ${detail}\x1b[K`),
+        );
+      } else {
+        const step = Math.floor(f * 10);
+        if (step === lastStep) return;
+        lastStep = step;
+        Deno.stderr.writeSync(enc.encode(`${label}: ${step * 10}% ${detail}\n`));
+      }
+    },
+    done() {
+      if (tty) Deno.stderr.writeSync(enc.encode("\n"));
+    },
+  };
+}
+
+function fail(command: string, err: unknown): never {
+  if (err instanceof DeltaError) {
+    console.error(`edged delta ${command}: invalid patch (${err.code}): ${err.message}`);
+  } else if (err instanceof Deno.errors.NotFound) {
+    console.error(`edged delta ${command}: ${err.message}`);
+  } else {
+    console.error(`edged delta ${command}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  Deno.exit(EXIT_FAILURE);
+}
+
+/**
+ * The `delta` command with its `diff` and `patch` sub-commands, for
+ * `program.addCommand(deltaCommand())`.
+ *
+ * @example
+ * ```ts
+ * import { Command } from "commander";
+ * import { deltaCommand } from "./cli.ts";
+ * new Command("edged").addCommand(deltaCommand());
+ * ```
+ */
+export function deltaCommand(): Command {
+  const delta = new Command("delta")
+    .description("BSDIFF40 binary deltas, interchangeable with bsdiff/bspatch 4.3");
+
+  delta.command("diff")
+    .description("write a patch that turns OLD into NEW (same bytes as Debian's bsdiff)")
+    .argument("<old>", "the file the device has")
+    .argument("<new>", "the file it should get")
+    .argument("<patch>", "where to write the BSDIFF40 patch")
+    .option("-q, --quiet", "no progress output")
+    .action(async (old: string, nw: string, patch: string, opts: { quiet?: boolean }) => {
+      const progress = progressReporter("diff", opts.quiet ?? false);
+      const weights = { sort: [0, 0.3], match: [0.3, 0.6], compress: [0.9, 0.1] } as const;
+      try {
+        const size = await diffFiles(old, nw, patch, {
+          onProgress: (phase, f) => {
+            const [start, span] = weights[phase];
+            progress.update(start + span * f, phase);
+          },
+        });
+        progress.done();
+        if (!opts.quiet) console.error(`wrote ${patch} (${size} bytes)`);
+      } catch (err) {
+        progress.done();
+        fail("diff", err);
+      }
+    });
+
+  const patchCommand = delta.command("patch")
+    .description("apply PATCH to OLD and write NEW atomically (hardened bspatch)")
+    .argument("<old>", "the file the patch was made from")
+    .argument("<patch>", "a BSDIFF40 patch")
+    .argument("<new>", "where to write the result (replaced only on success)")
+    .option("--sha256 <hex>", "refuse the result unless it has this SHA-256")
+    .option("--max-size <bytes>", "largest new file to accept", "4294967296")
+    .option("-q, --quiet", "no progress output")
+    .action(
+      async (
+        old: string,
+        patch: string,
+        nw: string,
+        opts: { sha256?: string; maxSize: string; quiet?: boolean },
+      ) => {
+        const maxNewSize = Number(opts.maxSize);
+        if (!Number.isSafeInteger(maxNewSize) || maxNewSize < 0) {
+          patchCommand.error(`--max-size must be a non-negative integer, got "${opts.maxSize}"`, {
+            exitCode: 2,
+          });
+        }
+        if (opts.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(opts.sha256)) {
+          patchCommand.error(`--sha256 must be 64 hex digits, got "${opts.sha256}"`, {
+            exitCode: 2,
+          });
+        }
+        const progress = progressReporter("patch", opts.quiet ?? false);
+        try {
+          const { size, sha256 } = await applyPatch(old, patch, nw, {
+            maxNewSize,
+            expectedSha256: opts.sha256,
+            onProgress: (done, total) => progress.update(total === 0 ? 1 : done / total),
+          });
+          progress.done();
+          if (!opts.quiet) console.error(`wrote ${nw} (${size} bytes, sha256 ${sha256})`);
+        } catch (err) {
+          progress.done();
+          fail("patch", err);
+        }
+      },
+    );
+
+  return delta;
+}
