@@ -238,7 +238,8 @@ export async function loadConfig(
   const known = settings();
   const byEnv = new Map(known.map((s) => [s.env, s]));
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith("EDGED_") || OTHER_ENV.has(name)) continue;
+    // An empty variable counts as unset, as shells and unit files make those easily.
+    if (!name.startsWith("EDGED_") || OTHER_ENV.has(name) || value === "") continue;
     const s = byEnv.get(name);
     if (!s) {
       throw new ConfigError(

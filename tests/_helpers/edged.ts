@@ -1,0 +1,161 @@
+/**
+ * Test helper: starts a real edged process (`deno run main.ts run`) on a free
+ * loopback port with its own data directory, and stops it.
+ *
+ * @module
+ */
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+/** Path of main.ts. */
+export const MAIN = `${ROOT}main.ts`;
+
+/** The permission flags edged runs with (the same as `deno task dev`). */
+export const RUN_FLAGS = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-sys",
+  "--allow-run",
+];
+
+/** A running edged process. */
+export interface EdgedProcess {
+  url: string;
+  token: string;
+  dataDir: string;
+  child: Deno.ChildProcess;
+  /** Every stdout line so far (JSON log lines). */
+  lines: string[];
+  /** `fetch` against the API with the bearer token. */
+  api(path: string, init?: RequestInit): Promise<Response>;
+  /** Sends SIGTERM and waits; resolves with the exit code. */
+  stop(signal?: Deno.Signal): Promise<number>;
+  /** Waits for the process to exit by itself. */
+  exited: Promise<Deno.CommandStatus>;
+}
+
+/** Options for {@linkcode startEdged}. */
+export interface StartOptions {
+  dataDir?: string;
+  env?: Record<string, string>;
+  args?: string[];
+  /** Milliseconds to wait for "listening". @default {20000} */
+  timeoutMs?: number;
+  /** Wait until /readyz answers 200. @default {true} */
+  waitReady?: boolean;
+}
+
+/** Runs `edged` with arbitrary arguments and collects its output. */
+export async function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...RUN_FLAGS, MAIN, ...args],
+    env: { NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Starts edged and waits until it listens (and, by default, is ready). */
+export async function startEdged(options: StartOptions = {}): Promise<EdgedProcess> {
+  const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "edged-test-" });
+  const token = options.env?.EDGED_API_TOKEN ?? "test-token-0123456789abcdef";
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...RUN_FLAGS,
+      MAIN,
+      "run",
+      "--data-dir",
+      dataDir,
+      "--listen",
+      "127.0.0.1:0",
+      ...(options.args ?? []),
+    ],
+    env: { EDGED_API_TOKEN: token, EDGED_LOG_FORMAT: "json", ...options.env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines: string[] = [];
+  const { promise: urlPromise, resolve: resolveUrl } = Promise.withResolvers<string>();
+  (async () => {
+    let buf = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        lines.push(line);
+        try {
+          const rec = JSON.parse(line);
+          if (rec.properties?.url && String(rec.message).startsWith("listening")) {
+            resolveUrl(rec.properties.url);
+          }
+        } catch { /* not JSON */ }
+      }
+    }
+  })();
+  const exited = child.status;
+  const timeoutMs = options.timeoutMs ?? 20000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const url = await Promise.race([
+    urlPromise,
+    exited.then((s) => {
+      throw new Error(`edged exited with ${s.code} before listening:\n${lines.join("\n")}`);
+    }),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`edged did not listen within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    }),
+  ]).finally(() => clearTimeout(timer));
+  const proc: EdgedProcess = {
+    url,
+    token,
+    dataDir,
+    child,
+    lines,
+    exited,
+    api: (path, init = {}) => {
+      const headers = new Headers(init.headers);
+      if (!headers.has("authorization")) headers.set("authorization", `Bearer ${token}`);
+      return fetch(url + path, { ...init, headers });
+    },
+    stop: async (signal: Deno.Signal = "SIGTERM") => {
+      try {
+        child.kill(signal);
+      } catch { /* already gone */ }
+      return (await exited).code;
+    },
+  };
+  if (options.waitReady ?? true) {
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      const res = await fetch(url + "/readyz");
+      await res.body?.cancel();
+      if (res.status === 200) break;
+      if (Date.now() > deadline) throw new Error("edged did not become ready");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return proc;
+}
+
+/** POSTs JSON readings. */
+export function postJson(p: EdgedProcess, body: unknown, path = "/api/v1/data"): Promise<Response> {
+  return p.api(path, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}

@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import { OutboxFullError, ReadingLog, Store, StoreError } from "../../runtime/mod.ts";
+
+Deno.test("store opens in WAL mode with synchronous=FULL", async () => {
+  const store = Store.open(await Deno.makeTempDir());
+  try {
+    assert.equal(
+      (store.db.prepare("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode,
+      "wal",
+    );
+    assert.equal(
+      (store.db.prepare("PRAGMA synchronous").get() as { synchronous: number }).synchronous,
+      2,
+    );
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("migrations run once, in order, and refuse a newer schema", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = Store.open(dir);
+  store.migrate("demo", ["CREATE TABLE demo (a INTEGER)"]);
+  store.migrate("demo", ["CREATE TABLE demo (a INTEGER)", "ALTER TABLE demo ADD COLUMN b TEXT"]);
+  store.db.prepare("INSERT INTO demo (a, b) VALUES (1, 'x')").run();
+  assert.throws(() => store.migrate("demo", ["CREATE TABLE demo (a INTEGER)"]), StoreError);
+  // A failing migration leaves the version where it was.
+  assert.throws(() =>
+    store.migrate("demo", [
+      "CREATE TABLE demo (a INTEGER)",
+      "ALTER TABLE demo ADD COLUMN b TEXT",
+      "CREATE TABLE broken (",
+    ])
+  );
+  const v = store.db.prepare("SELECT version FROM schema_version WHERE component = 'demo'").get();
+  assert.equal((v as { version: number }).version, 2);
+  store.close();
+});
+
+Deno.test("a corrupt database file is refused with a clear error", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeFile(`${dir}/edged.db`, new Uint8Array(8192).fill(0x41));
+  assert.throws(() => Store.open(dir), StoreError);
+});
+
+Deno.test("reading log: pending cap, uplink cursor and retention", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = Store.open(dir);
+  const committed: number[] = [];
+  const log = new ReadingLog(store, {
+    maxPending: 10,
+    retainUplinked: 2,
+    onCommitted: (rows) => committed.push(...rows.map((r) => r.id)),
+  });
+  const r = (v: number) => ({ device_id: "d", metric: "m", value: v, timestamp: 1 });
+  const ids = await Promise.all([log.append([r(1), r(2)]), log.append([r(3)])]);
+  assert.deepEqual(ids, [[1, 2], [3]]);
+  assert.equal(log.commits, 1, "two appends in one tick share a commit");
+  assert.deepEqual(committed, [1, 2, 3]);
+  assert.equal(log.pending, 3);
+  assert.throws(() => log.append(Array.from({ length: 8 }, (_, i) => r(i))), OutboxFullError);
+  assert.deepEqual(log.readAfter(1, 10).map((x) => x.value), [2, 3]);
+  log.markUplinked(3);
+  assert.equal(log.pending, 0);
+  const left = store.db.prepare("SELECT id FROM readings ORDER BY id").all();
+  assert.deepEqual(
+    left.map((x) => (x as { id: number }).id),
+    [2, 3],
+    "retains the last 2 uplinked",
+  );
+  store.close();
+  // The cursor is durable.
+  const reopened = new ReadingLog(Store.open(dir));
+  assert.equal(reopened.uplinkedId, 3);
+  assert.equal(reopened.pending, 0);
+});
