@@ -1,0 +1,35 @@
+/**
+ * Builds every example module (each folder's build.sh) and writes the digest
+ * of the result into its manifest.json as "sha256".
+ *
+ * Run: deno run --allow-read --allow-write --allow-run examples/modules/build.ts
+ *
+ * @module
+ */
+
+const here = new URL(".", import.meta.url).pathname;
+
+for (const entry of [...Deno.readDirSync(here)].sort((a, b) => a.name.localeCompare(b.name))) {
+  if (!entry.isDirectory || entry.name === "node_modules") continue;
+  const dir = `${here}${entry.name}`;
+  try {
+    Deno.statSync(`${dir}/build.sh`);
+  } catch {
+    continue;
+  }
+  const build = await new Deno.Command("sh", { args: [`${dir}/build.sh`] }).output();
+  if (!build.success) {
+    console.error(new TextDecoder().decode(build.stderr));
+    throw new Error(`${entry.name}: build.sh failed with exit code ${build.code}`);
+  }
+  const wasm = await Deno.readFile(`${dir}/module.wasm`);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", wasm));
+  const sha256 = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  const manifestPath = `${dir}/manifest.json`;
+  const manifest = JSON.parse(await Deno.readTextFile(manifestPath));
+  const { name, version, ...rest } = manifest;
+  delete rest.sha256;
+  const next = { name, version, sha256, ...rest };
+  await Deno.writeTextFile(manifestPath, JSON.stringify(next, null, 2) + "\n");
+  console.log(`${entry.name}: ${wasm.length} bytes, sha256 ${sha256}`);
+}

@@ -1,0 +1,145 @@
+/**
+ * The modules HTTP API (MISSION.md "HTTP API"), a Hono sub-app the runtime
+ * mounts at `/api/v1/modules` behind its bearer auth:
+ * `GET /`, `GET|PUT|DELETE /{name}`, `POST /{name}/messages`.
+ * Errors answer `{"error": {"code", "message", "details"?}}`.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { ModuleNotFoundError, ModuleValidationError } from "./errors.ts";
+import { type ModuleHost, ModuleQuarantinedError, PayloadTooLargeError } from "./module_host.ts";
+import type { CallOutcome } from "./instance.ts";
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+function fail(
+  c: Context,
+  status: ContentfulStatusCode,
+  code: string,
+  message: string,
+  details?: string[],
+) {
+  return c.json({ error: { code, message, ...(details ? { details } : {}) } }, status);
+}
+
+/** A published payload as JSON: parsed JSON, else text, else base64. */
+function payloadJson(bytes: Uint8Array): Record<string, unknown> {
+  try {
+    const text = utf8.decode(bytes);
+    try {
+      return { payload: JSON.parse(text) };
+    } catch {
+      return { payload: text };
+    }
+  } catch {
+    return { payload_base64: btoa(String.fromCharCode(...bytes)) };
+  }
+}
+
+/** The JSON answer of a message delivery. */
+export function outcomeJson(out: CallOutcome): Record<string, unknown> {
+  return {
+    status: out.status,
+    published: out.published.map((p) => ({ topic: p.topic, ...payloadJson(p.payload) })),
+    logs: out.logs,
+    fuel_used: out.fuelUsed,
+    ...(out.error ? { error: { code: out.error.kind, message: out.error.message } } : {}),
+  };
+}
+
+/** Builds the Hono app of the modules API over `host`. */
+export function modulesApi(host: ModuleHost): Hono {
+  const app = new Hono();
+
+  app.onError((err, c) => {
+    if (err instanceof ModuleNotFoundError) return fail(c, 404, "module_not_found", err.message);
+    if (err instanceof ModuleValidationError) {
+      return fail(c, 422, "module_invalid", err.message, err.reasons);
+    }
+    if (err instanceof PayloadTooLargeError) return fail(c, 413, "payload_too_large", err.message);
+    if (err instanceof ModuleQuarantinedError) {
+      return fail(c, 409, "module_quarantined", err.message);
+    }
+    throw err;
+  });
+
+  app.get("/", (c) => c.json({ modules: host.names().map((n) => host.status(n)) }));
+  app.get("/:name", (c) => c.json(host.status(c.req.param("name"))));
+
+  app.put("/:name", async (c) => {
+    const name = c.req.param("name");
+    let form: FormData;
+    try {
+      form = await c.req.formData();
+    } catch {
+      return fail(
+        c,
+        400,
+        "bad_request",
+        "body must be multipart/form-data with parts manifest and module",
+      );
+    }
+    const manifestPart = form.get("manifest");
+    const modulePart = form.get("module");
+    if (manifestPart === null) return fail(c, 400, "bad_request", "part manifest is missing");
+    if (!(modulePart instanceof File)) {
+      return fail(c, 400, "bad_request", "part module (the wasm file) is missing");
+    }
+    const manifestText = typeof manifestPart === "string"
+      ? manifestPart
+      : await manifestPart.text();
+    let manifest: unknown;
+    try {
+      manifest = JSON.parse(manifestText);
+    } catch (err) {
+      return fail(c, 422, "module_invalid", "manifest is not valid JSON", [(err as Error).message]);
+    }
+    const mName = (manifest as { name?: unknown })?.name;
+    if (mName !== name) {
+      return fail(
+        c,
+        422,
+        "module_invalid",
+        `manifest name ${JSON.stringify(mName)} differs from the URL name "${name}"`,
+        [
+          `manifest name: must equal "${name}"`,
+        ],
+      );
+    }
+    const existed = host.names().includes(name);
+    const status = await host.install(manifest, new Uint8Array(await modulePart.arrayBuffer()));
+    return c.json(status, existed ? 200 : 201);
+  });
+
+  app.delete("/:name", async (c) => {
+    await host.remove(c.req.param("name"));
+    return c.body(null, 204);
+  });
+
+  app.post("/:name/messages", async (c) => {
+    const name = c.req.param("name");
+    host.status(name); // 404 before reading the body
+    let body: { topic?: unknown; payload?: unknown };
+    try {
+      body = await c.req.json();
+    } catch {
+      return fail(
+        c,
+        400,
+        "bad_request",
+        'body must be JSON {"topic": "...", "payload": <any JSON>}',
+      );
+    }
+    if (typeof body?.topic !== "string" || body.topic.length === 0) {
+      return fail(c, 400, "bad_request", "topic must be a non-empty string");
+    }
+    const payload = new TextEncoder().encode(JSON.stringify(body.payload ?? null));
+    return c.json(outcomeJson(host.deliver(name, body.topic, payload)));
+  });
+
+  return app;
+}

@@ -1,0 +1,203 @@
+/**
+ * The `edge` host functions of ABI v1 (MISSION.md "Module ABI v1"). Each checks
+ * every pointer and length against the module's memory and answers a negative
+ * {@link EdgeError} code instead of throwing: a host exception never reaches
+ * the guest or the runtime.
+ *
+ * @module
+ */
+
+import { posix } from "node:path";
+import type { FuncType } from "../wasm/parse.ts";
+import type { Manifest } from "../manifest.ts";
+import { topicMatches, topicProblem } from "../topics.ts";
+import { MAX_KEY_BYTES } from "../kv.ts";
+import { EdgeError, MAX_PUBLISH_PER_CALL, type ModuleContext } from "./context.ts";
+
+const i32 = "i32" as const;
+const four = { params: [i32, i32, i32, i32], results: [i32] };
+
+/** Type of every `edge` function. */
+export const EDGE_SIGNATURES: Record<string, FuncType> = {
+  log: { params: [i32, i32, i32], results: [] },
+  publish: four,
+  sensor_read: four,
+  kv_get: four,
+  kv_set: four,
+  now_ms: { params: [], results: ["i64"] },
+};
+
+/** Which manifest grant enables an `edge` function. */
+export function grantFor(fn: string): { key: string; granted: (m: Manifest) => boolean } {
+  switch (fn) {
+    case "log":
+      return { key: "log", granted: (m) => m.grants.log };
+    case "publish":
+      return { key: "publish", granted: (m) => m.grants.publish.length > 0 };
+    case "sensor_read":
+      return { key: "sensor", granted: (m) => m.grants.sensor.length > 0 };
+    case "kv_get":
+    case "kv_set":
+      return { key: "kv", granted: (m) => m.grants.kv !== undefined };
+    default:
+      return { key: "clock", granted: (m) => m.grants.clock };
+  }
+}
+
+/** Bytes one `log` call may carry. */
+export const MAX_LOG_BYTES = 1024;
+/** Bytes one `sensor_read` returns at most. */
+export const MAX_SENSOR_BYTES = 65536;
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8Lossy = new TextDecoder();
+
+/** Compiles a sensor path glob: `**` any depth, `*` and `?` within one segment. */
+export function globToRegExp(glob: string): RegExp {
+  let re = "";
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === "*" && glob[i + 1] === "*") {
+      re += ".*";
+      i++;
+    } else if (c === "*") re += "[^/]*";
+    else if (c === "?") re += "[^/]";
+    else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${re}$`);
+}
+
+/**
+ * Resolves a guest's sensor path and checks it against the grants: the
+ * lexically normalised path and the path with every symlink resolved must
+ * both match a grant, so neither `..` nor a link can lead outside them.
+ * Returns the real path, or an error code.
+ */
+export function resolveSensorPath(path: string, grants: RegExp[]): string | number {
+  if (!path.startsWith("/") || path.includes("\0")) return EdgeError.INVALID;
+  const normal = posix.normalize(path);
+  if (!grants.some((g) => g.test(normal))) return EdgeError.DENIED;
+  let real: string;
+  try {
+    real = Deno.realPathSync(normal);
+  } catch {
+    return EdgeError.NOT_FOUND;
+  }
+  if (!grants.some((g) => g.test(real))) return EdgeError.DENIED;
+  return real;
+}
+
+function readSensor(real: string, out: Uint8Array): number {
+  let file: Deno.FsFile | undefined;
+  try {
+    // Only regular files: a FIFO or device could block the host or never end.
+    if (!Deno.statSync(real).isFile) return EdgeError.DENIED;
+    file = Deno.openSync(real, { read: true });
+    const cap = Math.min(out.length, MAX_SENSOR_BYTES);
+    let n = 0;
+    while (n < cap) {
+      const got = file.readSync(out.subarray(n, cap));
+      if (got === null || got === 0) break;
+      n += got;
+    }
+    return n;
+  } catch {
+    return EdgeError.IO;
+  } finally {
+    file?.close();
+  }
+}
+
+/** Builds the `edge` import object with exactly the functions `ctx.manifest` grants. */
+export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[]) => unknown> {
+  const m = ctx.manifest;
+  const fns: Record<string, (...args: never[]) => unknown> = {};
+  const maxPayload = m.limits.max_payload_bytes;
+  const sensorGrants = m.grants.sensor.map(globToRegExp);
+
+  if (m.grants.log) {
+    fns.log = (level: number, ptr: number, len: number): void => {
+      const n = len >>> 0;
+      const bytes = ctx.bytes(ptr, Math.min(n, MAX_LOG_BYTES));
+      if (!bytes) {
+        ctx.log(3, `[edged] log: bad pointer or length (ptr ${ptr}, len ${len})`);
+        return;
+      }
+      const text = utf8Lossy.decode(bytes) +
+        (n > MAX_LOG_BYTES ? ` [truncated from ${n} bytes]` : "");
+      ctx.log(Math.max(0, Math.min(3, level | 0)), text);
+    };
+  }
+
+  if (m.grants.publish.length > 0) {
+    fns.publish = (tp: number, tl: number, pp: number, pl: number): number => {
+      if ((pl >>> 0) > maxPayload) return EdgeError.TOO_BIG;
+      const tb = ctx.bytes(tp, tl);
+      const pb = ctx.bytes(pp, pl);
+      if (!tb || !pb) return EdgeError.FAULT;
+      let topic: string;
+      try {
+        topic = utf8.decode(tb);
+      } catch {
+        return EdgeError.INVALID;
+      }
+      if (topicProblem(topic)) return EdgeError.INVALID;
+      if (!m.grants.publish.some((f) => topicMatches(f, topic))) return EdgeError.DENIED;
+      if (ctx.call.published.length >= MAX_PUBLISH_PER_CALL) return EdgeError.QUOTA;
+      ctx.call.published.push({ topic, payload: pb.slice() });
+      return 0;
+    };
+  }
+
+  if (sensorGrants.length > 0) {
+    fns.sensor_read = (pp: number, pl: number, op: number, oc: number): number => {
+      const pb = ctx.bytes(pp, pl);
+      const out = ctx.bytes(op, oc);
+      if (!pb || !out || pb.length > 4096) return EdgeError.FAULT;
+      let path: string;
+      try {
+        path = utf8.decode(pb);
+      } catch {
+        return EdgeError.INVALID;
+      }
+      const real = resolveSensorPath(path, sensorGrants);
+      return typeof real === "number" ? real : readSensor(real, out);
+    };
+  }
+
+  if (m.grants.kv && ctx.kv) {
+    const kv = ctx.kv;
+    const maxBytes = m.grants.kv.max_bytes;
+    fns.kv_get = (kp: number, kl: number, op: number, oc: number): number => {
+      const key = ctx.bytes(kp, kl);
+      const out = ctx.bytes(op, oc);
+      if (!key || !out) return EdgeError.FAULT;
+      if (key.length > MAX_KEY_BYTES) return EdgeError.TOO_BIG;
+      try {
+        const value = kv.get(ctx.name, key);
+        if (value === undefined) return EdgeError.NOT_FOUND;
+        if (value.length > out.length) return EdgeError.TOO_BIG;
+        out.set(value);
+        return value.length;
+      } catch {
+        return EdgeError.IO;
+      }
+    };
+    fns.kv_set = (kp: number, kl: number, vp: number, vl: number): number => {
+      const key = ctx.bytes(kp, kl);
+      const value = ctx.bytes(vp, vl);
+      if (!key || !value) return EdgeError.FAULT;
+      if (key.length === 0 || key.length > MAX_KEY_BYTES) return EdgeError.TOO_BIG;
+      try {
+        return kv.set(ctx.name, key.slice(), value.slice(), maxBytes) === "ok"
+          ? 0
+          : EdgeError.QUOTA;
+      } catch {
+        return EdgeError.IO;
+      }
+    };
+  }
+
+  if (m.grants.clock) fns.now_ms = (): bigint => BigInt(Date.now());
+  return fns;
+}

@@ -1,0 +1,161 @@
+/**
+ * One live instance of a validated module: instantiation, the guest entry
+ * points (start, `_initialize`, `edge_init`, `edge_alloc` + `edge_on_message`),
+ * each bounded by the manifest's fuel, and the classification of faults.
+ *
+ * @module
+ */
+
+import { type FaultKind, ModuleFault } from "./errors.ts";
+import {
+  CallState,
+  type LogLine,
+  type LogSink,
+  ModuleContext,
+  type Published,
+} from "./host/context.ts";
+import { edgeImports } from "./host/edge.ts";
+import { flushOutput, WASI_MODULE, WasiExit, wasiImports } from "./host/wasi.ts";
+import type { KvStore } from "./kv.ts";
+import { FUEL_EXPORT, START_EXPORT, type ValidatedModule } from "./validate.ts";
+
+/** What one guest call did (the answer of `POST /api/v1/modules/{name}/messages`). */
+export interface CallOutcome {
+  /** `edge_on_message`'s return value (0 = handled), or null after a fault. */
+  status: number | null;
+  published: Published[];
+  logs: LogLine[];
+  /** Fuel the call consumed (0 when the module is not metered). */
+  fuelUsed: number;
+  /** Set when the call faulted. */
+  error?: { kind: FaultKind; message: string };
+}
+
+/** What an instance needs from its host. */
+export interface InstanceDeps {
+  kv?: KvStore;
+  logSink: LogSink;
+  logRate?: { perSecond: number; burst: number };
+}
+
+type Exports = {
+  memory: WebAssembly.Memory;
+  edge_alloc: (n: number) => number;
+  edge_on_message: (tp: number, tl: number, pp: number, pl: number) => number;
+  edge_init?: () => number;
+  _initialize?: () => void;
+  [FUEL_EXPORT]?: WebAssembly.Global;
+  [START_EXPORT]?: () => void;
+};
+
+/** A running instance of one module version. */
+export class GuestInstance {
+  readonly ctx: ModuleContext;
+  readonly #exports: Exports;
+  readonly #budget: bigint;
+
+  private constructor(readonly validated: ValidatedModule, ctx: ModuleContext, exports: Exports) {
+    this.ctx = ctx;
+    this.#exports = exports;
+    this.#budget = BigInt(validated.manifest.limits.fuel_per_message);
+  }
+
+  /**
+   * Instantiates `validated` and runs its initialisers (start function,
+   * `_initialize`, `edge_init`), each with a full fuel budget.
+   * @throws {ModuleFault} when an initialiser faults or `edge_init` returns non-zero.
+   */
+  static create(validated: ValidatedModule, deps: InstanceDeps): GuestInstance {
+    const m = validated.manifest;
+    const ctx = new ModuleContext(m.name, m, deps.kv, deps.logSink, deps.logRate);
+    const imports: WebAssembly.Imports = { edge: edgeImports(ctx) };
+    if (m.grants.wasi) imports[WASI_MODULE] = wasiImports(ctx);
+    let raw: WebAssembly.Instance;
+    try {
+      raw = new WebAssembly.Instance(validated.module, imports);
+    } catch (cause) {
+      throw new ModuleFault("host", `instantiation failed: ${(cause as Error).message}`, { cause });
+    }
+    const exports = raw.exports as unknown as Exports;
+    ctx.memory = exports.memory;
+    const inst = new GuestInstance(validated, ctx, exports);
+    for (
+      const [what, fn] of [
+        ["start function", exports[START_EXPORT]],
+        ["_initialize", exports._initialize],
+        ["edge_init", exports.edge_init],
+      ] as const
+    ) {
+      if (!fn) continue;
+      const out = inst.#run(() => fn());
+      if (out.error) throw new ModuleFault(out.error.kind, `${what}: ${out.error.message}`);
+      if (what === "edge_init" && out.status !== 0) {
+        throw new ModuleFault("trap", `edge_init returned ${out.status} (0 means ready)`);
+      }
+    }
+    return inst;
+  }
+
+  /** Bytes of linear memory the instance holds now. */
+  get memoryBytes(): number {
+    return this.#exports.memory.buffer.byteLength;
+  }
+
+  /** Delivers one message: `edge_alloc`, copy in, `edge_on_message`, all within one fuel budget. */
+  call(topic: Uint8Array, payload: Uint8Array): CallOutcome {
+    const e = this.#exports;
+    return this.#run(() => {
+      const total = topic.length + payload.length;
+      const ptr = e.edge_alloc(total);
+      const buf = this.ctx.bytes(ptr, total);
+      if (!buf || (ptr === 0 && total > 0)) {
+        throw new ModuleFault("trap", `edge_alloc(${total}) returned an unusable pointer ${ptr}`);
+      }
+      buf.set(topic);
+      buf.set(payload, topic.length);
+      return e.edge_on_message(ptr, topic.length, ptr + topic.length, payload.length);
+    });
+  }
+
+  #run(fn: () => number | void): CallOutcome {
+    const ctx = this.ctx;
+    ctx.call = new CallState();
+    const fuel = this.#exports[FUEL_EXPORT];
+    if (fuel) fuel.value = this.#budget;
+    let status: number | null = null;
+    let error: CallOutcome["error"];
+    try {
+      status = (fn() as number | undefined) ?? 0;
+    } catch (err) {
+      const kind = this.#classify(err, fuel);
+      const message = kind === "fuel"
+        ? `fuel exhausted: the call used more than limits.fuel_per_message (${this.#budget})`
+        : err instanceof Error
+        ? err.message
+        : String(err);
+      error = { kind, message };
+    }
+    flushOutput(ctx, true);
+    let fuelUsed = 0;
+    if (fuel) {
+      const left = fuel.value as bigint;
+      fuelUsed = Number(left < 0n ? this.#budget : this.#budget - left);
+    }
+    const published = error ? [] : ctx.call.published;
+    return { status: error ? null : status, published, logs: ctx.call.logs, fuelUsed, error };
+  }
+
+  #classify(err: unknown, fuel: WebAssembly.Global | undefined): FaultKind {
+    if (err instanceof ModuleFault) return err.kind;
+    if (err instanceof WasiExit) return "exit";
+    if (err instanceof RangeError && /call stack/i.test(err.message)) return "stack_overflow";
+    if (err instanceof WebAssembly.RuntimeError) {
+      if (fuel && (fuel.value as bigint) < 0n) return "fuel";
+      const cap = this.validated.manifest.limits.memory_bytes;
+      // A trap while memory sits at its cap is most likely an allocator giving up.
+      if (this.memoryBytes + 65536 > cap) return "memory";
+      return "trap";
+    }
+    return "host";
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * The module manifest (MISSION.md "Module ABI v1"): its schema, defaults and
+ * parsing. Unknown keys are refused so a typo cannot silently drop a limit.
+ *
+ * @module
+ */
+
+import { z } from "zod";
+import { filterProblem } from "./topics.ts";
+import { ModuleValidationError } from "./errors.ts";
+
+/** Hard ceilings no manifest may exceed, whatever it asks for. */
+export const CEILINGS = {
+  /** 4 GiB: all a 32-bit memory can address. */
+  memoryBytes: 65536 * 65536,
+  fuelPerMessage: 10_000_000_000,
+  maxPayloadBytes: 16 * 1024 * 1024,
+  messagesPerSecond: 100_000,
+  kvMaxBytes: 64 * 1024 * 1024,
+} as const;
+
+const filter = z.string().superRefine((f, ctx) => {
+  const p = filterProblem(f);
+  if (p) ctx.addIssue({ code: "custom", message: p });
+});
+
+const sensorGlob = z.string().min(1).refine(
+  (g) => g.startsWith("/") && !g.split("/").includes(".."),
+  {
+    message: "sensor grant must be an absolute path glob without '..' segments",
+  },
+);
+
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+
+/** The zod schema of a manifest. */
+export const manifestSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, {
+    message:
+      "name must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit",
+  }),
+  version: z.string().regex(/^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]*)?$/, {
+    message: "version must be semantic (MAJOR.MINOR.PATCH)",
+  }),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, { message: "sha256 must be 64 lowercase hex digits" })
+    .optional(),
+  subscribe: z.array(filter).max(64).default([]),
+  grants: z.strictObject({
+    log: z.boolean().default(false),
+    publish: z.array(filter).max(64).default([]),
+    sensor: z.array(sensorGlob).max(64).default([]),
+    kv: z.strictObject({ max_bytes: int(0, CEILINGS.kvMaxBytes) }).optional(),
+    clock: z.boolean().default(false),
+    random: z.boolean().default(false),
+    wasi: z.boolean().default(false),
+  }).prefault({}),
+  limits: z.strictObject({
+    memory_bytes: int(65536, CEILINGS.memoryBytes).default(16 * 1024 * 1024),
+    fuel_per_message: int(1, CEILINGS.fuelPerMessage).default(50_000_000),
+    max_payload_bytes: int(0, CEILINGS.maxPayloadBytes).default(65536),
+    messages_per_second: int(1, CEILINGS.messagesPerSecond).default(1000),
+  }).prefault({}),
+});
+
+/** A parsed manifest with defaults applied. */
+export type Manifest = z.infer<typeof manifestSchema>;
+
+/**
+ * Parses a manifest from JSON text or a value.
+ * @throws {ModuleValidationError} listing every field that is wrong.
+ * @example
+ * ```ts
+ * import { parseManifest } from "./manifest.ts";
+ * const m = parseManifest({ name: "a", version: "1.0.0" });
+ * console.log(m.limits.fuel_per_message); // 50000000
+ * ```
+ */
+export function parseManifest(input: unknown): Manifest {
+  let value = input;
+  if (typeof input === "string") {
+    try {
+      value = JSON.parse(input);
+    } catch (cause) {
+      throw new ModuleValidationError([`manifest is not valid JSON: ${(cause as Error).message}`], {
+        cause,
+      });
+    }
+  }
+  const result = manifestSchema.safeParse(value);
+  if (!result.success) {
+    throw new ModuleValidationError(
+      result.error.issues.map((i) =>
+        `manifest ${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`
+      ),
+      { cause: result.error },
+    );
+  }
+  return result.data;
+}

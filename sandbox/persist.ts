@@ -1,0 +1,111 @@
+/**
+ * Installed modules on disk: `<dir>/<name>/<sha256>/{manifest.json,module.wasm}`
+ * and `<dir>/<name>/current` naming the digest in use. `current` is replaced by
+ * rename after the version directory is fsynced, so a power cut leaves either
+ * the old or the new version installed, never a mix.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+
+/** One installed module as stored. */
+export interface StoredModule {
+  name: string;
+  manifestJson: string;
+  bytes: Uint8Array;
+}
+
+function writeSynced(path: string, data: Uint8Array | string): void {
+  const f = Deno.openSync(path, { write: true, create: true, truncate: true });
+  try {
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    let off = 0;
+    while (off < bytes.length) off += f.writeSync(bytes.subarray(off));
+    f.syncSync();
+  } finally {
+    f.close();
+  }
+}
+
+function syncDir(path: string): void {
+  try {
+    const d = Deno.openSync(path, { read: true });
+    try {
+      d.syncSync();
+    } finally {
+      d.close();
+    }
+  } catch {
+    // Some filesystems refuse fsync on directories; the rename is still atomic.
+  }
+}
+
+/** Reads and writes installed modules under one directory. */
+export class ModuleStore {
+  constructor(readonly dir: string) {}
+
+  /** Stores a version and makes it current. */
+  save(name: string, sha256: string, manifestJson: string, bytes: Uint8Array): void {
+    const moduleDir = join(this.dir, name);
+    const versionDir = join(moduleDir, sha256);
+    Deno.mkdirSync(versionDir, { recursive: true });
+    writeSynced(join(versionDir, "module.wasm"), bytes);
+    writeSynced(join(versionDir, "manifest.json"), manifestJson);
+    syncDir(versionDir);
+    const tmp = join(moduleDir, `current.tmp-${crypto.randomUUID()}`);
+    writeSynced(tmp, sha256);
+    Deno.renameSync(tmp, join(moduleDir, "current"));
+    syncDir(moduleDir);
+    for (const e of Deno.readDirSync(moduleDir)) {
+      if (e.isDirectory && e.name !== sha256) {
+        Deno.removeSync(join(moduleDir, e.name), { recursive: true });
+      }
+    }
+  }
+
+  /** Removes a module; no error when it is absent. */
+  remove(name: string): void {
+    const moduleDir = join(this.dir, name);
+    const trash = join(this.dir, `.removed-${name}-${crypto.randomUUID()}`);
+    try {
+      Deno.renameSync(moduleDir, trash);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return;
+      throw err;
+    }
+    syncDir(this.dir);
+    Deno.removeSync(trash, { recursive: true });
+  }
+
+  /** Every installed module; unreadable entries are returned as errors. */
+  loadAll(): (StoredModule | { name: string; error: Error })[] {
+    const out: (StoredModule | { name: string; error: Error })[] = [];
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(this.dir)];
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return out;
+      throw err;
+    }
+    for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+      if (e.name.startsWith(".removed-")) {
+        Deno.removeSync(join(this.dir, e.name), { recursive: true });
+        continue;
+      }
+      if (!e.isDirectory) continue;
+      try {
+        const moduleDir = join(this.dir, e.name);
+        const sha = Deno.readTextFileSync(join(moduleDir, "current")).trim();
+        out.push({
+          name: e.name,
+          manifestJson: Deno.readTextFileSync(join(moduleDir, sha, "manifest.json")),
+          bytes: Deno.readFileSync(join(moduleDir, sha, "module.wasm")),
+        });
+      } catch (error) {
+        out.push({ name: e.name, error: error as Error });
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * The load-time checks of a module against its manifest (MISSION.md "Module
+ * ABI v1"): digest, structure, imports against grants, ABI exports, memory and
+ * table declarations; then instrumentation and compilation. The runtime and
+ * `edged module validate` both call {@link validateModule}.
+ *
+ * @module
+ */
+
+import { formatFuncType, type FuncType, type ModuleInfo, parseModule } from "./wasm/parse.ts";
+import { FUEL_EXPORT, instrument } from "./wasm/meter.ts";
+import { WasmFormatError } from "./wasm/reader.ts";
+import { ModuleValidationError } from "./errors.ts";
+import type { Manifest } from "./manifest.ts";
+import { EDGE_SIGNATURES, grantFor } from "./host/edge.ts";
+import { WASI_MODULE, WASI_SIGNATURES } from "./host/wasi.ts";
+
+/** Entries any table may declare or grow to. */
+export const DEFAULT_TABLE_MAX_ENTRIES = 100_000;
+
+/** Options for {@link validateModule}. */
+export interface ValidateOptions {
+  /** Insert fuel metering (switch off only to measure its cost). @default true */
+  meter?: boolean;
+  /** Table size ceiling. @default 100000 */
+  tableMaxEntries?: number;
+}
+
+/** A module that passed every check, ready to instantiate. */
+export interface ValidatedModule {
+  manifest: Manifest;
+  /** Lowercase hex SHA-256 of the original bytes. */
+  sha256: string;
+  /** Size of the original bytes. */
+  size: number;
+  info: ModuleInfo;
+  /** The instrumented, compiled module. */
+  module: WebAssembly.Module;
+  /** Whether the module exports the start function as `__edged_start`. */
+  metered: boolean;
+}
+
+const I32 = "i32" as const;
+/** Exports of ABI v1 and their types; `optional` ones may be absent. */
+const ABI_EXPORTS: { name: string; type: FuncType; optional: boolean }[] = [
+  { name: "edge_alloc", type: { params: [I32], results: [I32] }, optional: false },
+  {
+    name: "edge_on_message",
+    type: { params: [I32, I32, I32, I32], results: [I32] },
+    optional: false,
+  },
+  { name: "edge_init", type: { params: [], results: [I32] }, optional: true },
+  { name: "_initialize", type: { params: [], results: [] }, optional: true },
+];
+
+const sameType = (a: FuncType, b: FuncType) =>
+  a.params.length === b.params.length && a.results.length === b.results.length &&
+  a.params.every((p, i) => p === b.params[i]) && a.results.every((p, i) => p === b.results[i]);
+
+/** Lowercase hex SHA-256 of `bytes`. */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Every reason the imports break the manifest's grants (empty when fine). */
+export function checkImports(info: ModuleInfo, manifest: Manifest): string[] {
+  const reasons: string[] = [];
+  for (const imp of info.imports) {
+    const what = `import ${imp.module}.${imp.name}`;
+    if (imp.kind !== "func") {
+      reasons.push(
+        `${what}: imported ${imp.kind}s are not allowed (a module defines and exports its own memory)`,
+      );
+      continue;
+    }
+    let expected: FuncType | undefined;
+    if (imp.module === "edge") {
+      expected = EDGE_SIGNATURES[imp.name];
+      if (!expected) {
+        reasons.push(
+          `${what}: unknown host function (edge offers ${Object.keys(EDGE_SIGNATURES).join(", ")})`,
+        );
+        continue;
+      }
+      const grant = grantFor(imp.name);
+      if (!grant.granted(manifest)) {
+        reasons.push(`${what}: not granted by the manifest (needs grants.${grant.key})`);
+        continue;
+      }
+    } else if (imp.module === WASI_MODULE) {
+      expected = WASI_SIGNATURES[imp.name];
+      if (!expected) {
+        reasons.push(`${what}: unknown WASI preview 1 function`);
+        continue;
+      }
+      if (!manifest.grants.wasi) {
+        reasons.push(`${what}: not granted by the manifest (needs grants.wasi)`);
+        continue;
+      }
+    } else {
+      reasons.push(
+        `${what}: unknown import module "${imp.module}" (only "edge" and "${WASI_MODULE}")`,
+      );
+      continue;
+    }
+    if (!sameType(imp.type!, expected)) {
+      reasons.push(
+        `${what}: has type ${formatFuncType(imp.type!)}, expected ${formatFuncType(expected)}`,
+      );
+    }
+  }
+  return reasons;
+}
+
+/** Every reason the exports break ABI v1 (empty when fine). */
+export function checkExports(info: ModuleInfo): string[] {
+  const reasons: string[] = [];
+  const byName = new Map(info.exports.map((e) => [e.name, e]));
+  const mem = byName.get("memory");
+  if (!mem || mem.kind !== "memory") {
+    reasons.push("export memory: missing (ABI v1 requires an exported memory)");
+  }
+  for (const abi of ABI_EXPORTS) {
+    const e = byName.get(abi.name);
+    if (!e) {
+      if (!abi.optional) reasons.push(`export ${abi.name}: missing (ABI v1 requires it)`);
+      continue;
+    }
+    const t = e.kind === "func" ? info.functionTypes[e.index] : undefined;
+    if (!t) reasons.push(`export ${abi.name}: must be a function`);
+    else if (!sameType(t, abi.type)) {
+      reasons.push(
+        `export ${abi.name}: has type ${formatFuncType(t)}, expected ${formatFuncType(abi.type)}`,
+      );
+    }
+  }
+  for (const e of info.exports) {
+    if (e.name.startsWith("__edged")) {
+      reasons.push(`export ${e.name}: names starting with __edged are reserved`);
+    }
+  }
+  return reasons;
+}
+
+/** Every reason memory and tables break the limits (empty when fine). */
+export function checkLimits(
+  info: ModuleInfo,
+  manifest: Manifest,
+  tableMaxEntries: number,
+): string[] {
+  const reasons: string[] = [];
+  const capPages = Math.floor(manifest.limits.memory_bytes / 65536);
+  if (info.memories.length === 0 && !info.imports.some((i) => i.kind === "memory")) {
+    reasons.push("memory: the module defines no memory");
+  }
+  if (info.memories.length > 1) {
+    reasons.push(`memory: ${info.memories.length} memories declared, at most 1 allowed`);
+  }
+  for (const m of info.memories) {
+    if (m.memory64) reasons.push("memory: 64-bit memories are not supported");
+    if (m.shared) reasons.push("memory: shared memories are not supported");
+    if (m.min > capPages) {
+      reasons.push(
+        `memory: declared minimum ${m.min} pages (${
+          m.min * 65536
+        } bytes) exceeds limits.memory_bytes ` +
+          `${manifest.limits.memory_bytes} (${capPages} pages)`,
+      );
+    }
+  }
+  info.tables.forEach((t, i) => {
+    if (t.min > tableMaxEntries) {
+      reasons.push(
+        `table ${i}: declared minimum ${t.min} entries exceeds the limit of ${tableMaxEntries}`,
+      );
+    }
+  });
+  return reasons;
+}
+
+/**
+ * Runs every load-time check and returns the instrumented, compiled module.
+ * @throws {ModuleValidationError} with every reason the module is refused.
+ */
+export async function validateModule(
+  bytes: Uint8Array,
+  manifest: Manifest,
+  options: ValidateOptions = {},
+): Promise<ValidatedModule> {
+  const { meter = true, tableMaxEntries = DEFAULT_TABLE_MAX_ENTRIES } = options;
+  const reasons: string[] = [];
+  if (bytes.length === 0) throw new ModuleValidationError(["module is empty (0 bytes)"]);
+  const sha256 = await sha256Hex(bytes);
+  if (manifest.sha256 && manifest.sha256 !== sha256) {
+    reasons.push(`sha256: manifest says ${manifest.sha256}, the module's digest is ${sha256}`);
+  }
+  let info: ModuleInfo;
+  try {
+    info = parseModule(bytes);
+  } catch (cause) {
+    if (!(cause instanceof WasmFormatError)) throw cause;
+    throw new ModuleValidationError([...reasons, `malformed module: ${cause.message}`], { cause });
+  }
+  reasons.push(...checkImports(info, manifest), ...checkExports(info));
+  reasons.push(...checkLimits(info, manifest, tableMaxEntries));
+  if (reasons.length > 0) throw new ModuleValidationError(reasons);
+
+  let wasm: Uint8Array;
+  try {
+    wasm = instrument(bytes, info, {
+      memoryMaxPages: Math.floor(manifest.limits.memory_bytes / 65536),
+      tableMaxEntries,
+      meter,
+      exportStartAs: meter ? START_EXPORT : undefined,
+    });
+  } catch (cause) {
+    if (!(cause instanceof WasmFormatError)) throw cause;
+    throw new ModuleValidationError([`malformed module: ${cause.message}`], { cause });
+  }
+  let module: WebAssembly.Module;
+  try {
+    module = await WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>);
+  } catch (cause) {
+    throw new ModuleValidationError([`invalid module: ${(cause as Error).message}`], { cause });
+  }
+  return { manifest, sha256, size: bytes.length, info, module, metered: meter };
+}
+
+/** Export name under which the rewriter exposes the module's start function. */
+export const START_EXPORT = "__edged_start";
+export { FUEL_EXPORT };
