@@ -15,6 +15,7 @@ import {
   VERSION,
 } from "./runtime/mod.ts";
 import { deltaCommand } from "./ota/delta/mod.ts";
+import { moduleCommand } from "./sandbox/mod.ts";
 
 /** Builds the command tree (exported for tests and the compile check). */
 export function buildProgram(): Command {
@@ -67,6 +68,7 @@ export function buildProgram(): Command {
     });
 
   program.addCommand(deltaCommand());
+  program.addCommand(moduleCommand());
 
   return program;
 }

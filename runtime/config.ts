@@ -64,7 +64,18 @@ const updateSchema = z.strictObject({
   check_interval_s: z.number().int().min(10).max(30 * 86400).default(3600),
 });
 
-const modulesSchema = z.strictObject({});
+const modulesSchema = z.strictObject({
+  /** Module folders (manifest.json + module.wasm) installed at start unless already installed. */
+  preload: z.array(z.string().min(1)).default([]),
+  /** Messages waiting per module before new ones are dropped (counted). */
+  queue_capacity: z.number().int().min(1).max(1_000_000).default(256),
+  /** Consecutive faults that put a module in quarantine. */
+  fault_limit: z.number().int().min(1).max(1000).default(3),
+  /** First quarantine back-off in milliseconds; doubles up to 5 minutes. */
+  quarantine_ms: z.number().int().min(1).max(300_000).default(1000),
+  /** Log lines per second a module may write to the device log (burst 5x). */
+  log_lines_per_second: z.number().int().min(1).max(100_000).default(20),
+});
 
 /** The whole configuration schema. */
 export const configSchema = z.strictObject({

@@ -17,6 +17,7 @@ import { ReadingLog, type StoredReading } from "./readings.ts";
 import { Store } from "./store.ts";
 import { ensureApiToken } from "./token.ts";
 import { VERSION } from "./version.ts";
+import { modulesComponent } from "../sandbox/mod.ts";
 
 const log = getLogger(["edged", "runtime"]);
 
@@ -44,8 +45,21 @@ export interface RunOptions {
  * Builds the components of the runtime from the shared services. Each later
  * subsystem (sandbox, MQTT, updater) adds its construction here.
  */
-function createComponents(_ctx: RuntimeContext): Component[] {
-  return [];
+function createComponents(ctx: RuntimeContext): Component[] {
+  const m = ctx.config.modules;
+  return [
+    modulesComponent({
+      dataDir: ctx.dataDir,
+      bus: ctx.bus,
+      store: ctx.store,
+      metrics: ctx.metrics,
+      preload: m.preload,
+      queueCapacity: m.queue_capacity,
+      faultLimit: m.fault_limit,
+      quarantineMs: m.quarantine_ms,
+      logLinesPerSecond: m.log_lines_per_second,
+    }),
+  ];
 }
 
 const encoder = new TextEncoder();

@@ -36,6 +36,16 @@ export interface BusLike {
   subscribe(filter: string, handler: (msg: BusMessageLike) => void): () => void;
 }
 
+/** The part of the runtime's Metrics registry the sandbox needs. */
+export interface MetricsLike {
+  gauge(
+    name: string,
+    help: string,
+    labelNames: readonly string[],
+    collect: (set: (v: number, labels?: Record<string, string>) => void) => void,
+  ): unknown;
+}
+
 /** Options of {@link ModuleHost}. */
 export interface ModuleHostOptions {
   /** Installed modules are kept in `<dataDir>/modules`. */
@@ -55,6 +65,8 @@ export interface ModuleHostOptions {
   preload?: string[];
   /** Fuel metering; off only for benchmarks. @default true */
   meter?: boolean;
+  /** Registry for per-module gauges (scraped at /metrics). */
+  metrics?: MetricsLike;
 }
 
 /** Lifecycle state of an installed module. */
@@ -150,7 +162,7 @@ class Record_ {
 
 /** Runs installed modules. Create one per runtime; see {@link ModuleHost.component}. */
 export class ModuleHost {
-  readonly #opts: Required<Omit<ModuleHostOptions, "preload">> & { preload: string[] };
+  readonly #opts: Required<Omit<ModuleHostOptions, "preload" | "metrics">> & { preload: string[] };
   readonly #records = new Map<string, Record_>();
   readonly #kv: KvStore;
   readonly #disk: ModuleStore;
@@ -174,6 +186,54 @@ export class ModuleHost {
     }
     this.#kv = new SqliteKv(options.store);
     this.#disk = new ModuleStore(join(options.dataDir, "modules"));
+    if (options.metrics) this.#registerMetrics(options.metrics);
+  }
+
+  #registerMetrics(metrics: MetricsLike): void {
+    const each = (fn: (r: ModuleStatus) => void) => {
+      for (const name of this.names()) fn(this.status(name));
+    };
+    metrics.gauge("edged_modules", "Installed modules by state.", ["state"], (set) => {
+      const counts: Record<ModuleState, number> = { running: 0, quarantined: 0, failed: 0 };
+      each((s) => counts[s.state]++);
+      for (const [state, n] of Object.entries(counts)) set(n, { state });
+    });
+    metrics.gauge(
+      "edged_module_messages",
+      "Messages per module since load: in (delivered), out (published), dropped.",
+      ["module", "direction"],
+      (set) =>
+        each((s) => {
+          set(s.messages_in, { module: s.name, direction: "in" });
+          set(s.messages_out, { module: s.name, direction: "out" });
+          const d = s.dropped;
+          set(d.rate + d.overflow + d.quarantine + d.oversize, {
+            module: s.name,
+            direction: "dropped",
+          });
+        }),
+    );
+    metrics.gauge(
+      "edged_module_faults",
+      "Faults per module and kind.",
+      ["module", "kind"],
+      (set) =>
+        each((s) => {
+          for (const [kind, n] of Object.entries(s.faults)) set(n, { module: s.name, kind });
+        }),
+    );
+    metrics.gauge(
+      "edged_module_fuel_used",
+      "Fuel consumed per module since load.",
+      ["module"],
+      (set) => each((s) => set(s.fuel_used, { module: s.name })),
+    );
+    metrics.gauge(
+      "edged_module_memory_bytes",
+      "Linear memory per module.",
+      ["module"],
+      (set) => each((s) => set(s.memory_bytes, { module: s.name })),
+    );
   }
 
   /** Loads installed modules, then preloads; resolves once all are running. */
