@@ -1,0 +1,63 @@
+/**
+ * Error classes of the TUF client. Each names the rule that was broken, so a
+ * caller (and a test) can tell a rollback from an expired role from a bad
+ * signature without parsing messages.
+ *
+ * @module
+ */
+
+/** Base class of every TUF failure. */
+export class TufError extends Error {
+  /** Creates the error; `options.cause` keeps the underlying failure. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Metadata does not follow the format of the specification (section 4). */
+export class FormatError extends TufError {}
+
+/** Fewer than `threshold` valid signatures from the role's keys (section 5.3.4, 5.4.3, ...). */
+export class UnsignedMetadataError extends TufError {}
+
+/** Metadata `expires` is in the past (freeze attack, section 5.3.10, 5.4.4, 5.5.6, 5.6.4). */
+export class ExpiredMetadataError extends TufError {}
+
+/**
+ * A version is not the one expected: lower than trusted (rollback, 5.4.3.2,
+ * 5.5.5), or different from the one the parent names (5.5.3, 5.6.3).
+ */
+export class BadVersionError extends TufError {}
+
+/** Same version as the trusted copy: nothing new, keep what we have (5.4.3.2). */
+export class EqualVersionError extends TufError {}
+
+/** Downloaded bytes do not match the length or hashes recorded for them (5.5.2, 5.6.2, 5.7.3). */
+export class LengthOrHashMismatchError extends TufError {}
+
+/** The server sent more bytes than the allowed maximum (endless data attack). */
+export class DownloadLengthError extends TufError {}
+
+/** The server answered with an HTTP error status. */
+export class DownloadHttpError extends TufError {
+  /** HTTP status code of the answer. */
+  readonly status: number;
+  /** Creates the error for `status`. */
+  constructor(message: string, status: number, options?: ErrorOptions) {
+    super(message, options);
+    this.status = status;
+  }
+}
+
+/** The server was too slow: no progress within the timeout (slow retrieval attack). */
+export class DownloadTimeoutError extends TufError {}
+
+/** Any other network failure (connection refused, reset, DNS). */
+export class DownloadError extends TufError {}
+
+/** The requested target path is not listed by any trusted targets role. */
+export class TargetNotFoundError extends TufError {}
+
+/** Local trusted metadata is missing or unusable (client not initialised). */
+export class TrustStoreError extends TufError {}
