@@ -15,6 +15,8 @@ import {
   VERSION,
 } from "./runtime/mod.ts";
 import { deltaCommand } from "./ota/delta/mod.ts";
+import { repoCommand } from "./ota/repo/mod.ts";
+import { tufClientCommand } from "./ota/tuf/mod.ts";
 import { moduleCommand } from "./sandbox/mod.ts";
 
 /** Builds the command tree (exported for tests and the compile check). */
@@ -68,6 +70,8 @@ export function buildProgram(): Command {
     });
 
   program.addCommand(deltaCommand());
+  program.addCommand(repoCommand());
+  program.addCommand(tufClientCommand());
   program.addCommand(moduleCommand());
 
   return program;

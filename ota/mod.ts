@@ -4,3 +4,5 @@
  * @module
  */
 export * from "./delta/mod.ts";
+export * from "./tuf/mod.ts";
+export * from "./repo/mod.ts";

@@ -1,0 +1,67 @@
+/** Small helpers of the repository tool: durations, expiry stamps, version order. */
+import { RepoError } from "./errors.ts";
+
+const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+
+/** Parses a duration such as "30d", "12h", "1w" into milliseconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+)([smhdw])$/.exec(text.trim());
+  if (!m || Number(m[1]) === 0) {
+    throw new RangeError(
+      `duration must look like 7d, 12h, 2w (a positive number and s|m|h|d|w), got "${text}"`,
+    );
+  }
+  return Number(m[1]) * UNITS[m[2]] * 1000;
+}
+
+/** The TUF `expires` stamp (section 4.1: "YYYY-MM-DDTHH:MM:SSZ") `ms` after `now`. */
+export function expiresIn(now: Date, ms: number): string {
+  return new Date(now.getTime() + ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/**
+ * Orders versions like semver: numeric dot-separated parts compared as
+ * numbers, a pre-release (after "-") before the release itself, build
+ * metadata (after "+") ignored.
+ */
+export function compareVersions(a: string, b: string): number {
+  const split = (v: string) => {
+    const [core, pre] = v.split("+")[0].split(/-(.*)/s);
+    return { core: core.split("."), pre };
+  };
+  const x = split(a);
+  const y = split(b);
+  const cmpPart = (p: string | undefined, q: string | undefined): number => {
+    if (p === q) return 0;
+    if (p === undefined) return -1;
+    if (q === undefined) return 1;
+    const pn = /^\d+$/.test(p);
+    const qn = /^\d+$/.test(q);
+    if (pn && qn) return Number(p) - Number(q);
+    if (pn !== qn) return pn ? -1 : 1;
+    return p < q ? -1 : 1;
+  };
+  for (let i = 0; i < Math.max(x.core.length, y.core.length); i++) {
+    const d = cmpPart(x.core[i] ?? "0", y.core[i] ?? "0");
+    if (d !== 0) return d;
+  }
+  if (x.pre === y.pre) return 0;
+  if (x.pre === undefined) return 1;
+  if (y.pre === undefined) return -1;
+  const xp = x.pre.split(".");
+  const yp = y.pre.split(".");
+  for (let i = 0; i < Math.max(xp.length, yp.length); i++) {
+    const d = cmpPart(xp[i], yp[i]);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** Throws {@link RepoError} unless `value` is a safe single path segment (letters, digits, `._+-`). */
+export function checkSegment(what: string, value: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(value) || value.includes("..")) {
+    throw new RepoError(
+      `${what} must start with a letter or digit and contain only letters, digits and ._+-, got "${value}"`,
+    );
+  }
+}

@@ -1,0 +1,28 @@
+/**
+ * The TUF repository tool (`edged repo`): keys, signing, releases with
+ * BSDIFF40 deltas, modules, key rotation, and a static server with Range
+ * and ETag support.
+ *
+ * @module
+ */
+export { repoCommand } from "./cli.ts";
+export { RepoError } from "./errors.ts";
+export { generateKey, loadKeys, type SigningKey } from "./keystore.ts";
+export {
+  type AddedTarget,
+  type AddReleaseOptions,
+  consistentTargetPath,
+  DEFAULT_CONFIG,
+  type InitOptions,
+  type OpenOptions,
+  type RepoConfig,
+  Repository,
+  type RoleName,
+  ROLES,
+} from "./repository.ts";
+export {
+  type ServeOptions,
+  serveRepository,
+  staticHandler,
+  type StaticHandlerOptions,
+} from "./serve.ts";
