@@ -52,26 +52,73 @@ export function bsdiffSync(
   nw: Uint8Array,
   options: BsdiffOptions = {},
 ): Uint8Array {
-  const { onProgress } = options;
-  for (const [name, b] of [["old", old], ["new", nw]] as const) {
-    if (b.length > MAX_SIZE) {
-      throw new RangeError(`bsdiff: ${name} input is ${b.length} bytes, the limit is ${MAX_SIZE}`);
+  const core = new Diffcore();
+  const oldPtr = core.put(checkSize("old", old.length) && old);
+  const newPtr = core.put(checkSize("new", nw.length) && nw);
+  return diffInCore(core, oldPtr, old.length, newPtr, nw.length, options);
+}
+
+/**
+ * {@linkcode bsdiff} over two files, read straight into wasm memory so the
+ * inputs are held once, not twice.
+ */
+export async function bsdiffFiles(
+  oldPath: string | URL,
+  newPath: string | URL,
+  options: BsdiffOptions = {},
+): Promise<Uint8Array> {
+  using oldFile = await Deno.open(oldPath, { read: true });
+  using newFile = await Deno.open(newPath, { read: true });
+  const oldSize = (await oldFile.stat()).size;
+  const newSize = (await newFile.stat()).size;
+  checkSize("old", oldSize);
+  checkSize("new", newSize);
+  const core = new Diffcore();
+  const oldPtr = core.alloc(oldSize);
+  const newPtr = core.alloc(newSize);
+  for (
+    const [file, ptr, size, name] of [[oldFile, oldPtr, oldSize, oldPath], [
+      newFile,
+      newPtr,
+      newSize,
+      newPath,
+    ]] as const
+  ) {
+    let off = 0;
+    while (off < size) {
+      // A fresh view each time: wasm memory does not grow during reads.
+      const n = await file.read(core.bytes(ptr + off, size - off));
+      if (n === null) throw new Error(`bsdiff: ${name} shrank while being read`);
+      off += n;
     }
   }
-  const core = new Diffcore();
-  const x = core.exports;
-  const oldSize = old.length;
-  const newSize = nw.length;
+  return diffInCore(core, oldPtr, oldSize, newPtr, newSize, options);
+}
 
+function checkSize(name: string, size: number): true {
+  if (size > MAX_SIZE) {
+    throw new RangeError(`bsdiff: ${name} input is ${size} bytes, the limit is ${MAX_SIZE}`);
+  }
+  return true;
+}
+
+function diffInCore(
+  core: Diffcore,
+  oldPtr: number,
+  oldSize: number,
+  newPtr: number,
+  newSize: number,
+  options: BsdiffOptions,
+): Uint8Array {
+  const { onProgress } = options;
+  const x = core.exports;
   onProgress?.("sort", 0);
-  const oldPtr = core.put(old);
   const I = core.alloc(4 * (oldSize + 1));
   if (x.dc_suffix_array(oldPtr, oldSize, I) !== 0) {
     throw new RangeError(`bsdiff: out of wasm memory sorting a ${oldSize}-byte old file`);
   }
   onProgress?.("sort", 1);
 
-  const newPtr = core.put(nw);
   const db = core.alloc(newSize + 1);
   const eb = core.alloc(newSize + 1);
   const ctrlPtr = core.alloc(12 * CTRL_BATCH);

@@ -3,6 +3,7 @@
  * old file held in memory and writes the new file to a sink in 1 MiB pieces,
  * so memory stays at old + patch bookkeeping, never old + new + whole blocks.
  */
+import { readWhole } from "./_read.ts";
 import { createHash } from "node:crypto";
 import { Bz2Reader } from "./bz2/bz2.ts";
 import { DeltaError } from "./errors.ts";
@@ -59,14 +60,11 @@ export async function bspatch(
   sink: WritableStream<Uint8Array>,
   options: BspatchOptions = {},
 ): Promise<BspatchResult> {
-  const { maxNewSize = 2 ** 32, onProgress, signal } = options;
-  if (!Number.isSafeInteger(maxNewSize) || maxNewSize < 0) {
-    throw new RangeError(`maxNewSize must be a non-negative safe integer, got ${maxNewSize}`);
-  }
   const writer = sink.getWriter();
   try {
-    const oldBytes = old instanceof Uint8Array ? old : await Deno.readFile(old);
-    const result = await apply(oldBytes, patch, writer, maxNewSize, onProgress, signal);
+    const oldBytes = old instanceof Uint8Array ? old : await readWhole(old);
+    // The sink may keep chunks, so each gets its own copy.
+    const result = await patchInto(oldBytes, patch, (c) => writer.write(c.slice()), options);
     await writer.close();
     return result;
   } catch (e) {
@@ -77,10 +75,28 @@ export async function bspatch(
   }
 }
 
+/**
+ * The patch loop behind {@linkcode bspatch}: `write` gets each piece of the new
+ * file in order, and the piece is reused once the returned promise settles,
+ * so a caller that writes straight to a file allocates nothing per piece.
+ */
+export async function patchInto(
+  old: Uint8Array,
+  patch: PatchInput,
+  write: (piece: Uint8Array) => Promise<void>,
+  options: BspatchOptions = {},
+): Promise<BspatchResult> {
+  const { maxNewSize = 2 ** 32, onProgress, signal } = options;
+  if (!Number.isSafeInteger(maxNewSize) || maxNewSize < 0) {
+    throw new RangeError(`maxNewSize must be a non-negative safe integer, got ${maxNewSize}`);
+  }
+  return await apply(old, patch, write, maxNewSize, onProgress, signal);
+}
+
 async function apply(
   old: Uint8Array,
   patch: PatchInput,
-  writer: WritableStreamDefaultWriter<Uint8Array>,
+  write: (piece: Uint8Array) => Promise<void>,
   maxNewSize: number,
   onProgress: BspatchOptions["onProgress"],
   signal: AbortSignal | undefined,
@@ -99,14 +115,13 @@ async function apply(
     let triples = 0;
     let oldPos = 0;
     let newPos = 0;
-    let buf = new Uint8Array(Math.min(CHUNK, Math.max(newSize, 1)));
+    const buf = new Uint8Array(Math.min(CHUNK, Math.max(newSize, 1)));
     let fill = 0;
     const flush = async () => {
       if (fill === 0) return;
-      const piece = fill === buf.length ? buf : buf.slice(0, fill);
+      const piece = buf.subarray(0, fill);
       hash.update(piece);
-      await writer.write(piece);
-      buf = new Uint8Array(Math.min(CHUNK, Math.max(newSize - newPos, 1)));
+      await write(piece);
       fill = 0;
       onProgress?.(newPos, newSize);
       signal?.throwIfAborted();
@@ -120,7 +135,8 @@ async function apply(
             `(stopped at new offset ${newPos})`,
         );
       }
-      await ctrl.readFull(triple);
+      const got = ctrl.fill(triple);
+      if (got < 24) await ctrl.readFull(triple, got);
       const addLen = offtin(triple, 0);
       const copyLen = offtin(triple, 8);
       const seek = offtin(triple, 16);
@@ -150,7 +166,8 @@ async function apply(
       while (left > 0) {
         const n = Math.min(left, buf.length - fill);
         const piece = buf.subarray(fill, fill + n);
-        await diff.readFull(piece);
+        const got = diff.fill(piece);
+        if (got < n) await diff.readFull(piece, got);
         for (let i = 0; i < n; i++) piece[i] += old[oldPos + i];
         oldPos += n;
         newPos += n;
@@ -163,7 +180,9 @@ async function apply(
       left = copyLen;
       while (left > 0) {
         const n = Math.min(left, buf.length - fill);
-        await extra.readFull(buf.subarray(fill, fill + n));
+        const piece = buf.subarray(fill, fill + n);
+        const got = extra.fill(piece);
+        if (got < n) await extra.readFull(piece, got);
         newPos += n;
         fill += n;
         left -= n;

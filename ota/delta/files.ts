@@ -2,10 +2,11 @@
  * File-level delta operations that never leave a half-written result: output
  * goes to a temporary file beside the target, is fsynced, then renamed over it.
  */
+import { readWhole } from "./_read.ts";
 import { dirname, join } from "node:path";
-import { bsdiff, type BsdiffOptions } from "./bsdiff.ts";
+import { bsdiffFiles, type BsdiffOptions } from "./bsdiff.ts";
 import { DeltaError } from "./errors.ts";
-import { bspatch, type BspatchOptions, type BspatchResult } from "./bspatch.ts";
+import { type BspatchOptions, type BspatchResult, patchInto } from "./bspatch.ts";
 
 /** Options for {@linkcode applyPatch}. */
 export interface ApplyPatchOptions extends BspatchOptions {
@@ -37,19 +38,16 @@ async function syncDir(path: string): Promise<void> {
 async function writeAtomically<T>(
   target: string,
   mode: number | undefined,
-  produce: (sink: WritableStream<Uint8Array>) => Promise<T>,
+  produce: (write: (chunk: Uint8Array) => Promise<void>) => Promise<T>,
 ): Promise<T> {
   const tmp = tempPathFor(target);
   const file = await Deno.open(tmp, { write: true, createNew: true, mode: mode ?? 0o644 });
   let closed = false;
   try {
-    const sink = new WritableStream<Uint8Array>({
-      async write(chunk) {
-        let off = 0;
-        while (off < chunk.length) off += await file.write(chunk.subarray(off));
-      },
+    const result = await produce(async (chunk) => {
+      let off = 0;
+      while (off < chunk.length) off += await file.write(chunk.subarray(off));
     });
-    const result = await produce(sink);
     await file.sync();
     file.close();
     closed = true;
@@ -73,7 +71,7 @@ async function writeAtomically<T>(
  * import { applyPatch } from "./files.ts";
  * const { sha256 } = await applyPatch("edged-1.0", "1.0-1.1.bsdiff", "edged-1.1");
  * ```
- * @throws {DeltaError} if the patch is invalid (see {@linkcode bspatch}).
+ * @throws {DeltaError} if the patch is invalid (see `bspatch`).
  */
 export async function applyPatch(
   oldPath: string,
@@ -81,10 +79,10 @@ export async function applyPatch(
   newPath: string,
   options: ApplyPatchOptions = {},
 ): Promise<BspatchResult> {
-  const old = await Deno.readFile(oldPath);
+  const old = await readWhole(oldPath);
   const mode = options.mode ?? ((await Deno.stat(oldPath)).mode ?? 0o644) & 0o7777;
-  return await writeAtomically(newPath, mode, async (sink) => {
-    const result = await bspatch(old, patchPath, sink, options);
+  return await writeAtomically(newPath, mode, async (write) => {
+    const result = await patchInto(old, patchPath, write, options);
     const want = options.expectedSha256?.toLowerCase();
     if (want !== undefined && result.sha256 !== want) {
       throw new DeltaError(
@@ -112,12 +110,7 @@ export async function diffFiles(
   patchPath: string,
   options: BsdiffOptions = {},
 ): Promise<number> {
-  const [old, nw] = await Promise.all([Deno.readFile(oldPath), Deno.readFile(newPath)]);
-  const patch = await bsdiff(old, nw, options);
-  await writeAtomically(patchPath, undefined, async (sink) => {
-    const w = sink.getWriter();
-    await w.write(patch);
-    await w.close();
-  });
+  const patch = await bsdiffFiles(oldPath, newPath, options);
+  await writeAtomically(patchPath, undefined, (write) => write(patch));
   return patch.length;
 }

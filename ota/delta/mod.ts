@@ -7,7 +7,7 @@
  * @module
  */
 export { bspatch, type BspatchOptions, type BspatchResult, type PatchInput } from "./bspatch.ts";
-export { bsdiff, type BsdiffOptions, bsdiffSync } from "./bsdiff.ts";
+export { bsdiff, bsdiffFiles, type BsdiffOptions, bsdiffSync } from "./bsdiff.ts";
 export { applyPatch, type ApplyPatchOptions, diffFiles } from "./files.ts";
 export { DeltaError, type DeltaErrorCode } from "./errors.ts";
 export { parseHeader, type PatchHeader } from "./format.ts";

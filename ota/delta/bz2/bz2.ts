@@ -119,31 +119,45 @@ export class Bz2Reader {
   }
 
   /**
-   * Fills `dst` completely from the stream.
-   * @throws {DeltaError} `bzip2-truncated` if the stream ends first, `bzip2-corrupt` on bad data.
+   * Fills `dst` from `from` on as far as possible without waiting for more
+   * compressed input; returns how far `dst` is filled. Lets the patch loop
+   * skip a promise per control triple.
    */
-  async readFull(dst: Uint8Array): Promise<void> {
-    let off = 0;
+  fill(dst: Uint8Array, from = 0): number {
+    let off = from;
     while (off < dst.length) {
       if (this.#outStart === this.#outEnd) {
-        if (this.#ended) {
-          throw new DeltaError(
-            "bzip2-truncated",
-            `${this.name} stream: bzip2 data ends after ${this.#produced} bytes, ` +
-              `but the control block needs ${dst.length - off} more`,
-          );
-        }
-        await this.#step();
+        if (this.#ended) break;
+        if (this.#inStart === this.#inEnd && !this.#sourceDone) break;
+        this.#decode();
         continue;
       }
       const n = Math.min(dst.length - off, this.#outEnd - this.#outStart);
-      dst.set(
-        heap().subarray(this.#outPtr + this.#outStart, this.#outPtr + this.#outStart + n),
-        off,
-      );
+      const at = this.#outPtr + this.#outStart;
+      dst.set(heap().subarray(at, at + n), off);
       this.#outStart += n;
       this.#produced += n;
       off += n;
+    }
+    return off;
+  }
+
+  /**
+   * Fills `dst` completely (from `from` on), waiting for input as needed.
+   * @throws {DeltaError} `bzip2-truncated` if the stream ends first, `bzip2-corrupt` on bad data.
+   */
+  async readFull(dst: Uint8Array, from = 0): Promise<void> {
+    let off = this.fill(dst, from);
+    while (off < dst.length) {
+      if (this.#ended && this.#outStart === this.#outEnd) {
+        throw new DeltaError(
+          "bzip2-truncated",
+          `${this.name} stream: bzip2 data ends after ${this.#produced} bytes, ` +
+            `but the control block needs ${dst.length - off} more`,
+        );
+      }
+      await this.#refill();
+      off = this.fill(dst, off);
     }
   }
 
@@ -152,9 +166,9 @@ export class Bz2Reader {
    * end-of-stream marker (which verifies the last block's and the stream's CRC).
    */
   async expectEnd(): Promise<void> {
-    while (!this.#ended) {
-      if (this.#outStart !== this.#outEnd) break;
-      await this.#step();
+    while (!this.#ended && this.#outStart === this.#outEnd) {
+      if (this.#inStart === this.#inEnd && !this.#sourceDone) await this.#refill();
+      else this.#decode();
     }
     if (this.#outStart !== this.#outEnd) {
       throw new DeltaError(
@@ -174,17 +188,20 @@ export class Bz2Reader {
     m.bz_free(this.#outPtr);
   }
 
-  async #step(): Promise<void> {
-    if (this.#inStart === this.#inEnd && !this.#sourceDone) {
-      const chunk = await this.source.read(IN_CAP);
-      if (chunk === null) {
-        this.#sourceDone = true;
-      } else {
-        heap().set(chunk, this.#inPtr);
-        this.#inStart = 0;
-        this.#inEnd = chunk.length;
-      }
+  async #refill(): Promise<void> {
+    if (this.#inStart !== this.#inEnd || this.#sourceDone) return;
+    const chunk = await this.source.read(IN_CAP);
+    if (chunk === null) {
+      this.#sourceDone = true;
+    } else {
+      heap().set(chunk, this.#inPtr);
+      this.#inStart = 0;
+      this.#inEnd = chunk.length;
     }
+  }
+
+  /** One libbz2 call over the buffered input; output replaces the (empty) out buffer. */
+  #decode(): void {
     const m = bz2();
     const inLen = this.#inEnd - this.#inStart;
     const ret = m.dec_run(this.#stream, this.#inPtr + this.#inStart, inLen, this.#outPtr, OUT_CAP);
