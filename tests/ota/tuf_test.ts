@@ -248,12 +248,18 @@ Deno.test("attack: snapshot rolling targets back to an older version is refused"
     const client = await s.client();
     await client.refresh(); // trusts targets v2
     // An attacker with the online snapshot and timestamp keys points at targets v1.
-    const snap = parse(await s.read("metadata/snapshot.json")).signed as Record<string, any>;
+    const snap = parse(await s.read("metadata/snapshot.json")).signed as {
+      version: number;
+      meta: unknown;
+    };
     const oldTargets = await s.read("metadata/1.targets.json");
     snap.version += 1;
     snap.meta = { "targets.json": { version: 1 } };
     const snapBytes = await forge(s.dir, "snapshot", snap);
-    const ts = parse(await s.read("metadata/timestamp.json")).signed as Record<string, any>;
+    const ts = parse(await s.read("metadata/timestamp.json")).signed as {
+      version: number;
+      meta: unknown;
+    };
     ts.version += 1;
     ts.meta = { "snapshot.json": { version: snap.version } };
     const tsBytes = await forge(s.dir, "timestamp", ts);
