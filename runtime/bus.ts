@@ -161,6 +161,12 @@ export class Bus {
     return delivered;
   }
 
+  /** Whether any subscription matches `topic` (lets publishers skip encoding). */
+  wants(topic: string): boolean {
+    for (const sub of this.#subs) if (topicMatches(sub.filter, topic)) return true;
+    return false;
+  }
+
   /** Number of live subscriptions. */
   get subscriptions(): number {
     return this.#subs.size;

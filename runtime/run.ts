@@ -66,14 +66,17 @@ const encoder = new TextEncoder();
 
 /** Publishes committed readings on the bus as `sensors/{device_id}/{metric}`. */
 function publishReadings(bus: Bus, rows: StoredReading[]): void {
+  if (bus.subscriptions === 0) return;
   for (const r of rows) {
+    const topic = `sensors/${r.device_id}/${r.metric}`;
+    if (!bus.wants(topic)) continue;
     const payload = encoder.encode(JSON.stringify({
       device_id: r.device_id,
       metric: r.metric,
       value: r.value,
       timestamp: r.timestamp,
     }));
-    bus.publish(`sensors/${r.device_id}/${r.metric}`, payload, "ingest");
+    bus.publish(topic, payload, "ingest");
   }
 }
 

@@ -118,7 +118,13 @@ export async function startEdged(options: StartOptions = {}): Promise<EdgedProce
         timeoutMs,
       );
     }),
-  ]).finally(() => clearTimeout(timer));
+  ]).catch(async (err) => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await exited;
+    throw err;
+  }).finally(() => clearTimeout(timer));
   const proc: EdgedProcess = {
     url,
     token,

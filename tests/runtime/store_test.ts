@@ -74,3 +74,38 @@ Deno.test("reading log: pending cap, uplink cursor and retention", async () => {
   assert.equal(reopened.uplinkedId, 3);
   assert.equal(reopened.pending, 0);
 });
+
+Deno.test("reading ids keep growing after retention empties the table", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = Store.open(dir);
+  const log = new ReadingLog(store, { retainUplinked: 0 });
+  const r = (v: number) => ({ device_id: "d", metric: "m", value: v, timestamp: 1 });
+  const ids = await log.append(Array.from({ length: 120 }, (_, i) => r(i)));
+  assert.deepEqual(ids, Array.from({ length: 120 }, (_, i) => i + 1), "contiguous across chunks");
+  log.markUplinked(120);
+  assert.equal(
+    (store.db.prepare("SELECT count(*) AS n FROM readings").get() as { n: number }).n,
+    0,
+  );
+  store.close();
+  const again = new ReadingLog(Store.open(dir));
+  assert.deepEqual(await again.append([r(1)]), [121]);
+  assert.equal(again.pending, 1);
+});
+
+Deno.test("without forwarding, nothing is pending and retention bounds the table", async () => {
+  const store = Store.open(await Deno.makeTempDir());
+  const log = new ReadingLog(store, { forward: false, retainUplinked: 100, maxPending: 10 });
+  for (let i = 0; i < 25; i++) {
+    await log.append(
+      Array.from(
+        { length: 1000 },
+        (_, v) => ({ device_id: "d", metric: "m", value: v, timestamp: 1 }),
+      ),
+    );
+  }
+  assert.equal(log.pending, 0);
+  const n = (store.db.prepare("SELECT count(*) AS n FROM readings").get() as { n: number }).n;
+  assert.ok(n <= 100 + 10_000, `table holds ${n} rows`);
+  store.close();
+});

@@ -1,0 +1,112 @@
+/**
+ * Load generation for benchmarks: wrk when installed (the reference tool),
+ * otherwise a bounded Deno loop; plus RSS of a process.
+ *
+ * @module
+ */
+
+/** What one load run measured. */
+export interface LoadResult {
+  requestsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  non2xx: number;
+  tool: string;
+}
+
+/** Options for {@linkcode runLoad}. */
+export interface LoadOptions {
+  url: string;
+  body: string;
+  headers: Record<string, string>;
+  durationS: number;
+  connections: number;
+  threads: number;
+}
+
+function hasWrk(): boolean {
+  try {
+    return new Deno.Command("wrk", { args: ["-v"], stdout: "null", stderr: "null" }).outputSync()
+      .code !== 127;
+  } catch {
+    return false;
+  }
+}
+
+function toMs(v: string, unit: string): number {
+  const n = Number(v);
+  return unit === "us" ? n / 1000 : unit === "s" ? n * 1000 : unit === "m" ? n * 60000 : n;
+}
+
+/** Runs a POST load against `url` for `durationS` seconds. */
+export async function runLoad(o: LoadOptions): Promise<LoadResult> {
+  if (hasWrk()) return await runWrk(o);
+  return await runDenoLoad(o);
+}
+
+async function runWrk(o: LoadOptions): Promise<LoadResult> {
+  const dir = await Deno.makeTempDir();
+  const lua = `${dir}/post.lua`;
+  const headerLines = Object.entries(o.headers).map(([k, v]) =>
+    `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`
+  ).join("\n");
+  await Deno.writeTextFile(
+    lua,
+    `wrk.method = "POST"\nwrk.body = ${JSON.stringify(o.body)}\n${headerLines}\n` +
+      `done = function(summary, latency, requests)\n` +
+      `  io.write(string.format("NON2XX %d\\n", summary.errors.status))\nend\n`,
+  );
+  const out = await new Deno.Command("wrk", {
+    args: [
+      `-t${o.threads}`,
+      `-c${o.connections}`,
+      `-d${o.durationS}s`,
+      "--latency",
+      "-s",
+      lua,
+      o.url,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1]);
+  const pct = (p: string) => {
+    const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s|m)`).exec(text);
+    return m ? toMs(m[1], m[2]) : NaN;
+  };
+  const non2xx = Number(/NON2XX (\d+)/.exec(text)?.[1] ?? 0);
+  if (!Number.isFinite(rps)) throw new Error(`could not parse wrk output:\n${text}`);
+  return { requestsPerSec: rps, p50Ms: pct("50"), p99Ms: pct("99"), non2xx, tool: "wrk" };
+}
+
+async function runDenoLoad(o: LoadOptions): Promise<LoadResult> {
+  const latencies: number[] = [];
+  let non2xx = 0;
+  const end = performance.now() + o.durationS * 1000;
+  await Promise.all(Array.from({ length: o.connections }, async () => {
+    while (performance.now() < end) {
+      const t0 = performance.now();
+      const res = await fetch(o.url, { method: "POST", headers: o.headers, body: o.body });
+      await res.body?.cancel();
+      if (res.status >= 300) non2xx++;
+      latencies.push(performance.now() - t0);
+    }
+  }));
+  latencies.sort((a, b) => a - b);
+  const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))];
+  return {
+    requestsPerSec: latencies.length / o.durationS,
+    p50Ms: q(0.5),
+    p99Ms: q(0.99),
+    non2xx,
+    tool: "deno fetch loop",
+  };
+}
+
+/** Current and peak resident set size of `pid`, in MiB (Linux /proc). */
+export function rssMiB(pid: number): { rss: number; peak: number } {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
+  return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
+}

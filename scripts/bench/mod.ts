@@ -1,0 +1,67 @@
+/**
+ * `deno task bench [section...] [--quick]`: runs every benchmark section (or
+ * the named ones), prints one markdown table and writes it to
+ * `bench-report.md`.
+ *
+ * @module
+ */
+import { type BenchOptions, type BenchRow, renderTable } from "./_report.ts";
+
+type Section = (opts: BenchOptions) => Promise<BenchRow[]>;
+
+/** Sections by name; each file exports `run`. */
+const SECTIONS: Record<string, () => Promise<{ run: Section }>> = {
+  ingest: () => import("./ingest.ts"),
+};
+
+async function discover(): Promise<Record<string, () => Promise<{ run: Section }>>> {
+  const all = { ...SECTIONS };
+  for (const entry of Deno.readDirSync(new URL(".", import.meta.url))) {
+    const m = /^([a-z0-9_-]+)\.ts$/.exec(entry.name);
+    if (!m || m[1] === "mod" || m[1].startsWith("_") || all[m[1]]) continue;
+    all[m[1]] = () => import(`./${entry.name}`);
+  }
+  return all;
+}
+
+if (import.meta.main) {
+  const args = Deno.args.filter((a) => !a.startsWith("--"));
+  const quick = Deno.args.includes("--quick");
+  const sections = await discover();
+  const names = args.length > 0 ? args : Object.keys(sections).sort();
+  const unknown = names.filter((n) => !sections[n]);
+  if (unknown.length > 0) {
+    console.error(`unknown bench section(s): ${unknown.join(", ")}; known: ${Object.keys(sections).join(", ")}`);
+    Deno.exit(2);
+  }
+  const cacheDir = new URL("../../.bench-cache/", import.meta.url).pathname;
+  await Deno.mkdir(cacheDir, { recursive: true });
+  const rows: BenchRow[] = [];
+  for (const name of names) {
+    console.error(`== bench ${name}${quick ? " (quick)" : ""}`);
+    try {
+      const mod = await sections[name]();
+      const got = await mod.run({ quick, cacheDir });
+      rows.push(...got);
+      console.error(renderTable(got));
+    } catch (err) {
+      console.error(`bench ${name} failed: ${(err as Error).stack ?? err}`);
+      rows.push({
+        section: name,
+        metric: "section failed",
+        edged: NaN,
+        anchor: null,
+        anchorName: "",
+        unit: "",
+        target: "",
+        note: String((err as Error).message ?? err).slice(0, 200),
+      });
+    }
+  }
+  const table = renderTable(rows);
+  const report = `# edged benchmark report\n\n${new Date().toISOString()}, ${Deno.build.target}, ${
+    navigator.hardwareConcurrency
+  } cores${quick ? ", quick mode" : ""}\n\n${table}`;
+  await Deno.writeTextFile("bench-report.md", report);
+  console.log(table);
+}
