@@ -9,16 +9,12 @@ import { type BenchOptions, type BenchRow, renderTable } from "./_report.ts";
 
 type Section = (opts: BenchOptions) => Promise<BenchRow[]>;
 
-/** Sections by name; each file exports `run`. */
-const SECTIONS: Record<string, () => Promise<{ run: Section }>> = {
-  ingest: () => import("./ingest.ts"),
-};
-
-async function discover(): Promise<Record<string, () => Promise<{ run: Section }>>> {
-  const all = { ...SECTIONS };
+/** Every `<name>.ts` beside this file (but `mod.ts` and `_*.ts`) is a section exporting `run`. */
+function discover(): Record<string, () => Promise<{ run: Section }>> {
+  const all: Record<string, () => Promise<{ run: Section }>> = {};
   for (const entry of Deno.readDirSync(new URL(".", import.meta.url))) {
     const m = /^([a-z0-9_-]+)\.ts$/.exec(entry.name);
-    if (!m || m[1] === "mod" || m[1].startsWith("_") || all[m[1]]) continue;
+    if (!m || m[1] === "mod") continue;
     all[m[1]] = () => import(`./${entry.name}`);
   }
   return all;
@@ -27,7 +23,7 @@ async function discover(): Promise<Record<string, () => Promise<{ run: Section }
 if (import.meta.main) {
   const args = Deno.args.filter((a) => !a.startsWith("--"));
   const quick = Deno.args.includes("--quick");
-  const sections = await discover();
+  const sections = discover();
   const names = args.length > 0 ? args : Object.keys(sections).sort();
   const unknown = names.filter((n) => !sections[n]);
   if (unknown.length > 0) {
