@@ -19,6 +19,8 @@ const MiB = 1 << 20;
 
 interface Measured {
   seconds: number;
+  /** User + system CPU seconds (from GNU time), or null without it. */
+  cpuSeconds: number | null;
   /** Peak RSS in MiB, or null without GNU time. */
   rssMiB: number | null;
 }
@@ -36,7 +38,7 @@ async function measure(cmd: string, args: string[]): Promise<Measured> {
   const gnuTime = haveGnuTime();
   const rssFile = await Deno.makeTempFile();
   const argv = gnuTime
-    ? ["/usr/bin/time", "-f", "%M", "-o", rssFile, cmd, ...args]
+    ? ["/usr/bin/time", "-f", "%M %U %S", "-o", rssFile, cmd, ...args]
     : [cmd, ...args];
   const t0 = performance.now();
   const out = await new Deno.Command(argv[0], {
@@ -49,11 +51,17 @@ async function measure(cmd: string, args: string[]): Promise<Measured> {
   if (!out.success) {
     throw new Error(`${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
   }
-  const rssKiB = gnuTime
-    ? Number((await Deno.readTextFile(rssFile)).trim().split("\n").pop())
-    : NaN;
+  // GNU time prints one line "%M %U %S" (after any warning lines).
+  const fields = gnuTime
+    ? (await Deno.readTextFile(rssFile)).trim().split("\n").pop()!.split(" ").map(Number)
+    : [];
   await Deno.remove(rssFile);
-  return { seconds, rssMiB: Number.isFinite(rssKiB) ? rssKiB / 1024 : null };
+  const [rssKiB, user, sys] = fields;
+  return {
+    seconds,
+    cpuSeconds: Number.isFinite(user) && Number.isFinite(sys) ? user + sys : null,
+    rssMiB: Number.isFinite(rssKiB) ? rssKiB / 1024 : null,
+  };
 }
 
 /** Fetches one release binary with `npm pack` into the cache (once). */
@@ -170,6 +178,15 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
       note: "edged time includes deno startup",
     });
     row({
+      metric: "patch CPU time (user+sys)",
+      edged: ePatch.cpuSeconds ?? NaN,
+      anchor: cPatch.cpuSeconds,
+      anchorName: "Debian bspatch 4.3",
+      unit: "s",
+      target: "≤ 1.5× anchor",
+      note: "less sensitive than wall time to other load on the machine",
+    });
+    row({
       metric: "patch peak RSS",
       edged: ePatch.rssMiB ?? NaN,
       anchor: cPatch.rssMiB,
@@ -181,6 +198,14 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
       metric: `diff time, ${pair}`,
       edged: eDiff.seconds,
       anchor: cDiff.seconds,
+      anchorName: "Debian bsdiff 4.3",
+      unit: "s",
+      target: "≤ 1.0× anchor",
+    });
+    row({
+      metric: "diff CPU time (user+sys)",
+      edged: eDiff.cpuSeconds ?? NaN,
+      anchor: cDiff.cpuSeconds,
       anchorName: "Debian bsdiff 4.3",
       unit: "s",
       target: "≤ 1.0× anchor",

@@ -190,21 +190,39 @@ static inline int32_t common_prefix(const uint8_t *a, const uint8_t *b, int32_t 
   return i;
 }
 
+/* bsdiff.c search(): binary search of the suffix array for the longest
+ * match of new[0..newsize). Every comparison decides exactly as bsdiff's
+ * memcmp does, but starts after the prefix that the query is already known to
+ * share with both ends of the range (all suffixes between two sorted suffixes
+ * share their common prefix), so a long match is compared about once instead
+ * of once per halving. */
 static int32_t search(const int32_t *I, const uint8_t *old, int32_t oldsize,
                       const uint8_t *new, int32_t newsize, int32_t *pos) {
   int32_t st = 0, en = oldsize;
+  /* Exact common-prefix lengths of the query with I[st] and I[en]; -1 while
+   * unknown. I[0] is the empty suffix, so lcp_st starts exact at 0. */
+  int32_t lcp_st = 0, lcp_en = -1;
   while (en - st >= 2) {
     int32_t x = st + (en - st) / 2;
     int32_t o = I[x];
     int32_t len = oldsize - o < newsize ? oldsize - o : newsize;
-    int32_t i = common_prefix(old + o, new, len);
+    int32_t skip = lcp_en < 0 ? 0 : (lcp_st < lcp_en ? lcp_st : lcp_en);
+    if (skip > len) skip = len;
+    int32_t i = skip + common_prefix(old + o + skip, new + skip, len - skip);
     /* memcmp(old + I[x], new, len) < 0 */
-    if (i < len && old[o + i] < new[i]) st = x;
-    else en = x;
+    if (i < len && old[o + i] < new[i]) {
+      st = x;
+      lcp_st = i;
+    } else {
+      en = x;
+      lcp_en = i;
+    }
   }
   int32_t a = I[st], b = I[en];
-  int32_t x = common_prefix(old + a, new, oldsize - a < newsize ? oldsize - a : newsize);
-  int32_t y = common_prefix(old + b, new, oldsize - b < newsize ? oldsize - b : newsize);
+  int32_t x = lcp_st;
+  int32_t y = lcp_en >= 0
+                  ? lcp_en
+                  : common_prefix(old + b, new, oldsize - b < newsize ? oldsize - b : newsize);
   if (x > y) {
     *pos = a;
     return x;
