@@ -55,6 +55,24 @@ const mqttSchema = z.strictObject({
   forward_readings: z.boolean().default(true),
   /** Broker topic filters whose messages are fed into the bus. */
   subscribe: z.array(z.string().min(1)).default([]),
+  /** MQTT protocol version spoken to the broker. */
+  protocol: z.enum(["3.1.1", "5"]).default("5"),
+  /** Seconds to wait for CONNACK before trying again. */
+  connect_timeout_s: z.number().min(1).max(600).default(10),
+  /** First reconnect delay; doubles (with jitter) up to `reconnect_max_ms`. */
+  reconnect_min_ms: z.number().int().min(10).max(600_000).default(500),
+  /** Longest reconnect delay. */
+  reconnect_max_ms: z.number().int().min(10).max(3_600_000).default(30_000),
+  /** QoS 1 messages sent and not yet acknowledged (capped by the broker's Receive Maximum). */
+  inflight_window: z.number().int().min(1).max(65535).default(1000),
+  /** Bus messages (from `uplink/#`) that may wait in the outbox; readings use `store.max_pending_readings`. */
+  outbox_max_messages: z.number().int().min(1).max(1_000_000_000).default(1_000_000),
+  /** Messages and readings older than this are dropped unsent (counted); 0 keeps them forever. */
+  outbox_max_age_s: z.number().int().min(0).max(10 * 366 * 86400).default(0),
+  /** When full: `refuse-new` (ingest answers 503, module messages are refused) or `drop-oldest`. */
+  outbox_policy: z.enum(["refuse-new", "drop-oldest"]).default("refuse-new"),
+  /** Seconds between refreshes of the retained status (uptime). */
+  status_interval_s: z.number().int().min(1).max(86400).default(60),
 });
 
 const updateSchema = z.strictObject({

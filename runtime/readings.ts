@@ -100,6 +100,13 @@ export class ReadingLog {
   #prunedBelow = 0;
   #chunkArgs: (string | number)[] = new Array(CHUNK * 6);
   #idle: (() => void)[] = [];
+  #commitListeners = new Set<() => void>();
+  /**
+   * Called when an append would take the pending readings over the cap, with
+   * how many are too many; returns true when it made room (the MQTT uplink's
+   * drop-oldest policy advances the cursor past the oldest). Unset: 503.
+   */
+  onFull?: (excess: number) => boolean;
   /** Commits so far (each one fsync). */
   commits = 0;
   /** Readings committed so far. */
@@ -165,8 +172,10 @@ export class ReadingLog {
    */
   append(rows: Reading[]): Promise<number[]> {
     if (!this.#store.isOpen) return Promise.reject(new Error("store is closed"));
+    const over = () => this.pending + this.#queuedRows + rows.length - this.#opts.maxPending;
     if (
-      this.#opts.forward && this.pending + this.#queuedRows + rows.length > this.#opts.maxPending
+      this.#opts.forward && over() > 0 &&
+      !(rows.length <= this.#opts.maxPending && this.onFull?.(over()) && over() <= 0)
     ) {
       throw new OutboxFullError(
         `outbox full: ${this.pending} readings wait for uplink (cap ${this.#opts.maxPending})`,
@@ -216,6 +225,7 @@ export class ReadingLog {
     if (this.#opts.onCommitted) {
       this.#opts.onCommitted(rows.map((r, i) => ({ id: firstId + i, ...r })));
     }
+    for (const l of this.#commitListeners) l();
     this.#notifyIdle();
   }
 
@@ -273,6 +283,35 @@ export class ReadingLog {
   flushed(): Promise<void> {
     if (this.#queue.length === 0 && !this.#scheduled) return Promise.resolve();
     return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** Calls `listener` after every commit (the uplink wakes on it); returns the remover. */
+  addCommitListener(listener: () => void): () => void {
+    this.#commitListeners.add(listener);
+    return () => void this.#commitListeners.delete(listener);
+  }
+
+  /** When the oldest pending reading was received (UTC ms), or null when none waits. */
+  oldestPendingReceivedMs(): number | null {
+    if (this.pending === 0) return null;
+    const row = this.#store.db.prepare(
+      "SELECT received_ms FROM readings WHERE id > ? ORDER BY id LIMIT 1",
+    ).get(this.#uplinkedId) as { received_ms: number } | undefined;
+    return row?.received_ms ?? null;
+  }
+
+  /**
+   * The highest pending id received before `cutoffMs` (0 when none): the
+   * uplink's age limit drops up to it. Walks the primary key from the cursor,
+   * so the cost is the number of expired rows.
+   */
+  lastIdReceivedBefore(cutoffMs: number): number {
+    if (this.pending === 0) return 0;
+    const row = this.#store.db.prepare(
+      "SELECT id FROM readings WHERE id > ? AND received_ms >= ? ORDER BY id LIMIT 1",
+    ).get(this.#uplinkedId, cutoffMs) as { id: number } | undefined;
+    const last = row ? row.id - 1 : this.#lastId;
+    return last > this.#uplinkedId ? last : 0;
   }
 
   /** Up to `limit` readings with id above `afterId`, in log order (for the uplink). */

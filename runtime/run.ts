@@ -18,6 +18,7 @@ import { Store } from "./store.ts";
 import { ensureApiToken } from "./token.ts";
 import { VERSION } from "./version.ts";
 import { modulesComponent } from "../sandbox/mod.ts";
+import { mqttComponent } from "../protocols/mod.ts";
 
 const log = getLogger(["edged", "runtime"]);
 
@@ -47,19 +48,30 @@ export interface RunOptions {
  */
 function createComponents(ctx: RuntimeContext): Component[] {
   const m = ctx.config.modules;
-  return [
-    modulesComponent({
-      dataDir: ctx.dataDir,
-      bus: ctx.bus,
-      store: ctx.store,
-      metrics: ctx.metrics,
-      preload: m.preload,
-      queueCapacity: m.queue_capacity,
-      faultLimit: m.fault_limit,
-      quarantineMs: m.quarantine_ms,
-      logLinesPerSecond: m.log_lines_per_second,
-    }),
-  ];
+  const modules = modulesComponent({
+    dataDir: ctx.dataDir,
+    bus: ctx.bus,
+    store: ctx.store,
+    metrics: ctx.metrics,
+    preload: m.preload,
+    queueCapacity: m.queue_capacity,
+    faultLimit: m.fault_limit,
+    quarantineMs: m.quarantine_ms,
+    logLinesPerSecond: m.log_lines_per_second,
+  });
+  // MQTT first: it starts before and stops after the modules, so their last
+  // uplink messages still reach the durable outbox.
+  const mqtt = mqttComponent({
+    config: ctx.config.mqtt,
+    deviceId: ctx.config.device_id,
+    bus: ctx.bus,
+    store: ctx.store,
+    readings: ctx.readings,
+    metrics: ctx.metrics,
+    maxPendingReadings: ctx.config.store.max_pending_readings,
+    modules: modules.host,
+  });
+  return [mqtt, modules];
 }
 
 const encoder = new TextEncoder();

@@ -1,0 +1,122 @@
+/**
+ * Downlink commands: `PREFIX/cmd/{command}` in, `PREFIX/cmd/{command}/result`
+ * out (or the MQTT 5 Response Topic with its Correlation Data, MQTT 5
+ * section 4.10, when the requester set them).
+ *
+ * A request is a JSON object, `{"id": "...", ...params}`; the answer is
+ * `{"id", "command", "ok": true, "result"}` or
+ * `{"id", "command", "ok": false, "error": {"code", "message"}}`. Nothing a
+ * requester sends can throw out of here.
+ *
+ * @module
+ */
+
+/** Runs one command; throw {@linkcode CommandError} to answer a specific error code. */
+export type CommandHandler = (params: Record<string, unknown>) => unknown | Promise<unknown>;
+
+/** A command failure with a stable `code` for the requester. */
+export class CommandError extends Error {
+  /** Machine-readable code, e.g. `invalid_params`, `unavailable`, `not_found`. */
+  readonly code: string;
+  /** Builds the error. */
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "CommandError";
+    this.code = code;
+  }
+}
+
+/** The answer to one request. */
+export interface CommandResult {
+  id: string | number | null;
+  command: string;
+  ok: boolean;
+  result?: unknown;
+  error?: { code: string; message: string };
+}
+
+const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+/** Largest request payload accepted. */
+export const MAX_REQUEST_BYTES = 65536;
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * The command registry.
+ *
+ * @example
+ * ```ts
+ * const cmds = new CommandRegistry();
+ * cmds.register("ping", () => ({ pong: true }));
+ * const res = await cmds.handle("ping", new TextEncoder().encode('{"id": "1"}'));
+ * // { id: "1", command: "ping", ok: true, result: { pong: true } }
+ * ```
+ */
+export class CommandRegistry {
+  #handlers = new Map<string, CommandHandler>();
+
+  /** Adds (or replaces) the handler of `name`. */
+  register(name: string, handler: CommandHandler): void {
+    if (!NAME_RE.test(name)) {
+      throw new TypeError(`command name must match ${NAME_RE}, got ${JSON.stringify(name)}`);
+    }
+    this.#handlers.set(name, handler);
+  }
+
+  /** Names of the registered commands. */
+  names(): string[] {
+    return [...this.#handlers.keys()].sort();
+  }
+
+  /** Parses, runs and answers one request; never throws. */
+  async handle(command: string, payload: Uint8Array): Promise<CommandResult> {
+    let id: string | number | null = null;
+    try {
+      if (payload.length > MAX_REQUEST_BYTES) {
+        throw new CommandError(
+          "too_large",
+          `request is ${payload.length} bytes, more than ${MAX_REQUEST_BYTES}`,
+        );
+      }
+      let body: unknown;
+      try {
+        const text = decoder.decode(payload);
+        body = text.trim() === "" ? {} : JSON.parse(text);
+      } catch (err) {
+        throw new CommandError(
+          "invalid_json",
+          `request is not UTF-8 JSON: ${(err as Error).message}`,
+        );
+      }
+      if (typeof body !== "object" || body === null || Array.isArray(body)) {
+        throw new CommandError("invalid_request", "request must be a JSON object");
+      }
+      const params = body as Record<string, unknown>;
+      if (typeof params.id === "string" || typeof params.id === "number") id = params.id;
+      else if (params.id !== undefined) {
+        throw new CommandError("invalid_request", "id must be a string or a number");
+      }
+      const handler = this.#handlers.get(command);
+      if (!handler) {
+        throw new CommandError(
+          "unknown_command",
+          `unknown command ${JSON.stringify(command)}; known: ${this.names().join(", ")}`,
+        );
+      }
+      const result = await handler(params);
+      return { id, command, ok: true, result: result ?? null };
+    } catch (err) {
+      const code = err instanceof CommandError ? err.code : "internal";
+      const message = err instanceof Error ? err.message : String(err);
+      return { id, command, ok: false, error: { code, message } };
+    }
+  }
+}
+
+/** Reads a required string parameter or throws `invalid_params`. */
+export function stringParam(params: Record<string, unknown>, name: string): string {
+  const v = params[name];
+  if (typeof v !== "string" || v === "") {
+    throw new CommandError("invalid_params", `parameter '${name}' must be a non-empty string`);
+  }
+  return v;
+}
