@@ -327,8 +327,10 @@ export class TufClient {
    */
   targetUrl(info: TargetInfo): string {
     if (this.#targetUrl === undefined) throw new TypeError("targetBaseUrl is not set");
+    // Whether names carry hashes is the trusted root's say, so it must be known.
+    if (!this.#trusted) throw new TrustStoreError("no trusted metadata: refresh() first");
     let path = info.path;
-    if (this.#trusted?.root.signed.consistent_snapshot) {
+    if (this.#trusted.root.signed.consistent_snapshot) {
       const hash = Object.values(info.hashes)[0];
       const slash = path.lastIndexOf("/");
       path = `${path.slice(0, slash + 1)}${hash}.${path.slice(slash + 1)}`;

@@ -39,6 +39,14 @@ export interface HttpFetcherOptions {
   metadataTimeoutMs?: number;
   /** Fail when one target download takes longer than this in total (0: no limit). @default 0 */
   targetTimeoutMs?: number;
+  /**
+   * Fail when fewer than this many bytes per second arrive, averaged over
+   * `lowSpeedWindowMs` (a server trickling just often enough to beat the
+   * idle timeout; curl's --speed-limit). 0 turns the check off. @default 512
+   */
+  lowSpeedBytesPerSecond?: number;
+  /** Window of the low-speed check. @default 30000 */
+  lowSpeedWindowMs?: number;
   /** Extra request headers (e.g. a User-Agent). */
   headers?: Record<string, string>;
 }
@@ -48,18 +56,36 @@ export class HttpFetcher implements Fetcher {
   readonly #idle: number;
   readonly #metadataTotal: number;
   readonly #targetTotal: number;
+  readonly #lowSpeed: number;
+  readonly #lowSpeedWindow: number;
   readonly #headers: Record<string, string>;
 
   /** Creates a fetcher; see {@link HttpFetcherOptions} for the defaults. */
   constructor(options: HttpFetcherOptions = {}) {
-    const { idleTimeoutMs = 15000, metadataTimeoutMs = 60000, targetTimeoutMs = 0, headers = {} } =
-      options;
-    for (const [name, v] of Object.entries({ idleTimeoutMs, metadataTimeoutMs, targetTimeoutMs })) {
+    const {
+      idleTimeoutMs = 15000,
+      metadataTimeoutMs = 60000,
+      targetTimeoutMs = 0,
+      lowSpeedBytesPerSecond = 512,
+      lowSpeedWindowMs = 30000,
+      headers = {},
+    } = options;
+    for (
+      const [name, v] of Object.entries({
+        idleTimeoutMs,
+        metadataTimeoutMs,
+        targetTimeoutMs,
+        lowSpeedBytesPerSecond,
+        lowSpeedWindowMs,
+      })
+    ) {
       if (!Number.isFinite(v) || v < 0) throw new RangeError(`${name} must be >= 0, got ${v}`);
     }
     this.#idle = idleTimeoutMs;
     this.#metadataTotal = metadataTimeoutMs;
     this.#targetTotal = targetTimeoutMs;
+    this.#lowSpeed = lowSpeedBytesPerSecond;
+    this.#lowSpeedWindow = lowSpeedWindowMs;
     this.#headers = headers;
   }
 
@@ -143,6 +169,8 @@ export class HttpFetcher implements Fetcher {
       if (!res.body) return;
       const reader = res.body.getReader();
       let received = 0;
+      let windowStart = Date.now();
+      let windowBytes = 0;
       try {
         while (true) {
           armIdle();
@@ -152,11 +180,24 @@ export class HttpFetcher implements Fetcher {
           if (received > maxLength) {
             throw new DownloadLengthError(`${url}: more than ${maxLength} bytes`);
           }
+          windowBytes += value.length;
+          const elapsed = Date.now() - windowStart;
+          if (this.#lowSpeed > 0 && elapsed >= this.#lowSpeedWindow) {
+            if ((windowBytes * 1000) / elapsed < this.#lowSpeed) {
+              throw new DownloadTimeoutError(
+                `${url}: below ${this.#lowSpeed} bytes/s for ${this.#lowSpeedWindow} ms`,
+              );
+            }
+            windowStart = Date.now();
+            windowBytes = 0;
+          }
           await sink(value);
         }
       } catch (cause) {
         await reader.cancel().catch(() => {});
-        if (cause instanceof DownloadLengthError) throw cause;
+        if (cause instanceof DownloadLengthError || cause instanceof DownloadTimeoutError) {
+          throw cause;
+        }
         throw reason ?? new DownloadError(`${url}: ${(cause as Error).message}`, { cause });
       }
     } finally {

@@ -346,6 +346,15 @@ Deno.test("attack: slow server is abandoned (idle and total timeouts)", async ()
     ) => (p === "/metadata/timestamp.json" ? drip(new Uint8Array([0x20]), 20) : undefined);
     const total = await s.client({ http: { idleTimeoutMs: 200, metadataTimeoutMs: 400 } });
     await assertRejects(() => total.refresh(), DownloadTimeoutError, "not complete after 400 ms");
+    // ... and the low-speed check catches it without a total limit (large targets have none).
+    const slow = await s.client({
+      http: { idleTimeoutMs: 200, lowSpeedBytesPerSecond: 1000, lowSpeedWindowMs: 300 },
+    });
+    await assertRejects(
+      () => slow.refresh(),
+      DownloadTimeoutError,
+      "below 1000 bytes/s for 300 ms",
+    );
   } finally {
     await s.close();
   }
