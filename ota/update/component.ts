@@ -1,0 +1,204 @@
+/**
+ * The updater as a runtime component: boot confirmation of a trial version,
+ * periodic jittered checks, the `/api/v1/update` routes, metrics, and the
+ * MQTT `update-check` and `module-deploy` commands.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Component, RuntimeContext } from "../../runtime/mod.ts";
+import { updateApi } from "./api.ts";
+import { jittered } from "./policy.ts";
+import { EXIT_RESTART, type UpdatePhase, Updater } from "./updater.ts";
+
+const log = getLogger(["edged", "update"]);
+
+const PHASES: UpdatePhase[] = [
+  "idle",
+  "checking",
+  "downloading",
+  "installing",
+  "switching",
+  "restarting",
+  "trial",
+  "failed",
+];
+
+/** What the updater needs from the MQTT component (structural, to keep folders apart). */
+export interface MqttHooks {
+  registerCommand(
+    name: string,
+    handler: (params: Record<string, unknown>) => unknown | Promise<unknown>,
+  ): void;
+  setStatusProvider(provider: () => Record<string, unknown>): void;
+  refreshStatus(): void;
+}
+
+/** Options of {@linkcode updaterComponent} beyond the runtime context. */
+export interface UpdaterComponentOptions {
+  /** The sandbox's install (hot swap) for module deploys. */
+  installModule?: (manifest: unknown, wasm: Uint8Array) => Promise<unknown>;
+  /** Version of this executable when no slot is active. */
+  factoryVersion: string;
+}
+
+/** The component plus its updater and hooks. */
+export interface UpdaterComponent extends Component {
+  updater: Updater;
+  /** Registers `update-check` and `module-deploy` and the status fields with MQTT. */
+  attachMqtt(mqtt: MqttHooks): void;
+}
+
+/** Builds the updater component from the runtime context and the `[update]` settings. */
+export function updaterComponent(
+  ctx: RuntimeContext,
+  options: UpdaterComponentOptions,
+): UpdaterComponent {
+  const u = ctx.config.update;
+  const startedAt = performance.now();
+  let mqtt: MqttHooks | undefined;
+  const updater = new Updater({
+    dataDir: ctx.dataDir,
+    url: u.url,
+    rootPath: u.root,
+    triple: u.triple ?? Deno.build.target,
+    deviceId: ctx.config.device_id,
+    factoryVersion: options.factoryVersion,
+    factoryBinary: u.binary ?? (Deno.build.standalone ? Deno.execPath() : undefined),
+    rateLimit: u.rate_limit_bytes_per_s,
+    burst: u.burst_bytes,
+    retries: u.retries,
+    idleTimeoutMs: u.timeout_s * 1000,
+    installModule: options.installModule,
+    requestRestart: (reason) => ctx.requestExit(EXIT_RESTART, reason),
+  });
+
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let confirmTimer: ReturnType<typeof setInterval> | undefined;
+  let stopped = false;
+  let cachedVersion = options.factoryVersion;
+  let cachedSlot: string | null = null;
+
+  ctx.metrics.gauge(
+    "edged_update_phase",
+    "1 for the updater's current phase (idle, checking, downloading, installing, switching, restarting, trial, failed).",
+    ["phase"],
+    (set) => {
+      for (const p of PHASES) set(p === updater.phase ? 1 : 0, { phase: p });
+    },
+  );
+  ctx.metrics.gauge(
+    "edged_update_info",
+    "Running release version and slot (value 1).",
+    ["version", "slot"],
+    (set) => set(1, { version: cachedVersion, slot: cachedSlot ?? "factory" }),
+  );
+  const checks = ctx.metrics.counter(
+    "edged_update_checks_total",
+    "Update checks, by outcome (up-to-date, available, error).",
+    ["outcome"],
+  );
+
+  const notify = () => mqtt?.refreshStatus();
+
+  const periodic = async () => {
+    if (stopped) return;
+    try {
+      if (updater.phase !== "trial") {
+        const r = await updater.check();
+        cachedVersion = r.current;
+        checks.inc({ outcome: r.available ? "available" : "up-to-date" });
+        if (r.available && u.auto_apply) await updater.apply();
+      }
+    } catch (err) {
+      checks.inc({ outcome: "error" });
+      log.warning("periodic update check failed: {error}", { error: (err as Error).message });
+    }
+    notify();
+    if (!stopped) timer = setTimeout(periodic, jittered(u.check_interval_s * 1000));
+  };
+
+  /** Boot confirmation: healthy = every other readiness reason gone. */
+  const watchTrial = (version: string) => {
+    const deadline = startedAt + u.boot_deadline_s * 1000;
+    updater.setPhase("trial");
+    log.info("running {version} on trial: it must be healthy within {s} s", {
+      version,
+      s: u.boot_deadline_s,
+    });
+    let busy = false;
+    confirmTimer = setInterval(async () => {
+      if (busy || stopped) return;
+      busy = true;
+      try {
+        const reasons = (ctx.readiness?.() ?? []).filter((r) => !r.startsWith("update:"));
+        if (reasons.length === 0) {
+          clearInterval(confirmTimer);
+          if (await updater.confirm()) {
+            updater.setPhase("idle");
+            log.info("confirmed {version}: healthy", { version });
+            notify();
+          }
+        } else if (performance.now() > deadline) {
+          clearInterval(confirmTimer);
+          const reason = `${version} not healthy within ${u.boot_deadline_s} s: ${
+            reasons.join("; ")
+          }`;
+          log.error("rolling back: {reason}", { reason });
+          await updater.failTrial(reason);
+        }
+      } catch (err) {
+        log.error("boot confirmation failed: {error}", { error: String(err) });
+      } finally {
+        busy = false;
+      }
+    }, 200);
+  };
+
+  return {
+    name: "update",
+    updater,
+    routes: [{ path: "/api/v1/update", app: updateApi(updater) }],
+    attachMqtt(m) {
+      mqtt = m;
+      m.registerCommand("update-check", async (params) => {
+        const r = await updater.check();
+        if (r.available && params.apply === true) {
+          return { ...r, apply: await updater.apply() };
+        }
+        return r;
+      });
+      m.registerCommand("module-deploy", (params) => {
+        const name = params.name;
+        if (typeof name !== "string" || name === "") {
+          throw new TypeError("module-deploy needs a string parameter 'name'");
+        }
+        const version = typeof params.version === "string" ? params.version : undefined;
+        return updater.deployModule(name, version);
+      });
+      m.setStatusProvider(() => ({
+        version: cachedVersion,
+        slot: cachedSlot,
+        update: { phase: updater.phase },
+      }));
+    },
+    async start() {
+      const s = await updater.loadState();
+      const run = await updater.running();
+      cachedVersion = run.version;
+      cachedSlot = run.slot;
+      if (s.trial && s.trial.slot === s.active) watchTrial(s.trial.version);
+      if (updater.configured) {
+        // The first check comes soon after start, jittered so a fleet
+        // restarted together does not hit the server at once.
+        timer = setTimeout(periodic, jittered(Math.min(60, u.check_interval_s) * 1000, 0.5));
+      }
+    },
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      clearInterval(confirmTimer);
+      return Promise.resolve();
+    },
+  };
+}

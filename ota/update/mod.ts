@@ -1,0 +1,56 @@
+/**
+ * The update pipeline: resumable rate-limited downloads, A/B slots with an
+ * atomic switch, boot confirmation and automatic rollback, the launcher
+ * (`edged run --supervise`), policy (staged rollout), the updater component
+ * with `/api/v1/update`, and `edged update`.
+ *
+ * @module
+ */
+export { updateApi } from "./api.ts";
+export { type BootDecision, confirmBoot, prepareBoot, type PrepareBootOptions } from "./boot.ts";
+export { updateCommand } from "./cli.ts";
+export {
+  type MqttHooks,
+  type UpdaterComponent,
+  updaterComponent,
+  type UpdaterComponentOptions,
+} from "./component.ts";
+export {
+  download,
+  type DownloadOptions,
+  type DownloadProgress,
+  type DownloadResult,
+} from "./download.ts";
+export {
+  DiskSpaceError,
+  InstallError,
+  UpdateDownloadError,
+  UpdateError,
+  UpdateNotConfiguredError,
+  UpdateStateError,
+} from "./errors.ts";
+export { type LaunchFlags, runSupervised, selfCommand } from "./launch.ts";
+export { compareVersions, inRollout, jittered, rolloutPosition } from "./policy.ts";
+export {
+  type BootState,
+  emptyState,
+  otherSlot,
+  type RollbackRecord,
+  rolledBack,
+  type SlotInfo,
+  type SlotName,
+  SlotStore,
+  type Trial,
+} from "./state.ts";
+export { supervise, type SuperviseOptions } from "./supervisor.ts";
+export { sleep, TokenBucket, type TokenBucketOptions } from "./token_bucket.ts";
+export {
+  type ApplyResult,
+  type Candidate,
+  type CheckResult,
+  EXIT_RESTART,
+  type UpdatePhase,
+  Updater,
+  type UpdaterOptions,
+  type UpdateStatus,
+} from "./updater.ts";

@@ -1,0 +1,217 @@
+/**
+ * The A/B slot layout and the durable boot state.
+ *
+ *     <data_dir>/update/
+ *       state.json          which slot is active, which one is kept, the trial
+ *       slots/a/edged       slot A's executable
+ *       slots/b/edged       slot B's executable
+ *       current -> slots/b/edged   (derived from state.json at each boot, for unit files)
+ *       downloads/          partial and complete downloads with progress records
+ *       tuf/                trusted TUF metadata
+ *
+ * `state.json` is the single source of truth and is only ever replaced by
+ * rename (temp file, fsync, rename, fsync directory), so every switch and
+ * every boot-counter increment is atomic and survives power loss.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { UpdateStateError } from "./errors.ts";
+import { sha256File, syncDir, writeFileAtomic } from "./_fs.ts";
+
+/** The two slots. */
+export type SlotName = "a" | "b";
+
+/** What a slot holds. */
+export interface SlotInfo {
+  version: string;
+  sha256: string;
+  /** ISO time of the install. */
+  installed_at: string;
+  /** How it got there. */
+  source: "factory" | "delta" | "full" | "local";
+}
+
+/** A version that was switched to and has not yet proven healthy. */
+export interface Trial {
+  slot: SlotName;
+  version: string;
+  /** Starts so far, counted before each start (the boot counter). */
+  attempts: number;
+  /** ISO time of the switch. */
+  since: string;
+}
+
+/** The last automatic or manual rollback. */
+export interface RollbackRecord {
+  from: string;
+  to: string;
+  reason: string;
+  at: string;
+}
+
+/** Contents of `state.json`. */
+export interface BootState {
+  format: 1;
+  /** The slot to start; null means the executable edged was installed as (factory). */
+  active: SlotName | null;
+  /** The slot kept to roll back to. */
+  previous: SlotName | null;
+  slots: Partial<Record<SlotName, SlotInfo>>;
+  trial: Trial | null;
+  last_rollback: RollbackRecord | null;
+}
+
+/** A fresh state: nothing installed, the factory executable runs. */
+export function emptyState(): BootState {
+  return { format: 1, active: null, previous: null, slots: {}, trial: null, last_rollback: null };
+}
+
+/** The other slot. */
+export function otherSlot(s: SlotName): SlotName {
+  return s === "a" ? "b" : "a";
+}
+
+/**
+ * Paths and durable state of the update area in a data directory. One
+ * process at a time changes it (the runtime, or the supervisor between the
+ * runtime's runs).
+ */
+export class SlotStore {
+  /** `<data_dir>/update`. */
+  readonly root: string;
+
+  /** Creates the store for `dataDir` (nothing is touched until used). */
+  constructor(dataDir: string) {
+    this.root = join(dataDir, "update");
+  }
+
+  /** Path of `state.json`. */
+  get statePath(): string {
+    return join(this.root, "state.json");
+  }
+  /** Directory of partial and complete downloads. */
+  get downloadsDir(): string {
+    return join(this.root, "downloads");
+  }
+  /** Directory of trusted TUF metadata. */
+  get tufDir(): string {
+    return join(this.root, "tuf");
+  }
+  /** The `current` symlink. */
+  get currentLink(): string {
+    return join(this.root, "current");
+  }
+  /** Directory of a slot. */
+  slotDir(s: SlotName): string {
+    return join(this.root, "slots", s);
+  }
+  /** Executable of a slot. */
+  binaryPath(s: SlotName): string {
+    return join(this.slotDir(s), "edged");
+  }
+
+  /** Creates the directories. */
+  async ensure(): Promise<void> {
+    for (const d of [this.downloadsDir, this.tufDir, this.slotDir("a"), this.slotDir("b")]) {
+      await Deno.mkdir(d, { recursive: true, mode: 0o700 });
+    }
+  }
+
+  /** Reads the state; a missing file is the empty state. */
+  async read(): Promise<BootState> {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(this.statePath);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return emptyState();
+      throw err;
+    }
+    let s: BootState;
+    try {
+      s = JSON.parse(text);
+    } catch (cause) {
+      // Only rename ever replaces the file, so this is damage from outside.
+      throw new UpdateStateError(`${this.statePath} is not valid JSON`, { cause });
+    }
+    if (s?.format !== 1) {
+      throw new UpdateStateError(`${this.statePath}: unknown format ${JSON.stringify(s?.format)}`);
+    }
+    return s;
+  }
+
+  /** Replaces the state atomically and durably. */
+  async write(s: BootState): Promise<void> {
+    await Deno.mkdir(this.root, { recursive: true, mode: 0o700 });
+    await writeFileAtomic(this.statePath, new TextEncoder().encode(JSON.stringify(s, null, 2)));
+  }
+
+  /** Reads, changes and writes the state; `fn` returns the new state. */
+  async update(fn: (s: BootState) => BootState | Promise<BootState>): Promise<BootState> {
+    const next = await fn(await this.read());
+    await this.write(next);
+    return next;
+  }
+
+  /** Points the `current` symlink at the active slot (or removes it), atomically. */
+  async linkCurrent(s: BootState): Promise<void> {
+    const tmp = `${this.currentLink}.tmp-${crypto.randomUUID()}`;
+    if (s.active === null) {
+      await Deno.remove(this.currentLink).catch(() => {});
+      return;
+    }
+    await Deno.symlink(join("slots", s.active, "edged"), tmp);
+    await Deno.rename(tmp, this.currentLink);
+    await syncDir(this.root);
+  }
+
+  /** True when the slot's executable exists and has the digest the state records. */
+  async slotIntact(s: BootState, slot: SlotName): Promise<boolean> {
+    const info = s.slots[slot];
+    if (!info) return false;
+    return (await sha256File(this.binaryPath(slot))) === info.sha256;
+  }
+
+  /** Removes temporary files a crash may have left in the slot directories. */
+  async cleanTemporaries(): Promise<void> {
+    for (const s of ["a", "b"] as const) {
+      try {
+        for await (const e of Deno.readDir(this.slotDir(s))) {
+          if (e.name.startsWith(".")) await Deno.remove(join(this.slotDir(s), e.name));
+        }
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      }
+    }
+  }
+}
+
+/**
+ * The state after rolling back from the active slot to the previous one.
+ * An automatic rollback (`keepFrom` false) forgets the failed slot; a manual
+ * one keeps it as the previous slot, so an operator can go forward again.
+ */
+export function rolledBack(
+  s: BootState,
+  reason: string,
+  options: { keepFrom?: boolean; now?: Date } = {},
+): BootState {
+  const { keepFrom = false, now = new Date() } = options;
+  if (s.previous === null || !s.slots[s.previous]) {
+    throw new UpdateStateError("no previous slot to roll back to");
+  }
+  const from = s.active ? (s.slots[s.active]?.version ?? "?") : "factory";
+  return {
+    ...s,
+    active: s.previous,
+    // A failed slot stays on disk but is never chosen again without a new install.
+    previous: keepFrom ? s.active : null,
+    trial: null,
+    last_rollback: {
+      from,
+      to: s.slots[s.previous]!.version,
+      reason,
+      at: now.toISOString(),
+    },
+  };
+}

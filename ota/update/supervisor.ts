@@ -1,0 +1,150 @@
+/**
+ * `edged run --supervise`: a launcher for devices without a service manager
+ * that understands the update protocol (and the ExecStart of the shipped
+ * systemd unit). It starts the active slot's executable as a child and:
+ *
+ * - counts each start of an unconfirmed (trial) version in `state.json`
+ *   before the start (the boot counter), and rolls back when the count
+ *   reaches `max_boot_attempts`;
+ * - rolls back when a trial is still unconfirmed `boot_deadline_s` (plus a
+ *   grace period for the child's own check) after its start, and stops it;
+ * - starts the child again at once when it exits with 75 (EX_TEMPFAIL:
+ *   "restart me into the active slot", after an install or a rollback);
+ * - restarts a confirmed version that crashed with back-off (1 s doubling
+ *   to 30 s), and exits with the child's code on a clean stop or a
+ *   configuration error (2), which no restart can fix;
+ * - forwards SIGTERM/SIGINT to the child and exits when it has.
+ *
+ * The launcher itself is the executable installed as the service (the
+ * factory build); like a boot loader it is not replaced by updates.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { prepareBoot } from "./boot.ts";
+import { rolledBack, SlotStore } from "./state.ts";
+import { sleep } from "./token_bucket.ts";
+import { EXIT_RESTART } from "./updater.ts";
+
+const log = getLogger(["edged", "supervisor"]);
+
+/** Options of {@linkcode supervise}. */
+export interface SuperviseOptions {
+  /** Absolute data directory. */
+  dataDir: string;
+  /** Arguments after `run` for the child (`--data-dir` etc., without `--supervise`). */
+  runArgs: string[];
+  /** Command that starts the factory build when no slot is active (no `run`). */
+  factoryCommand: string[];
+  /** Executable adopted as slot A on the first start, if known. */
+  factoryBinary?: string;
+  /** Version of the factory build. */
+  factoryVersion: string;
+  maxBootAttempts: number;
+  bootDeadlineMs: number;
+  /** Extra time after the deadline before the launcher acts. @default {5000} */
+  graceMs?: number;
+  /** Stops the child and the launcher (tests); signals do the same. */
+  signal?: AbortSignal;
+  /** Handle SIGTERM/SIGINT. @default {true} */
+  handleSignals?: boolean;
+}
+
+/** Runs the launcher loop; resolves with the exit code for the launcher. */
+export async function supervise(options: SuperviseOptions): Promise<number> {
+  const { graceMs = 5000, handleSignals = true } = options;
+  const store = new SlotStore(options.dataDir);
+  let child: Deno.ChildProcess | undefined;
+  let stopping = false;
+  const stop = (sig: Deno.Signal) => {
+    stopping = true;
+    try {
+      child?.kill(sig);
+    } catch { /* already gone */ }
+  };
+  const onTerm = () => stop("SIGTERM");
+  const onInt = () => stop("SIGINT");
+  if (handleSignals) {
+    Deno.addSignalListener("SIGTERM", onTerm);
+    Deno.addSignalListener("SIGINT", onInt);
+  }
+  options.signal?.addEventListener("abort", onTerm);
+  let crashDelay = 1000;
+  try {
+    while (!stopping) {
+      const boot = await prepareBoot(store, {
+        maxBootAttempts: options.maxBootAttempts,
+        factoryBinary: options.factoryBinary,
+        factoryVersion: options.factoryVersion,
+      });
+      const cmd = boot.binary ? [boot.binary] : options.factoryCommand;
+      const trialSlot = boot.trial ? boot.state.active : null;
+      log.info("starting {what}{trial}", {
+        what: boot.slot ? `slot ${boot.slot} (${boot.state.slots[boot.slot]!.version})` : cmd[0],
+        trial: boot.trial ? ` on trial, attempt ${boot.state.trial!.attempts}` : "",
+      });
+      child = new Deno.Command(cmd[0], {
+        args: [...cmd.slice(1), "run", ...options.runArgs],
+        stdin: "null",
+        stdout: "inherit",
+        stderr: "inherit",
+      }).spawn();
+      let deadline: ReturnType<typeof setTimeout> | undefined;
+      let killTimer: ReturnType<typeof setTimeout> | undefined;
+      let forced = false;
+      if (trialSlot) {
+        const c = child;
+        deadline = setTimeout(async () => {
+          const s = await store.read();
+          if (!s.trial || s.trial.slot !== trialSlot || s.active !== trialSlot) return;
+          const reason = `${s.trial.version} not confirmed healthy within ` +
+            `${options.bootDeadlineMs / 1000} s`;
+          log.error("rolling back: {reason}", { reason });
+          forced = true;
+          const next = rolledBack(s, reason);
+          await store.write(next);
+          await store.linkCurrent(next);
+          try {
+            c.kill("SIGTERM");
+          } catch { /* gone */ }
+          killTimer = setTimeout(() => {
+            try {
+              c.kill("SIGKILL");
+            } catch { /* gone */ }
+          }, graceMs);
+        }, options.bootDeadlineMs + graceMs);
+      }
+      const status = await child.status;
+      clearTimeout(deadline);
+      clearTimeout(killTimer);
+      child = undefined;
+      if (stopping) return status.code;
+      const s = await store.read();
+      if (status.code === EXIT_RESTART || forced) {
+        crashDelay = 1000;
+        continue;
+      }
+      if (s.trial && s.trial.slot === s.active) {
+        // An unconfirmed version that died: the boot counter decides.
+        log.warning("trial of {version} exited with {code}", {
+          version: s.trial.version,
+          code: status.code,
+        });
+        continue;
+      }
+      if (status.code === 0 || status.code === 2) return status.code;
+      log.error("edged exited with {code}; restarting in {ms} ms", {
+        code: status.signal ? status.signal : status.code,
+        ms: crashDelay,
+      });
+      await sleep(crashDelay, options.signal).catch(() => {});
+      crashDelay = Math.min(30000, crashDelay * 2);
+    }
+    return 0;
+  } finally {
+    if (handleSignals) {
+      Deno.removeSignalListener("SIGTERM", onTerm);
+      Deno.removeSignalListener("SIGINT", onInt);
+    }
+  }
+}
