@@ -65,3 +65,18 @@ export function checkSegment(what: string, value: string): void {
     );
   }
 }
+
+/**
+ * Runs `fn` holding an exclusive lock on `DIR/.lock` (flock), so a cron
+ * `refresh` and a release `add` never build on the same versions. The
+ * kernel drops the lock if the process dies.
+ */
+export async function withRepoLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const file = await Deno.open(`${dir}/.lock`, { read: true, write: true, create: true });
+  try {
+    await file.lock(true);
+    return await fn();
+  } finally {
+    file.close();
+  }
+}

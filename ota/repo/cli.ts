@@ -18,6 +18,7 @@ import { Command } from "commander";
 import { RepoError } from "./errors.ts";
 import { type AddedTarget, Repository, type RoleName, ROLES } from "./repository.ts";
 import { serveRepository } from "./serve.ts";
+import { withRepoLock } from "./_util.ts";
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
@@ -68,6 +69,32 @@ function report(t: AddedTarget): void {
   console.log(`${t.path}\t${t.length}\tsha256:${t.sha256}\t${String(t.custom.kind)}`);
 }
 
+/** Options of `edged repo add`. */
+interface AddOptions {
+  release?: string;
+  triple?: string;
+  version?: string;
+  rollout?: number;
+  deltas?: number;
+  module?: string;
+  manifest?: string;
+}
+
+async function add(dir: string, o: AddOptions): Promise<void> {
+  const r = await Repository.open(dir);
+  if (o.release !== undefined) {
+    const targets = await r.addRelease(o.release, {
+      triple: o.triple!,
+      version: o.version!,
+      rolloutPercent: o.rollout,
+      deltas: o.deltas,
+    });
+    targets.forEach(report);
+  } else {
+    report(await r.addModule(o.module!, o.manifest!));
+  }
+}
+
 /** Builds the `repo` command and its sub-commands. */
 export function repoCommand(): Command {
   const repo = new Command("repo").description(
@@ -114,36 +141,18 @@ export function repoCommand(): Command {
     )
     .option("--module <file>", "WebAssembly module")
     .option("--manifest <file>", "module manifest (JSON)")
-    .action(async (dir: string, o: {
-      release?: string;
-      triple?: string;
-      version?: string;
-      rollout?: number;
-      deltas?: number;
-      module?: string;
-      manifest?: string;
-    }) => {
+    .action(async (dir: string, o: AddOptions) => {
       if ((o.release === undefined) === (o.module === undefined)) {
         usage(
           "add takes either --release FILE --triple T --version V or --module FILE --manifest FILE",
         );
       }
+      if (o.release !== undefined && (!o.triple || !o.version)) {
+        usage("--release needs --triple and --version");
+      }
+      if (o.module !== undefined && !o.manifest) usage("--module needs --manifest");
       try {
-        const r = await Repository.open(dir);
-        if (o.release !== undefined) {
-          if (!o.triple || !o.version) usage("--release needs --triple and --version");
-          for (
-            const t of await r.addRelease(o.release, {
-              triple: o.triple,
-              version: o.version,
-              rolloutPercent: o.rollout,
-              deltas: o.deltas,
-            })
-          ) report(t);
-        } else {
-          if (!o.manifest) usage("--module needs --manifest");
-          report(await r.addModule(o.module!, o.manifest));
-        }
+        await withRepoLock(dir, () => add(dir, o));
       } catch (err) {
         fail("add", err);
       }
@@ -154,8 +163,11 @@ export function repoCommand(): Command {
     .argument("<dir>", "repository directory")
     .action(async (dir: string) => {
       try {
-        const r = await Repository.open(dir);
-        await r.refresh();
+        const r = await withRepoLock(dir, async () => {
+          const r = await Repository.open(dir);
+          await r.refresh();
+          return r;
+        });
         console.log(`timestamp v${r.timestamp.version} expires ${r.timestamp.expires}`);
       } catch (err) {
         fail("refresh", err);
@@ -173,8 +185,11 @@ export function repoCommand(): Command {
         usage(`--role must be one of ${ROLES.join(", ")}, got "${o.role}"`);
       }
       try {
-        const r = await Repository.open(dir, { rootKeysDir: o.rootKeysDir });
-        await r.rotate(o.role as RoleName, { threshold: o.threshold });
+        const r = await withRepoLock(dir, async () => {
+          const r = await Repository.open(dir, { rootKeysDir: o.rootKeysDir });
+          await r.rotate(o.role as RoleName, { threshold: o.threshold });
+          return r;
+        });
         console.log(`rotated ${o.role} keys: root v${r.root.version}`);
       } catch (err) {
         fail("rotate", err);

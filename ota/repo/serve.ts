@@ -127,9 +127,10 @@ export function staticHandler(
       return answer(req, new Response("bad path\n", { status: 400 }));
     }
     const path = normalize(join(base, rel));
-    // Never serve outside the root, nor key files if someone serves the whole repo dir.
+    // Never serve outside the root, dot files (lock, partial downloads), nor key files.
     if (
       (path !== base && !path.startsWith(base + sep)) || rel.includes("\0") ||
+      rel.split("/").some((seg) => seg.startsWith(".")) ||
       path.startsWith(join(base, "keys") + sep) || path === join(base, "keys")
     ) {
       return answer(req, new Response("not found\n", { status: 404 }));

@@ -270,6 +270,7 @@ Deno.test("static server: Range 206/416, ETag and If-None-Match 304, If-Range, n
     await Deno.mkdir(join(dir, "targets"));
     await Deno.mkdir(join(dir, "keys"));
     await Deno.writeTextFile(join(dir, "keys", "root-1.json"), "secret");
+    await Deno.writeTextFile(join(dir, ".lock"), "");
     const body = randomBytes(100_000, 3);
     await Deno.writeFile(join(dir, "targets", "f.bin"), body);
     const handler = staticHandler(join(dir));
@@ -311,6 +312,7 @@ Deno.test("static server: Range 206/416, ETag and If-None-Match 304, If-Range, n
         "/keys/root-1.json",
         "/targets/../keys/root-1.json",
         "/%2e%2e/etc/passwd",
+        "/.lock",
         "/targets",
       ]
     ) {
