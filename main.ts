@@ -17,7 +17,11 @@ import {
 import { deltaCommand } from "./ota/delta/mod.ts";
 import { repoCommand } from "./ota/repo/mod.ts";
 import { tufClientCommand } from "./ota/tuf/mod.ts";
+import { runSupervised, updateCommand } from "./ota/update/mod.ts";
 import { moduleCommand } from "./sandbox/mod.ts";
+
+/** Flags of `edged run`. */
+type RunFlags = { config?: string; dataDir?: string; listen?: string; supervise?: boolean };
 
 /** Builds the command tree (exported for tests and the compile check). */
 export function buildProgram(): Command {
@@ -32,7 +36,8 @@ export function buildProgram(): Command {
     .option("--config <file>", "TOML configuration file (also EDGED_CONFIG)")
     .option("--data-dir <dir>", "data directory (also EDGED_DATA_DIR; default ./data)")
     .option("--listen <host:port>", "HTTP API address (also EDGED_LISTEN; default 127.0.0.1:8080)")
-    .action(async (opts: { config?: string; dataDir?: string; listen?: string }) => {
+    .option("--supervise", "launcher: start the active update slot, confirm or roll back")
+    .action(async (opts: RunFlags) => {
       let config;
       try {
         config = await loadConfig(opts);
@@ -46,7 +51,7 @@ export function buildProgram(): Command {
       await setupLogging({ level: config.log_level, format: config.log_format });
       let code: number;
       try {
-        code = await runEdged(config);
+        code = opts.supervise ? await runSupervised(config, opts, VERSION) : await runEdged(config);
       } catch (err) {
         console.error(`edged: ${(err as Error).message}`);
         code = EXIT.FAILURE;
@@ -73,6 +78,7 @@ export function buildProgram(): Command {
   program.addCommand(repoCommand());
   program.addCommand(tufClientCommand());
   program.addCommand(moduleCommand());
+  program.addCommand(updateCommand());
 
   return program;
 }

@@ -35,4 +35,6 @@ export interface RuntimeContext {
   readings: ReadingLog;
   /** Asks the process to shut down with `code` (e.g. to restart into an update). */
   requestExit: (code: number, reason: string) => void;
+  /** The process's readiness reasons (what /readyz reports); empty when ready. Set once the components exist. */
+  readiness?: () => string[];
 }

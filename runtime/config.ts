@@ -80,6 +80,26 @@ const updateSchema = z.strictObject({
   url: z.string().regex(/^https?:\/\/[^\s]+$/, "must be an http:// or https:// URL").optional(),
   /** Seconds between update checks (jittered). */
   check_interval_s: z.number().int().min(10).max(30 * 86400).default(3600),
+  /** The repository's trusted root.json shipped with the device (TUF 5.2); read once. */
+  root: z.string().min(1).optional(),
+  /** Install what a periodic check finds (else only report it). */
+  auto_apply: z.boolean().default(true),
+  /** Download bandwidth limit in bytes per second; 0 means none. */
+  rate_limit_bytes_per_s: z.number().int().min(0).max(10_000_000_000).default(0),
+  /** Token-bucket burst in bytes (how much may pass at once after a pause). */
+  burst_bytes: z.number().int().min(1024).max(1_000_000_000).default(262_144),
+  /** Download attempts in a row without progress before giving up. */
+  retries: z.number().int().min(0).max(100).default(6),
+  /** Seconds without a byte before a download attempt fails (slow server). */
+  timeout_s: z.number().min(1).max(3600).default(30),
+  /** Seconds a new version has to become healthy before it is rolled back. */
+  boot_deadline_s: z.number().min(1).max(3600).default(120),
+  /** Starts of a new version that may fail before it is rolled back. */
+  max_boot_attempts: z.number().int().min(1).max(100).default(3),
+  /** This executable, adopted as slot A on the first supervised start (default: itself when compiled). */
+  binary: z.string().min(1).optional(),
+  /** Target triple of the releases to take (default: this build's). */
+  triple: z.string().regex(/^[A-Za-z0-9_.-]+$/, "must be a target triple").optional(),
 });
 
 const modulesSchema = z.strictObject({

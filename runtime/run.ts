@@ -19,6 +19,7 @@ import { ensureApiToken } from "./token.ts";
 import { VERSION } from "./version.ts";
 import { modulesComponent } from "../sandbox/mod.ts";
 import { mqttComponent } from "../protocols/mod.ts";
+import { updaterComponent } from "../ota/mod.ts";
 
 const log = getLogger(["edged", "runtime"]);
 
@@ -71,7 +72,13 @@ function createComponents(ctx: RuntimeContext): Component[] {
     maxPendingReadings: ctx.config.store.max_pending_readings,
     modules: modules.host,
   });
-  return [mqtt, modules];
+  // Last: its boot confirmation waits for everything before it to be ready.
+  const update = updaterComponent(ctx, {
+    factoryVersion: VERSION,
+    installModule: (manifest, wasm) => modules.host.install(manifest, wasm),
+  });
+  update.attachMqtt(mqtt);
+  return [mqtt, modules, update];
 }
 
 const encoder = new TextEncoder();
@@ -150,6 +157,7 @@ export async function runEdged(config: Config, options: RunOptions = {}): Promis
     }
     return reasons;
   };
+  ctx.readiness = notReady;
 
   const routes: Route[] = [
     {
