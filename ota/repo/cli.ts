@@ -16,6 +16,7 @@
  */
 import { Command } from "commander";
 import { RepoError } from "./errors.ts";
+import { addModule, addRelease } from "./releases.ts";
 import { type AddedTarget, Repository, type RoleName, ROLES } from "./repository.ts";
 import { serveRepository } from "./serve.ts";
 import { withRepoLock } from "./_util.ts";
@@ -83,7 +84,7 @@ interface AddOptions {
 async function add(dir: string, o: AddOptions): Promise<void> {
   const r = await Repository.open(dir);
   if (o.release !== undefined) {
-    const targets = await r.addRelease(o.release, {
+    const targets = await addRelease(r, o.release, {
       triple: o.triple!,
       version: o.version!,
       rolloutPercent: o.rollout,
@@ -91,7 +92,7 @@ async function add(dir: string, o: AddOptions): Promise<void> {
     });
     targets.forEach(report);
   } else {
-    report(await r.addModule(o.module!, o.manifest!));
+    report(await addModule(r, o.module!, o.manifest!));
   }
 }
 

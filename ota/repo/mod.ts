@@ -10,7 +10,6 @@ export { RepoError } from "./errors.ts";
 export { generateKey, loadKeys, type SigningKey } from "./keystore.ts";
 export {
   type AddedTarget,
-  type AddReleaseOptions,
   consistentTargetPath,
   DEFAULT_CONFIG,
   type InitOptions,
@@ -20,6 +19,7 @@ export {
   type RoleName,
   ROLES,
 } from "./repository.ts";
+export { addModule, addRelease, type AddReleaseOptions } from "./releases.ts";
 export {
   type ServeOptions,
   serveRepository,

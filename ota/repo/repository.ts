@@ -20,8 +20,6 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { dirname, join } from "node:path";
-import { bsdiff } from "../delta/mod.ts";
-import { ModuleValidationError, parseManifest, validateModule } from "../../sandbox/mod.ts";
 import {
   canonicalBytes,
   type Key,
@@ -37,7 +35,7 @@ import {
 import { writeFileAtomic } from "../tuf/_fs.ts";
 import { RepoError } from "./errors.ts";
 import { generateKey, loadKeys, retireKey, type SigningKey } from "./keystore.ts";
-import { checkSegment, compareVersions, expiresIn, parseDuration } from "./_util.ts";
+import { compareVersions, expiresIn, parseDuration } from "./_util.ts";
 
 const log = getLogger(["edged", "repo"]);
 
@@ -82,24 +80,12 @@ export interface OpenOptions {
   now?: Date;
 }
 
-/** One target written by {@link Repository.addRelease} / {@link Repository.addModule}. */
+/** One target written by {@link Repository.putTarget}. */
 export interface AddedTarget {
   path: string;
   length: number;
   sha256: string;
   custom: Record<string, unknown>;
-}
-
-/** Options of {@link Repository.addRelease}. */
-export interface AddReleaseOptions {
-  /** Rust-style target triple, e.g. "x86_64-unknown-linux-gnu". */
-  triple: string;
-  /** Release version, e.g. "1.2.0". */
-  version: string;
-  /** Share of devices that should take this release (0 to 100), stored as `custom.rollout_percent`. */
-  rolloutPercent?: number;
-  /** Deltas from this many previous releases. @default config.deltas */
-  deltas?: number;
 }
 
 interface Envelope<T extends Signed> {
@@ -376,8 +362,11 @@ export class Repository {
     await writeFileAtomic(join(md, "timestamp.json"), encode(this.#timestamp));
   }
 
-  /** Copies `data` to its hash-prefixed file and returns its TARGETS entry. */
-  async #writeTarget(
+  /**
+   * Stores `data` under its hash-prefixed name and lists it as target
+   * `path` with `custom`; published with the next {@link publishTargets}.
+   */
+  async putTarget(
     path: string,
     data: Uint8Array,
     custom: Record<string, unknown>,
@@ -388,6 +377,11 @@ export class Repository {
     await writeFileAtomic(file, data);
     this.#targets.signed.targets[path] = { length: data.length, hashes: { sha256: sha }, custom };
     return { path, length: data.length, sha256: sha, custom };
+  }
+
+  /** Signs and publishes targets, snapshot and timestamp after {@link putTarget} calls. */
+  publishTargets(): Promise<void> {
+    return this.#publish({ targets: true });
   }
 
   /** Reads a listed target's stored file, checking it still has the recorded digest. */
@@ -408,91 +402,6 @@ export class Repository {
       .filter(([, t]) => t.custom?.kind === "release" && t.custom.triple === triple)
       .map(([path, info]) => ({ path, version: String(info.custom!.version), info }))
       .sort((a, b) => compareVersions(b.version, a.version));
-  }
-
-  /**
-   * Publishes a release binary for `triple` as target
-   * `releases/<triple>/<version>/edged` (custom: kind "release"), plus a
-   * BSDIFF40 delta from each of the previous `deltas` releases of the same
-   * triple as `deltas/<triple>/<from>_to_<to>.bsdiff` (custom: kind
-   * "delta" with both digests). Deltas not smaller than the release are
-   * left out.
-   */
-  async addRelease(file: string, options: AddReleaseOptions): Promise<AddedTarget[]> {
-    const { triple, version, rolloutPercent, deltas = this.config.deltas } = options;
-    checkSegment("triple", triple);
-    checkSegment("version", version);
-    if (rolloutPercent !== undefined && !(rolloutPercent >= 0 && rolloutPercent <= 100)) {
-      throw new RangeError(`rollout percent must be from 0 to 100, got ${rolloutPercent}`);
-    }
-    const data = await Deno.readFile(file);
-    const path = `releases/${triple}/${version}/edged`;
-    if (this.#targets.signed.targets[path]) {
-      throw new RepoError(`release ${version} for ${triple} is already published`);
-    }
-    const previous = this.releases(triple).filter((r) => compareVersions(r.version, version) < 0)
-      .slice(0, deltas);
-    const custom: Record<string, unknown> = { kind: "release", triple, version };
-    if (rolloutPercent !== undefined) custom.rollout_percent = rolloutPercent;
-    const added = [await this.#writeTarget(path, data, custom)];
-    for (const prev of previous) {
-      const old = await this.readTarget(prev.path);
-      const patch = await bsdiff(old, data);
-      if (patch.length >= data.length) {
-        log.info("delta {from} -> {to} is not smaller than the release; skipped", {
-          from: prev.version,
-          to: version,
-        });
-        continue;
-      }
-      added.push(
-        await this.#writeTarget(`deltas/${triple}/${prev.version}_to_${version}.bsdiff`, patch, {
-          kind: "delta",
-          format: "BSDIFF40",
-          triple,
-          from_version: prev.version,
-          to_version: version,
-          from_sha256: prev.info.hashes.sha256,
-          to_sha256: added[0].sha256,
-        }),
-      );
-    }
-    await this.#publish({ targets: true });
-    return added;
-  }
-
-  /**
-   * Publishes a WebAssembly module as `modules/<name>/<version>/<name>.wasm`
-   * with its manifest in `custom.manifest` (kind "module"). The module is
-   * validated as the runtime would at load time, so a module that cannot
-   * load is never published.
-   */
-  async addModule(wasmFile: string, manifestFile: string): Promise<AddedTarget> {
-    const bytes = await Deno.readFile(wasmFile);
-    const manifestJson = JSON.parse(await Deno.readTextFile(manifestFile)) as Record<
-      string,
-      unknown
-    >;
-    try {
-      await validateModule(bytes, parseManifest(manifestJson));
-    } catch (err) {
-      if (err instanceof ModuleValidationError) {
-        throw new RepoError(`module does not validate: ${err.message}`, { cause: err });
-      }
-      throw err;
-    }
-    const name = String(manifestJson.name);
-    const version = String(manifestJson.version);
-    checkSegment("module name", name);
-    checkSegment("module version", version);
-    const path = `modules/${name}/${version}/${name}.wasm`;
-    if (this.#targets.signed.targets[path]) {
-      throw new RepoError(`module ${name} ${version} is already published`);
-    }
-    const manifest = { ...manifestJson, sha256: await sha256(bytes) };
-    const added = await this.#writeTarget(path, bytes, { kind: "module", name, version, manifest });
-    await this.#publish({ targets: true });
-    return added;
   }
 
   /**

@@ -5,7 +5,7 @@
  * the static server's Range / ETag / If-None-Match behaviour (RFC 9110).
  */
 import { join } from "node:path";
-import { RepoError, Repository, staticHandler } from "../../ota/repo/mod.ts";
+import { addModule, addRelease, RepoError, Repository, staticHandler } from "../../ota/repo/mod.ts";
 import { TufClient } from "../../ota/tuf/mod.ts";
 import {
   assert,
@@ -92,15 +92,15 @@ Deno.test("releases get BSDIFF40 deltas from the previous K releases of the same
   try {
     for (const v of [1, 2, 3]) {
       await Deno.writeFile(join(tmp, `v${v}`), build(v));
-      await s.repo.addRelease(join(tmp, `v${v}`), { triple: TRIPLE, version: `1.${v}.0` });
+      await addRelease(s.repo, join(tmp, `v${v}`), { triple: TRIPLE, version: `1.${v}.0` });
     }
     await Deno.writeFile(join(tmp, "other"), build(9));
-    await s.repo.addRelease(join(tmp, "other"), {
+    await addRelease(s.repo, join(tmp, "other"), {
       triple: "x86_64-unknown-linux-gnu",
       version: "1.0.0",
     });
     await Deno.writeFile(join(tmp, "v10"), build(10));
-    const added = await s.repo.addRelease(join(tmp, "v10"), { triple: TRIPLE, version: "1.10.0" });
+    const added = await addRelease(s.repo, join(tmp, "v10"), { triple: TRIPLE, version: "1.10.0" });
     // Newest two earlier releases by version order (1.3.0, 1.2.0), never another triple's.
     assertEquals(added.map((a) => a.path), [
       `releases/${TRIPLE}/1.10.0/edged`,
@@ -108,7 +108,7 @@ Deno.test("releases get BSDIFF40 deltas from the previous K releases of the same
       `deltas/${TRIPLE}/1.2.0_to_1.10.0.bsdiff`,
     ]);
     await assertRejects(
-      () => s.repo.addRelease(join(tmp, "v10"), { triple: TRIPLE, version: "1.10.0" }),
+      () => addRelease(s.repo, join(tmp, "v10"), { triple: TRIPLE, version: "1.10.0" }),
       RepoError,
       "already published",
     );
@@ -161,7 +161,7 @@ Deno.test("modules are validated before publishing and carry their manifest", as
       },
     };
     await Deno.writeTextFile(join(tmp, "manifest.json"), JSON.stringify(manifest));
-    const added = await s.repo.addModule(wasm, join(tmp, "manifest.json"));
+    const added = await addModule(s.repo, wasm, join(tmp, "manifest.json"));
     assertEquals(added.path, "modules/noop/0.1.0/noop.wasm");
     const client = await s.client();
     const info = (await client.getTargetInfo(added.path))!;
@@ -172,7 +172,7 @@ Deno.test("modules are validated before publishing and carry their manifest", as
 
     await Deno.writeFile(join(tmp, "bad.wasm"), new TextEncoder().encode("not wasm"));
     await assertRejects(
-      () => s.repo.addModule(join(tmp, "bad.wasm"), join(tmp, "manifest.json")),
+      () => addModule(s.repo, join(tmp, "bad.wasm"), join(tmp, "manifest.json")),
       RepoError,
       "module does not validate",
     );
@@ -225,7 +225,7 @@ Deno.test("edged tuf-client speaks the conformance CLI protocol against edged re
   const dir = join(tmp, "repo");
   await Repository.init(dir);
   await Deno.writeFile(join(tmp, "bin"), build(1));
-  await (await Repository.open(dir)).addRelease(join(tmp, "bin"), {
+  await addRelease(await Repository.open(dir), join(tmp, "bin"), {
     triple: TRIPLE,
     version: "2.0.0",
   });

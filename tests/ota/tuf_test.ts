@@ -16,7 +16,7 @@ import {
   TufClient,
   UnsignedMetadataError,
 } from "../../ota/tuf/mod.ts";
-import { generateKey } from "../../ota/repo/mod.ts";
+import { addRelease, generateKey } from "../../ota/repo/mod.ts";
 import {
   assert,
   assertEquals,
@@ -37,7 +37,7 @@ async function withRelease(options = {}) {
   const s = await serveNewRepo(options);
   const file = join(s.dir, "..", `${crypto.randomUUID()}.bin`);
   await Deno.writeFile(file, randomBytes(50_000, 7));
-  await s.repo.addRelease(file, { triple: TRIPLE, version: "1.0.0", rolloutPercent: 25 });
+  await addRelease(s.repo, file, { triple: TRIPLE, version: "1.0.0", rolloutPercent: 25 });
   await Deno.remove(file);
   return s;
 }
