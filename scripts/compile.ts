@@ -1,0 +1,121 @@
+/**
+ * `deno task compile`: cross-builds the single binary for every target
+ * (`dist/edged-<triple>`) with the runtime's permissions and V8 flags baked
+ * in, then writes `dist/SHA256SUMS`.
+ *
+ * `deno compile` needs Deno's runtime (`denort`) for each target, which it
+ * downloads from Deno's own host. Where that host is unreachable, point
+ * `DENORT_BIN` (any target) or `DENORT_BIN_<ARCH>` (e.g. `DENORT_BIN_AARCH64`)
+ * at a denort binary of the same Deno version; without one the build stops
+ * and says so. It never writes a fake binary.
+ *
+ * Usage: `deno task compile [--target TRIPLE]... [--out DIR]`
+ *
+ * @module
+ */
+import { runFlags, TARGETS } from "./_flags.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+
+/** Files read at run time that must be embedded (resolved relative to the repo). */
+export const INCLUDE: readonly string[] = [];
+
+/** Thrown when a target cannot be built here. */
+export class CompileError extends Error {
+  /** Builds the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "CompileError";
+  }
+}
+
+/** The `deno compile` arguments for one target. */
+export function compileArgs(target: string, output: string): string[] {
+  return [
+    "compile",
+    "--quiet",
+    "--no-check",
+    "--target",
+    target,
+    "--output",
+    output,
+    ...runFlags(),
+    ...INCLUDE.flatMap((f) => ["--include", f]),
+    `${ROOT}main.ts`,
+  ];
+}
+
+function denortFor(target: string, env: Record<string, string>): string | undefined {
+  const arch = target.split("-")[0].toUpperCase();
+  return env[`DENORT_BIN_${arch}`] ?? env.DENORT_BIN;
+}
+
+async function sha256Hex(path: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Builds `target` into `outDir`; throws {@linkcode CompileError} with the reason. */
+export async function compileTarget(target: string, outDir: string): Promise<string> {
+  const output = `${outDir}/edged-${target}`;
+  const env: Record<string, string> = {};
+  const denort = denortFor(target, Deno.env.toObject());
+  if (denort) env.DENORT_BIN = denort;
+  const res = await new Deno.Command(Deno.execPath(), {
+    args: compileArgs(target, output),
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(res.stderr);
+  if (res.code !== 0) {
+    const download = /download|dl\.deno\.land|denort|error sending request|dns error/i.test(stderr);
+    throw new CompileError(
+      download && !denort
+        ? `cannot build ${target}: deno compile could not fetch its runtime (denort) for that target ` +
+          `(no route to Deno's download host from here). Set DENORT_BIN_${
+            target.split("-")[0].toUpperCase()
+          } or DENORT_BIN to a denort ${Deno.version.deno} binary for ${target}.\n${stderr.trim()}`
+        : `cannot build ${target}: deno compile failed:\n${stderr.trim()}`,
+    );
+  }
+  return output;
+}
+
+if (import.meta.main) {
+  const targets: string[] = [];
+  let outDir = `${ROOT}dist`;
+  for (let i = 0; i < Deno.args.length; i++) {
+    if (Deno.args[i] === "--target") targets.push(Deno.args[++i]);
+    else if (Deno.args[i] === "--out") outDir = Deno.args[++i];
+    else {
+      console.error(`usage: deno task compile [--target TRIPLE]... [--out DIR]`);
+      Deno.exit(2);
+    }
+  }
+  const wanted = targets.length > 0 ? targets : [...TARGETS];
+  await Deno.mkdir(outDir, { recursive: true });
+  const built: string[] = [];
+  const failed: string[] = [];
+  for (const target of wanted) {
+    try {
+      const out = await compileTarget(target, outDir);
+      built.push(out);
+      console.log(`built ${out}`);
+    } catch (err) {
+      failed.push(target);
+      console.error(String((err as Error).message));
+    }
+  }
+  if (built.length > 0) {
+    const lines = await Promise.all(
+      built.map(async (p) => `${await sha256Hex(p)}  ${p.slice(p.lastIndexOf("/") + 1)}`),
+    );
+    await Deno.writeTextFile(`${outDir}/SHA256SUMS`, lines.join("\n") + "\n");
+    console.log(`wrote ${outDir}/SHA256SUMS`);
+  }
+  if (failed.length > 0) {
+    console.error(`NOT BUILT: ${failed.join(", ")} (see above). No binary was faked.`);
+    Deno.exit(1);
+  }
+}

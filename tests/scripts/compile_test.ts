@@ -1,0 +1,51 @@
+import assert from "node:assert/strict";
+import { compileTarget, INCLUDE } from "../../scripts/compile.ts";
+import { runFlags, RUNTIME_PERMISSIONS } from "../../scripts/_flags.ts";
+import denoJson from "../../deno.json" with { type: "json" };
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+Deno.test("compile: every module of the binary's graph is local or npm, so it can be embedded", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", `${ROOT}main.ts`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const info = JSON.parse(new TextDecoder().decode(out.stdout));
+  const remote = (info.modules as { specifier: string; error?: string }[])
+    .filter((m) => !/^(file|npm|node):/.test(m.specifier));
+  assert.deepEqual(remote.map((m) => m.specifier), [], "no http/jsr modules");
+  const broken = (info.modules as { specifier: string; error?: string }[]).filter((m) => m.error);
+  assert.deepEqual(broken, [], "every module resolves");
+  for (const f of INCLUDE) await Deno.stat(`${ROOT}${f}`); // every embedded file exists
+});
+
+Deno.test("compile: deno.json's dev task runs with exactly the baked-in flags", () => {
+  const dev = denoJson.tasks.dev;
+  for (const flag of runFlags()) assert.ok(dev.includes(flag), `dev task lacks ${flag}`);
+  assert.ok(!dev.includes("--allow-all") && !/(^|\s)-A(\s|$)/.test(dev), "no --allow-all");
+  assert.ok(RUNTIME_PERMISSIONS.every((p) => p.startsWith("--allow-")));
+});
+
+Deno.test("compile: builds a runnable binary, or says plainly why it cannot here", async () => {
+  const outDir = await Deno.makeTempDir();
+  let binary: string;
+  try {
+    binary = await compileTarget(Deno.build.target, outDir);
+  } catch (err) {
+    const msg = (err as Error).message;
+    // The documented outcome on a machine that cannot reach Deno's download host.
+    assert.match(msg, /could not fetch its runtime \(denort\)/);
+    assert.match(msg, /DENORT_BIN/);
+    assert.deepEqual([...Deno.readDirSync(outDir)], [], "no fake binary, no leftovers");
+    console.log(`NOT RUN here: ${msg.split("\n")[0]}`);
+    return;
+  }
+  const v = await new Deno.Command(binary, { args: ["version", "--json"], stdout: "piped" })
+    .output();
+  assert.equal(v.code, 0);
+  const info = JSON.parse(new TextDecoder().decode(v.stdout));
+  assert.equal(info.compiled, true);
+  assert.equal(info.target, Deno.build.target);
+});
