@@ -322,7 +322,15 @@ function publisherOf(cl: MqttClient): Publisher {
       const body = typeof payload === "string"
         ? payload
         : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-      cl.publish(topic, body, { qos: 1 }, (err) => onAck(err ?? undefined));
+      cl.publish(topic, body, { qos: 1 }, (err) => {
+        if (!err) return onAck();
+        // MQTT 5 section 3.4.2.1: a PUBACK reason code >= 0x80 is a refusal.
+        const code = (err as { code?: unknown }).code;
+        if (typeof code === "number" && code >= 0x80) return onAck(err);
+        // Anything else means the connection is going away: the message was
+        // not acknowledged and goes again from the outbox after reconnecting.
+        cl.end(true);
+      });
     },
   };
 }

@@ -19,7 +19,11 @@
 import type { ReadingLog, StoredReading } from "../../runtime/mod.ts";
 import type { Outbox, OutboxRow } from "./outbox.ts";
 
-/** Sends one QoS 1 message; `onAck` runs on PUBACK (or with an error). */
+/**
+ * Sends one QoS 1 message. `onAck` runs on PUBACK, with an error when the
+ * broker refused the message; when the connection drops first it never runs
+ * (the message is sent again after the next `attach`).
+ */
 export interface Publisher {
   publish(topic: string, payload: Uint8Array | string, onAck: (err?: Error) => void): void;
 }
