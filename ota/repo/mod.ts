@@ -19,7 +19,14 @@ export {
   type RoleName,
   ROLES,
 } from "./repository.ts";
-export { addModule, addRelease, type AddReleaseOptions } from "./releases.ts";
+export {
+  addModule,
+  addRelease,
+  type AddReleaseOptions,
+  type DeltaCustom,
+  type ModuleCustom,
+  type ReleaseCustom,
+} from "./releases.ts";
 export {
   type ServeOptions,
   serveRepository,

@@ -15,6 +15,37 @@ import { checkSegment, compareVersions } from "./_util.ts";
 
 const log = getLogger(["edged", "repo"]);
 
+/** `custom` of a release target (`releases/<triple>/<version>/edged`). */
+export interface ReleaseCustom {
+  kind: "release";
+  triple: string;
+  version: string;
+  /** Share of devices (0 to 100) that should take it; absent means all. */
+  rollout_percent?: number;
+}
+
+/** `custom` of a delta target (`deltas/<triple>/<from>_to_<to>.bsdiff`). */
+export interface DeltaCustom {
+  kind: "delta";
+  format: "BSDIFF40";
+  triple: string;
+  from_version: string;
+  to_version: string;
+  /** SHA-256 of the release the patch applies to. */
+  from_sha256: string;
+  /** SHA-256 of the release the patch produces. */
+  to_sha256: string;
+}
+
+/** `custom` of a module target (`modules/<name>/<version>/<name>.wasm`). */
+export interface ModuleCustom {
+  kind: "module";
+  name: string;
+  version: string;
+  /** The module manifest (MISSION.md "Module ABI v1"), `sha256` always set. */
+  manifest: Record<string, unknown>;
+}
+
 /** Options of {@link addRelease}. */
 export interface AddReleaseOptions {
   /** Rust-style target triple, e.g. "x86_64-unknown-linux-gnu". */
@@ -62,9 +93,9 @@ export async function addRelease(
   const previous = repo.releases(triple)
     .filter((r) => compareVersions(r.version, version) < 0)
     .slice(0, deltas);
-  const custom: Record<string, unknown> = { kind: "release", triple, version };
+  const custom: ReleaseCustom = { kind: "release", triple, version };
   if (rolloutPercent !== undefined) custom.rollout_percent = rolloutPercent;
-  const release = await repo.putTarget(path, data, custom);
+  const release = await repo.putTarget(path, data, { ...custom });
   const added = [release];
   for (const prev of previous) {
     const patch = await bsdiff(await repo.readTarget(prev.path), data);
@@ -75,15 +106,18 @@ export async function addRelease(
       });
       continue;
     }
+    const delta: DeltaCustom = {
+      kind: "delta",
+      format: "BSDIFF40",
+      triple,
+      from_version: prev.version,
+      to_version: version,
+      from_sha256: prev.info.hashes.sha256,
+      to_sha256: release.sha256,
+    };
     added.push(
       await repo.putTarget(`deltas/${triple}/${prev.version}_to_${version}.bsdiff`, patch, {
-        kind: "delta",
-        format: "BSDIFF40",
-        triple,
-        from_version: prev.version,
-        to_version: version,
-        from_sha256: prev.info.hashes.sha256,
-        to_sha256: release.sha256,
+        ...delta,
       }),
     );
   }
@@ -126,7 +160,8 @@ export async function addModule(
     throw new RepoError(`module ${name} ${version} is already published`);
   }
   const manifest = { ...manifestJson, sha256: await sha256(bytes) };
-  const added = await repo.putTarget(path, bytes, { kind: "module", name, version, manifest });
+  const custom: ModuleCustom = { kind: "module", name, version, manifest };
+  const added = await repo.putTarget(path, bytes, { ...custom });
   await repo.publishTargets();
   return added;
 }

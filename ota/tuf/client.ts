@@ -16,6 +16,7 @@ import { writeFileAtomic } from "./_fs.ts";
 import {
   DownloadHttpError,
   EqualVersionError,
+  FormatError,
   TargetNotFoundError,
   TrustStoreError,
   TufError,
@@ -262,7 +263,7 @@ export class TufClient {
       }
     }
     const meta = trusted.snapshot!.signed.meta[`${role}.json`];
-    if (!meta) throw new TargetNotFoundError(`snapshot does not list ${role}.json`);
+    if (!meta) throw new FormatError(`snapshot does not list ${role}.json`);
     const version = trusted.root.signed.consistent_snapshot ? meta.version : undefined;
     const bytes = await this.#fetchMetadata(
       role,
@@ -308,6 +309,17 @@ export class TufClient {
       toVisit.push(...children.reverse());
     }
     return undefined;
+  }
+
+  /**
+   * Every target the top-level targets role lists (delegated roles are not
+   * searched: use {@link getTargetInfo} for a known path). For finding the
+   * newest release of a triple; requires a successful {@link refresh}.
+   */
+  listTargets(): TargetInfo[] {
+    if (!this.#trusted) throw new TrustStoreError("no trusted metadata: refresh() first");
+    const top = this.#trusted.targets("targets")!;
+    return Object.entries(top.signed.targets).map(([path, t]) => ({ ...t, path }));
   }
 
   /**

@@ -65,6 +65,7 @@ Deno.test("client refreshes, finds a release with its custom fields and download
     });
     assertEquals(info.length, 50_000);
     assertEquals(await client.getTargetInfo("releases/nope"), undefined);
+    assertEquals(client.listTargets().map((t) => t.path), [RELEASE]);
     const dest = await client.downloadTarget(info);
     assertEquals(await Deno.readFile(dest), randomBytes(50_000, 7));
     assertEquals(await client.findCachedTarget(info), dest);
