@@ -46,6 +46,11 @@ export interface DownloadOptions {
   bucket?: TokenBucket;
   /** Attempts without progress before giving up. @default {6} */
   retries?: number;
+  /**
+   * Attempts in total, with or without progress: a server that trickles a
+   * few bytes per connection cannot keep the device busy forever. @default {100}
+   */
+  maxAttempts?: number;
   /** First back-off delay; doubles per failed attempt, full jitter. @default {500} */
   backoffMs?: number;
   /** Longest back-off delay. @default {30000} */
@@ -122,6 +127,7 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
     sha256,
     bucket,
     retries = 6,
+    maxAttempts = 100,
     backoffMs = 500,
     maxBackoffMs = 30000,
     idleTimeoutMs = 30000,
@@ -204,7 +210,7 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
       if (cause instanceof PermanentError) throw cause;
       // Progress resets the count: a long download over a flaky link still completes.
       failures = have > before ? 1 : failures + 1;
-      if (failures > retries) {
+      if (failures > retries || attempt >= maxAttempts) {
         throw new UpdateDownloadError(
           `${url}: gave up after ${attempt} attempts: ${(cause as Error).message}`,
           { cause },

@@ -60,6 +60,8 @@ export interface BootState {
   slots: Partial<Record<SlotName, SlotInfo>>;
   trial: Trial | null;
   last_rollback: RollbackRecord | null;
+  /** Versions rolled back from; checks do not offer them again. */
+  rejected?: string[];
 }
 
 /** A fresh state: nothing installed, the factory executable runs. */
@@ -207,6 +209,7 @@ export function rolledBack(
     // A failed slot stays on disk but is never chosen again without a new install.
     previous: keepFrom ? s.active : null,
     trial: null,
+    rejected: [...new Set([...(s.rejected ?? []), from])].slice(-20),
     last_rollback: {
       from,
       to: s.slots[s.previous]!.version,

@@ -298,6 +298,10 @@ export class Updater {
     for (const r of releases) {
       if (compareVersions(r.version, run.version) <= 0) break;
       const info = targets[r.path];
+      if (s.rejected?.includes(r.version)) {
+        skipped.push(`${r.version}: rolled back from earlier`);
+        continue;
+      }
       if (!(await inRollout(this.#o.deviceId, r.version, info.custom?.rollout_percent))) {
         skipped.push(`${r.version}: not in its ${info.custom?.rollout_percent}% rollout`);
         continue;
