@@ -57,6 +57,11 @@ export function parseRfc3339(s: string): number {
   return Number.isFinite(ms) ? ms : NaN;
 }
 
+/** ISO form of `ms`, or the raw number past the Date range (±8.64e15 ms), where toISOString throws. */
+function describeMs(ms: number): string {
+  return Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : `${ms} ms since the epoch`;
+}
+
 function checkTimestamp(
   v: unknown,
   field: string,
@@ -93,7 +98,7 @@ function checkTimestamp(
       field,
       message: `must not be more than ${
         Math.round(rules.maxFutureMs / 1000)
-      } s in the future (got ${new Date(ms).toISOString()})`,
+      } s in the future (got ${describeMs(ms)})`,
     });
     return;
   }
