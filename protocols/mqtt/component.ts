@@ -259,7 +259,9 @@ export function mqttComponent(options: MqttComponentOptions): MqttComponent {
         outbox.add(msg.topic.slice("uplink/".length), msg.payload);
       });
       if (c.forward_readings) {
-        removeCommitListener = readings.addCommitListener(() => uplink.wake());
+        removeCommitListener = readings.addCommitListener((id?: number) =>
+          uplink.readingsDurable(id)
+        );
       }
       expire();
       housekeeping = setInterval(expire, 1000);

@@ -115,6 +115,8 @@ export class Uplink {
   #readings: InFlight;
   #messages: InFlight;
   #readingNext: number;
+  /** Highest reading id known to be on disk: nothing above it is sent. */
+  #readingDurable: number;
   #messageNext: number;
   #rBuf: StoredReading[] = [];
   #rHead = 0;
@@ -141,7 +143,19 @@ export class Uplink {
     this.#readings = new InFlight(options.readings.uplinkedId);
     this.#messages = new InFlight(0);
     this.#readingNext = this.#readings.ackedId;
+    this.#readingDurable = options.readings.lastId;
     this.#messageNext = 0;
+  }
+
+  /**
+   * Readings up to `durableId` are on disk (from the reading log's commit
+   * listener). Sending a committed but not yet synced reading could, after a
+   * power cut, put an id on the wire that a different reading reuses later.
+   */
+  readingsDurable(durableId?: number): void {
+    const id = durableId ?? this.#o.readings.lastId;
+    if (id > this.#readingDurable) this.#readingDurable = id;
+    this.wake();
   }
 
   /** Whether a connection is attached. */
@@ -273,8 +287,9 @@ export class Uplink {
       this.#rHead = 0;
     }
     if (this.#rHead >= this.#rBuf.length) {
-      if (this.#readingNext >= log.lastId) return undefined;
-      this.#rBuf = log.readAfter(this.#readingNext, BATCH);
+      const durable = Math.min(this.#readingDurable, log.lastId);
+      if (this.#readingNext >= durable) return undefined;
+      this.#rBuf = log.readAfter(this.#readingNext, Math.min(BATCH, durable - this.#readingNext));
       this.#rHead = 0;
     }
     return this.#rBuf[this.#rHead];
