@@ -40,6 +40,44 @@ export function jsonLine(r: LogRecord): string {
   }) + "\n";
 }
 
+/** One log record as the dashboard shows it. */
+export interface RecentLogLine {
+  /** ISO 8601 time. */
+  at: string;
+  level: string;
+  /** Dotted category, e.g. `edged.mqtt`. */
+  logger: string;
+  message: string;
+}
+
+const RECENT_CAPACITY = 200;
+const recent: RecentLogLine[] = [];
+let recentNext = 0;
+
+/** Keeps the last {@linkcode RECENT_CAPACITY} records in memory for `GET /api/v1/status`. */
+function recentSink(r: LogRecord): void {
+  let message = "";
+  r.message.forEach((part, i) => (message += i % 2 === 0 ? part as string : bare(part)));
+  const line = {
+    at: new Date(r.timestamp).toISOString(),
+    level: r.level,
+    logger: r.category.join("."),
+    message: message.length > 1024 ? `${message.slice(0, 1024)}…` : message,
+  };
+  // A fixed ring: no allocation growth on a chatty device.
+  if (recent.length < RECENT_CAPACITY) recent.push(line);
+  else recent[recentNext] = line;
+  recentNext = (recentNext + 1) % RECENT_CAPACITY;
+}
+
+/** The most recent log records (at most `limit`, 200 kept), oldest first. */
+export function recentLogs(limit = RECENT_CAPACITY): RecentLogLine[] {
+  const ordered = recent.length < RECENT_CAPACITY
+    ? recent.slice()
+    : [...recent.slice(recentNext), ...recent.slice(0, recentNext)];
+  return ordered.slice(Math.max(0, ordered.length - limit));
+}
+
 /** Options for {@linkcode setupLogging}. */
 export interface LogOptions {
   /** Lowest level written. @default {"info"} */
@@ -67,9 +105,10 @@ export async function setupLogging(options: LogOptions = {}): Promise<void> {
           fatal: "log",
         },
       }),
+      recent: recentSink,
     },
     loggers: [
-      { category: ["edged"], lowestLevel: level, sinks: ["stdout"] },
+      { category: ["edged"], lowestLevel: level, sinks: ["stdout", "recent"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stdout"] },
     ],
   });

@@ -11,6 +11,7 @@ import { type Config, parseListen } from "./config.ts";
 import { dashboardPage } from "./dashboard.ts";
 import { createApp, type Route } from "./api/server.ts";
 import { ingestRoutes } from "./api/ingest.ts";
+import { statusComponent } from "./api/status.ts";
 import { Metrics } from "./metrics.ts";
 import { registerProcessMetrics } from "./process_metrics.ts";
 import { ReadingLog, type StoredReading } from "./readings.ts";
@@ -78,7 +79,11 @@ function createComponents(ctx: RuntimeContext): Component[] {
     installModule: (manifest, wasm) => modules.host.install(manifest, wasm),
   });
   update.attachMqtt(mqtt);
-  return [mqtt, modules, update];
+  const status = statusComponent(ctx, {
+    modules: () => modules.host.names().map((n) => modules.host.status(n)),
+    update: () => update.updater.status(),
+  });
+  return [mqtt, modules, update, status];
 }
 
 const encoder = new TextEncoder();

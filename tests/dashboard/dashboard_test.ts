@@ -1,0 +1,144 @@
+/**
+ * The dashboard in a real browser (Debian chromium driven by playwright-core)
+ * against a real edged process with real example modules: the page shows a
+ * loaded module and the outbox, deploys a module through its upload form,
+ * turns a reading into an alert, and passes its own Content-Security-Policy.
+ * Saves `test-results/dashboard.png` (1024×600, the cheap-tablet size).
+ */
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { postJson, startEdged } from "../_helpers/edged.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const EXAMPLES = `${ROOT}examples/modules/`;
+const RESULTS = `${ROOT}test-results/`;
+const CHROMIUM = "/usr/bin/chromium";
+
+async function putModule(
+  api: (path: string, init?: RequestInit) => Promise<Response>,
+  dir: string,
+): Promise<Response> {
+  const manifest = await Deno.readTextFile(`${dir}/manifest.json`);
+  const fd = new FormData();
+  fd.append("manifest", manifest);
+  fd.append("module", new Blob([await Deno.readFile(`${dir}/module.wasm`)]), "module.wasm");
+  return api(`/api/v1/modules/${JSON.parse(manifest).name}`, { method: "PUT", body: fd });
+}
+
+/** Polls `read` until `ok` holds; fails with the last value seen. */
+async function until(
+  what: string,
+  read: () => Promise<string | null>,
+  ok: (s: string) => boolean,
+  timeoutMs = 10_000,
+): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let last: string | null = null;
+  while (Date.now() < deadline) {
+    last = await read();
+    if (last !== null && ok(last)) return last;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms`);
+}
+
+Deno.test({
+  name: "dashboard: shows modules and outbox, deploys a module, shows an alert",
+  // playwright keeps its pipe to the browser open between steps.
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const edged = await startEdged({ env: { EDGED_DEVICE_ID: "gateway-1" } });
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+      ],
+    });
+    try {
+      // A module already running before the page opens, and a reading waiting for uplink.
+      const put = await putModule(edged.api, `${EXAMPLES}relay-wat`);
+      assert.equal(put.status, 201, await put.text());
+      assert.equal(
+        (await postJson(edged, { device_id: "pump-7", metric: "temperature", value: 70 })).status,
+        202,
+      );
+
+      const context = await browser.newContext({ viewport: { width: 1024, height: 600 } });
+      const page = await context.newPage();
+      const problems: string[] = [];
+      page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+      page.on("console", (msg) => {
+        if (msg.type() === "error") problems.push(`console: ${msg.text()}`);
+      });
+
+      const res = await page.goto(edged.url + "/");
+      assert.equal(res?.status(), 200);
+      assert((await res!.body()).byteLength < 30 * 1024, "the page stays under 30 KB");
+      assert.equal(await page.textContent("#device"), "gateway-1");
+
+      // The token, entered once.
+      await page.fill("#token", edged.token);
+      await page.click("#login button");
+      const relay = page.locator('tr[data-module="relay"]');
+      await relay.waitFor({ timeout: 10_000 });
+      assert.equal(await relay.locator("td").nth(0).textContent(), "running");
+      assert.equal(await relay.locator("td").nth(1).textContent(), "1.0.0");
+      await until("outbox readings", () => page.textContent("#ob-readings"), (t) => t === "1");
+      assert((await page.textContent("#mqtt"))!.includes("no broker configured"));
+      assert.equal(await page.textContent("#ready"), "ready");
+
+      // Deploy the C example through the upload form.
+      const alertDir = `${EXAMPLES}threshold-alert-c`;
+      await page.setInputFiles("#up-manifest", `${alertDir}/manifest.json`);
+      await page.setInputFiles("#up-wasm", `${alertDir}/module.wasm`);
+      await page.click("#upload button:not([type])");
+      const alert = page.locator('tr[data-module="threshold-alert"]');
+      await alert.waitFor({ timeout: 10_000 });
+      await until(
+        "deploy notice",
+        () => page.textContent("#notice"),
+        (t) => t.includes("threshold-alert 1.0.0 is running"),
+      );
+
+      // A hot reading, sent from the page, becomes an alert.
+      await page.fill('#reading input[name="value"]', "81.5");
+      await page.click("#reading button");
+      const item = page.locator("#alerts li").first();
+      await item.waitFor({ timeout: 10_000 });
+      const alertText = (await item.textContent())!;
+      assert(alertText.includes("alerts/pump-7/temperature"), alertText);
+      assert(alertText.includes('"state":"high"'), alertText);
+      // td 4 is "Out": one alert published.
+      await until(
+        "alert module out",
+        () => alert.locator("td").nth(3).textContent(),
+        (t) => t === "1",
+      );
+      await until("log", () => page.textContent("#logs"), (t) => t.includes("pump-7 high"));
+
+      await Deno.mkdir(RESULTS, { recursive: true });
+      await page.evaluate("window.scrollTo(0, 0)");
+      await page.screenshot({ path: `${RESULTS}dashboard.png` });
+      await page.screenshot({ path: `${RESULTS}dashboard-full.png`, fullPage: true });
+
+      // Remove, through the page (confirm() answered yes).
+      page.once("dialog", (d) => d.accept());
+      await relay.getByRole("button", { name: "Remove relay" }).click();
+      await relay.waitFor({ state: "detached", timeout: 10_000 });
+      assert.equal((await edged.api("/api/v1/modules/relay")).status, 404);
+
+      assert.deepEqual(problems, [], "no script errors and no CSP violations");
+      await context.close();
+    } finally {
+      await browser.close();
+      await edged.stop();
+    }
+  },
+});
