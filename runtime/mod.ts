@@ -33,6 +33,14 @@ export {
   Metrics,
   METRICS_CONTENT_TYPE,
 } from "./metrics.ts";
+export {
+  createProgress,
+  formatBytes,
+  formatDuration,
+  type Progress,
+  type ProgressOptions,
+  type ProgressStream,
+} from "./progress.ts";
 export { OutboxFullError, type Reading, ReadingLog, type StoredReading } from "./readings.ts";
 export { EXIT, runEdged, type RunOptions } from "./run.ts";
 export { Store, StoreError } from "./store.ts";
