@@ -20,7 +20,9 @@ const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 // Exposition format: label values escape backslash, double quote and newline.
+const NEEDS_ESCAPE = /[\\"\n]/;
 function escapeLabel(v: string): string {
+  if (!NEEDS_ESCAPE.test(v)) return v; // the common case, on every request
   return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
 
@@ -39,10 +41,14 @@ function formatValue(v: number): string {
 function labelKey(names: readonly string[], labels: Labels | undefined): string {
   if (names.length === 0) return "";
   const given = labels ?? {};
-  for (const k of Object.keys(given)) {
+  for (const k in given) {
     if (!names.includes(k)) throw new MetricError(`unknown label '${k}' (declared: ${names})`);
   }
-  return names.map((n) => `${n}="${escapeLabel(String(given[n] ?? ""))}"`).join(",");
+  let key = "";
+  for (let i = 0; i < names.length; i++) {
+    key += `${i > 0 ? "," : ""}${names[i]}="${escapeLabel(String(given[names[i]] ?? ""))}"`;
+  }
+  return key;
 }
 
 abstract class Metric {

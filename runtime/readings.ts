@@ -66,7 +66,7 @@ const MIGRATIONS = [
 ];
 
 /** Rows per multi-row INSERT statement. */
-const CHUNK = 50;
+const CHUNK = 100;
 /** Rows that pile up past retention before an unforwarded log prunes. */
 const PRUNE_SLICE = 10_000;
 
@@ -95,12 +95,15 @@ export class ReadingLog {
   #uplinkedId: number;
   #opts: Required<Omit<ReadingLogOptions, "onCommitted">> & Pick<ReadingLogOptions, "onCommitted">;
   #insert;
+  /** The connection readings are written on: commits there wait for `syncWal`, not for fsync. */
+  #db;
+  #inFlight = 0;
   #setUplinked;
   #insertChunk;
   #prunedBelow = 0;
   #chunkArgs: (string | number)[] = new Array(CHUNK * 6);
   #idle: (() => void)[] = [];
-  #commitListeners = new Set<() => void>();
+  #commitListeners = new Set<(durableId: number) => void>();
   /**
    * Called when an append would take the pending readings over the cap, with
    * how many are too many; returns true when it made room (the MQTT uplink's
@@ -127,7 +130,8 @@ export class ReadingLog {
     this.#opts = { maxPending, forward, retainUplinked, retryAfterSeconds, onCommitted };
     this.#store = store;
     store.migrate("readings", MIGRATIONS);
-    const db = store.db;
+    const db = store.openDeferredSyncConnection();
+    this.#db = db;
     this.#insert = db.prepare(
       "INSERT INTO readings (id, device_id, metric, value, ts_ms, received_ms) VALUES (?, ?, ?, ?, ?, ?)",
     );
@@ -135,7 +139,9 @@ export class ReadingLog {
       "INSERT INTO readings (id, device_id, metric, value, ts_ms, received_ms) VALUES " +
         Array(CHUNK).fill("(?, ?, ?, ?, ?, ?)").join(", "),
     );
-    this.#setUplinked = db.prepare("UPDATE readings_meta SET value = ? WHERE key = 'uplinked_id'");
+    this.#setUplinked = store.db.prepare(
+      "UPDATE readings_meta SET value = ? WHERE key = 'uplinked_id'",
+    );
     this.#uplinkedId = (db.prepare("SELECT value FROM readings_meta WHERE key = 'uplinked_id'")
       .get() as { value: number }).value;
     const maxId = (db.prepare("SELECT coalesce(max(id), 0) AS id FROM readings").get() as {
@@ -189,12 +195,12 @@ export class ReadingLog {
         this.#scheduled = true;
         // A macrotask, not a microtask: lets the server parse the other
         // requests already on the wire so they join this commit.
-        setTimeout(() => this.#flush(), 0);
+        setTimeout(() => void this.#flush(), 0);
       }
     });
   }
 
-  #flush(): void {
+  async #flush(): Promise<void> {
     this.#scheduled = false;
     const batch = this.#queue;
     this.#queue = [];
@@ -204,16 +210,24 @@ export class ReadingLog {
     const now = Date.now();
     let firstId: number;
     try {
-      firstId = this.#store.transaction(() => this.#insertAll(rows, now));
+      // Commit without blocking on the disk, then wait for the shared WAL
+      // fsync: requests keep arriving and committing while it runs.
+      firstId = this.#store.transaction(() => this.#insertAll(rows, now), this.#db);
+      this.#lastId = firstId + rows.length - 1;
+      this.#inFlight++;
+      try {
+        await this.#store.syncWal();
+      } finally {
+        this.#inFlight--;
+      }
     } catch (err) {
       for (const p of batch) p.reject(err);
       return this.#notifyIdle();
     }
     this.commits++;
     this.committed += rows.length;
-    this.#lastId = firstId + rows.length - 1;
     if (!this.#opts.forward) {
-      this.#uplinkedId = this.#lastId;
+      this.#uplinkedId = Math.max(this.#uplinkedId, firstId + rows.length - 1);
       this.#pruneUnforwarded();
     }
     let next = firstId;
@@ -225,7 +239,7 @@ export class ReadingLog {
     if (this.#opts.onCommitted) {
       this.#opts.onCommitted(rows.map((r, i) => ({ id: firstId + i, ...r })));
     }
-    for (const l of this.#commitListeners) l();
+    for (const l of this.#commitListeners) l(firstId + rows.length - 1);
     this.#notifyIdle();
   }
 
@@ -273,7 +287,7 @@ export class ReadingLog {
   }
 
   #notifyIdle(): void {
-    if (this.#queue.length > 0) return;
+    if (this.#queue.length > 0 || this.#scheduled || this.#inFlight > 0) return;
     const waiters = this.#idle;
     this.#idle = [];
     for (const w of waiters) w();
@@ -281,12 +295,17 @@ export class ReadingLog {
 
   /** Resolves once everything queued so far has been committed (or failed). */
   flushed(): Promise<void> {
-    if (this.#queue.length === 0 && !this.#scheduled) return Promise.resolve();
+    if (this.#queue.length === 0 && !this.#scheduled && this.#inFlight === 0) {
+      return Promise.resolve();
+    }
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
-  /** Calls `listener` after every commit (the uplink wakes on it); returns the remover. */
-  addCommitListener(listener: () => void): () => void {
+  /**
+   * Calls `listener` after every commit is durable, with the highest id now on
+   * disk (the uplink sends nothing above it); returns the remover.
+   */
+  addCommitListener(listener: (durableId: number) => void): () => void {
     this.#commitListeners.add(listener);
     return () => void this.#commitListeners.delete(listener);
   }

@@ -41,10 +41,18 @@ export class Store {
   readonly db: DatabaseSync;
   /** Path of the database file. */
   readonly path: string;
+  /** WAL syncs done by {@linkcode Store.syncWal}. */
+  syncs = 0;
+  #busyTimeoutMs: number;
+  #extra: DatabaseSync[] = [];
+  #wal: Deno.FsFile | null = null;
+  #syncing: Promise<void> | null = null;
+  #nextSync: Promise<void> | null = null;
 
-  private constructor(db: DatabaseSync, path: string) {
+  private constructor(db: DatabaseSync, path: string, busyTimeoutMs: number) {
     this.db = db;
     this.path = path;
+    this.#busyTimeoutMs = busyTimeoutMs;
   }
 
   /** Opens (creating if needed) the database in `dataDir`. */
@@ -74,7 +82,7 @@ export class Store {
         cause: err,
       });
     }
-    return new Store(db, path);
+    return new Store(db, path, busyTimeoutMs);
   }
 
   /**
@@ -102,17 +110,60 @@ export class Store {
     }
   }
 
-  /** Runs `fn` in one transaction (rolled back if it throws). */
-  transaction<T>(fn: () => T): T {
-    this.db.exec("BEGIN IMMEDIATE");
+  /** Runs `fn` in one transaction on `db` (default: the main connection), rolled back if it throws. */
+  transaction<T>(fn: () => T, db: DatabaseSync = this.db): T {
+    db.exec("BEGIN IMMEDIATE");
     try {
       const result = fn();
-      this.db.exec("COMMIT");
+      db.exec("COMMIT");
       return result;
     } catch (err) {
-      if (this.db.isTransaction) this.db.exec("ROLLBACK");
+      if (db.isTransaction) db.exec("ROLLBACK");
       throw err;
     }
+  }
+
+  /**
+   * Opens another connection to the same database with `synchronous=NORMAL`:
+   * its commits append to the WAL without an fsync, so they never block the
+   * event loop on the disk. A commit made on it is durable only once
+   * {@linkcode Store.syncWal} has resolved after it. (SQLite still syncs
+   * the WAL before checkpoints and when it restarts the WAL, see
+   * https://sqlite.org/pragma.html#pragma_synchronous.)
+   */
+  openDeferredSyncConnection(): DatabaseSync {
+    const db = new DatabaseSync(this.path);
+    db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
+    db.exec("PRAGMA synchronous = NORMAL");
+    this.#extra.push(db);
+    return db;
+  }
+
+  /**
+   * Makes every commit made so far durable: `fdatasync` of the WAL on a
+   * background thread, so the event loop keeps serving while the disk works.
+   * Calls made while a sync runs share the next one (group commit): at most
+   * one sync is in flight and at most one waits.
+   */
+  syncWal(): Promise<void> {
+    if (!this.#syncing) {
+      this.#syncing = this.#syncOnce().finally(() => (this.#syncing = null));
+      return this.#syncing;
+    }
+    // The running sync may have started before the caller's commit.
+    this.#nextSync ??= this.#syncing.then(() => {
+      this.#nextSync = null;
+      return this.syncWal();
+    });
+    return this.#nextSync;
+  }
+
+  async #syncOnce(): Promise<void> {
+    // The -wal file lives as long as a connection is open, so one descriptor
+    // serves for the life of the store.
+    this.#wal ??= await Deno.open(this.path + "-wal", { read: true });
+    await this.#wal.syncData();
+    this.syncs++;
   }
 
   /** Bytes on disk: the database file plus its write-ahead log. */
@@ -131,13 +182,16 @@ export class Store {
     return this.db.isOpen;
   }
 
-  /** Checkpoints the WAL into the database file and closes the connection. */
+  /** Checkpoints the WAL into the database file and closes every connection. */
   close(): void {
     if (!this.db.isOpen) return;
+    for (const db of this.#extra) if (db.isOpen) db.close();
     try {
       this.db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     } finally {
       this.db.close();
+      this.#wal?.close();
+      this.#wal = null;
     }
   }
 }

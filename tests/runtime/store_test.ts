@@ -109,3 +109,41 @@ Deno.test("without forwarding, nothing is pending and retention bounds the table
   assert.ok(n <= 100 + 10_000, `table holds ${n} rows`);
   store.close();
 });
+
+Deno.test("an append resolves only after a WAL sync that began after its commit", async () => {
+  const store = Store.open(await Deno.makeTempDir());
+  const events: string[] = [];
+  const original = store.syncWal.bind(store);
+  store.syncWal = () => {
+    events.push("sync requested");
+    return original().then(() => void events.push("synced"));
+  };
+  const log = new ReadingLog(store);
+  const r = { device_id: "d", metric: "m", value: 1, timestamp: 1 };
+  await Promise.all([
+    log.append([r]).then(() => events.push("acked 1")),
+    log.append([r]).then(() => events.push("acked 2")),
+  ]);
+  await log.append([r]).then(() => events.push("acked 3"));
+  assert.deepEqual(events, [
+    "sync requested",
+    "synced",
+    "acked 1",
+    "acked 2",
+    "sync requested",
+    "synced",
+    "acked 3",
+  ]);
+  assert.ok(store.syncs >= 2);
+  store.close();
+});
+
+Deno.test("syncWal coalesces: callers during a running sync share one more", async () => {
+  const store = Store.open(await Deno.makeTempDir());
+  store.migrate("t", ["CREATE TABLE t (a)"]);
+  store.db.exec("INSERT INTO t VALUES (1)");
+  const before = store.syncs;
+  await Promise.all(Array.from({ length: 20 }, () => store.syncWal()));
+  assert.equal(store.syncs - before, 2, "one running plus one shared follow-up");
+  store.close();
+});
