@@ -117,13 +117,13 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
 
   if (m.grants.log) {
     fns.log = (level: number, ptr: number, len: number): void => {
-      const n = len >>> 0;
-      const bytes = ctx.bytes(ptr, Math.min(n, MAX_LOG_BYTES));
-      if (!bytes) {
+      const all = ctx.bytes(ptr, len);
+      if (!all) {
         ctx.log(3, `[edged] log: bad pointer or length (ptr ${ptr}, len ${len})`);
         return;
       }
-      const text = utf8Lossy.decode(bytes) +
+      const n = all.length;
+      const text = utf8Lossy.decode(all.subarray(0, MAX_LOG_BYTES)) +
         (n > MAX_LOG_BYTES ? ` [truncated from ${n} bytes]` : "");
       ctx.log(Math.max(0, Math.min(3, level | 0)), text);
     };
@@ -131,10 +131,10 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
 
   if (m.grants.publish.length > 0) {
     fns.publish = (tp: number, tl: number, pp: number, pl: number): number => {
-      if ((pl >>> 0) > maxPayload) return EdgeError.TOO_BIG;
       const tb = ctx.bytes(tp, tl);
       const pb = ctx.bytes(pp, pl);
       if (!tb || !pb) return EdgeError.FAULT;
+      if (pb.length > maxPayload) return EdgeError.TOO_BIG;
       let topic: string;
       try {
         topic = utf8.decode(tb);
