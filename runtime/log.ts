@@ -54,6 +54,11 @@ const RECENT_CAPACITY = 200;
 const recent: RecentLogLine[] = [];
 let recentNext = 0;
 
+/** Hides the user-info part of URLs (`mqtt://user:pass@host` → `mqtt://***@host`). */
+function redactUrls(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@]+@/gi, "$1***@");
+}
+
 /** Keeps the last {@linkcode RECENT_CAPACITY} records in memory for `GET /api/v1/status`. */
 function recentSink(r: LogRecord): void {
   let message = "";
@@ -62,7 +67,7 @@ function recentSink(r: LogRecord): void {
     at: new Date(r.timestamp).toISOString(),
     level: r.level,
     logger: r.category.join("."),
-    message: message.length > 1024 ? `${message.slice(0, 1024)}…` : message,
+    message: redactUrls(message.length > 1024 ? `${message.slice(0, 1024)}…` : message),
   };
   // A fixed ring: no allocation growth on a chatty device.
   if (recent.length < RECENT_CAPACITY) recent.push(line);
