@@ -1,0 +1,157 @@
+/** The modules API of a real edged process (MISSION.md "HTTP API"). */
+import assert from "node:assert/strict";
+import { postJson, startEdged } from "../_helpers/edged.ts";
+
+const ROOT = new URL("../../examples/modules/", import.meta.url).pathname;
+
+async function form(
+  dir: string,
+  edit: (m: Record<string, unknown>) => void = () => {},
+  wasm?: Uint8Array,
+) {
+  const manifest = JSON.parse(await Deno.readTextFile(`${ROOT}${dir}/manifest.json`));
+  edit(manifest);
+  const f = new FormData();
+  f.append("manifest", JSON.stringify(manifest));
+  f.append(
+    "module",
+    new Blob([
+      (wasm ?? await Deno.readFile(`${ROOT}${dir}/module.wasm`)) as Uint8Array<ArrayBuffer>,
+    ]),
+    "module.wasm",
+  );
+  return f;
+}
+
+Deno.test("modules API: preload, list, put, validate (422), messages, delete, restart", async (t) => {
+  const edged = await startEdged({ env: { EDGED_MODULES_PRELOAD: `${ROOT}threshold-alert-c` } });
+  let dataDir = edged.dataDir;
+  let proc = edged;
+  try {
+    await t.step(
+      "the preloaded threshold-alert turns an ingested reading into an alert",
+      async () => {
+        const list = await (await proc.api("/api/v1/modules")).json();
+        assert.deepEqual(list.modules.map((m: { name: string }) => m.name), ["threshold-alert"]);
+        const r = await postJson(proc, { device_id: "pump-7", metric: "temperature", value: 81.5 });
+        assert.equal(r.status, 202);
+        await r.body?.cancel();
+        let s;
+        for (let i = 0; i < 200; i++) {
+          s = await (await proc.api("/api/v1/modules/threshold-alert")).json();
+          if (s.messages_out === 1) break;
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        assert.equal(s.messages_in, 1);
+        assert.equal(s.messages_out, 1);
+        assert.equal(s.state, "running");
+        assert.ok(s.fuel_used > 0 && s.memory_bytes > 0);
+      },
+    );
+
+    await t.step("PUT installs (201), replaces (200), and needs the bearer token", async () => {
+      const created = await proc.api("/api/v1/modules/relay", {
+        method: "PUT",
+        body: await form("relay-wat"),
+      });
+      assert.equal(created.status, 201);
+      assert.equal((await created.json()).version, "1.0.0");
+      const replaced = await proc.api("/api/v1/modules/relay", {
+        method: "PUT",
+        body: await form("relay-wat", (m) => (m.version = "1.0.1")),
+      });
+      assert.equal(replaced.status, 200);
+      assert.equal((await replaced.json()).version, "1.0.1");
+      const anon = await fetch(`${proc.url}/api/v1/modules/relay`, {
+        method: "PUT",
+        body: await form("relay-wat"),
+      });
+      assert.equal(anon.status, 401);
+      await anon.body?.cancel();
+    });
+
+    await t.step(
+      "an invalid module gets 422 with every reason and the running version stays",
+      async () => {
+        const bad = await proc.api("/api/v1/modules/relay", {
+          method: "PUT",
+          body: await form("relay-wat", (m) => {
+            m.version = "2.0.0";
+            m.grants = {};
+          }),
+        });
+        assert.equal(bad.status, 422);
+        const body = await bad.json();
+        assert.equal(body.error.code, "module_invalid");
+        assert.deepEqual(body.error.details, [
+          "import edge.publish: not granted by the manifest (needs grants.publish)",
+          "import edge.log: not granted by the manifest (needs grants.log)",
+        ]);
+        const wrongName = await proc.api("/api/v1/modules/other", {
+          method: "PUT",
+          body: await form("relay-wat"),
+        });
+        assert.equal(wrongName.status, 422);
+        await wrongName.body?.cancel();
+        const s = await (await proc.api("/api/v1/modules/relay")).json();
+        assert.equal(s.version, "1.0.1");
+      },
+    );
+
+    await t.step("POST messages answers what the module did", async () => {
+      const r = await proc.api("/api/v1/modules/relay/messages", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ topic: "sensors/x/relay", payload: { v: 1 } }),
+      });
+      assert.equal(r.status, 200);
+      const out = await r.json();
+      assert.equal(out.status, 0);
+      assert.deepEqual(out.published, [{ topic: "uplink/telemetry/relay", payload: { v: 1 } }]);
+      assert.ok(out.fuel_used > 0);
+      const missing = await proc.api("/api/v1/modules/nope/messages", {
+        method: "POST",
+        body: "{}",
+      });
+      assert.equal(missing.status, 404);
+      assert.equal((await missing.json()).error.code, "module_not_found");
+    });
+
+    await t.step(
+      "modules and their state come back after a restart, before /readyz is 200",
+      async () => {
+        await proc.stop();
+        dataDir = proc.dataDir;
+        proc = await startEdged({ dataDir });
+        const list = await (await proc.api("/api/v1/modules")).json();
+        assert.deepEqual(
+          list.modules.map((m: { name: string; version: string }) => [m.name, m.version]),
+          [
+            ["relay", "1.0.1"],
+            ["threshold-alert", "1.0.0"],
+          ],
+        );
+      },
+    );
+
+    await t.step("DELETE unloads (204), then 404", async () => {
+      const del = await proc.api("/api/v1/modules/relay", { method: "DELETE" });
+      assert.equal(del.status, 204);
+      const again = await proc.api("/api/v1/modules/relay", { method: "DELETE" });
+      assert.equal(again.status, 404);
+      await again.body?.cancel();
+      const get = await proc.api("/api/v1/modules/relay");
+      assert.equal(get.status, 404);
+      await get.body?.cancel();
+    });
+
+    await t.step("module metrics are exposed", async () => {
+      const text = await (await fetch(`${proc.url}/metrics`)).text();
+      assert.match(text, /edged_modules\{state="running"\} 1/);
+      assert.match(text, /edged_module_messages\{module="threshold-alert",direction="in"\}/);
+    });
+  } finally {
+    await proc.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
