@@ -3,7 +3,7 @@
  * AssemblyScript, wabt) and committed with their digests, run in the sandbox.
  */
 import assert from "node:assert/strict";
-import { ModuleHost } from "../../sandbox/mod.ts";
+import type { ModuleHost } from "../../sandbox/mod.ts";
 import { enc, env, until } from "./_helpers.ts";
 
 const ROOT = new URL("../../examples/modules/", import.meta.url).pathname;
