@@ -330,7 +330,7 @@ Deno.test("a client rejects a repository whose root was swapped for another repo
   const a = await serveNewRepo();
   const b = await serveNewRepo();
   try {
-    const metadataDir = await Deno.makeTempDir();
+    const metadataDir = await a.tempDir();
     await TufClient.init(metadataDir, await a.read("metadata/1.root.json"));
     const foreign = new TufClient({ metadataDir, metadataBaseUrl: `${b.url}metadata/` });
     await assertRejects(() => foreign.refresh(), Error, "timestamp was signed by 0/1");

@@ -35,10 +35,9 @@ const DAY = 86400_000;
 
 async function withRelease(options = {}) {
   const s = await serveNewRepo(options);
-  const file = join(s.dir, "..", `${crypto.randomUUID()}.bin`);
+  const file = join(await s.tempDir(), "release.bin");
   await Deno.writeFile(file, randomBytes(50_000, 7));
   await addRelease(s.repo, file, { triple: TRIPLE, version: "1.0.0", rolloutPercent: 25 });
-  await Deno.remove(file);
   return s;
 }
 
@@ -107,7 +106,7 @@ Deno.test("attack: tampered target is refused and never lands at the destination
     const url = new URL(client.targetUrl(info)).pathname;
     const evil = randomBytes(50_000, 8);
     s.override = (p) => (p === url ? bytesResponse(evil) : undefined);
-    const dest = join(await Deno.makeTempDir(), "edged.new");
+    const dest = join(await s.tempDir(), "edged.new");
     await assertRejects(
       () => client.downloadTarget(info, dest),
       LengthOrHashMismatchError,
@@ -153,7 +152,7 @@ Deno.test("attack: snapshot not matching the hash in timestamp is refused", asyn
 Deno.test("attack: timestamp signed by a key root does not list is refused", async () => {
   const s = await withRelease();
   try {
-    const rogueDir = await Deno.makeTempDir();
+    const rogueDir = await s.tempDir();
     const rogue = await generateKey(rogueDir, "timestamp");
     const md = parse(await s.read("metadata/timestamp.json"));
     md.signed.version = 99;
@@ -172,7 +171,6 @@ Deno.test("attack: timestamp signed by a key root does not list is refused", asy
       UnsignedMetadataError,
       "timestamp was signed by 0/1",
     );
-    await Deno.remove(rogueDir, { recursive: true });
   } finally {
     await s.close();
   }
@@ -341,15 +339,15 @@ Deno.test("attack: slow server is abandoned (idle and total timeouts)", async ()
     ) => (p === "/metadata/timestamp.json" ? drip(new Uint8Array([0x20]), 1000) : undefined);
     const idle = await s.client({ http: { idleTimeoutMs: 200 } });
     await assertRejects(() => idle.refresh(), DownloadTimeoutError, "no data for 200 ms");
-    // A server trickling just fast enough to beat the idle timeout still hits the total limit.
+    // A server trickling often enough to beat the idle timeout still hits the total limit ...
     s.override = (
       p,
     ) => (p === "/metadata/timestamp.json" ? drip(new Uint8Array([0x20]), 20) : undefined);
-    const total = await s.client({ http: { idleTimeoutMs: 200, metadataTimeoutMs: 400 } });
+    const total = await s.client({ http: { idleTimeoutMs: 5000, metadataTimeoutMs: 400 } });
     await assertRejects(() => total.refresh(), DownloadTimeoutError, "not complete after 400 ms");
     // ... and the low-speed check catches it without a total limit (large targets have none).
     const slow = await s.client({
-      http: { idleTimeoutMs: 200, lowSpeedBytesPerSecond: 1000, lowSpeedWindowMs: 300 },
+      http: { idleTimeoutMs: 5000, lowSpeedBytesPerSecond: 1000, lowSpeedWindowMs: 300 },
     });
     await assertRejects(
       () => slow.refresh(),
@@ -366,7 +364,7 @@ Deno.test("a Fetcher substitute gets every download with its length limit", asyn
   try {
     const calls: [string, number][] = [];
     const http = new HttpFetcher();
-    const metadataDir = await Deno.makeTempDir();
+    const metadataDir = await s.tempDir();
     await TufClient.init(metadataDir, await s.read("metadata/1.root.json"));
     const client = new TufClient({
       metadataDir,
