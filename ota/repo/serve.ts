@@ -188,12 +188,17 @@ export interface ServeOptions extends StaticHandlerOptions {
   onListen?: (addr: Deno.NetAddr) => void;
 }
 
-/** Serves the repository directory `dir` over HTTP (`/metadata/...`, `/targets/...`). */
+/**
+ * Serves the repository directory `dir` over HTTP: only `/metadata/...`
+ * and `/targets/...`, what clients need; keys, `repo.json` and anything
+ * else in the directory answer 404.
+ */
 export function serveRepository(
   dir: string,
   options: ServeOptions = {},
 ): Deno.HttpServer<Deno.NetAddr> {
   const { hostname = "127.0.0.1", port = 8090, signal, onListen, ...rest } = options;
+  const files = staticHandler(dir, rest);
   return Deno.serve({
     hostname,
     port,
@@ -206,5 +211,12 @@ export function serveRepository(
       });
       onListen?.(addr);
     },
-  }, staticHandler(dir, rest));
+  }, (req) => {
+    const path = new URL(req.url).pathname;
+    if (!path.startsWith("/metadata/") && !path.startsWith("/targets/")) {
+      rest.onRequest?.(req, 404);
+      return new Response("not found\n", { status: 404 });
+    }
+    return files(req);
+  });
 }

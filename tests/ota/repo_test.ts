@@ -256,6 +256,11 @@ Deno.test("edged tuf-client speaks the conformance CLI protocol against edged re
     const missing = await edged("tuf-client", ...common, "--target-name", "nope", ...dl);
     assertEquals(missing.code, 1);
     assert(missing.stderr.includes("TargetNotFoundError"), missing.stderr);
+    for (const p of ["repo.json", "keys/", ".lock", "metadata/../repo.json"]) {
+      const res = await fetch(`${base}${p}`);
+      await res.body?.cancel();
+      assertEquals(res.status, 404, p);
+    }
     await reader.cancel();
   } finally {
     child.kill("SIGTERM");
