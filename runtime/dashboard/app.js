@@ -220,10 +220,13 @@ function renderModules(list) {
     let r = rows.get(m.name);
     if (!r) rows.set(m.name, r = moduleRow(m.name));
     const c = r.cells;
-    c.state.textContent = m.state === "quarantined" && m.quarantined_until
-      ? `quarantined until ${clock(m.quarantined_until)}`
-      : m.state;
-    c.state.className = m.state === "running" ? "ok" : "bad";
+    c.state.replaceChildren(
+      m.state,
+      ...(m.state === "quarantined" && m.quarantined_until
+        ? [" ", el("small", {}, `until ${clock(m.quarantined_until)}`)]
+        : []),
+    );
+    c.state.className = `state ${m.state === "running" ? "ok" : "bad"}`;
     c.version.textContent = m.version;
     c.in.textContent = num(m.messages_in);
     c.out.textContent = num(m.messages_out);

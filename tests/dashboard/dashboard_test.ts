@@ -142,3 +142,90 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "dashboard: renders a download in progress, a quarantined module and a lost broker",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const edged = await startEdged();
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    });
+    try {
+      // The real status, with the states a healthy test device never reaches.
+      const real = await (await edged.api("/api/v1/status")).json();
+      const status = {
+        ...real,
+        mqtt: {
+          ...real.mqtt,
+          configured: true,
+          broker: "mqtts://broker:8883",
+          connect_failures: 4,
+        },
+        outbox: { readings: 48211, messages: 3, oldest_age_seconds: 5432, dropped: 0 },
+        update: {
+          ...real.update,
+          configured: true,
+          phase: "downloading",
+          previous: "a",
+          progress: {
+            target: "releases/x/1.3.0/edged",
+            received: 3 * 1048576,
+            total: 12 * 1048576,
+            resumed_from: 1048576,
+            bytes_per_second: 262144,
+          },
+          last_error: "stalled: no byte for 30 s",
+        },
+        modules: [{
+          name: "adapter",
+          state: "quarantined",
+          quarantined_until: new Date(Date.now() + 60_000).toISOString(),
+          version: "0.4.2",
+          messages_in: 5000,
+          messages_out: 4990,
+          errors: 9,
+          fuel_used: 1_200_000,
+          memory_bytes: 2 * 1048576,
+          last_error: { kind: "fuel", message: "ran out of fuel", at: new Date().toISOString() },
+        }],
+      };
+      const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+      const page = await context.newPage();
+      await page.route("**/api/v1/status*", (r) => r.fulfill({ json: status }));
+      await page.goto(edged.url + "/");
+      await page.fill("#token", edged.token);
+      await page.click("#login button");
+      const row = page.locator('tr[data-module="adapter"]');
+      await row.waitFor({ timeout: 10_000 });
+      assert.match((await row.locator("td").nth(0).textContent())!, /^quarantined until /);
+      assert.equal(await row.locator("td").nth(7).textContent(), "fuel: ran out of fuel");
+      assert.equal(
+        await page.textContent("#mqtt"),
+        "disconnected from mqtts://broker:8883 (4 failed attempts)",
+      );
+      assert.equal(await page.textContent("#ob-readings"), (48211).toLocaleString("en-US"));
+      assert.equal(await page.textContent("#ob-age"), "1 h 30 min");
+      assert.equal(await page.textContent("#up-phase"), "downloading");
+      assert.equal(
+        await page.textContent("#up-bytes"),
+        "3.0 MiB of 12 MiB · 256 KiB/s · resumed at 1.0 MiB",
+      );
+      assert.equal(await page.getAttribute("#up-bar", "value"), String(3 * 1048576));
+      assert.equal(await page.textContent("#up-error"), "Last error: stalled: no byte for 30 s");
+      // An update in progress: no second one can be started from the page.
+      assert.equal(await page.isDisabled('[data-update="apply"]'), true);
+      // Nothing is wider than a phone.
+      assert.equal(await page.evaluate("document.documentElement.scrollWidth"), 390);
+      await Deno.mkdir(RESULTS, { recursive: true });
+      await page.screenshot({ path: `${RESULTS}dashboard-phone.png`, fullPage: true });
+      await context.close();
+    } finally {
+      await browser.close();
+      await edged.stop();
+    }
+  },
+});
