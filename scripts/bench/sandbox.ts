@@ -1,0 +1,499 @@
+/**
+ * Benchmark section `sandbox` (issue 3): module load time, RSS per module at
+ * 1/32/256/1,024 modules, metering overhead, host-call cost, a compute kernel
+ * against native gcc -O2, and neighbours' latency during a runaway module.
+ * Each anchor is measured side by side in the same run.
+ *
+ * Run: deno task bench sandbox [--quick]
+ *
+ * @module
+ */
+
+import type { BenchOptions, BenchRow } from "./_report.ts";
+import { Bus, Store } from "../../runtime/mod.ts";
+import { GuestInstance, ModuleHost, parseManifest, validateModule } from "../../sandbox/mod.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const enc = new TextEncoder();
+const SECTION = "sandbox";
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+async function sh(cmd: string, args: string[], cwd?: string): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return text;
+}
+
+function manifestFor(name: string, over: Record<string, unknown> = {}) {
+  return parseManifest({
+    name,
+    version: "1.0.0",
+    grants: { log: true, publish: ["#"], clock: true },
+    ...over,
+  });
+}
+
+/** A ~100 KB module: many functions with loops, generated as WAT. */
+function bigWat(functions: number): string {
+  const fns: string[] = [];
+  for (let i = 0; i < functions; i++) {
+    fns.push(`(func $f${i} (param i32) (result i32) (local i32 i32)
+      (block $b (loop $l
+        (br_if $b (i32.ge_u (local.get 1) (local.get 0)))
+        (local.set 2 (i32.add (i32.mul (local.get 2) (i32.const ${
+      i + 3
+    })) (i32.load8_u (local.get 1))))
+        (local.set 2 (i32.xor (local.get 2) (i32.shr_u (local.get 2) (i32.const ${(i % 13) + 1}))))
+        (local.set 1 (i32.add (local.get 1) (i32.const 1)))
+        (br $l)))
+      (if (result i32) (i32.gt_u (local.get 2) (i32.const ${i * 7919}))
+        (then (i32.add (local.get 2) (call $f${(i + 1) % functions} (i32.const 0))))
+        (else (i32.sub (local.get 2) (i32.const ${i})))))`);
+  }
+  return `(module (memory (export "memory") 2)
+    (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
+    (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (call $f0 (local.get 3)))
+    ${fns.join("\n")})`;
+}
+
+async function wat2wasm(dir: string, name: string, source: string): Promise<Uint8Array> {
+  await Deno.writeTextFile(`${dir}/${name}.wat`, source);
+  await sh("wat2wasm", [`${dir}/${name}.wat`, "-o", `${dir}/${name}.wasm`]);
+  return Deno.readFile(`${dir}/${name}.wasm`);
+}
+
+async function loadTime(dir: string, quick: boolean): Promise<BenchRow[]> {
+  let bytes = await wat2wasm(dir, "big", bigWat(700));
+  for (let f = 700; bytes.length < 100_000; f += 100) bytes = await wat2wasm(dir, "big", bigWat(f));
+  const manifest = manifestFor("big");
+  const runs = quick ? 50 : 300;
+  const edged: number[] = [];
+  const plain: number[] = [];
+  for (let i = 0; i < runs + 10; i++) {
+    const t0 = performance.now();
+    const v = await validateModule(bytes, manifest);
+    GuestInstance.create(v, { logSink: () => {} });
+    const t1 = performance.now();
+    const m = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+    new WebAssembly.Instance(m, {});
+    const t2 = performance.now();
+    if (i >= 10) {
+      edged.push(t1 - t0);
+      plain.push(t2 - t1);
+    }
+  }
+  const kb = `${Math.round(bytes.length / 1000)} KB module`;
+  const anchorName = "WebAssembly.compile + instantiate, no checks";
+  return [
+    {
+      section: SECTION,
+      metric: `load p50, ${kb}`,
+      edged: pct(edged, 50),
+      anchor: pct(plain, 50),
+      anchorName,
+      unit: "ms",
+      target: "",
+    },
+    {
+      section: SECTION,
+      metric: `load p99, ${kb}`,
+      edged: pct(edged, 99),
+      anchor: pct(plain, 99),
+      anchorName,
+      unit: "ms",
+      target: "<= 5 ms",
+    },
+  ];
+}
+
+/** Child mode: prints RSS growth (KiB) after instantiating N modules, or N Workers. */
+async function childRss(kind: string, n: number): Promise<void> {
+  const rssKiB = () =>
+    Number(Deno.readTextFileSync("/proc/self/status").match(/VmRSS:\s+(\d+)/)![1]);
+  const bytes = await Deno.readFile(`${ROOT}examples/modules/threshold-alert-c/module.wasm`);
+  const manifest = JSON.parse(
+    await Deno.readTextFile(`${ROOT}examples/modules/threshold-alert-c/manifest.json`),
+  );
+  const dir = await Deno.makeTempDir();
+  const store = Store.open(dir);
+  const host = new ModuleHost({ dataDir: dir, store, bus: new Bus(), logLinesPerSecond: 1 });
+  await host.start();
+  // Warm up everything shared (compiler, SQLite statements) before the baseline.
+  await host.install({ ...manifest, name: "warm" }, bytes);
+  host.deliver("warm", "sensors/a/temperature", enc.encode('{"value":1}'));
+  await host.remove("warm");
+  (globalThis as { gc?: () => void }).gc?.();
+  const before = rssKiB();
+  const workers: Worker[] = [];
+  const t0 = performance.now();
+  if (kind === "worker") {
+    const src = `data:application/javascript,${
+      encodeURIComponent(
+        `const m = new WebAssembly.Module(new Uint8Array(${JSON.stringify([...bytes])}));
+       self.onmessage = () => self.postMessage(1);`,
+      )
+    }`;
+    for (let i = 0; i < n; i++) {
+      const w = new Worker(src, { type: "module", deno: { permissions: "none" } } as WorkerOptions);
+      await new Promise((r) => {
+        w.onmessage = r;
+        w.postMessage(0);
+      });
+      workers.push(w);
+    }
+  } else {
+    // Installed through the whole path (validate, meter, compile, instantiate, persist),
+    // each module handling one message so its memory is touched.
+    for (let i = 0; i < n; i++) {
+      await host.install({ ...manifest, name: `m${i}` }, bytes);
+      host.deliver(`m${i}`, "sensors/a/temperature", enc.encode('{"value":1}'));
+    }
+  }
+  const ms = performance.now() - t0;
+  (globalThis as { gc?: () => void }).gc?.();
+  console.log(JSON.stringify({ grewKiB: rssKiB() - before, ms }));
+  workers.forEach((w) => w.terminate());
+  Deno.exit(0);
+}
+
+async function rss(n: number, kind: "module" | "worker"): Promise<{ grewKiB: number; ms: number }> {
+  const out = await sh(Deno.execPath(), [
+    "run",
+    "-A",
+    "--v8-flags=--expose-gc",
+    "--unstable-worker-options",
+    new URL(import.meta.url).pathname,
+    "child-rss",
+    kind,
+    String(n),
+  ]);
+  return JSON.parse(out.trim().split("\n").pop()!);
+}
+
+async function density(quick: boolean): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const counts = quick ? [1, 32, 256] : [1, 32, 256, 1024];
+  for (const n of counts) {
+    const m = await rss(n, "module");
+    const w = n <= 32 ? await rss(n, "worker") : null;
+    rows.push({
+      section: SECTION,
+      metric: `RSS above baseline, ${n} modules (per module ${(m.grewKiB / n).toFixed(0)} KiB, ${
+        m.ms.toFixed(0)
+      } ms to load)`,
+      edged: m.grewKiB / 1024,
+      anchor: w ? w.grewKiB / 1024 : null,
+      anchorName: w ? `one Worker per module (${(w.grewKiB / n / 1024).toFixed(1)} MiB each)` : "",
+      unit: "MiB",
+      target: n === 1024 ? "<= 256 MiB" : "",
+    });
+  }
+  return rows;
+}
+
+async function throughput(dir: string, quick: boolean): Promise<BenchRow[]> {
+  // A trivial module that touches its payload: sums the bytes, publishes nothing.
+  const sum = await wat2wasm(
+    dir,
+    "sum",
+    `(module (memory (export "memory") 1)
+      (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (local i32 i32)
+        (block $b (loop $l (br_if $b (i32.ge_u (local.get 4) (local.get 3)))
+          (local.set 5 (i32.add (local.get 5) (i32.load8_u (i32.add (local.get 2) (local.get 4)))))
+          (local.set 4 (i32.add (local.get 4) (i32.const 1))) (br $l)))
+        (i32.and (local.get 5) (i32.const 0))))`,
+  );
+  const m = manifestFor("sum");
+  const metered = GuestInstance.create(await validateModule(sum, m), { logSink: () => {} });
+  const plain = GuestInstance.create(await validateModule(sum, m, { meter: false }), {
+    logSink: () => {},
+  });
+  const topic = enc.encode("sensors/pump-7/temperature");
+  const payload = enc.encode(
+    JSON.stringify({ device_id: "pump-7", metric: "temperature", value: 71.5, timestamp: 1 }),
+  );
+  const n = quick ? 100_000 : 500_000;
+  const rate = (inst: GuestInstance) => {
+    for (let i = 0; i < 10_000; i++) inst.call(topic, payload);
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) inst.call(topic, payload);
+    return n / ((performance.now() - t0) / 1000);
+  };
+  rate(metered);
+  rate(plain);
+  const a = Math.max(rate(metered), rate(metered));
+  const b = Math.max(rate(plain), rate(plain));
+
+  // Host-call cost: 1M now_ms() calls in a guest loop vs the same loop calling a wasm function.
+  const hc = await wat2wasm(
+    dir,
+    "hostcall",
+    `(module (import "edge" "now_ms" (func $now (result i64))) (memory (export "memory") 1)
+      (func $local (result i64) (i64.const 1))
+      (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (local i32) (local i64)
+        (loop $l
+          (local.set 5 (i64.add (local.get 5) (if (result i64) (local.get 3) (then (call $now)) (else (call $local)))))
+          (local.set 4 (i32.add (local.get 4) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get 4) (i32.const 1000000))))
+        (i32.wrap_i64 (local.get 5))))`,
+  );
+  const hci = GuestInstance.create(
+    await validateModule(hc, manifestFor("hc", { limits: { fuel_per_message: 1_000_000_000 } })),
+    { logSink: () => {} },
+  );
+  const time = (flag: number) => {
+    const t0 = performance.now();
+    hci.call(topic, new Uint8Array(flag));
+    return ((performance.now() - t0) * 1e6) / 1_000_000;
+  };
+  time(1);
+  time(0);
+  const host = Math.min(time(1), time(1), time(1));
+  const local = Math.min(time(0), time(0), time(0));
+  return [
+    {
+      section: SECTION,
+      metric: "messages/s through one trivial module, metered",
+      edged: a,
+      anchor: b,
+      anchorName: "same module unmetered",
+      unit: "msg/s",
+      target: ">= 0.8× (overhead <= 25 %)",
+    },
+    {
+      section: SECTION,
+      metric: "host call now_ms() from wasm",
+      edged: host,
+      anchor: local,
+      anchorName: "wasm → wasm call",
+      unit: "ns/call",
+      target: "",
+    },
+  ];
+}
+
+const KERNEL_C = `
+#include <stdint.h>
+#define N (1 << 20)
+#define TAPS 32
+static uint8_t in[N];
+static float x[N], y[N];
+static uint32_t table[256];
+
+static uint32_t crc32(const uint8_t *p, int n) {
+  uint32_t c = 0xffffffffu;
+  for (int i = 0; i < n; i++) c = table[(c ^ p[i]) & 0xff] ^ (c >> 8);
+  return c ^ 0xffffffffu;
+}
+
+uint32_t kernel(int rounds) {
+  uint32_t seed = 12345, acc = 0;
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+    table[i] = c;
+  }
+  for (int i = 0; i < N; i++) { seed = seed * 1103515245u + 12345u; in[i] = seed >> 24; x[i] = (float)in[i]; }
+  float h[TAPS];
+  for (int t = 0; t < TAPS; t++) h[t] = 1.0f / (float)(t + 1);
+  for (int r = 0; r < rounds; r++) {
+    for (int i = TAPS; i < N; i++) {
+      float s = 0;
+      for (int t = 0; t < TAPS; t++) s += h[t] * x[i - t];
+      y[i] = s;
+    }
+    acc ^= crc32(in, N) + (uint32_t)y[N / 2 + r];
+  }
+  return acc;
+}
+
+#ifdef NATIVE
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+int main(int argc, char **argv) {
+  int rounds = atoi(argv[1]);
+  kernel(1);
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  uint32_t r = kernel(rounds);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  printf("%f %u\\n", (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6, r);
+  return 0;
+}
+#else
+static char inbox[256];
+__attribute__((export_name("edge_alloc"))) char *edge_alloc(int n) { return n <= 256 ? inbox : 0; }
+__attribute__((export_name("edge_on_message"))) int edge_on_message(const char *t, int tl, const char *p, int pl) {
+  return (int)kernel(p[0] - '0');
+}
+#endif
+`;
+
+async function kernel(dir: string, quick: boolean): Promise<BenchRow[]> {
+  await Deno.writeTextFile(`${dir}/kernel.c`, KERNEL_C);
+  await sh("gcc", ["-O2", "-DNATIVE", "-o", `${dir}/kernel-native`, `${dir}/kernel.c`]);
+  await sh("clang", [
+    "--target=wasm32",
+    "-O2",
+    "-nostdlib",
+    "-Wl,--no-entry",
+    "-Wl,-z,stack-size=65536",
+    "-o",
+    `${dir}/kernel.wasm`,
+    `${dir}/kernel.c`,
+  ]);
+  const rounds = quick ? 3 : 9;
+  const native: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    native.push(Number((await sh(`${dir}/kernel-native`, [String(rounds)])).split(" ")[0]));
+  }
+  const bytes = await Deno.readFile(`${dir}/kernel.wasm`);
+  const m = manifestFor("kernel", {
+    limits: { memory_bytes: 32 << 20, fuel_per_message: 10_000_000_000 },
+  });
+  const results: Record<string, number> = {};
+  for (const meter of [true, false]) {
+    const inst = GuestInstance.create(await validateModule(bytes, m, { meter }), {
+      logSink: () => {},
+    });
+    const t = enc.encode("k");
+    inst.call(t, enc.encode("1")); // warm-up: tier up to TurboFan
+    inst.call(t, enc.encode("1"));
+    const runs: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      const out = inst.call(t, enc.encode(String(rounds)));
+      if (out.error) throw new Error(`kernel faulted: ${out.error.message}`);
+      runs.push(performance.now() - t0);
+    }
+    results[meter ? "metered" : "plain"] = Math.min(...runs);
+  }
+  const nat = Math.min(...native);
+  return [
+    {
+      section: SECTION,
+      metric: `FIR(32 taps)+CRC32 over 1 MiB × ${rounds}, wasm metered`,
+      edged: results.metered,
+      anchor: nat,
+      anchorName: "same C, gcc -O2 native",
+      unit: "ms",
+      target: "<= 1.5× native",
+    },
+    {
+      section: SECTION,
+      metric: `FIR(32 taps)+CRC32 over 1 MiB × ${rounds}, wasm unmetered`,
+      edged: results.plain,
+      anchor: nat,
+      anchorName: "same C, gcc -O2 native",
+      unit: "ms",
+      target: "<= 1.5× native",
+    },
+  ];
+}
+
+async function runaway(dir: string, quick: boolean): Promise<BenchRow[]> {
+  const spin = await wat2wasm(
+    dir,
+    "spin",
+    `(module (memory (export "memory") 1)
+      (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (loop $l (br $l)) (i32.const 0)))`,
+  );
+  const relay = await Deno.readFile(`${ROOT}examples/modules/relay-wat/module.wasm`);
+  const measure = async (withRunaway: boolean): Promise<number> => {
+    const dataDir = await Deno.makeTempDir({ dir });
+    const store = Store.open(dataDir);
+    const bus = new Bus();
+    const host = new ModuleHost({ dataDir, store, bus, logLinesPerSecond: 1 });
+    await host.start();
+    const sentAt = new Map<string, number>();
+    const lat: number[] = [];
+    bus.subscribe("uplink/telemetry/relay", (msg) => {
+      const t = sentAt.get(new TextDecoder().decode(msg.payload));
+      if (t !== undefined) lat.push(performance.now() - t);
+    });
+    for (let i = 0; i < 8; i++) {
+      await host.install(
+        {
+          ...manifestFor(`n${i}`, {
+            subscribe: ["work"],
+            grants: { log: true, publish: ["uplink/#"] },
+          }),
+        },
+        relay,
+      );
+    }
+    if (withRunaway) {
+      // The manifest default budget: 50 M fuel per message.
+      await host.install(manifestFor("runaway", { subscribe: ["work"] }), spin);
+    }
+    const n = quick ? 500 : 2000;
+    for (let i = 0; i < n; i++) {
+      const id = String(i);
+      sentAt.set(id, performance.now());
+      bus.publish("work", enc.encode(id), "bench");
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    await host.stop();
+    store.close();
+    return pct(lat, 99);
+  };
+  const normal = await measure(false);
+  const during = await measure(true);
+  return [{
+    section: SECTION,
+    metric: "neighbours' p99 latency (8 modules) during a runaway module",
+    edged: during,
+    anchor: normal,
+    anchorName: "same neighbours, no runaway",
+    unit: "ms",
+    target: "<= 2× normal",
+    note: "runaway: 50 M fuel per message, quarantined after 3 faults with doubling back-off",
+  }];
+}
+
+/** Runs the section. */
+export async function run(opts: BenchOptions): Promise<BenchRow[]> {
+  const dir = `${opts.cacheDir}sandbox`;
+  await Deno.mkdir(dir, { recursive: true });
+  const parts: [string, () => Promise<BenchRow[]>][] = [
+    ["load time", () => loadTime(dir, opts.quick)],
+    ["density", () => density(opts.quick)],
+    ["throughput", () => throughput(dir, opts.quick)],
+    ["kernel", () => kernel(dir, opts.quick)],
+    ["runaway", () => runaway(dir, opts.quick)],
+  ];
+  const rows: BenchRow[] = [];
+  for (const [name, part] of parts) {
+    try {
+      rows.push(...await part());
+    } catch (err) {
+      rows.push({
+        section: SECTION,
+        metric: `${name} failed`,
+        edged: NaN,
+        anchor: null,
+        anchorName: "",
+        unit: "",
+        target: "",
+        note: String((err as Error).message).slice(0, 200),
+      });
+    }
+  }
+  return rows;
+}
+
+if (import.meta.main && Deno.args[0] === "child-rss") {
+  await childRss(Deno.args[1], Number(Deno.args[2]));
+}
