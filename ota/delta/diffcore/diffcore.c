@@ -190,32 +190,95 @@ static inline int32_t common_prefix(const uint8_t *a, const uint8_t *b, int32_t 
   return i;
 }
 
+/* The first TREE_LEVELS levels of every binary search visit the same
+ * midpoints, so they are laid out as an implicit binary tree (node k has
+ * children 2k and 2k+1) holding each midpoint's suffix position and its first
+ * 8 bytes big-endian: most comparisons finish on that key without the two
+ * cache misses of fetching I[x] and old[I[x]]. */
+#define TREE_LEVELS 20
+
+typedef struct {
+  uint64_t key; /* old[pos..pos+8) big-endian, zero-padded */
+  int32_t pos;  /* I[x] */
+  int32_t klen; /* min(8, oldsize - pos) */
+} tree_node;
+
+static uint64_t load_key(const uint8_t *p, int32_t avail) {
+  uint64_t k = 0;
+  for (int32_t i = 0; i < 8; i++) k = (k << 8) | (i < avail ? p[i] : 0);
+  return k;
+}
+
+static void build_tree(tree_node *tree, const int32_t *I, const uint8_t *old, int32_t oldsize,
+                       int32_t k, int32_t st, int32_t en) {
+  /* Iterative over levels would need a queue; depth is at most TREE_LEVELS. */
+  if (k >= (1 << TREE_LEVELS) || en - st < 2) return;
+  int32_t x = st + (en - st) / 2;
+  int32_t pos = I[x];
+  int32_t avail = oldsize - pos;
+  tree[k].pos = pos;
+  tree[k].klen = avail < 8 ? avail : 8;
+  tree[k].key = load_key(old + pos, avail);
+  build_tree(tree, I, old, oldsize, 2 * k, st, x);
+  build_tree(tree, I, old, oldsize, 2 * k + 1, x, en);
+}
+
 /* bsdiff.c search(): binary search of the suffix array for the longest
  * match of new[0..newsize). Every comparison decides exactly as bsdiff's
- * memcmp does, but starts after the prefix that the query is already known to
- * share with both ends of the range (all suffixes between two sorted suffixes
- * share their common prefix), so a long match is compared about once instead
- * of once per halving. */
-static int32_t search(const int32_t *I, const uint8_t *old, int32_t oldsize,
-                      const uint8_t *new, int32_t newsize, int32_t *pos) {
+ * memcmp does, so the result is the same, but (1) the top levels compare on
+ * the tree's cached 8-byte keys, and (2) a comparison starts after the prefix
+ * the query already shares with both ends of the range (all suffixes between
+ * two sorted suffixes share their common prefix), so a long match is compared
+ * about once instead of once per halving. */
+static int32_t search(const tree_node *tree, const int32_t *I, const uint8_t *old,
+                      int32_t oldsize, const uint8_t *new, int32_t newsize, int32_t *pos) {
   int32_t st = 0, en = oldsize;
   /* Exact common-prefix lengths of the query with I[st] and I[en]; -1 while
    * unknown. I[0] is the empty suffix, so lcp_st starts exact at 0. */
   int32_t lcp_st = 0, lcp_en = -1;
+  const uint64_t qkey = load_key(new, newsize);
+  int32_t k = 1;
   while (en - st >= 2) {
     int32_t x = st + (en - st) / 2;
-    int32_t o = I[x];
-    int32_t len = oldsize - o < newsize ? oldsize - o : newsize;
-    int32_t skip = lcp_en < 0 ? 0 : (lcp_st < lcp_en ? lcp_st : lcp_en);
-    if (skip > len) skip = len;
-    int32_t i = skip + common_prefix(old + o + skip, new + skip, len - skip);
-    /* memcmp(old + I[x], new, len) < 0 */
-    if (i < len && old[o + i] < new[i]) {
+    int32_t o, len, i, less;
+    if (k < (1 << TREE_LEVELS)) {
+      const tree_node *t = &tree[k];
+      o = t->pos;
+      len = oldsize - o < newsize ? oldsize - o : newsize;
+      int32_t klen = len < 8 ? len : 8;
+      uint64_t diff = t->key ^ qkey;
+      int32_t at = diff ? __builtin_clzll(diff) >> 3 : 8;
+      if (at < klen) {
+        /* The first difference is inside the key: big-endian keys order as the bytes do. */
+        i = at;
+        less = t->key < qkey;
+      } else if (len <= 8) {
+        i = len;
+        less = 0;
+      } else {
+        int32_t skip = lcp_en < 0 ? 8 : (lcp_st < lcp_en ? lcp_st : lcp_en);
+        if (skip < 8) skip = 8;
+        if (skip > len) skip = len;
+        i = skip + common_prefix(old + o + skip, new + skip, len - skip);
+        less = i < len && old[o + i] < new[i];
+      }
+    } else {
+      o = I[x];
+      len = oldsize - o < newsize ? oldsize - o : newsize;
+      int32_t skip = lcp_en < 0 ? 0 : (lcp_st < lcp_en ? lcp_st : lcp_en);
+      if (skip > len) skip = len;
+      i = skip + common_prefix(old + o + skip, new + skip, len - skip);
+      less = i < len && old[o + i] < new[i];
+    }
+    /* less == (memcmp(old + I[x], new, len) < 0) */
+    if (less) {
       st = x;
       lcp_st = i;
+      k = 2 * k + 1;
     } else {
       en = x;
       lcp_en = i;
+      k = 2 * k;
     }
   }
   int32_t a = I[st], b = I[en];
@@ -234,6 +297,7 @@ static int32_t search(const int32_t *I, const uint8_t *old, int32_t oldsize,
 /* The loop state between calls, so the caller can drain control triples and
  * report progress. */
 typedef struct {
+  tree_node *tree;
   const int32_t *I;
   const uint8_t *old, *new;
   uint8_t *db, *eb;
@@ -250,6 +314,12 @@ diff_state *dc_diff_new(const int32_t *I, const uint8_t *old, int32_t oldsize,
                         int32_t *ctrl, int32_t ctrl_cap) {
   diff_state *s = calloc(1, sizeof(diff_state));
   if (!s) return NULL;
+  s->tree = calloc((size_t)1 << TREE_LEVELS, sizeof(tree_node));
+  if (!s->tree) {
+    free(s);
+    return NULL;
+  }
+  build_tree(s->tree, I, old, oldsize, 1, 0, oldsize);
   s->I = I;
   s->old = old;
   s->new = new;
@@ -280,7 +350,7 @@ EXPORT(dc_diff_run) int32_t dc_diff_run(diff_state *s) {
     int32_t oldscore = 0;
     int32_t scsc;
     for (scsc = scan += len; scan < newsize; scan++) {
-      len = search(I, old, oldsize, new + scan, newsize - scan, &pos);
+      len = search(s->tree, I, old, oldsize, new + scan, newsize - scan, &pos);
       for (; scsc < scan + len; scsc++)
         if (scsc + lastoffset < oldsize && old[scsc + lastoffset] == new[scsc]) oldscore++;
       if ((len == oldscore && len != 0) || len > oldscore + 8) break;
