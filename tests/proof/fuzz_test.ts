@@ -1,0 +1,50 @@
+/**
+ * The short CI form of `deno task fuzz`: every target for a few seconds
+ * with a fixed seed. Any finding fails the test and prints how to replay it.
+ */
+import assert from "node:assert/strict";
+import {
+  DEFAULT_TARGETS,
+  replay,
+  runTarget,
+  signature,
+  summarize,
+} from "../../scripts/fuzz/mod.ts";
+
+/** Seconds per target; `EDGED_PROOF_FUZZ_SECONDS` lengthens it. */
+const SECONDS = Number(Deno.env.get("EDGED_PROOF_FUZZ_SECONDS") ?? 3);
+const SEED = Number(Deno.env.get("EDGED_PROOF_FUZZ_SEED") ?? 20261121);
+
+for (const name of DEFAULT_TARGETS) {
+  Deno.test(`fuzz ${name}: ${SECONDS} s, seed ${SEED}, no crash, hang, memory or oracle finding`, async () => {
+    const r = await runTarget(name, { seed: SEED, seconds: SECONDS, timeoutMs: 5000 });
+    console.log(summarize(r));
+    const accepted = Object.entries(r.labels).filter(([k]) => !k.startsWith("refused")).length;
+    assert.ok(r.inputs > 0, "the target ran no input");
+    assert.ok(accepted > 0, "no input was accepted: the seeds are broken");
+    const sigs = [...new Set(r.findings.map(signature))];
+    assert.deepEqual(
+      sigs,
+      [],
+      `${r.findings.length} findings; replay with: deno task fuzz --target ${name} --seed ${SEED} ` +
+        `--seconds ${SECONDS}\n` + r.findings.slice(0, 3).map((f) =>
+          `${f.message}\n${f.stack ?? ""}`
+        ).join("\n"),
+    );
+  });
+}
+
+Deno.test("the fuzz runner detects a hang, memory past the bound, a crash and an oracle violation", async () => {
+  const enc = new TextEncoder();
+  const inputs = ["ok", "refuse", "crash", "oracle", "hang", "ok", "alloc", "ok"].map((s) =>
+    enc.encode(s)
+  );
+  const findings = await replay("_selftest", inputs, {
+    timeoutMs: 3000,
+    rssBoundBytes: Deno.memoryUsage().rss + 128 * 2 ** 20,
+  });
+  assert.deepEqual(
+    findings.map((f) => `${f.index} ${f.kind}`),
+    ["2 crash", "3 oracle", "4 hang", "6 memory"],
+  );
+});
