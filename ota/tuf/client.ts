@@ -213,7 +213,7 @@ export class TufClient {
     try {
       await trusted.updateTimestamp(bytes);
     } catch (err) {
-      // 5.4.3.2: the same version again is not news; keep the stored copy.
+      // 5.4.3.1: the same version again is not news; keep the stored copy.
       if (err instanceof EqualVersionError) return;
       throw err;
     }

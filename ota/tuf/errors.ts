@@ -18,19 +18,19 @@ export class TufError extends Error {
 /** Metadata does not follow the format of the specification (section 4). */
 export class FormatError extends TufError {}
 
-/** Fewer than `threshold` valid signatures from the role's keys (section 5.3.4, 5.4.3, ...). */
+/** Fewer than `threshold` valid signatures from the role's keys (section 5.3.4, 5.4.2, 5.5.3, 5.6.3). */
 export class UnsignedMetadataError extends TufError {}
 
-/** Metadata `expires` is in the past (freeze attack, section 5.3.10, 5.4.4, 5.5.6, 5.6.4). */
+/** Metadata `expires` is in the past (freeze attack, section 5.3.10, 5.4.4, 5.5.6, 5.6.5). */
 export class ExpiredMetadataError extends TufError {}
 
 /**
- * A version is not the one expected: lower than trusted (rollback, 5.4.3.2,
- * 5.5.5), or different from the one the parent names (5.5.3, 5.6.3).
+ * A version is not the one expected: lower than trusted (rollback, 5.3.5,
+ * 5.4.3, 5.5.5), or different from the one the parent names (5.5.4, 5.6.4).
  */
 export class BadVersionError extends TufError {}
 
-/** Same version as the trusted copy: nothing new, keep what we have (5.4.3.2). */
+/** Same version as the trusted copy: nothing new, keep what we have (5.4.3.1). */
 export class EqualVersionError extends TufError {}
 
 /** Downloaded bytes do not match the length or hashes recorded for them (5.5.2, 5.6.2, 5.7.3). */

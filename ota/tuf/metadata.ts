@@ -330,7 +330,7 @@ export function parseMetadata<K extends keyof RoleTypes>(
 
 /**
  * Checks that `md` carries at least `role.threshold` valid signatures from
- * distinct keys among `role.keyids` (section 5.3.4 / 5.4.3 / 5.5.4 / 5.6.3).
+ * distinct keys among `role.keyids` (section 5.3.4 / 5.4.2 / 5.5.3 / 5.6.3).
  * Throws {@link UnsignedMetadataError} naming the role and the count.
  */
 export async function verifyDelegate(

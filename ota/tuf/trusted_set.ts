@@ -131,7 +131,7 @@ export class TrustedSet {
    * Section 5.5: accept a snapshot matching the timestamp's length and
    * hashes (skipped for the local copy we wrote ourselves: `trusted`),
    * signed by the snapshot keys, that drops no targets role and rolls none
-   * back. Its own version and expiry are checked last (5.5.3, 5.5.6) so an
+   * back. Its own version and expiry are checked last (5.5.4, 5.5.6) so an
    * outdated local copy can still serve as the rollback reference.
    */
   async updateSnapshot(bytes: Uint8Array, trusted = false): Promise<Metadata<Snapshot>> {
@@ -142,7 +142,7 @@ export class TrustedSet {
     // 5.5.2: length and hashes from timestamp (when the repository lists them).
     if (!trusted) verifyLengthAndHashes("snapshot.json", bytes, meta);
     const next = parseMetadata(bytes, "snapshot");
-    // 5.5.3 (signature part): signed by a threshold of snapshot keys from root.
+    // 5.5.3: signed by a threshold of snapshot keys from root.
     await verifyDelegate(
       "snapshot",
       this.#root.signed.roles.snapshot,
@@ -171,7 +171,7 @@ export class TrustedSet {
     const snapshot = this.#snapshot!;
     // 5.5.6: not expired.
     checkNotExpired("snapshot", snapshot.signed, this.#now);
-    // 5.5.3: version equals the one timestamp names.
+    // 5.5.4: version equals the one timestamp names.
     checkVersionIs(
       "snapshot",
       snapshot.signed.version,
@@ -209,7 +209,7 @@ export class TrustedSet {
       }
       await verifyDelegate(role, delegation, parent.signed.delegations!.keys, next);
     }
-    // 5.6.3 / 5.6.4: version the snapshot names (no rollback), not expired.
+    // 5.6.4: the version the snapshot names (no rollback); 5.6.5: not expired.
     checkVersionIs(role, next.signed.version, meta.version);
     checkNotExpired(role, next.signed, this.#now);
     this.#targets.set(role, next);
