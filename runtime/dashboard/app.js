@@ -167,7 +167,8 @@ function renderProcess(s) {
   text("p-rss", bytes(s.process.resident_memory_bytes));
   const lag = s.process.event_loop_lag_seconds;
   text("p-lag", lag == null ? "–" : `${(lag * 1000).toFixed(1)} ms`, lag > 0.1 ? "warn" : "");
-  text("p-cpu", s.process.cpu_seconds == null ? "–" : `${s.process.cpu_seconds.toFixed(1)} s`);
+  const cpu = s.process.cpu_seconds;
+  text("p-cpu", cpu == null ? "not available" : `${cpu.toFixed(1)} s`);
   text("p-store", bytes(s.store.size_bytes));
   text("p-readings", num(s.store.readings_committed));
 }
