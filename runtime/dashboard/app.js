@@ -1,7 +1,9 @@
 // The edged dashboard: polls GET /api/v1/status every 2 s while the tab is
 // visible and drives the module and update API. No framework, no network
 // beyond this device. Untrusted text (module names, logs, payloads) only ever
-// goes into textContent.
+// goes into textContent. Polling rather than server-sent events: EventSource
+// cannot send the Authorization header, and a token in the URL would end up
+// in proxy and browser history.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
