@@ -101,6 +101,18 @@ export function mqttComponent(options: MqttComponentOptions): MqttComponent {
     outbox,
     prefix,
     forwardReadings: c.forward_readings,
+    runCommit: (commit) => {
+      // WAL with synchronous=NORMAL: the commit survives a crash of the
+      // process, and a power cut can only roll the cursor back (duplicates).
+      const db = store.db;
+      const level = (db.prepare("PRAGMA synchronous").get() as { synchronous: number }).synchronous;
+      db.exec("PRAGMA synchronous = NORMAL");
+      try {
+        commit();
+      } finally {
+        db.exec(`PRAGMA synchronous = ${level | 0}`);
+      }
+    },
     onRejected: (topic, err) => {
       dropped.inc({ reason: "rejected" });
       log.warning("broker rejected {topic}: {error}", { topic, error: err.message });

@@ -48,8 +48,13 @@ export interface UplinkOptions {
   prefix: string;
   /** Whether readings are sent at all. */
   forwardReadings: boolean;
-  /** Milliseconds between cursor commits (each one fsync). @default {25} */
+  /** Milliseconds between cursor commits. @default {100} */
   commitIntervalMs?: number;
+  /**
+   * Runs a cursor commit; the component runs it without fsync: a cursor that
+   * a power cut rolls back only means duplicates, never a loss.
+   */
+  runCommit?: (commit: () => void) => void;
   /** Called when the broker rejected a message (MQTT 5 reason code >= 0x80). */
   onRejected?: (topic: string, err: Error) => void;
   /** Called when a replay after connect finished. */
@@ -122,6 +127,7 @@ export class Uplink {
   #rHead = 0;
   #oBuf: OutboxRow[] = [];
   #oHead = 0;
+  #messagesCommitted = 0;
   #maxSentReading = 0;
   #maxSentMessage = 0;
   #commitTimer: ReturnType<typeof setTimeout> | undefined;
@@ -139,7 +145,7 @@ export class Uplink {
 
   /** Builds the sender over the durable streams. */
   constructor(options: UplinkOptions) {
-    this.#o = { commitIntervalMs: 25, ...options };
+    this.#o = { commitIntervalMs: 100, runCommit: (fn) => fn(), ...options };
     this.#readings = new InFlight(options.readings.uplinkedId);
     this.#messages = new InFlight(0);
     this.#readingNext = this.#readings.ackedId;
@@ -216,11 +222,15 @@ export class Uplink {
     clearTimeout(this.#commitTimer);
     this.#commitTimer = undefined;
     const r = this.#readings.ackedId;
-    if (this.#o.forwardReadings && r > this.#o.readings.uplinkedId) {
-      this.#o.readings.markUplinked(r);
-    }
     const m = this.#messages.ackedId;
-    if (m > 0) this.#o.outbox.ackUpTo(m);
+    const readingsDue = this.#o.forwardReadings && r > this.#o.readings.uplinkedId;
+    const messagesDue = m > this.#messagesCommitted;
+    if (!readingsDue && !messagesDue) return;
+    this.#o.runCommit(() => {
+      if (readingsDue) this.#o.readings.markUplinked(r);
+      if (messagesDue) this.#o.outbox.ackUpTo(m);
+    });
+    this.#messagesCommitted = m;
   }
 
   #backlog(): number {
