@@ -30,7 +30,7 @@ async function until(
   what: string,
   read: () => Promise<string | null>,
   ok: (s: string) => boolean,
-  timeoutMs = 10_000,
+  timeoutMs = 20_000,
 ): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   let last: string | null = null;
@@ -87,7 +87,7 @@ Deno.test({
       await page.fill("#token", edged.token);
       await page.click("#login button");
       const relay = page.locator('tr[data-module="relay"]');
-      await relay.waitFor({ timeout: 10_000 });
+      await relay.waitFor({ timeout: 20_000 });
       assert.equal(await relay.locator("td").nth(0).textContent(), "running");
       assert.equal(await relay.locator("td").nth(1).textContent(), "1.0.0");
       await until("outbox readings", () => page.textContent("#ob-readings"), (t) => t === "1");
@@ -100,7 +100,7 @@ Deno.test({
       await page.setInputFiles("#up-wasm", `${alertDir}/module.wasm`);
       await page.click("#upload button:not([type])");
       const alert = page.locator('tr[data-module="threshold-alert"]');
-      await alert.waitFor({ timeout: 10_000 });
+      await alert.waitFor({ timeout: 20_000 });
       await until(
         "deploy notice",
         () => page.textContent("#notice"),
@@ -111,7 +111,7 @@ Deno.test({
       await page.fill('#reading input[name="value"]', "81.5");
       await page.click("#reading button");
       const item = page.locator("#alerts li").first();
-      await item.waitFor({ timeout: 10_000 });
+      await item.waitFor({ timeout: 20_000 });
       const alertText = (await item.textContent())!;
       assert(alertText.includes("alerts/pump-7/temperature"), alertText);
       assert(alertText.includes('"state":"high"'), alertText);
@@ -131,7 +131,7 @@ Deno.test({
       // Remove, through the page (confirm() answered yes).
       page.once("dialog", (d) => d.accept());
       await relay.getByRole("button", { name: "Remove relay" }).click();
-      await relay.waitFor({ state: "detached", timeout: 10_000 });
+      await relay.waitFor({ state: "detached", timeout: 20_000 });
       assert.equal((await edged.api("/api/v1/modules/relay")).status, 404);
 
       assert.deepEqual(problems, [], "no script errors and no CSP violations");
@@ -200,7 +200,7 @@ Deno.test({
       await page.fill("#token", edged.token);
       await page.click("#login button");
       const row = page.locator('tr[data-module="adapter"]');
-      await row.waitFor({ timeout: 10_000 });
+      await row.waitFor({ timeout: 20_000 });
       assert.match((await row.locator("td").nth(0).textContent())!, /^quarantined until /);
       assert.equal(await row.locator("td").nth(7).textContent(), "fuel: ran out of fuel");
       assert.equal(
