@@ -209,18 +209,18 @@ static uint64_t load_key(const uint8_t *p, int32_t avail) {
   return k;
 }
 
-static void build_tree(tree_node *tree, const int32_t *I, const uint8_t *old, int32_t oldsize,
-                       int32_t k, int32_t st, int32_t en) {
-  /* Iterative over levels would need a queue; depth is at most TREE_LEVELS. */
-  if (k >= (1 << TREE_LEVELS) || en - st < 2) return;
+/* Recursion depth is at most TREE_LEVELS. */
+static void build_tree(tree_node *tree, int32_t cap, const int32_t *I, const uint8_t *old,
+                       int32_t oldsize, int32_t k, int32_t st, int32_t en) {
+  if (k >= cap || en - st < 2) return;
   int32_t x = st + (en - st) / 2;
   int32_t pos = I[x];
   int32_t avail = oldsize - pos;
   tree[k].pos = pos;
   tree[k].klen = avail < 8 ? avail : 8;
   tree[k].key = load_key(old + pos, avail);
-  build_tree(tree, I, old, oldsize, 2 * k, st, x);
-  build_tree(tree, I, old, oldsize, 2 * k + 1, x, en);
+  build_tree(tree, cap, I, old, oldsize, 2 * k, st, x);
+  build_tree(tree, cap, I, old, oldsize, 2 * k + 1, x, en);
 }
 
 /* bsdiff.c search(): binary search of the suffix array for the longest
@@ -230,7 +230,7 @@ static void build_tree(tree_node *tree, const int32_t *I, const uint8_t *old, in
  * the query already shares with both ends of the range (all suffixes between
  * two sorted suffixes share their common prefix), so a long match is compared
  * about once instead of once per halving. */
-static int32_t search(const tree_node *tree, const int32_t *I, const uint8_t *old,
+static int32_t search(const tree_node *tree, int32_t cap, const int32_t *I, const uint8_t *old,
                       int32_t oldsize, const uint8_t *new, int32_t newsize, int32_t *pos) {
   int32_t st = 0, en = oldsize;
   /* Exact common-prefix lengths of the query with I[st] and I[en]; -1 while
@@ -241,7 +241,7 @@ static int32_t search(const tree_node *tree, const int32_t *I, const uint8_t *ol
   while (en - st >= 2) {
     int32_t x = st + (en - st) / 2;
     int32_t o, len, i, less;
-    if (k < (1 << TREE_LEVELS)) {
+    if (k < cap) {
       const tree_node *t = &tree[k];
       o = t->pos;
       len = oldsize - o < newsize ? oldsize - o : newsize;
@@ -298,6 +298,7 @@ static int32_t search(const tree_node *tree, const int32_t *I, const uint8_t *ol
  * report progress. */
 typedef struct {
   tree_node *tree;
+  int32_t tree_cap;
   const int32_t *I;
   const uint8_t *old, *new;
   uint8_t *db, *eb;
@@ -314,12 +315,16 @@ diff_state *dc_diff_new(const int32_t *I, const uint8_t *old, int32_t oldsize,
                         int32_t *ctrl, int32_t ctrl_cap) {
   diff_state *s = calloc(1, sizeof(diff_state));
   if (!s) return NULL;
-  s->tree = calloc((size_t)1 << TREE_LEVELS, sizeof(tree_node));
+  /* A search over oldsize + 1 entries halves at most ~log2(oldsize) times. */
+  int32_t cap = 2;
+  while (cap < (1 << TREE_LEVELS) && cap / 2 < oldsize) cap *= 2;
+  s->tree_cap = cap;
+  s->tree = calloc((size_t)cap, sizeof(tree_node));
   if (!s->tree) {
     free(s);
     return NULL;
   }
-  build_tree(s->tree, I, old, oldsize, 1, 0, oldsize);
+  build_tree(s->tree, cap, I, old, oldsize, 1, 0, oldsize);
   s->I = I;
   s->old = old;
   s->new = new;
@@ -350,7 +355,7 @@ EXPORT(dc_diff_run) int32_t dc_diff_run(diff_state *s) {
     int32_t oldscore = 0;
     int32_t scsc;
     for (scsc = scan += len; scan < newsize; scan++) {
-      len = search(s->tree, I, old, oldsize, new + scan, newsize - scan, &pos);
+      len = search(s->tree, s->tree_cap, I, old, oldsize, new + scan, newsize - scan, &pos);
       for (; scsc < scan + len; scsc++)
         if (scsc + lastoffset < oldsize && old[scsc + lastoffset] == new[scsc]) oldscore++;
       if ((len == oldscore && len != 0) || len > oldscore + 8) break;
