@@ -3,12 +3,12 @@
  * old file held in memory and writes the new file to a sink in 1 MiB pieces,
  * so memory stays at old + patch bookkeeping, never old + new + whole blocks.
  */
-import { readWhole } from "./_read.ts";
 import { createHash } from "node:crypto";
 import { Bz2Reader } from "./bz2/bz2.ts";
 import { DeltaError } from "./errors.ts";
 import { offtin } from "./format.ts";
 import { openPatch, type PatchInput } from "./_patch_source.ts";
+import { readWhole } from "./_read.ts";
 
 export type { PatchInput } from "./_patch_source.ts";
 
@@ -43,7 +43,11 @@ export interface BspatchResult {
  * or seeks that would leave the new or old file (CVE-2020-14315 and the
  * out-of-bounds read before the old file), more control triples than the new
  * size allows, and any data left in a block once the new file is complete.
- * Each bzip2 block is decoded only as far as the control block asks.
+ * Each bzip2 block is decoded only as far as the control block asks (then
+ * checked to end there), so a decompression bomb costs nothing.
+ *
+ * Pieces reach `sink` before the whole patch is verified (bzip2 CRCs cover
+ * whole blocks): when the result must be all or nothing, use `applyPatch`.
  *
  * @example
  * ```ts

@@ -2,11 +2,11 @@
  * File-level delta operations that never leave a half-written result: output
  * goes to a temporary file beside the target, is fsynced, then renamed over it.
  */
-import { readWhole } from "./_read.ts";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { bsdiffFiles, type BsdiffOptions } from "./bsdiff.ts";
-import { DeltaError } from "./errors.ts";
 import { type BspatchOptions, type BspatchResult, patchInto } from "./bspatch.ts";
+import { DeltaError } from "./errors.ts";
+import { readWhole } from "./_read.ts";
 
 /** Options for {@linkcode applyPatch}. */
 export interface ApplyPatchOptions extends BspatchOptions {
@@ -21,7 +21,7 @@ export interface ApplyPatchOptions extends BspatchOptions {
 
 function tempPathFor(target: string): string {
   const rand = crypto.getRandomValues(new Uint32Array(2)).join("");
-  return join(dirname(target), `.${target.split("/").pop()}.${rand}.tmp`);
+  return join(dirname(target), `.${basename(target)}.${rand}.tmp`);
 }
 
 async function syncDir(path: string): Promise<void> {
