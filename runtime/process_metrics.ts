@@ -4,20 +4,14 @@
  *
  * @module
  */
+import process from "node:process";
 import type { Metrics } from "./metrics.ts";
 
-const CLK_TCK = 100; // Linux USER_HZ, fixed at 100 on every architecture we target
-
-function cpuSeconds(): number | undefined {
-  try {
-    // /proc/self/stat fields 14 and 15 (utime, stime) in clock ticks; the
-    // command name (field 2) may contain spaces, so split after its ')'.
-    const stat = Deno.readTextFileSync("/proc/self/stat");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-  } catch {
-    return undefined;
-  }
+// Deno guards /proc/self/* behind --allow-all; the node:process shim reads
+// getrusage(2) with no permission at all.
+function cpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
 }
 
 /** Registers process metrics; returns a function that stops the lag probe. */

@@ -108,6 +108,7 @@ Deno.test("HTTP API: health, readiness, auth, ingest, errors and metrics", async
         assert.match(text, /^edged_readings_pending 101$/m);
         assert.match(text, /^process_resident_memory_bytes \d+$/m);
         assert.match(text, /^# TYPE process_cpu_seconds_total counter$/m);
+        assert.match(text, /^process_cpu_seconds_total [0-9.e-]+$/m);
       },
     );
 
