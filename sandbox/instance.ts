@@ -17,7 +17,12 @@ import {
 import { edgeImports } from "./host/edge.ts";
 import { flushOutput, WASI_MODULE, WasiExit, wasiImports } from "./host/wasi.ts";
 import type { KvStore } from "./kv.ts";
-import { FUEL_EXPORT, START_EXPORT, type ValidatedModule } from "./validate.ts";
+import {
+  FUEL_GET_EXPORT,
+  FUEL_SET_EXPORT,
+  START_EXPORT,
+  type ValidatedModule,
+} from "./validate.ts";
 
 /** What one guest call did (the answer of `POST /api/v1/modules/{name}/messages`). */
 export interface CallOutcome {
@@ -44,7 +49,8 @@ type Exports = {
   edge_on_message: (tp: number, tl: number, pp: number, pl: number) => number;
   edge_init?: () => number;
   _initialize?: () => void;
-  [FUEL_EXPORT]?: WebAssembly.Global;
+  [FUEL_SET_EXPORT]?: (fuel: number) => void;
+  [FUEL_GET_EXPORT]?: () => number;
   [START_EXPORT]?: () => void;
 };
 
@@ -52,12 +58,12 @@ type Exports = {
 export class GuestInstance {
   readonly ctx: ModuleContext;
   readonly #exports: Exports;
-  readonly #budget: bigint;
+  readonly #budget: number;
 
   private constructor(readonly validated: ValidatedModule, ctx: ModuleContext, exports: Exports) {
     this.ctx = ctx;
     this.#exports = exports;
-    this.#budget = BigInt(validated.manifest.limits.fuel_per_message);
+    this.#budget = validated.manifest.limits.fuel_per_message;
   }
 
   /**
@@ -120,14 +126,15 @@ export class GuestInstance {
   #run(fn: () => number | void): CallOutcome {
     const ctx = this.ctx;
     ctx.call = new CallState();
-    const fuel = this.#exports[FUEL_EXPORT];
-    if (fuel) fuel.value = this.#budget;
+    const e = this.#exports;
+    const setFuel = e[FUEL_SET_EXPORT];
+    setFuel?.(this.#budget);
     let status: number | null = null;
     let error: CallOutcome["error"];
     try {
       status = (fn() as number | undefined) ?? 0;
     } catch (err) {
-      const kind = this.#classify(err, fuel);
+      const kind = this.#classify(err);
       const message = kind === "fuel"
         ? `fuel exhausted: the call used more than limits.fuel_per_message (${this.#budget})`
         : err instanceof Error
@@ -135,22 +142,23 @@ export class GuestInstance {
         : String(err);
       error = { kind, message };
     }
-    flushOutput(ctx, true);
+    if (ctx.pendingOutput.size > 0) flushOutput(ctx, true);
     let fuelUsed = 0;
-    if (fuel) {
-      const left = fuel.value as bigint;
-      fuelUsed = Number(left < 0n ? this.#budget : this.#budget - left);
+    if (setFuel) {
+      const left = e[FUEL_GET_EXPORT]!();
+      fuelUsed = left < 0 ? this.#budget : this.#budget - left;
     }
     const published = error ? [] : ctx.call.published;
     return { status: error ? null : status, published, logs: ctx.call.logs, fuelUsed, error };
   }
 
-  #classify(err: unknown, fuel: WebAssembly.Global | undefined): FaultKind {
+  #classify(err: unknown): FaultKind {
     if (err instanceof ModuleFault) return err.kind;
     if (err instanceof WasiExit) return "exit";
     if (err instanceof RangeError && /call stack/i.test(err.message)) return "stack_overflow";
     if (err instanceof WebAssembly.RuntimeError) {
-      if (fuel && (fuel.value as bigint) < 0n) return "fuel";
+      const getFuel = this.#exports[FUEL_GET_EXPORT];
+      if (getFuel && getFuel() < 0) return "fuel";
       const cap = this.validated.manifest.limits.memory_bytes;
       // A trap while memory sits at its cap is most likely an allocator giving up.
       if (this.memoryBytes + 65536 > cap) return "memory";

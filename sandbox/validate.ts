@@ -8,7 +8,7 @@
  */
 
 import { formatFuncType, type FuncType, type ModuleInfo, parseModule } from "./wasm/parse.ts";
-import { FUEL_EXPORT, instrument } from "./wasm/meter.ts";
+import { FUEL_GET_EXPORT, FUEL_SET_EXPORT, instrument } from "./wasm/meter.ts";
 import { WasmFormatError } from "./wasm/reader.ts";
 import { ModuleValidationError } from "./errors.ts";
 import type { Manifest } from "./manifest.ts";
@@ -229,4 +229,4 @@ export async function validateModule(
 
 /** Export name under which the rewriter exposes the module's start function. */
 export const START_EXPORT = "__edged_start";
-export { FUEL_EXPORT };
+export { FUEL_GET_EXPORT, FUEL_SET_EXPORT };

@@ -3,8 +3,9 @@
  * and tables, so V8 enforces the manifest's quotas inside the module itself.
  *
  * Fuel (the idea of Wasmtime's fuel, done by rewriting): one new mutable i64
- * global, exported as {@link FUEL_EXPORT}. A charge is inserted at every
- * function entry and at the top of every `loop` body (the target of its
+ * global, set and read by the host through two added exports
+ * ({@link FUEL_SET_EXPORT}, {@link FUEL_GET_EXPORT}). A charge is inserted at
+ * every function entry and at the top of every `loop` body (the target of its
  * back-edges). Each charge subtracts the number of instructions of the
  * straight-line region it heads (the function's or loop's own instructions,
  * nested loops excluded; both arms of an `if` counted), so a charge is an upper
@@ -19,12 +20,14 @@
  * @module
  */
 
-import { encodeName, encodeS64, encodeU32, Reader, WasmFormatError } from "./reader.ts";
+import { encodeName, encodeU32, Reader, WasmFormatError } from "./reader.ts";
 import { OP, skipInstruction } from "./ops.ts";
 import { type ModuleInfo, readLimits, readValType } from "./parse.ts";
 
-/** Name of the exported fuel global added by {@link instrument}. */
-export const FUEL_EXPORT = "__edged_fuel";
+/** Export that sets the fuel counter from an f64 (keeps BigInt off the per-call path). */
+export const FUEL_SET_EXPORT = "__edged_fuel_set";
+/** Export that reads the fuel counter as an f64. */
+export const FUEL_GET_EXPORT = "__edged_fuel_get";
 
 /** Options for {@link instrument}. */
 export interface InstrumentOptions {
@@ -53,21 +56,59 @@ class Writer {
     this.buf = next;
   }
   bytes(b: ArrayLike<number>): void {
-    this.ensure(b.length);
-    this.buf.set(b, this.len);
-    this.len += b.length;
+    const n = b.length;
+    this.ensure(n);
+    if (n > 32) this.buf.set(b, this.len);
+    else for (let i = 0; i < n; i++) this.buf[this.len + i] = b[i];
+    this.len += n;
+  }
+  /** Copies src[from, to). */
+  copy(src: Uint8Array, from: number, to: number): void {
+    const n = to - from;
+    this.ensure(n);
+    if (n > 64) this.buf.set(src.subarray(from, to), this.len);
+    else for (let i = 0; i < n; i++) this.buf[this.len + i] = src[from + i];
+    this.len += n;
+  }
+  byte(b: number): void {
+    this.ensure(1);
+    this.buf[this.len++] = b;
   }
   u32(v: number): void {
-    this.bytes(encodeU32(v));
+    this.ensure(5);
+    let x = v >>> 0;
+    do {
+      let b = x & 0x7f;
+      x >>>= 7;
+      if (x !== 0) b |= 0x80;
+      this.buf[this.len++] = b;
+    } while (x !== 0);
+  }
+  /** Signed LEB128 of a non-negative safe integer (an s64 immediate). */
+  sleb(v: number): void {
+    this.ensure(10);
+    let x = v;
+    while (true) {
+      const b = x % 128;
+      x = Math.floor(x / 128);
+      if (x === 0 && (b & 0x40) === 0) {
+        this.buf[this.len++] = b;
+        return;
+      }
+      this.buf[this.len++] = b | 0x80;
+    }
   }
   result(): Uint8Array {
     return this.buf.slice(0, this.len);
   }
 }
 
-/** Order in which sections must appear (5.5.2); used to place a new global section. */
-const ORDER = [0, 1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11];
+/** Order in which sections must appear (5.5.2, with tag 13 and data count 12). */
+const ORDER = [1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11];
 const orderOf = (id: number) => ORDER.indexOf(id);
+
+/** Rewrites one section's content; null drops the section. `r` is null when the section is absent. */
+type Edit = (r: Reader | null) => Uint8Array | null;
 
 /**
  * Returns the rewritten module bytes.
@@ -79,78 +120,87 @@ export function instrument(
   opts: InstrumentOptions,
 ): Uint8Array {
   const meter = opts.meter ?? true;
-  const fuelGlobal = info.importedGlobalCount + info.definedGlobalCount;
-  const out = new Writer();
-  out.ensure(bytes.length + (bytes.length >> 2) + 64);
-  out.bytes(bytes.subarray(0, 8));
-  let globalDone = !meter;
-  let exportDone = !meter;
+  const edits = new Map<number, Edit>();
+  edits.set(4, (r) => r && capTables(r, opts.tableMaxEntries));
+  edits.set(5, (r) => r && capMemories(r, opts.memoryMaxPages));
 
-  const section = (id: number, content: Uint8Array) => {
+  if (meter) {
+    const g = info.importedGlobalCount + info.definedGlobalCount;
+    const tSet = info.types.length;
+    const fSet = info.functionTypes.length;
+    const gb = encodeU32(g);
+    edits.set(1, (r) => appendEntries(r, 2, [0x60, 1, 0x7c, 0, 0x60, 0, 1, 0x7c]));
+    edits.set(3, (r) => appendEntries(r, 2, [...encodeU32(tSet), ...encodeU32(tSet + 1)]));
+    // mut i64 = i64.const 0
+    edits.set(6, (r) => appendEntries(r, 1, [0x7e, 0x01, 0x42, 0x00, OP.end]));
+    const exports = [
+      ...encodeName(FUEL_SET_EXPORT),
+      0x00,
+      ...encodeU32(fSet),
+      ...encodeName(FUEL_GET_EXPORT),
+      0x00,
+      ...encodeU32(fSet + 1),
+    ];
+    let exportCount = 2;
+    if (opts.exportStartAs !== undefined && info.start !== undefined) {
+      exports.push(...encodeName(opts.exportStartAs), 0x00, ...encodeU32(info.start));
+      exportCount++;
+      edits.set(8, () => null);
+    }
+    edits.set(7, (r) => appendEntries(r, exportCount, exports));
+    // set: global = i64.trunc_f64_s(param); get: f64.convert_i64_s(global)
+    const setBody = [0x00, 0x20, 0x00, 0xb0, 0x24, ...gb, OP.end];
+    const getBody = [0x00, 0x23, ...gb, 0xb9, OP.end];
+    const helpers = [
+      ...encodeU32(setBody.length),
+      ...setBody,
+      ...encodeU32(getBody.length),
+      ...getBody,
+    ];
+    edits.set(10, (r) => meterCode(r, info, g, helpers));
+  }
+
+  const out = new Writer();
+  out.ensure(bytes.length + (bytes.length >> 1) + 256);
+  out.bytes(bytes.subarray(0, 8));
+  const emit = (id: number, content: Uint8Array | null) => {
+    if (content === null) return;
     out.bytes([id]);
     out.u32(content.length);
     out.bytes(content);
   };
-  const newGlobalEntry = [0x7e, 0x01, 0x42, 0x00, OP.end]; // mut i64 = i64.const 0
-  const startExport = meter && opts.exportStartAs !== undefined && info.start !== undefined
-    ? [...encodeName(opts.exportStartAs), 0x00, ...encodeU32(info.start)]
-    : [];
-  const newExportEntry = [...encodeName(FUEL_EXPORT), 0x03, ...encodeU32(fuelGlobal)];
-  const newExports = startExport.length ? 2 : 1;
-  const exportEntries = [...newExportEntry, ...startExport];
-
-  for (const s of info.sections) {
-    if (s.id !== 0) {
-      if (!globalDone && orderOf(s.id) > orderOf(6)) {
-        section(6, Uint8Array.from([1, ...newGlobalEntry]));
-        globalDone = true;
-      }
-      if (!exportDone && orderOf(s.id) > orderOf(7)) {
-        section(7, Uint8Array.from([newExports, ...exportEntries]));
-        exportDone = true;
+  const flushBefore = (order: number) => {
+    for (const [id, edit] of [...edits]) {
+      if (orderOf(id) < order) {
+        emit(id, edit(null));
+        edits.delete(id);
       }
     }
-    const r = new Reader(bytes, s.contentStart, s.end);
-    switch (s.id) {
-      case 4:
-        section(4, capTables(r, opts.tableMaxEntries));
-        break;
-      case 5:
-        section(5, capMemories(r, opts.memoryMaxPages));
-        break;
-      case 6:
-        if (meter) {
-          section(6, appendEntries(r, 1, newGlobalEntry));
-          globalDone = true;
-        } else section(6, r.take(s.end - s.contentStart));
-        break;
-      case 7:
-        if (meter) {
-          section(7, appendEntries(r, newExports, exportEntries));
-          exportDone = true;
-        } else section(7, r.take(s.end - s.contentStart));
-        break;
-      case 8:
-        if (!startExport.length) out.bytes(bytes.subarray(s.start, s.end));
-        break;
-      case 10:
-        section(10, meter ? meterCode(r, fuelGlobal) : r.take(s.end - s.contentStart));
-        break;
-      default:
-        out.bytes(bytes.subarray(s.start, s.end));
+  };
+  for (const s of info.sections) {
+    if (s.id !== 0) flushBefore(orderOf(s.id));
+    const edit = edits.get(s.id);
+    if (s.id !== 0 && edit) {
+      emit(s.id, edit(new Reader(bytes, s.contentStart, s.end)));
+      edits.delete(s.id);
+    } else {
+      out.bytes(bytes.subarray(s.start, s.end));
     }
   }
-  if (!globalDone) section(6, Uint8Array.from([1, ...newGlobalEntry]));
-  if (!exportDone) section(7, Uint8Array.from([newExports, ...exportEntries]));
+  flushBefore(ORDER.length);
   return out.result();
 }
 
-function appendEntries(r: Reader, added: number, entry: number[]): Uint8Array {
-  const count = r.u32();
+function appendEntries(r: Reader | null, added: number, entries: number[]): Uint8Array {
   const w = new Writer();
-  w.u32(count + added);
-  w.bytes(r.take(r.end - r.pos));
-  w.bytes(entry);
+  if (r) {
+    const count = r.u32();
+    w.u32(count + added);
+    w.bytes(r.take(r.end - r.pos));
+  } else {
+    w.u32(added);
+  }
+  w.bytes(entries);
   return w.result();
 }
 
@@ -189,70 +239,173 @@ function capTables(r: Reader, capEntries: number): Uint8Array {
   return w.result();
 }
 
-/** The charge sequence: fuel -= cost; if (fuel < 0) unreachable. */
-function charge(w: Writer, g: number[], cost: number): void {
-  w.bytes([0x23, ...g, 0x42, ...encodeS64(BigInt(cost)), 0x7d, 0x24, ...g]);
-  w.bytes([0x23, ...g, 0x42, 0x00, 0x53, 0x04, 0x40, 0x00, 0x0b]);
+/** Bytes to insert at `pos`: fixed ones, or a charge whose cost is known once its region is read. */
+class Insert {
+  constructor(
+    readonly pos: number,
+    readonly bytes: Uint8Array | null,
+    readonly charge: { cost: number } | null,
+    readonly prologue = false,
+  ) {}
 }
 
-interface Segment {
-  pos: number;
-  cost: number;
-}
-
-function meterCode(r: Reader, fuelGlobal: number): Uint8Array {
-  const g = encodeU32(fuelGlobal);
+/**
+ * Rewrites every function body. Fuel lives in a new i64 local while the
+ * function runs (a register, not memory) and is synchronised with the global
+ * around calls and on every way out, so callers and the host see it:
+ * entry: local = global; charge
+ * loop top: charge
+ * before call/return/throw/branch out of the function/final end: global = local
+ * after call: local = global
+ * charge: local -= cost; if (local < 0) { global = local; unreachable }
+ */
+function meterCode(r: Reader | null, info: ModuleInfo, g: number, helpers: number[]): Uint8Array {
+  const gb = encodeU32(g);
   const w = new Writer();
+  if (!r) {
+    w.u32(2);
+    w.bytes(helpers);
+    return w.result();
+  }
   w.ensure((r.end - r.pos) * 2);
   const count = r.u32();
-  w.u32(count);
+  w.u32(count + 2);
   const body = new Writer();
   for (let f = 0; f < count; f++) {
     const size = r.u32();
-    const start = r.pos;
-    const end = start + size;
     r.need(size);
-    const br = new Reader(r.bytes, start, end);
-    for (let n = br.u32(); n > 0; n--) {
-      br.u32();
-      readValType(br);
-    }
-    const inserts: Segment[] = [];
-    const segments: Segment[] = [{ pos: br.pos, cost: 0 }];
-    const loops: boolean[] = [];
-    let closed = false;
-    while (br.pos < end) {
-      const op = skipInstruction(br);
-      segments[segments.length - 1].cost++;
-      if (op === OP.loop) {
-        loops.push(true);
-        segments.push({ pos: br.pos, cost: 0 });
-      } else if (op === OP.block || op === OP.if || op === OP.try || op === OP.tryTable) {
-        loops.push(false);
-      } else if (op === OP.end) {
-        if (loops.length === 0) {
-          inserts.push(segments.pop()!);
-          closed = true;
-          break;
-        }
-        if (loops.pop()) inserts.push(segments.pop()!);
-      }
-    }
-    if (!closed || br.pos !== end) {
-      throw new WasmFormatError(`function body ${f} is not terminated by end`, br.pos);
-    }
-    inserts.sort((a, b) => a.pos - b.pos);
     body.len = 0;
-    let copied = start;
-    for (const s of inserts) {
-      body.bytes(r.bytes.subarray(copied, s.pos));
-      charge(body, g, s.cost);
-      copied = s.pos;
-    }
-    body.bytes(r.bytes.subarray(copied, end));
+    meterFunction(
+      r.bytes,
+      r.pos,
+      r.pos + size,
+      info.functionTypes[info.importedFuncCount + f].params.length,
+      gb,
+      body,
+      f,
+    );
     w.u32(body.len);
     w.bytes(body.buf.subarray(0, body.len));
-    r.pos = end;
+    r.pos += size;
   }
+  w.bytes(helpers);
   return w.result();
+}
+
+/** Meters one function body bytes[start, end) into `body`. */
+function meterFunction(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  params: number,
+  gb: number[],
+  body: Writer,
+  f: number,
+): void {
+  const br = new Reader(bytes, start, end);
+  const declCount = br.u32();
+  const declStart = br.pos;
+  let locals = params;
+  for (let n = declCount; n > 0; n--) {
+    locals += br.u32();
+    readValType(br);
+  }
+  const declEnd = br.pos;
+  const lb = encodeU32(locals);
+  const save = Uint8Array.of(0x20, ...lb, 0x24, ...gb); // global = local
+  const load = Uint8Array.of(0x23, ...gb, 0x21, ...lb); // local = global
+  const chargeHead = Uint8Array.of(0x20, ...lb, 0x42);
+  const chargeTail = Uint8Array.of(
+    0x7d,
+    0x22,
+    ...lb,
+    0x42,
+    0x00,
+    0x53,
+    0x04,
+    0x40,
+    ...save,
+    0x00,
+    0x0b,
+  );
+  const inserts: Insert[] = [];
+  const fnSeg = { cost: 0 };
+  inserts.push(new Insert(declEnd, null, fnSeg, true));
+  const segments = [fnSeg];
+  const loops: boolean[] = [];
+  let closed = false;
+  while (br.pos < end) {
+    const at = br.pos;
+    const op = br.bytes[at];
+    let targetsFunction = false;
+    if (op === 0x0c || op === 0x0d) {
+      br.pos++;
+      targetsFunction = br.u32() === loops.length;
+    } else if (op === 0x0e) {
+      br.pos++;
+      for (let n = br.u32() + 1; n > 0; n--) if (br.u32() === loops.length) targetsFunction = true;
+    } else {
+      skipInstruction(br);
+    }
+    segments[segments.length - 1].cost++;
+    switch (op) {
+      case OP.loop: {
+        loops.push(true);
+        const seg = { cost: 0 };
+        segments.push(seg);
+        inserts.push(new Insert(br.pos, null, seg));
+        break;
+      }
+      case OP.block:
+      case OP.if:
+      case OP.try:
+      case OP.tryTable:
+        loops.push(false);
+        break;
+      case OP.end:
+        if (loops.length === 0) {
+          inserts.push(new Insert(at, save, null));
+          closed = true;
+        } else if (loops.pop()) segments.pop();
+        break;
+      case 0x10: // call
+      case 0x11: // call_indirect
+      case 0x14: // call_ref
+        inserts.push(new Insert(at, save, null));
+        inserts.push(new Insert(br.pos, load, null));
+        break;
+      case 0x08: // throw
+      case 0x09: // rethrow
+      case 0x0a: // throw_ref
+      case 0x0f: // return
+      case 0x12: // return_call
+      case 0x13: // return_call_indirect
+      case 0x15: // return_call_ref
+        inserts.push(new Insert(at, save, null));
+        break;
+      default:
+        if (targetsFunction) inserts.push(new Insert(at, save, null));
+    }
+    if (closed) break;
+  }
+  if (!closed || br.pos !== end) {
+    throw new WasmFormatError(`function body ${f} is not terminated by end`, br.pos);
+  }
+  body.u32(declCount + 1);
+  body.copy(bytes, declStart, declEnd);
+  body.bytes([0x01, 0x7e]); // the fuel local
+  let copied = declEnd;
+  for (const ins of inserts) {
+    body.copy(bytes, copied, ins.pos);
+    copied = ins.pos;
+    if (ins.prologue) body.bytes(load);
+    if (ins.bytes) body.bytes(ins.bytes);
+    if (ins.charge) {
+      // local -= cost; if (local < 0) { global = local; unreachable }
+      body.bytes(chargeHead);
+      body.sleb(ins.charge.cost);
+      body.bytes(chargeTail);
+    }
+  }
+  body.copy(bytes, copied, end);
 }

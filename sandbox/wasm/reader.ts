@@ -138,22 +138,6 @@ export function encodeU32(value: number): number[] {
   return out;
 }
 
-/** Encodes a signed LEB128 of a 64-bit value (5.2.2). */
-export function encodeS64(value: bigint): number[] {
-  const out: number[] = [];
-  let v = BigInt.asIntN(64, value);
-  while (true) {
-    const b = Number(v & 0x7fn);
-    v >>= 7n;
-    const signBit = (b & 0x40) !== 0;
-    if ((v === 0n && !signBit) || (v === -1n && signBit)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
 /** Encodes a name (5.2.4). */
 export function encodeName(s: string): number[] {
   const bytes = new TextEncoder().encode(s);
