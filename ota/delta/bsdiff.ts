@@ -52,10 +52,14 @@ export function bsdiffSync(
   nw: Uint8Array,
   options: BsdiffOptions = {},
 ): Uint8Array {
+  checkSize("old", old.length);
+  checkSize("new", nw.length);
   const core = new Diffcore();
-  const oldPtr = core.put(checkSize("old", old.length) && old);
-  const newPtr = core.put(checkSize("new", nw.length) && nw);
-  return diffInCore(core, oldPtr, old.length, newPtr, nw.length, options);
+  const oldPtr = core.put(old);
+  const I = sortOld(core, oldPtr, old.length, options);
+  // The new file enters wasm memory only after sorting, which needs the most.
+  const newPtr = core.put(nw);
+  return matchAndEncode(core, I, oldPtr, old.length, newPtr, nw.length, options);
 }
 
 /**
@@ -75,49 +79,63 @@ export async function bsdiffFiles(
   checkSize("new", newSize);
   const core = new Diffcore();
   const oldPtr = core.alloc(oldSize);
+  await readInto(core, oldFile, oldPtr, oldSize, oldPath);
+  const I = sortOld(core, oldPtr, oldSize, options);
+  // The new file enters wasm memory only after sorting, which needs the most.
   const newPtr = core.alloc(newSize);
-  for (
-    const [file, ptr, size, name] of [[oldFile, oldPtr, oldSize, oldPath], [
-      newFile,
-      newPtr,
-      newSize,
-      newPath,
-    ]] as const
-  ) {
-    let off = 0;
-    while (off < size) {
-      // A fresh view each time: wasm memory does not grow during reads.
-      const n = await file.read(core.bytes(ptr + off, size - off));
-      if (n === null) throw new Error(`bsdiff: ${name} shrank while being read`);
-      off += n;
-    }
-  }
-  return diffInCore(core, oldPtr, oldSize, newPtr, newSize, options);
+  await readInto(core, newFile, newPtr, newSize, newPath);
+  return matchAndEncode(core, I, oldPtr, oldSize, newPtr, newSize, options);
 }
 
-function checkSize(name: string, size: number): true {
+async function readInto(
+  core: Diffcore,
+  file: Deno.FsFile,
+  ptr: number,
+  size: number,
+  name: string | URL,
+): Promise<void> {
+  let off = 0;
+  while (off < size) {
+    // A fresh view each time: wasm memory does not grow during reads.
+    const n = await file.read(core.bytes(ptr + off, size - off));
+    if (n === null) throw new Error(`bsdiff: ${name} shrank while being read`);
+    off += n;
+  }
+}
+
+function checkSize(name: string, size: number): void {
   if (size > MAX_SIZE) {
     throw new RangeError(`bsdiff: ${name} input is ${size} bytes, the limit is ${MAX_SIZE}`);
   }
-  return true;
 }
 
-function diffInCore(
+/** Builds the suffix array of the old file in wasm memory; returns its address. */
+function sortOld(
   core: Diffcore,
+  oldPtr: number,
+  oldSize: number,
+  { onProgress }: BsdiffOptions,
+): number {
+  onProgress?.("sort", 0);
+  const I = core.alloc(4 * (oldSize + 1));
+  if (core.exports.dc_suffix_array(oldPtr, oldSize, I) !== 0) {
+    throw new RangeError(`bsdiff: out of wasm memory sorting a ${oldSize}-byte old file`);
+  }
+  onProgress?.("sort", 1);
+  return I;
+}
+
+/** bsdiff's matching loop, then the three bzip2 blocks and the header. */
+function matchAndEncode(
+  core: Diffcore,
+  I: number,
   oldPtr: number,
   oldSize: number,
   newPtr: number,
   newSize: number,
-  options: BsdiffOptions,
+  { onProgress }: BsdiffOptions,
 ): Uint8Array {
-  const { onProgress } = options;
   const x = core.exports;
-  onProgress?.("sort", 0);
-  const I = core.alloc(4 * (oldSize + 1));
-  if (x.dc_suffix_array(oldPtr, oldSize, I) !== 0) {
-    throw new RangeError(`bsdiff: out of wasm memory sorting a ${oldSize}-byte old file`);
-  }
-  onProgress?.("sort", 1);
 
   const db = core.alloc(newSize + 1);
   const eb = core.alloc(newSize + 1);
