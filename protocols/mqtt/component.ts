@@ -331,7 +331,10 @@ function windowFor(configured: number, connack: IConnackPacket): number {
 }
 
 function publisherOf(cl: MqttClient): Publisher {
+  const stream = (cl as unknown as { stream?: { cork?(): void; uncork?(): void } }).stream;
   return {
+    cork: () => stream?.cork?.(),
+    uncork: () => stream?.uncork?.(),
     publish(topic, payload, onAck) {
       const body = typeof payload === "string"
         ? payload

@@ -26,6 +26,10 @@ import type { Outbox, OutboxRow } from "./outbox.ts";
  */
 export interface Publisher {
   publish(topic: string, payload: Uint8Array | string, onAck: (err?: Error) => void): void;
+  /** Buffers writes until the matching `uncork` (optional). */
+  cork?(): void;
+  /** Ends a `cork`. */
+  uncork?(): void;
 }
 
 /** Counters the uplink keeps (read by the metrics). */
@@ -240,10 +244,17 @@ export class Uplink {
 
   #pump(): void {
     const pub = this.#pub;
-    if (pub === null) return;
+    if (pub === null || this.#inflight >= this.#window) return;
     const gen = this.#generation;
-    while (this.#inflight < this.#window && this.#pub === pub) {
-      if (!this.#sendNext(pub, gen)) break;
+    // One burst, one write: the PUBLISH packets go out in a single writev
+    // instead of one system call each.
+    pub.cork?.();
+    try {
+      while (this.#inflight < this.#window && this.#pub === pub) {
+        if (!this.#sendNext(pub, gen)) break;
+      }
+    } finally {
+      pub.uncork?.();
     }
   }
 
