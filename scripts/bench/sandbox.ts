@@ -227,10 +227,14 @@ async function throughput(dir: string, quick: boolean): Promise<BenchRow[]> {
     for (let i = 0; i < n; i++) inst.call(topic, payload);
     return n / ((performance.now() - t0) / 1000);
   };
-  rate(metered);
-  rate(plain);
-  const a = Math.max(rate(metered), rate(metered));
-  const b = Math.max(rate(plain), rate(plain));
+  // Alternate rounds and keep the best of each: the machine is shared, and the
+  // best round is the one least disturbed by others.
+  let a = 0;
+  let b = 0;
+  for (let round = 0; round < 5; round++) {
+    a = Math.max(a, rate(metered));
+    b = Math.max(b, rate(plain));
+  }
 
   // Host-call cost: 1M now_ms() calls in a guest loop vs the same loop calling a wasm function.
   const hc = await wat2wasm(
@@ -361,22 +365,23 @@ async function kernel(dir: string, quick: boolean): Promise<BenchRow[]> {
   const m = manifestFor("kernel", {
     limits: { memory_bytes: 32 << 20, fuel_per_message: 10_000_000_000 },
   });
-  const results: Record<string, number> = {};
+  const results: Record<string, number> = { metered: Infinity, plain: Infinity };
+  const insts: Record<string, GuestInstance> = {};
+  const t = enc.encode("k");
   for (const meter of [true, false]) {
-    const inst = GuestInstance.create(await validateModule(bytes, m, { meter }), {
-      logSink: () => {},
-    });
-    const t = enc.encode("k");
+    const inst = GuestInstance.create(await validateModule(bytes, m, { meter }), { logSink: () => {} });
     inst.call(t, enc.encode("1")); // warm-up: tier up to TurboFan
     inst.call(t, enc.encode("1"));
-    const runs: number[] = [];
-    for (let i = 0; i < 3; i++) {
+    insts[meter ? "metered" : "plain"] = inst;
+  }
+  for (let i = 0; i < (quick ? 3 : 5); i++) {
+    for (const [name, inst] of Object.entries(insts)) {
       const t0 = performance.now();
       const out = inst.call(t, enc.encode(String(rounds)));
       if (out.error) throw new Error(`kernel faulted: ${out.error.message}`);
-      runs.push(performance.now() - t0);
+      results[name] = Math.min(results[name], performance.now() - t0);
     }
-    results[meter ? "metered" : "plain"] = Math.min(...runs);
+    native.push(Number((await sh(`${dir}/kernel-native`, [String(rounds)])).split(" ")[0]));
   }
   const nat = Math.min(...native);
   return [
