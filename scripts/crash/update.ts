@@ -1,0 +1,328 @@
+// deno-lint-ignore-file no-explicit-any
+/**
+ * Crash loop `update`: a device under `edged run --supervise` applies
+ * releases from a local TUF repository (full downloads and BSDIFF40 deltas,
+ * rate-limited so a download takes a couple of seconds) and loses power
+ * (SIGKILL of the launcher and edged together) at a random moment: during
+ * the download, the patch, the switch or the first boot. After each power
+ * loss, on disk and after the restart:
+ *
+ * - `update/state.json` parses, and every slot it names holds exactly the
+ *   bytes (SHA-256) it records, which are those of a release published in the
+ *   repository: the running binary is always a verified release;
+ * - the device comes back and reports a published version;
+ * - a download that had durable bytes resumes: the next full download fetches
+ *   at most the rest (plus one sync interval);
+ * - at the end the device converges on the newest release, confirmed.
+ *
+ * Releases are stand-ins (a `/bin/sh` header that execs `deno run main.ts`
+ * plus a 2 MiB payload), because `deno compile` cannot produce runnable
+ * binaries here; slots, switch and launcher treat them as binaries.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { serveRepository } from "../../ota/mod.ts";
+import { runCli } from "../../tests/_helpers/edged.ts";
+import { Rng } from "../fuzz/_prng.ts";
+import { type CrashOptions, type CrashReport, sleep } from "./_common.ts";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const TRIPLE = "x86_64-unknown-linux-gnu";
+const TOKEN = "crash-token-0123456789abcdef";
+/** Download rate: a 2 MiB full release takes about 4 s, a window wide enough to hit. */
+const RATE = 512 * 1024;
+
+async function sha256File(path: string): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", await Deno.readFile(path)));
+  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A stand-in release: runs this source tree; the payload makes versions differ. */
+async function makeRelease(path: string, version: string, seed: number): Promise<void> {
+  const head = new TextEncoder().encode(
+    `#!/bin/sh\n# edged ${version} (crash-loop stand-in)\nexec ${Deno.execPath()} run --allow-all ${MAIN} "$@"\n`,
+  );
+  const payload = new Rng(0xed9ed, 1).bytes(2 << 20);
+  const r = new Rng(seed);
+  for (let i = 0; i < 256; i++) payload[r.below(payload.length)] ^= 0xff;
+  const data = new Uint8Array(head.length + payload.length);
+  data.set(head);
+  data.set(payload, head.length);
+  await Deno.writeFile(path, data, { mode: 0o755 });
+}
+
+async function repoCli(...args: string[]): Promise<void> {
+  const r = await runCli(["repo", ...args]);
+  if (r.code !== 0) throw new Error(`edged repo ${args.join(" ")}: exit ${r.code}\n${r.stderr}`);
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** The launcher and the edged it runs. */
+class Device {
+  child?: Deno.ChildProcess;
+  readonly url: string;
+  constructor(
+    readonly factory: string,
+    readonly dataDir: string,
+    readonly port: number,
+    readonly env: Record<string, string>,
+  ) {
+    this.url = `http://127.0.0.1:${port}`;
+  }
+
+  start(): void {
+    this.child = new Deno.Command(this.factory, {
+      args: [
+        "run",
+        "--supervise",
+        "--data-dir",
+        this.dataDir,
+        "--listen",
+        `127.0.0.1:${this.port}`,
+      ],
+      env: {
+        EDGED_API_TOKEN: TOKEN,
+        EDGED_LOG_FORMAT: "json",
+        EDGED_LOG_LEVEL: "warning",
+        EDGED_UPDATE_BINARY: this.factory,
+        ...this.env,
+      },
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+  }
+
+  async api(
+    path: string,
+    method = "GET",
+    timeoutMs = 5000,
+  ): Promise<{ status: number; body: any }> {
+    const res = await fetch(this.url + path, {
+      method,
+      signal: AbortSignal.timeout(timeoutMs),
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : null };
+  }
+
+  async waitStatus(pred: (s: any) => boolean, timeoutMs = 90_000): Promise<any> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown = "no answer";
+    while (Date.now() < deadline) {
+      try {
+        const r = await this.api("/api/v1/update");
+        if (r.status === 200 && pred(r.body)) return r.body;
+        last = r.body;
+      } catch (err) {
+        last = err;
+      }
+      await sleep(200);
+    }
+    throw new Error(`device did not reach the expected update status: ${JSON.stringify(last)}`);
+  }
+
+  /** Power loss: SIGKILL to the launcher and every process under it. */
+  async powerLoss(): Promise<void> {
+    if (!this.child) return;
+    const kids = await descendants(this.child.pid);
+    try {
+      this.child.kill("SIGKILL");
+    } catch { /* gone */ }
+    for (const pid of kids) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+    await this.child.status;
+    this.child = undefined;
+  }
+}
+
+async function descendants(pid: number): Promise<number[]> {
+  const out = await new Deno.Command("pgrep", { args: ["-P", String(pid)] }).output();
+  const kids = new TextDecoder().decode(out.stdout).split("\n").map(Number).filter((n) => n > 0);
+  const all = [...kids];
+  for (const k of kids) all.push(...await descendants(k));
+  return all;
+}
+
+/** Largest durable length recorded by partial downloads. */
+async function partialBytes(dataDir: string): Promise<number> {
+  let max = 0;
+  const dir = join(dataDir, "update", "downloads");
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      if (!e.name.endsWith(".part.json")) continue;
+      try {
+        const r = JSON.parse(await Deno.readTextFile(join(dir, e.name)));
+        max = Math.max(max, Number(r.durable) || 0);
+      } catch { /* a torn record is the downloader's to handle */ }
+    }
+  } catch { /* no downloads yet */ }
+  return max;
+}
+
+/** Checks state.json and the slots against the published releases; returns problems. */
+async function checkDisk(dataDir: string, published: Map<string, string>): Promise<string[]> {
+  const problems: string[] = [];
+  const statePath = join(dataDir, "update", "state.json");
+  let state: any;
+  try {
+    state = JSON.parse(await Deno.readTextFile(statePath));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return problems; // before the first start
+    return [`state.json unreadable: ${(err as Error).message}`];
+  }
+  for (const slot of [state.active, state.previous]) {
+    if (slot === null || slot === undefined) continue;
+    const info = state.slots?.[slot];
+    if (!info) {
+      problems.push(`state names slot ${slot} but records nothing for it`);
+      continue;
+    }
+    const file = join(dataDir, "update", "slots", slot, "edged");
+    let sha: string;
+    try {
+      sha = await sha256File(file);
+    } catch (err) {
+      problems.push(`slot ${slot} (${info.version}): ${(err as Error).message}`);
+      continue;
+    }
+    if (sha !== info.sha256) {
+      problems.push(
+        `slot ${slot} holds ${sha.slice(0, 12)}, state.json says ${info.sha256.slice(0, 12)}`,
+      );
+    }
+    if (published.get(info.version) !== sha) {
+      problems.push(
+        `slot ${slot} holds ${info.version} ${sha.slice(0, 12)}, not a published release`,
+      );
+    }
+  }
+  return problems;
+}
+
+/** Runs the update crash loop. */
+export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
+  const rng = new Rng(opts.seed, 3);
+  const report: CrashReport = {
+    scenario: "update",
+    trials: 0,
+    violations: [],
+    stats: { releases: 0, killed_with_partial_download: 0, resumed: 0, restarted_download: 0 },
+    notes: [],
+  };
+  const dir = await Deno.makeTempDir({ prefix: "edged-crash-update-" });
+  const repo = join(dir, "repo");
+  const rel = (v: string) => join(dir, `edged-${v}`);
+  const published = new Map<string, string>();
+  let n = 1;
+  const publish = async (full: boolean) => {
+    const v = `${n}.0.0`;
+    await makeRelease(rel(v), v, n);
+    await repoCli(
+      "add",
+      repo,
+      "--release",
+      rel(v),
+      "--triple",
+      TRIPLE,
+      "--version",
+      v,
+      ...(full ? ["--deltas", "0"] : []),
+    );
+    published.set(v, await sha256File(rel(v)));
+    report.stats.releases++;
+    n++;
+    return v;
+  };
+  await repoCli("init", repo);
+  let latest = await publish(true);
+  const server = serveRepository(repo, { port: 0, onListen: () => {} });
+  const device = new Device(rel("1.0.0"), join(dir, "data"), freePort(), {
+    EDGED_UPDATE_URL: `http://127.0.0.1:${server.addr.port}/`,
+    EDGED_UPDATE_ROOT: join(repo, "metadata", "1.root.json"),
+    EDGED_UPDATE_AUTO_APPLY: "false",
+    EDGED_UPDATE_RATE_LIMIT_BYTES_PER_S: String(RATE),
+    EDGED_UPDATE_BURST_BYTES: "65536",
+    EDGED_UPDATE_BOOT_DEADLINE_S: "60",
+    EDGED_UPDATE_MAX_BOOT_ATTEMPTS: "3",
+    EDGED_DEVICE_ID: "crash-device",
+  });
+  const isPublished = (s: { current: { version: string; sha256: string | null } }) =>
+    published.has(s.current.version) &&
+    (s.current.sha256 === null || s.current.sha256 === published.get(s.current.version));
+  try {
+    device.start();
+    let status = await device.waitStatus(isPublished);
+    for (let trial = 1; trial <= opts.trials; trial++) {
+      // A version on trial refuses a new apply until it is confirmed healthy.
+      status = await device.waitStatus((s) => isPublished(s) && s.trial === null);
+      if (status.current.version === latest) latest = await publish(rng.chance(0.6));
+      const started = await device.api("/api/v1/update/apply", "POST");
+      // Half the kills land in the download window, the rest anywhere up to the first boot.
+      const at = rng.chance(0.5) ? rng.int(500, 3500) : rng.int(0, 9000);
+      await sleep(at);
+      const phase = await device.api("/api/v1/update").then((r) => r.body?.phase).catch(() => "?");
+      await device.powerLoss();
+      const partial = await partialBytes(device.dataDir);
+      for (const p of await checkDisk(device.dataDir, published)) {
+        report.violations.push(`trial ${trial} (power loss at ${at} ms, ${phase}): ${p}`);
+      }
+      device.start();
+      try {
+        status = await device.waitStatus(isPublished);
+      } catch (err) {
+        report.violations.push(`trial ${trial}: after restart ${(err as Error).message}`);
+        break;
+      }
+      if (partial > 0) {
+        report.stats.killed_with_partial_download++;
+        // Finish this update now: a full download must fetch only the rest.
+        const r = await device.api("/api/v1/update/apply?wait=1", "POST", 120_000).catch((e) => ({
+          status: 0,
+          body: { error: String(e) },
+        }));
+        if (r.status === 200 && r.body.method === "full" && typeof r.body.fetched === "number") {
+          const total = (await Deno.stat(rel(r.body.version))).size;
+          if (r.body.fetched > total - partial + 1024 * 1024) {
+            report.stats.restarted_download++;
+            report.violations.push(
+              `trial ${trial}: download restarted: fetched ${r.body.fetched} of ${total} bytes ` +
+                `with ${partial} durable before the power loss`,
+            );
+          } else report.stats.resumed++;
+        }
+        status = await device.waitStatus((s) => isPublished(s) && s.trial === null);
+      }
+      report.trials++;
+      opts.log?.(
+        `update trial ${trial}: apply answered ${started.status}, power loss at ${at} ms ` +
+          `(${phase}), ${partial} bytes partial; running ${status.current.version}`,
+      );
+    }
+    // Convergence: the newest release installs and is confirmed.
+    await device.waitStatus((s) => isPublished(s) && s.trial === null).catch(() => {});
+    const fin = await device.api("/api/v1/update/apply?wait=1", "POST", 120_000).catch(() => null);
+    if (!fin || (fin.status !== 200)) {
+      report.violations.push(`final apply failed: ${JSON.stringify(fin?.body)}`);
+    } else {
+      await device.waitStatus((s) => s.current.version === latest && s.trial === null)
+        .catch((err) => report.violations.push(`did not converge on ${latest}: ${err.message}`));
+    }
+  } finally {
+    await device.powerLoss();
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+  return report;
+}
