@@ -271,6 +271,7 @@ function meterCode(r: Reader | null, info: ModuleInfo, g: number, helpers: numbe
   const count = r.u32();
   w.u32(count + 2);
   const body = new Writer();
+  const cache: SnippetCache = new Map();
   for (let f = 0; f < count; f++) {
     const size = r.u32();
     r.need(size);
@@ -283,6 +284,7 @@ function meterCode(r: Reader | null, info: ModuleInfo, g: number, helpers: numbe
       gb,
       body,
       f,
+      cache,
     );
     w.u32(body.len);
     w.bytes(body.buf.subarray(0, body.len));
@@ -290,6 +292,49 @@ function meterCode(r: Reader | null, info: ModuleInfo, g: number, helpers: numbe
   }
   w.bytes(helpers);
   return w.result();
+}
+
+/** The byte sequences that move fuel between the local `local` and the global. */
+interface Snippets {
+  /** global = local */
+  save: Uint8Array;
+  /** local = global */
+  load: Uint8Array;
+  /** local.get, i64.const (the cost follows) */
+  chargeHead: Uint8Array;
+  /** i64.sub, local.tee, if (local < 0) { global = local; unreachable } */
+  chargeTail: Uint8Array;
+}
+
+/** Snippets per fuel-local index, for one module (the global index is fixed per module). */
+type SnippetCache = Map<number, Snippets>;
+
+function snippets(cache: SnippetCache, local: number, gb: number[]): Snippets {
+  let s = cache.get(local);
+  if (!s) {
+    const lb = encodeU32(local);
+    const save = [0x20, ...lb, 0x24, ...gb];
+    s = {
+      save: Uint8Array.from(save),
+      load: Uint8Array.from([0x23, ...gb, 0x21, ...lb]),
+      chargeHead: Uint8Array.from([0x20, ...lb, 0x42]),
+      chargeTail: Uint8Array.from([
+        0x7d,
+        0x22,
+        ...lb,
+        0x42,
+        0x00,
+        0x53,
+        0x04,
+        0x40,
+        ...save,
+        0x00,
+        0x0b,
+      ]),
+    };
+    cache.set(local, s);
+  }
+  return s;
 }
 
 /** Meters one function body bytes[start, end) into `body`. */
@@ -301,6 +346,7 @@ function meterFunction(
   gb: number[],
   body: Writer,
   f: number,
+  cache: SnippetCache,
 ): void {
   const br = new Reader(bytes, start, end);
   const declCount = br.u32();
@@ -311,23 +357,7 @@ function meterFunction(
     readValType(br);
   }
   const declEnd = br.pos;
-  const lb = encodeU32(locals);
-  const save = Uint8Array.of(0x20, ...lb, 0x24, ...gb); // global = local
-  const load = Uint8Array.of(0x23, ...gb, 0x21, ...lb); // local = global
-  const chargeHead = Uint8Array.of(0x20, ...lb, 0x42);
-  const chargeTail = Uint8Array.of(
-    0x7d,
-    0x22,
-    ...lb,
-    0x42,
-    0x00,
-    0x53,
-    0x04,
-    0x40,
-    ...save,
-    0x00,
-    0x0b,
-  );
+  const { save, load, chargeHead, chargeTail } = snippets(cache, locals, gb);
   const inserts: Insert[] = [];
   const fnSeg = { cost: 0 };
   inserts.push(new Insert(declEnd, null, fnSeg, true));
