@@ -11,7 +11,12 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { ModuleNotFoundError, ModuleValidationError } from "./errors.ts";
-import { type ModuleHost, ModuleQuarantinedError, PayloadTooLargeError } from "./module_host.ts";
+import {
+  ModuleFailedError,
+  type ModuleHost,
+  ModuleQuarantinedError,
+  PayloadTooLargeError,
+} from "./module_host.ts";
 import type { CallOutcome } from "./instance.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -64,6 +69,7 @@ export function modulesApi(host: ModuleHost): Hono {
     if (err instanceof ModuleQuarantinedError) {
       return fail(c, 409, "module_quarantined", err.message);
     }
+    if (err instanceof ModuleFailedError) return fail(c, 409, "module_failed", err.message);
     throw err;
   });
 

@@ -13,7 +13,12 @@
  * @module
  */
 
-export { ModuleHost, ModuleQuarantinedError, PayloadTooLargeError } from "./module_host.ts";
+export {
+  ModuleFailedError,
+  ModuleHost,
+  ModuleQuarantinedError,
+  PayloadTooLargeError,
+} from "./module_host.ts";
 export type {
   BusLike,
   BusMessageLike,

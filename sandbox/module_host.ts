@@ -107,6 +107,14 @@ export class ModuleQuarantinedError extends Error {
   }
 }
 
+/** Thrown by {@link ModuleHost.deliver} for an installed module that failed to load. */
+export class ModuleFailedError extends Error {
+  constructor(name: string, reason: string) {
+    super(`module "${name}" is installed but failed to load: ${reason}`);
+    this.name = "ModuleFailedError";
+  }
+}
+
 /** Thrown by {@link ModuleHost.deliver} for a payload above `limits.max_payload_bytes`. */
 export class PayloadTooLargeError extends Error {
   constructor(size: number, limit: number) {
@@ -164,6 +172,11 @@ class Record_ {
 export class ModuleHost {
   readonly #opts: Required<Omit<ModuleHostOptions, "preload" | "metrics">> & { preload: string[] };
   readonly #records = new Map<string, Record_>();
+  /** Installed modules that could not be loaded at start (state "failed"). */
+  readonly #failed = new Map<
+    string,
+    { version: string; sha256: string; message: string; at: Date }
+  >();
   readonly #kv: KvStore;
   readonly #disk: ModuleStore;
   readonly #locks = new Map<string, Promise<unknown>>();
@@ -244,22 +257,34 @@ export class ModuleHost {
           name: stored.name,
           error: stored.error.message,
         });
+        this.#markFailed(
+          stored.name,
+          "unknown",
+          "",
+          `cannot read from disk: ${stored.error.message}`,
+        );
         continue;
       }
+      let version = "unknown";
+      let sha256 = "";
       try {
-        await this.#activate(parseManifest(stored.manifestJson), stored.bytes);
+        const manifest = parseManifest(stored.manifestJson);
+        version = manifest.version;
+        sha256 = manifest.sha256 ?? "";
+        await this.#activate(manifest, stored.bytes);
       } catch (err) {
         log.error("installed module {name} did not load: {error}", {
           name: stored.name,
           error: String(err),
         });
+        this.#markFailed(stored.name, version, sha256, (err as Error).message);
       }
     }
     for (const dir of this.#opts.preload) {
       try {
         const manifestJson = await Deno.readTextFile(join(dir, "manifest.json"));
         const manifest = parseManifest(manifestJson);
-        if (this.#records.has(manifest.name)) continue;
+        if (this.#records.has(manifest.name) || this.#failed.has(manifest.name)) continue;
         await this.install(manifestJson, await Deno.readFile(join(dir, "module.wasm")));
         log.info("preloaded module {name} from {dir}", { name: manifest.name, dir });
       } catch (err) {
@@ -267,6 +292,10 @@ export class ModuleHost {
       }
     }
     this.#ready = true;
+  }
+
+  #markFailed(name: string, version: string, sha256: string, message: string): void {
+    this.#failed.set(name, { version, sha256, message, at: new Date() });
   }
 
   /** Unsubscribes every module and stops delivering. */
@@ -301,9 +330,10 @@ export class ModuleHost {
   remove(name: string): Promise<void> {
     return this.#serialised(name, () => {
       const r = this.#records.get(name);
-      if (!r) throw new ModuleNotFoundError(name);
-      r.unsubscribe.forEach((u) => u());
+      if (!r && !this.#failed.has(name)) throw new ModuleNotFoundError(name);
+      r?.unsubscribe.forEach((u) => u());
       this.#records.delete(name);
+      this.#failed.delete(name);
       this.#disk.remove(name);
       log.info("module {name} removed", { name });
       return Promise.resolve();
@@ -312,13 +342,37 @@ export class ModuleHost {
 
   /** Names of installed modules. */
   names(): string[] {
-    return [...this.#records.keys()].sort();
+    return [...new Set([...this.#records.keys(), ...this.#failed.keys()])].sort();
   }
 
   /** Statistics of one module. @throws {ModuleNotFoundError} */
   status(name: string): ModuleStatus {
     const r = this.#records.get(name);
-    if (!r) throw new ModuleNotFoundError(name);
+    if (!r) {
+      const f = this.#failed.get(name);
+      if (!f) throw new ModuleNotFoundError(name);
+      return {
+        name,
+        version: f.version,
+        sha256: f.sha256,
+        state: "failed",
+        subscribe: [],
+        loaded_at: f.at.toISOString(),
+        messages_in: 0,
+        messages_out: 0,
+        errors: 0,
+        faults: zeroFaults(),
+        dropped: { rate: 0, overflow: 0, quarantine: 0, oversize: 0 },
+        queue_depth: 0,
+        fuel_used: 0,
+        last_fuel_used: 0,
+        memory_bytes: 0,
+        kv_bytes: 0,
+        logs_dropped: 0,
+        quarantined_until: null,
+        last_error: { kind: "load", message: f.message, at: f.at.toISOString() },
+      };
+    }
     const m = r.manifest;
     return {
       name,
@@ -342,7 +396,11 @@ export class ModuleHost {
    */
   deliver(name: string, topic: string, payload: Uint8Array): CallOutcome {
     const r = this.#records.get(name);
-    if (!r) throw new ModuleNotFoundError(name);
+    if (!r) {
+      const f = this.#failed.get(name);
+      if (f) throw new ModuleFailedError(name, f.message);
+      throw new ModuleNotFoundError(name);
+    }
     const limit = r.manifest.limits.max_payload_bytes;
     if (payload.length > limit) throw new PayloadTooLargeError(payload.length, limit);
     this.#release(r);
@@ -393,6 +451,7 @@ export class ModuleHost {
     r.consecutive = 0;
     r.backoffMs = this.#opts.quarantineMs;
     this.#records.set(manifest.name, r);
+    this.#failed.delete(manifest.name);
     for (const filter of manifest.subscribe) {
       r.unsubscribe.push(this.#opts.bus.subscribe(filter, (msg) => this.#admit(r, msg)));
     }

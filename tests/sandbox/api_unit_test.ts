@@ -1,0 +1,77 @@
+/** Error paths of the modules API, on the Hono app over a real ModuleHost. */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { modulesApi } from "../../sandbox/mod.ts";
+import { enc, env, manifest, module } from "./_helpers.ts";
+
+const post = (app: ReturnType<typeof modulesApi>, name: string, body: string) =>
+  app.request(`/${name}/messages`, {
+    method: "POST",
+    body,
+    headers: { "content-type": "application/json" },
+  });
+
+Deno.test("messages: 400 on a bad body, 413 over max_payload_bytes, 409 while quarantined", async () => {
+  const e = await env({ faultLimit: 1, quarantineMs: 60_000 });
+  try {
+    await e.host.install(
+      manifest("m", { limits: { max_payload_bytes: 16 } }),
+      await module(`(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
+        (if (i32.gt_u (local.get 3) (i32.const 8)) (then unreachable)) (i32.const 0))`),
+    );
+    const app = modulesApi(e.host);
+    assert.equal((await post(app, "m", "{nope")).status, 400);
+    assert.equal((await post(app, "m", JSON.stringify({ payload: 1 }))).status, 400);
+    const big = await post(app, "m", JSON.stringify({ topic: "t", payload: "x".repeat(100) }));
+    assert.equal(big.status, 413);
+    assert.equal((await big.json()).error.code, "payload_too_large");
+    const trap = await (await post(app, "m", JSON.stringify({ topic: "t", payload: "123456789" })))
+      .json();
+    assert.equal(trap.status, null);
+    assert.equal(trap.error.code, "trap");
+    const q = await post(app, "m", JSON.stringify({ topic: "t", payload: 1 }));
+    assert.equal(q.status, 409);
+    assert.equal((await q.json()).error.code, "module_quarantined");
+    assert.equal((await app.request("/m", { method: "PUT", body: "x" })).status, 400);
+  } finally {
+    await e.dispose();
+  }
+});
+
+Deno.test("a module corrupted on disk comes back as failed, visible and removable", async () => {
+  const e = await env();
+  const dataDir = e.dataDir;
+  try {
+    await e.host.install(
+      manifest("c"),
+      await module(
+        `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (i32.const 0))`,
+      ),
+    );
+    const sha = e.host.status("c").sha256;
+    await e.close();
+    const wasm = join(dataDir, "modules", "c", sha, "module.wasm");
+    const bytes = await Deno.readFile(wasm);
+    bytes[bytes.length - 2] ^= 0xff;
+    await Deno.writeFile(wasm, bytes);
+
+    const again = await env({ dataDir });
+    try {
+      const s = again.host.status("c");
+      assert.equal(s.state, "failed");
+      assert.equal(s.last_error?.kind, "load");
+      assert.match(s.last_error!.message, /sha256: manifest says/);
+      const app = modulesApi(again.host);
+      const r = await post(app, "c", JSON.stringify({ topic: "t", payload: 1 }));
+      assert.equal(r.status, 409);
+      assert.equal((await r.json()).error.code, "module_failed");
+      assert.equal((await app.request("/c", { method: "DELETE" })).status, 204);
+      assert.deepEqual(again.host.names(), []);
+      assert.equal(enc("ok").length, 2);
+    } finally {
+      await again.close();
+    }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
