@@ -193,6 +193,22 @@ Deno.test("header: bad magic, short header, negative and lying sizes", async () 
   );
 });
 
+Deno.test("streamed patch: a lying block length fails when the stream ends, not by allocating", async () => {
+  const old = randomBytes(100, 1);
+  // Claims a 1.2 GB control block (allowed for a 50 MB new file) but sends 60 bytes.
+  const liar = craftPatch({
+    triples: [[10, 0, 0]],
+    newSize: 50_000_000,
+    ctrlLength: 1_200_000_000,
+  });
+  const before = Deno.memoryUsage().rss;
+  await assert.rejects(
+    patchBytes(old, streamOf(liar)),
+    (e: unknown) => e instanceof DeltaError && e.code === "bzip2-truncated",
+  );
+  assert.ok(Deno.memoryUsage().rss - before < 64 << 20);
+});
+
 Deno.test("CVE-2014-9862: negative lengths in a control triple are refused", async () => {
   const old = randomBytes(1000, 2);
   await expectRefused(
