@@ -72,6 +72,7 @@ export type LogSink = (module: string, level: number, message: string) => void;
 /** State of one module instance that host functions read and write. */
 export class ModuleContext {
   memory?: WebAssembly.Memory;
+  #view: Uint8Array | undefined;
   call = new CallState();
   logsDropped = 0;
   readonly logBucket: TokenBucket;
@@ -94,13 +95,20 @@ export class ModuleContext {
    * (Core spec 4.3.1), so a negative length becomes a huge one and fails the check.
    */
   bytes(ptr: number, len: number): Uint8Array | null {
-    const mem = this.memory;
-    if (!mem) return null;
+    let u8 = this.#view;
+    // memory.grow detaches the old buffer (its length drops to 0): take a new view then.
+    if (u8 === undefined || u8.byteLength === 0) {
+      if (!this.memory) return null;
+      u8 = this.#view = new Uint8Array(this.memory.buffer);
+    }
     const p = ptr >>> 0;
     const n = len >>> 0;
-    const buf = mem.buffer;
-    if (p + n > buf.byteLength) return null;
-    return new Uint8Array(buf, p, n);
+    if (p + n > u8.length) {
+      if (u8.length === this.memory!.buffer.byteLength) return null;
+      u8 = this.#view = new Uint8Array(this.memory!.buffer);
+      if (p + n > u8.length) return null;
+    }
+    return u8.subarray(p, p + n);
   }
 
   /** Records a log line: kept for the call's answer and sent on if the rate limit allows. */

@@ -198,6 +198,18 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
     };
   }
 
-  if (m.grants.clock) fns.now_ms = (): bigint => BigInt(Date.now());
+  if (m.grants.clock) {
+    // An i64 result must be a BigInt; making one costs ~100 ns, so reuse it within the millisecond.
+    let lastMs = -1;
+    let lastBig = 0n;
+    fns.now_ms = (): bigint => {
+      const ms = Date.now();
+      if (ms !== lastMs) {
+        lastMs = ms;
+        lastBig = BigInt(ms);
+      }
+      return lastBig;
+    };
+  }
   return fns;
 }

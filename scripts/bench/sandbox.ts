@@ -240,12 +240,17 @@ async function throughput(dir: string, quick: boolean): Promise<BenchRow[]> {
   const hc = await wat2wasm(
     dir,
     "hostcall",
-    `(module (import "edge" "now_ms" (func $now (result i64))) (memory (export "memory") 1)
+    `(module (import "edge" "now_ms" (func $now (result i64)))
+      (import "edge" "publish" (func $publish (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
       (func $local (result i64) (i64.const 1))
       (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
       (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (local i32) (local i64)
         (loop $l
-          (local.set 5 (i64.add (local.get 5) (if (result i64) (local.get 3) (then (call $now)) (else (call $local)))))
+          (local.set 5 (i64.add (local.get 5)
+            (if (result i64) (i32.eq (local.get 3) (i32.const 2))
+              (then (i64.extend_i32_s (call $publish (i32.const -1) (i32.const 1) (i32.const 0) (i32.const 0))))
+              (else (if (result i64) (local.get 3) (then (call $now)) (else (call $local)))))))
           (local.set 4 (i32.add (local.get 4) (i32.const 1)))
           (br_if $l (i32.lt_u (local.get 4) (i32.const 1000000))))
         (i32.wrap_i64 (local.get 5))))`,
@@ -261,8 +266,10 @@ async function throughput(dir: string, quick: boolean): Promise<BenchRow[]> {
   };
   time(1);
   time(0);
+  time(2);
   const host = Math.min(time(1), time(1), time(1));
   const local = Math.min(time(0), time(0), time(0));
+  const plainHost = Math.min(time(2), time(2), time(2));
   return [
     {
       section: SECTION,
@@ -275,7 +282,16 @@ async function throughput(dir: string, quick: boolean): Promise<BenchRow[]> {
     },
     {
       section: SECTION,
-      metric: "host call now_ms() from wasm",
+      metric: "host call publish() with a bad pointer (bounds check, error code) from wasm",
+      edged: plainHost,
+      anchor: local,
+      anchorName: "wasm → wasm call",
+      unit: "ns/call",
+      target: "",
+    },
+    {
+      section: SECTION,
+      metric: "host call now_ms() from wasm (i64 result: a BigInt)",
       edged: host,
       anchor: local,
       anchorName: "wasm → wasm call",
@@ -369,7 +385,9 @@ async function kernel(dir: string, quick: boolean): Promise<BenchRow[]> {
   const insts: Record<string, GuestInstance> = {};
   const t = enc.encode("k");
   for (const meter of [true, false]) {
-    const inst = GuestInstance.create(await validateModule(bytes, m, { meter }), { logSink: () => {} });
+    const inst = GuestInstance.create(await validateModule(bytes, m, { meter }), {
+      logSink: () => {},
+    });
     inst.call(t, enc.encode("1")); // warm-up: tier up to TurboFan
     inst.call(t, enc.encode("1"));
     insts[meter ? "metered" : "plain"] = inst;

@@ -1,3 +1,8 @@
+// deno-fmt-ignore-file
+// deno-lint-ignore-file
+// AssemblyScript, not TypeScript: its decorators on declarations are not valid TS,
+// so Deno's formatter and linter must leave this file alone.
+
 // moving-average: an edged module in AssemblyScript. It averages the last
 // WINDOW readings of each message it receives (JSON with a numeric "value")
 // and publishes the average on uplink/telemetry/average every WINDOW readings,
@@ -39,7 +44,7 @@ export function edge_init(): i32 {
   return 0;
 }
 
-export function edge_on_message(topicPtr: usize, topicLen: i32, payloadPtr: usize, payloadLen: i32): i32 {
+export function edge_on_message(_topicPtr: usize, _topicLen: i32, payloadPtr: usize, payloadLen: i32): i32 {
   const payload = String.UTF8.decodeUnsafe(payloadPtr, <usize>payloadLen);
   const key = payload.indexOf("\"value\"");
   if (key < 0) return 1;
