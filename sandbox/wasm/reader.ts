@@ -43,7 +43,7 @@ export class Reader {
   }
 
   byte(): number {
-    this.need(1);
+    if (this.pos >= this.end) this.need(1);
     return this.bytes[this.pos++];
   }
 
@@ -61,6 +61,14 @@ export class Reader {
 
   /** Unsigned LEB128 of at most 32 bits (5.2.2). */
   u32(): number {
+    // Fast path: a one-byte LEB128, by far the most common.
+    if (this.pos < this.end) {
+      const first = this.bytes[this.pos];
+      if (first < 0x80) {
+        this.pos++;
+        return first;
+      }
+    }
     let result = 0;
     let shift = 0;
     for (let i = 0; i < 5; i++) {
