@@ -56,7 +56,9 @@ export const manifestSchema = z.strictObject({
   }).prefault({}),
   limits: z.strictObject({
     memory_bytes: int(65536, CEILINGS.memoryBytes).default(16 * 1024 * 1024),
-    fuel_per_message: int(1, CEILINGS.fuelPerMessage).default(50_000_000),
+    // 10 M: ~45x what the C threshold-alert example needs with printf; a runaway
+    // stalls the event loop for a few ms per attempt (see README.md).
+    fuel_per_message: int(1, CEILINGS.fuelPerMessage).default(10_000_000),
     max_payload_bytes: int(0, CEILINGS.maxPayloadBytes).default(65536),
     messages_per_second: int(1, CEILINGS.messagesPerSecond).default(1000),
   }).prefault({}),
@@ -72,7 +74,7 @@ export type Manifest = z.infer<typeof manifestSchema>;
  * ```ts
  * import { parseManifest } from "./manifest.ts";
  * const m = parseManifest({ name: "a", version: "1.0.0" });
- * console.log(m.limits.fuel_per_message); // 50000000
+ * console.log(m.limits.fuel_per_message); // 10000000
  * ```
  */
 export function parseManifest(input: unknown): Manifest {

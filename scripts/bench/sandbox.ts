@@ -433,7 +433,7 @@ async function runaway(dir: string, quick: boolean): Promise<BenchRow[]> {
       (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (loop $l (br $l)) (i32.const 0)))`,
   );
   const relay = await Deno.readFile(`${ROOT}examples/modules/relay-wat/module.wasm`);
-  const measure = async (withRunaway: boolean): Promise<number> => {
+  const measure = async (withRunaway: boolean, fuel = 50_000_000): Promise<number> => {
     const dataDir = await Deno.makeTempDir({ dir });
     const store = Store.open(dataDir);
     const bus = new Bus();
@@ -457,14 +457,25 @@ async function runaway(dir: string, quick: boolean): Promise<BenchRow[]> {
       );
     }
     if (withRunaway) {
-      // The manifest default budget: 50 M fuel per message.
-      await host.install(manifestFor("runaway", { subscribe: ["work"] }), spin);
+      await host.install(
+        manifestFor("runaway", { subscribe: ["work"], limits: { fuel_per_message: fuel } }),
+        spin,
+      );
     }
-    const n = quick ? 500 : 2000;
-    for (let i = 0; i < n; i++) {
-      const id = String(i);
-      sentAt.set(id, performance.now());
-      bus.publish("work", enc.encode(id), "bench");
+    // One message every 2 ms on a fixed schedule. Latency counts from the
+    // scheduled time, not from when the (same-thread) publisher got to run, so a
+    // stall of the event loop shows up instead of hiding (coordinated omission).
+    const n = quick ? 1000 : 3000;
+    const start = performance.now();
+    let i = 0;
+    while (i < n) {
+      const now = performance.now();
+      while (i < n && start + i * 2 <= now) {
+        const id = String(i);
+        sentAt.set(id, start + i * 2);
+        bus.publish("work", enc.encode(id), "bench");
+        i++;
+      }
       await new Promise((r) => setTimeout(r, 1));
     }
     await new Promise((r) => setTimeout(r, 200));
@@ -473,17 +484,25 @@ async function runaway(dir: string, quick: boolean): Promise<BenchRow[]> {
     return pct(lat, 99);
   };
   const normal = await measure(false);
-  const during = await measure(true);
-  return [{
-    section: SECTION,
-    metric: "neighbours' p99 latency (8 modules) during a runaway module",
-    edged: during,
-    anchor: normal,
-    anchorName: "same neighbours, no runaway",
-    unit: "ms",
-    target: "<= 2× normal",
-    note: "runaway: 50 M fuel per message, quarantined after 3 faults with doubling back-off",
-  }];
+  const rows: BenchRow[] = [];
+  for (const fuel of [50_000_000, 10_000_000]) {
+    const during = await measure(true, fuel);
+    rows.push({
+      section: SECTION,
+      metric: `neighbours' p99 latency (8 modules) during a runaway module with ${
+        fuel / 1e6
+      } M fuel`,
+      edged: during,
+      anchor: normal,
+      anchorName: "same neighbours, no runaway",
+      unit: "ms",
+      target: "<= 2× normal",
+      note:
+        "quarantine after 3 faults, back-off 1 s doubling; latency from the scheduled send time" +
+        (fuel === 50_000_000 ? "; 50 M as in the MISSION.md example" : "; 10 M is the default"),
+    });
+  }
+  return rows;
 }
 
 /** Runs the section. */
@@ -497,8 +516,11 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
     ["kernel", () => kernel(dir, opts.quick)],
     ["runaway", () => runaway(dir, opts.quick)],
   ];
+  // EDGED_BENCH_SANDBOX_PARTS=runaway,kernel runs only those parts.
+  const only = Deno.env.get("EDGED_BENCH_SANDBOX_PARTS")?.split(",");
   const rows: BenchRow[] = [];
   for (const [name, part] of parts) {
+    if (only && !only.includes(name.split(" ")[0])) continue;
     try {
       rows.push(...await part());
     } catch (err) {
