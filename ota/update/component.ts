@@ -118,7 +118,11 @@ export function updaterComponent(
     if (!stopped) timer = setTimeout(periodic, jittered(u.check_interval_s * 1000));
   };
 
-  /** Boot confirmation: healthy = every other readiness reason gone. */
+  /**
+   * Boot confirmation: healthy = API up (it listens before components
+   * start), store open and modules loaded (no readiness reasons), and MQTT
+   * connected when a broker is configured.
+   */
   const watchTrial = (version: string) => {
     const deadline = startedAt + u.boot_deadline_s * 1000;
     updater.setPhase("trial");
@@ -132,6 +136,11 @@ export function updaterComponent(
       busy = true;
       try {
         const reasons = (ctx.readiness?.() ?? []).filter((r) => !r.startsWith("update:"));
+        // The MQTT component stays "ready" without a broker (uplink waits on
+        // disk), but a new version must prove it can reach a configured one.
+        if (ctx.config.mqtt.url && !/^edged_mqtt_connected 1$/m.test(ctx.metrics.render())) {
+          reasons.push("mqtt: not connected to the broker");
+        }
         if (reasons.length === 0) {
           clearInterval(confirmTimer);
           if (await updater.confirm()) {

@@ -59,8 +59,10 @@ export interface DownloadOptions {
   idleTimeoutMs?: number;
   /** Free space that must remain after the download. @default {16 MiB} */
   reserveBytes?: number;
-  /** fsync and record progress every this many bytes. @default {1 MiB} */
+  /** fsync and record progress every this many bytes... @default {256 KiB} */
   syncEveryBytes?: number;
+  /** ...or after this many milliseconds with unsynced bytes. @default {1000} */
+  syncEveryMs?: number;
   /** Cancels the download (the partial file stays for a later resume). */
   signal?: AbortSignal;
   /** Progress callback, called per chunk. */
@@ -132,7 +134,8 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
     maxBackoffMs = 30000,
     idleTimeoutMs = 30000,
     reserveBytes = 16 << 20,
-    syncEveryBytes = 1 << 20,
+    syncEveryBytes = 256 << 10,
+    syncEveryMs = 1000,
     signal,
     onProgress,
     headers = {},
@@ -194,6 +197,7 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
           bucket,
           idleTimeoutMs,
           syncEveryBytes,
+          syncEveryMs,
           signal,
           headers,
           onChunk: (n, got) => {
@@ -266,6 +270,7 @@ interface RangeRequest {
   bucket?: TokenBucket;
   idleTimeoutMs: number;
   syncEveryBytes: number;
+  syncEveryMs: number;
   signal?: AbortSignal;
   headers: Record<string, string>;
   onChunk: (n: number, received: number) => void;
@@ -288,6 +293,7 @@ async function fetchRange(r: RangeRequest): Promise<number> {
   let have = r.from;
   using file = await Deno.open(r.part, { write: true });
   let sinceSync = 0;
+  let lastSync = performance.now();
   const persist = async () => {
     await file.sync();
     await writeFileAtomic(
@@ -295,6 +301,7 @@ async function fetchRange(r: RangeRequest): Promise<number> {
       encodeRecord({ url: r.url, length: r.length, sha256: r.sha256, durable: have }),
     );
     sinceSync = 0;
+    lastSync = performance.now();
   };
   try {
     arm();
@@ -358,7 +365,9 @@ async function fetchRange(r: RangeRequest): Promise<number> {
         have += value.length;
         sinceSync += value.length;
         r.onChunk(value.length, have);
-        if (sinceSync >= r.syncEveryBytes) await persist();
+        if (sinceSync >= r.syncEveryBytes || performance.now() - lastSync >= r.syncEveryMs) {
+          await persist();
+        }
       }
     } catch (cause) {
       await reader.cancel().catch(() => {});

@@ -1,0 +1,214 @@
+// deno-lint-ignore-file no-explicit-any
+/**
+ * Helpers of the update tests: stand-in release executables, a repository
+ * built with `edged repo`, and a device process under `edged run --supervise`.
+ *
+ * Why stand-ins: `deno compile` cannot produce runnable binaries on this
+ * machine (no denort), so a "release" here is a real executable we can make:
+ * a `/bin/sh` header that execs `deno run main.ts "$@"`, followed by a 512 KiB
+ * payload that differs a little between versions (so deltas are small and
+ * full downloads are not). The payload is never read: `sh` has exec'd by
+ * then. Slots, the atomic switch, the boot counter and the launcher treat
+ * these files exactly as they treat compiled binaries: they are copied,
+ * patched, hashed, made executable and exec'd the same way.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { runCli } from "../_helpers/edged.ts";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+export const TRIPLE = "x86_64-unknown-linux-gnu";
+export const TOKEN = "test-token-0123456789abcdef";
+
+/** Options of {@linkcode makeRelease}. */
+export interface ReleaseOptions {
+  /** Shell lines before the exec (e.g. variables that make this release unhealthy). */
+  prelude?: string;
+  /** Arguments appended after "$@". */
+  extraArgs?: string;
+  /** Payload variation. */
+  seed: number;
+}
+
+/** Writes a stand-in release executable. */
+export async function makeRelease(path: string, version: string, o: ReleaseOptions) {
+  const header = `#!/bin/sh
+# edged ${version}: stand-in for a compiled release (see tests/ota/_update_helpers.ts)
+${o.prelude ?? ""}
+exec ${Deno.execPath()} run --allow-all ${MAIN} "$@" ${o.extraArgs ?? ""}
+`;
+  const payload = new Uint8Array(512 << 10);
+  let x = 12345;
+  for (let i = 0; i < payload.length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    payload[i] = x >>> 24;
+  }
+  for (let i = 0; i < 64; i++) payload[(i * 7919 * (o.seed + 1)) % payload.length] ^= o.seed;
+  const head = new TextEncoder().encode(header);
+  const data = new Uint8Array(head.length + payload.length);
+  data.set(head);
+  data.set(payload, head.length);
+  await Deno.writeFile(path, data, { mode: 0o755 });
+}
+
+/** Runs `edged repo ...`; throws on a non-zero exit. */
+export async function repoCli(...args: string[]): Promise<string> {
+  const r = await runCli(["repo", ...args]);
+  if (r.code !== 0) throw new Error(`edged repo ${args.join(" ")}: ${r.code}\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** A free loopback port (bound and released). */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Waits until `fn` returns a truthy value. */
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false | null>,
+  timeoutMs = 30000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}`);
+}
+
+/** A device: the launcher (`<factory> run --supervise`) and the edged it starts. */
+export class Device {
+  readonly lines: string[] = [];
+  child!: Deno.ChildProcess;
+  readonly url: string;
+
+  constructor(
+    readonly factory: string,
+    readonly dataDir: string,
+    readonly port: number,
+    readonly env: Record<string, string>,
+  ) {
+    this.url = `http://127.0.0.1:${port}`;
+  }
+
+  /** Starts the launcher. */
+  start(): this {
+    this.child = new Deno.Command(this.factory, {
+      args: [
+        "run",
+        "--supervise",
+        "--data-dir",
+        this.dataDir,
+        "--listen",
+        `127.0.0.1:${this.port}`,
+      ],
+      env: {
+        EDGED_API_TOKEN: TOKEN,
+        EDGED_LOG_FORMAT: "json",
+        EDGED_UPDATE_BINARY: this.factory,
+        ...this.env,
+      },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    (async () => {
+      let buf = "";
+      for await (const chunk of this.child.stdout.pipeThrough(new TextDecoderStream())) {
+        buf += chunk;
+        let nl;
+        while ((nl = buf.indexOf("\n")) >= 0) {
+          this.lines.push(buf.slice(0, nl));
+          buf = buf.slice(nl + 1);
+        }
+      }
+    })();
+    return this;
+  }
+
+  /** Log messages so far. */
+  messages(): string[] {
+    return this.lines.map((l) => {
+      try {
+        return String(JSON.parse(l).message);
+      } catch {
+        return l;
+      }
+    });
+  }
+
+  /** Calls the API with the token. */
+  async api(path: string, init: RequestInit = {}): Promise<{ status: number; body: any }> {
+    const res = await fetch(this.url + path, {
+      signal: AbortSignal.timeout(path.includes("wait=1") ? 60000 : 5000),
+      ...init,
+      headers: { authorization: `Bearer ${TOKEN}`, ...init.headers },
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : null };
+  }
+
+  /** GET /api/v1/update once the API answers. */
+  async status(): Promise<any> {
+    return (await waitFor("the update API", () => this.api("/api/v1/update"))).body;
+  }
+
+  /** Waits until the update status satisfies `pred`. */
+  waitStatus(what: string, pred: (s: any) => boolean, timeoutMs = 40000): Promise<any> {
+    return waitFor(what, async () => {
+      const r = await this.api("/api/v1/update");
+      return r.status === 200 && pred(r.body) ? r.body : undefined;
+    }, timeoutMs);
+  }
+
+  /** The durable state file. */
+  async state(): Promise<any> {
+    return JSON.parse(await Deno.readTextFile(join(this.dataDir, "update", "state.json")));
+  }
+
+  /** Pid of the edged the launcher runs now. */
+  async edgedPid(timeoutMs = 30000): Promise<number> {
+    return await waitFor("a child of the launcher", async () => {
+      const out = await new Deno.Command("pgrep", { args: ["-P", String(this.child.pid)] })
+        .output();
+      const pid = Number(new TextDecoder().decode(out.stdout).trim().split("\n")[0]);
+      return pid > 0 ? pid : undefined;
+    }, timeoutMs);
+  }
+
+  /** kill -9 of edged only (the launcher lives on). */
+  async killEdged(): Promise<void> {
+    Deno.kill(await this.edgedPid(), "SIGKILL");
+  }
+
+  /** kill -9 of the launcher and edged together (power loss). */
+  async killAll(): Promise<void> {
+    const pid = await this.edgedPid(2000).catch(() => 0);
+    this.child.kill("SIGKILL");
+    if (pid) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+    await this.child.status;
+  }
+
+  /** SIGTERM to the launcher (it stops edged first); resolves with its exit code. */
+  async stop(): Promise<number> {
+    try {
+      this.child.kill("SIGTERM");
+    } catch { /* gone */ }
+    return (await this.child.status).code;
+  }
+}
