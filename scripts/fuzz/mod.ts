@@ -8,6 +8,7 @@
  * deno task fuzz                                  # every target, 30 s each, seed 1
  * deno task fuzz --target tuf --seconds 600 --seed 7
  * deno task fuzz --target bspatch --replay crash.bin
+ * deno task fuzz --target ingest --http 2000           # plus requests to a real edged
  * ```
  *
  * Inputs are a pure function of `(seed, index)`, so a finding is reproduced
@@ -21,6 +22,7 @@ import { Command } from "commander";
 import type { Finding } from "./_protocol.ts";
 import { replay, runTarget, type TargetReport } from "./_runner.ts";
 import { TARGETS } from "./targets/mod.ts";
+import { httpIngestPass } from "./http.ts";
 
 export { replay, runTarget, TARGETS };
 
@@ -63,6 +65,7 @@ async function main(args: string[]): Promise<number> {
     .option("--rss-mib <n>", "process RSS bound", "2048")
     .option("--save-dir <dir>", "where findings are written (default: a new temp dir)")
     .option("--replay <files...>", "run these input files instead of generating")
+    .option("--http <n>", "also send n fuzzed ingest requests to a real edged", "0")
     .exitOverride();
   try {
     program.parse(args, { from: "user" });
@@ -99,7 +102,17 @@ async function main(args: string[]): Promise<number> {
       findings.push(...r.findings);
     }
   }
-  if (findings.length === 0) return 0;
+  let httpProblems = 0;
+  if (Number(o.http) > 0) {
+    const h = await httpIngestPass(Number(o.http), seed);
+    console.log(
+      `ingest over HTTP: ${h.requests} requests, statuses ${JSON.stringify(h.statuses)}, ` +
+        `${h.problems.length} problems`,
+    );
+    for (const p of h.problems.slice(0, 20)) console.log(`  HTTP PROBLEM ${p}`);
+    httpProblems = h.problems.length;
+  }
+  if (findings.length === 0) return httpProblems > 0 ? 1 : 0;
   const dir = o.saveDir ?? await Deno.makeTempDir({ prefix: "edged-fuzz-" });
   await Deno.mkdir(dir, { recursive: true });
   const seen = new Map<string, number>();

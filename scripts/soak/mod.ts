@@ -13,7 +13,9 @@
  * is replaced by a new version through `PUT /api/v1/modules/{name}`.
  *
  * RSS drift: mean RSS of the last quarter of the samples against the first
- * quarter after warm-up (the first 20 % of the run, at least one sample).
+ * quarter after warm-up (the first 2 minutes, at most half of the run, at
+ * least 20 % of it: V8 grows its heap for that long under load). Runs much
+ * shorter than an hour show the trend, not the hour's drift.
  *
  * @module
  */
@@ -209,7 +211,12 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
     const list = await (await edged.api("/api/v1/modules")).json();
     const running = (list.modules as { state: string }[]).filter((m) => m.state === "running")
       .length;
-    const warm = Math.max(1, Math.floor(samples.length * 0.2));
+    // V8 grows its heap for the first minute or two under load: skip that.
+    const warm = Math.max(
+      1,
+      Math.floor(samples.length * 0.2),
+      Math.floor(samples.length * Math.min(0.5, 120 / (minutes * 60))),
+    );
     const steady = samples.slice(warm);
     const q = Math.max(1, Math.floor(steady.length / 4));
     const mean = (xs: SoakSample[]) => xs.reduce((a, s) => a + s.rssMiB, 0) / xs.length;

@@ -48,3 +48,15 @@ Deno.test("the fuzz runner detects a hang, memory past the bound, a crash and an
     ["2 crash", "3 oracle", "4 hang", "6 memory"],
   );
 });
+
+Deno.test({
+  name: "fuzzed ingest over HTTP against a real edged: 202, or 400/413 with the error shape",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const { httpIngestPass } = await import("../../scripts/fuzz/http.ts");
+    const r = await httpIngestPass(200, SEED);
+    console.log(`${r.requests} requests, statuses ${JSON.stringify(r.statuses)}`);
+    assert.deepEqual(r.problems, []);
+  },
+});
