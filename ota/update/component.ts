@@ -10,6 +10,23 @@ import type { Component, RuntimeContext } from "../../runtime/mod.ts";
 import { updateApi } from "./api.ts";
 import { jittered } from "./policy.ts";
 import { EXIT_RESTART, type UpdatePhase, Updater } from "./updater.ts";
+import { UpdateNotConfiguredError } from "./errors.ts";
+import { CommandError } from "../../protocols/mod.ts";
+
+/**
+ * Runs a command's work, answering "unavailable" (as the built-in placeholder
+ * does) when no update repository is configured, instead of "internal".
+ */
+async function commandErrors<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof UpdateNotConfiguredError) {
+      throw new CommandError("unavailable", err.message, { cause: err });
+    }
+    throw err;
+  }
+}
 
 const log = getLogger(["edged", "update"]);
 
@@ -171,7 +188,7 @@ export function updaterComponent(
     attachMqtt(m) {
       mqtt = m;
       m.registerCommand("update-check", async (params) => {
-        const r = await updater.check();
+        const r = await commandErrors(() => updater.check());
         if (r.available && params.apply === true) {
           return { ...r, apply: await updater.apply() };
         }
@@ -180,10 +197,10 @@ export function updaterComponent(
       m.registerCommand("module-deploy", (params) => {
         const name = params.name;
         if (typeof name !== "string" || name === "") {
-          throw new TypeError("module-deploy needs a string parameter 'name'");
+          throw new CommandError("invalid_params", "module-deploy needs a string parameter 'name'");
         }
         const version = typeof params.version === "string" ? params.version : undefined;
-        return updater.deployModule(name, version);
+        return commandErrors(() => updater.deployModule(name, version));
       });
       m.setStatusProvider(() => ({
         version: cachedVersion,
