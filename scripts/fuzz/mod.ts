@@ -23,6 +23,7 @@ import type { Finding } from "./_protocol.ts";
 import { replay, runTarget, type TargetReport } from "./_runner.ts";
 import { TARGETS } from "./targets/mod.ts";
 import { httpIngestPass } from "./http.ts";
+import { mqttLivePass } from "./mqtt_live.ts";
 
 export { replay, runTarget, TARGETS };
 
@@ -66,6 +67,7 @@ async function main(args: string[]): Promise<number> {
     .option("--save-dir <dir>", "where findings are written (default: a new temp dir)")
     .option("--replay <files...>", "run these input files instead of generating")
     .option("--http <n>", "also send n fuzzed ingest requests to a real edged", "0")
+    .option("--mqtt <n>", "also publish n fuzzed commands to a real edged over Mosquitto", "0")
     .exitOverride();
   try {
     program.parse(args, { from: "user" });
@@ -111,6 +113,15 @@ async function main(args: string[]): Promise<number> {
     );
     for (const p of h.problems.slice(0, 20)) console.log(`  HTTP PROBLEM ${p}`);
     httpProblems = h.problems.length;
+  }
+  if (Number(o.mqtt) > 0) {
+    const m = await mqttLivePass(Number(o.mqtt), seed);
+    console.log(
+      `commands over MQTT: ${m.requests} requests, ${m.answered} answers, codes ` +
+        `${JSON.stringify(m.codes)}, ${m.problems.length} problems`,
+    );
+    for (const p of m.problems.slice(0, 20)) console.log(`  MQTT PROBLEM ${p}`);
+    httpProblems += m.problems.length;
   }
   if (findings.length === 0) return httpProblems > 0 ? 1 : 0;
   const dir = o.saveDir ?? await Deno.makeTempDir({ prefix: "edged-fuzz-" });

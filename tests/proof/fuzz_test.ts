@@ -60,3 +60,15 @@ Deno.test({
     assert.deepEqual(r.problems, []);
   },
 });
+
+Deno.test({
+  name: "fuzzed commands over MQTT against a real edged: each answered once, never 'internal'",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const { mqttLivePass } = await import("../../scripts/fuzz/mqtt_live.ts");
+    const r = await mqttLivePass(150, SEED);
+    console.log(`${r.requests} requests, ${r.answered} answers, codes ${JSON.stringify(r.codes)}`);
+    assert.deepEqual(r.problems, []);
+  },
+});
