@@ -195,6 +195,37 @@ Deno.test({
         },
       );
 
+      await step(
+        "a module from the repository installs through the same verified path",
+        async () => {
+          const ex = new URL("../../examples/modules/relay-wat/", import.meta.url).pathname;
+          await repoCli(
+            "add",
+            repo,
+            "--module",
+            join(ex, "module.wasm"),
+            "--manifest",
+            join(ex, "manifest.json"),
+          );
+          const r = await device.api("/api/v1/update/modules/relay/deploy", { method: "POST" });
+          assert.equal(r.status, 200, JSON.stringify(r.body));
+          assert.deepEqual(r.body, { name: "relay", version: "1.0.0" });
+          const m = await device.api("/api/v1/modules/relay");
+          assert.equal(m.status, 200);
+          const missing = await device.api("/api/v1/update/modules/nope/deploy", {
+            method: "POST",
+          });
+          assert.equal(missing.status, 502);
+        },
+      );
+
+      await step("edged update status talks to the running device", async () => {
+        const cli = await runCli(["update", "status", "--url", device.url, "--token", TOKEN]);
+        assert.equal(cli.code, 0, cli.stderr);
+        const s = JSON.parse(cli.stdout);
+        assert.equal(s.current.version, "7.0.0");
+      });
+
       await step("manual rollback through the API and the offline CLI", async () => {
         const r = await device.api("/api/v1/update/rollback", { method: "POST" });
         assert.equal(r.status, 200);

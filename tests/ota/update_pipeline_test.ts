@@ -1,0 +1,156 @@
+/**
+ * The updater in-process against a repository made with `edged repo` and
+ * served over HTTP: refusals and fall-backs a device relies on. A tampered
+ * delta falls back to the full release; a tampered release or tampered
+ * metadata is refused and nothing changes; a staged rollout leaves devices
+ * out by the hash of their id; modules install through the same verified
+ * path. (Signature, threshold, expiry, rollback, freeze and mix-and-match
+ * attacks on the metadata are the TUF client's own tests, tuf_test.ts;
+ * the updater refreshes through that client before every decision.)
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { serveRepository, TufError, UpdateError, Updater } from "../../ota/mod.ts";
+import { makeRelease, repoCli, TRIPLE } from "./_update_helpers.ts";
+
+async function findFile(dir: string, suffix: string): Promise<string> {
+  for await (const e of Deno.readDir(dir)) {
+    const p = join(dir, e.name);
+    if (e.isDirectory) {
+      const f = await findFile(p, suffix).catch(() => "");
+      if (f) return f;
+    } else if (e.name.endsWith(suffix)) return p;
+  }
+  throw new Error(`no file ending in ${suffix} under ${dir}`);
+}
+
+async function flipByte(path: string, at = 100): Promise<void> {
+  const data = await Deno.readFile(path);
+  data[at] ^= 0xff;
+  await Deno.writeFile(path, data);
+}
+
+Deno.test({
+  name: "updater: tampered delta → full download; tampered release or metadata → refused",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const dir = await Deno.makeTempDir({ prefix: "edged-update-pipeline-" });
+    const repo = join(dir, "repo");
+    const rel = (v: string) => join(dir, `edged-${v}`);
+    await repoCli("init", repo);
+    for (const [v, seed] of [["1.0.0", 1], ["2.0.0", 2]] as const) {
+      await makeRelease(rel(v), v, { seed });
+      await repoCli("add", repo, "--release", rel(v), "--triple", TRIPLE, "--version", v);
+    }
+    const server = serveRepository(repo, { port: 0, onListen: () => {} });
+    const restarts: string[] = [];
+    const updater = new Updater({
+      dataDir: join(dir, "data"),
+      url: `http://127.0.0.1:${server.addr.port}`,
+      rootPath: join(repo, "metadata", "1.root.json"),
+      triple: TRIPLE,
+      deviceId: "pipeline-device",
+      factoryVersion: "0.0.0-factory",
+      factoryBinary: rel("1.0.0"),
+      backoffMs: 1,
+      retries: 1,
+      requestRestart: (r) => restarts.push(r),
+    });
+    try {
+      await t.step("the factory executable is recognised as 1.0.0 by its digest", async () => {
+        const c = await updater.check();
+        assert.equal(c.current, "1.0.0");
+        assert.equal(c.available?.version, "2.0.0");
+        assert.ok(c.available?.delta, "a delta maps the running digest");
+      });
+
+      await t.step("a tampered delta is refused and the whole release is used", async () => {
+        await flipByte(await findFile(join(repo, "targets", "deltas"), ".bsdiff"), 40);
+        const r = await updater.apply();
+        assert.equal(r.outcome, "installed");
+        assert.equal(r.method, "full");
+        assert.match(r.deltaFallback!, /SHA-256|sha256|length/);
+        assert.deepEqual(restarts, ["update to 2.0.0"]);
+        const st = await updater.status();
+        assert.equal(st.current.version, "2.0.0");
+        assert.equal(st.current.sha256, st.slots[st.active!]!.sha256);
+        assert.equal(st.trial?.version, "2.0.0");
+        assert.ok(await updater.confirm());
+      });
+
+      await t.step("a tampered release is refused; the running version stays", async () => {
+        await makeRelease(rel("3.0.0"), "3.0.0", { seed: 3 });
+        await repoCli(
+          "add",
+          repo,
+          "--release",
+          rel("3.0.0"),
+          "--triple",
+          TRIPLE,
+          "--version",
+          "3.0.0",
+          "--deltas",
+          "0",
+        );
+        // Consistent snapshots: targets/releases/<triple>/3.0.0/<sha256>.edged
+        const target = await findFile(join(repo, "targets", "releases", TRIPLE, "3.0.0"), "edged");
+        await flipByte(target);
+        const before = await updater.store.read();
+        await assert.rejects(() => updater.apply(), UpdateError);
+        const st = await updater.status();
+        assert.equal(st.phase, "failed");
+        assert.match(st.last_error!, /SHA-256|expected/);
+        assert.deepEqual(await updater.store.read(), before, "no slot or switch changed");
+        await flipByte(target); // repair for later steps
+      });
+
+      await t.step("tampered targets metadata is refused by the TUF refresh", async () => {
+        const md = join(repo, "metadata");
+        const names = [...Deno.readDirSync(md)].map((e) => e.name)
+          .filter((n) => /^\d+\.targets\.json$/.test(n))
+          .sort((a, b) => parseInt(b) - parseInt(a));
+        const file = join(md, names[0]);
+        const original = await Deno.readTextFile(file);
+        // A valid-looking change of a hash: the signature no longer matches
+        // and the snapshot's recorded hash neither.
+        await Deno.writeTextFile(file, original.replace(/"length": ?\d+/, '"length": 1'));
+        try {
+          await Deno.remove(join(updater.store.tufDir, "targets.json")).catch(() => {});
+          await assert.rejects(() => updater.check(), TufError);
+        } finally {
+          await Deno.writeTextFile(file, original);
+        }
+        const c = await updater.check();
+        assert.equal(c.available?.version, "3.0.0");
+      });
+
+      await t.step(
+        "staged rollout: a 0 % release is not offered, the older one still is",
+        async () => {
+          await makeRelease(rel("4.0.0"), "4.0.0", { seed: 4 });
+          await repoCli(
+            "add",
+            repo,
+            "--release",
+            rel("4.0.0"),
+            "--triple",
+            TRIPLE,
+            "--version",
+            "4.0.0",
+            "--rollout",
+            "0",
+            "--deltas",
+            "1",
+          );
+          const c = await updater.check();
+          assert.equal(c.available?.version, "3.0.0");
+          assert.match(c.skipped!.join(), /4\.0\.0: not in its 0% rollout/);
+        },
+      );
+    } finally {
+      await server.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
