@@ -1,6 +1,6 @@
 /**
- * Installed modules on disk: `<dir>/<name>/<sha256>/{manifest.json,module.wasm}`
- * and `<dir>/<name>/current` naming the digest in use. `current` is replaced by
+ * Installed modules on disk: `<dir>/<name>/<sha256>.<suffix>/{manifest.json,module.wasm}`
+ * and `<dir>/<name>/current` naming the version directory in use. `current` is replaced by
  * rename after the version directory is fsynced, so a power cut leaves either
  * the old or the new version installed, never a mix.
  *
@@ -45,22 +45,29 @@ function syncDir(path: string): void {
 export class ModuleStore {
   constructor(readonly dir: string) {}
 
-  /** Stores a version and makes it current. */
+  /**
+   * Stores a version and makes it current. Each save writes a fresh directory
+   * (digest plus a random suffix), never the one `current` names: rewriting
+   * the running version's files in place (the same bytes deployed again, or
+   * a new manifest for the same bytes) would leave a torn module behind a
+   * power cut.
+   */
   save(name: string, sha256: string, manifestJson: string, bytes: Uint8Array): void {
     const moduleDir = join(this.dir, name);
-    const versionDir = join(moduleDir, sha256);
+    const versionName = `${sha256}.${crypto.randomUUID().slice(0, 8)}`;
+    const versionDir = join(moduleDir, versionName);
     Deno.mkdirSync(versionDir, { recursive: true });
     writeSynced(join(versionDir, "module.wasm"), bytes);
     writeSynced(join(versionDir, "manifest.json"), manifestJson);
     syncDir(versionDir);
+    syncDir(moduleDir);
     const tmp = join(moduleDir, `current.tmp-${crypto.randomUUID()}`);
-    writeSynced(tmp, sha256);
+    writeSynced(tmp, versionName);
     Deno.renameSync(tmp, join(moduleDir, "current"));
     syncDir(moduleDir);
     for (const e of Deno.readDirSync(moduleDir)) {
-      if (e.isDirectory && e.name !== sha256) {
-        Deno.removeSync(join(moduleDir, e.name), { recursive: true });
-      }
+      if (e.name === versionName || e.name === "current") continue;
+      Deno.removeSync(join(moduleDir, e.name), { recursive: true });
     }
   }
 
@@ -94,9 +101,22 @@ export class ModuleStore {
         continue;
       }
       if (!e.isDirectory) continue;
+      const moduleDir = join(this.dir, e.name);
+      let current: string;
       try {
-        const moduleDir = join(this.dir, e.name);
-        const sha = Deno.readTextFileSync(join(moduleDir, "current")).trim();
+        current = Deno.readTextFileSync(join(moduleDir, "current")).trim();
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) {
+          // `current` is written last: without it the first install never
+          // completed (nor was it acknowledged), so there is no module.
+          Deno.removeSync(moduleDir, { recursive: true });
+        } else {
+          out.push({ name: e.name, error: error as Error });
+        }
+        continue;
+      }
+      try {
+        const sha = current;
         out.push({
           name: e.name,
           manifestJson: Deno.readTextFileSync(join(moduleDir, sha, "manifest.json")),

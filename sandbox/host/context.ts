@@ -103,11 +103,8 @@ export class ModuleContext {
     }
     const p = ptr >>> 0;
     const n = len >>> 0;
-    if (p + n > u8.length) {
-      if (u8.length === this.memory!.buffer.byteLength) return null;
-      u8 = this.#view = new Uint8Array(this.memory!.buffer);
-      if (p + n > u8.length) return null;
-    }
+    // A view that is not detached spans the whole current memory: growth always detaches.
+    if (p + n > u8.length) return null;
     return u8.subarray(p, p + n);
   }
 
