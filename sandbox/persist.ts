@@ -1,5 +1,5 @@
 /**
- * Installed modules on disk: `<dir>/<name>/<sha256>.<suffix>/{manifest.json,module.wasm}`
+ * Installed modules on disk: `<dir>/<name>/<sha256>[.<suffix>]/{manifest.json,module.wasm}`
  * and `<dir>/<name>/current` naming the version directory in use. `current` is replaced by
  * rename after the version directory is fsynced, so a power cut leaves either
  * the old or the new version installed, never a mix.
@@ -28,6 +28,15 @@ function writeSynced(path: string, data: Uint8Array | string): void {
   }
 }
 
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function syncDir(path: string): void {
   try {
     const d = Deno.openSync(path, { read: true });
@@ -47,14 +56,18 @@ export class ModuleStore {
 
   /**
    * Stores a version and makes it current. Each save writes a fresh directory
-   * (digest plus a random suffix), never the one `current` names: rewriting
+   * (the digest, or the digest plus a random suffix when that exists), never
+   * one `current` may name: rewriting
    * the running version's files in place (the same bytes deployed again, or
    * a new manifest for the same bytes) would leave a torn module behind a
    * power cut.
    */
   save(name: string, sha256: string, manifestJson: string, bytes: Uint8Array): void {
     const moduleDir = join(this.dir, name);
-    const versionName = `${sha256}.${crypto.randomUUID().slice(0, 8)}`;
+    let versionName = sha256;
+    if (exists(join(moduleDir, versionName))) {
+      versionName = `${sha256}.${crypto.randomUUID().slice(0, 8)}`;
+    }
     const versionDir = join(moduleDir, versionName);
     Deno.mkdirSync(versionDir, { recursive: true });
     writeSynced(join(versionDir, "module.wasm"), bytes);
