@@ -110,3 +110,20 @@ Deno.test("WAT: the relay republishes under uplink/telemetry/relay", async () =>
     await e.dispose();
   }
 });
+
+Deno.test("Rust (rustc wasm32-wasi, std): starts, prints through WASI, keeps state between messages", async () => {
+  const e = await env();
+  try {
+    await load(e.host, "counter-rust");
+    const first = e.host.deliver("counter", "sensors/a/count", enc("1"));
+    assert.equal(first.status, 0, JSON.stringify(first.error));
+    assert.deepEqual(first.logs.map((l) => l.message), ["message 1 on sensors/a/count"]);
+    const second = e.host.deliver("counter", "sensors/b/count", enc("1"));
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(second.published[0].payload)), {
+      topic: "sensors/b/count",
+      count: 2,
+    });
+  } finally {
+    await e.dispose();
+  }
+});
