@@ -519,7 +519,15 @@ export class ModuleHost {
           r.queue = [];
           continue;
         }
-        this.#call(r, msg.topic, msg.payload);
+        try {
+          this.#call(r, msg.topic, msg.payload);
+        } catch (err) {
+          // A bug of ours must not kill the drain timer (and with it every module).
+          log.error("delivery to module {name} failed: {error}", {
+            name: r.manifest.name,
+            error: String(err),
+          });
+        }
         if (r.queue.length > 0) pending = true;
       }
       this.#rr++;
@@ -568,8 +576,17 @@ export class ModuleHost {
     r.consecutive = 0;
     r.backoffMs = this.#opts.quarantineMs;
     for (const p of out.published) {
-      r.s.messages_out++;
-      this.#opts.bus.publish(p.topic, p.payload, `module:${r.manifest.name}`);
+      try {
+        this.#opts.bus.publish(p.topic, p.payload, `module:${r.manifest.name}`);
+        r.s.messages_out++;
+      } catch (err) {
+        // The host checked the topic already; a bus that still refuses it must not stop delivery.
+        log.error("bus refused {topic} from module {name}: {error}", {
+          topic: p.topic,
+          name: r.manifest.name,
+          error: String(err),
+        });
+      }
     }
     return out;
   }
