@@ -110,6 +110,17 @@ export function updaterComponent(
     ["version", "slot"],
     (set) => set(1, { version: cachedVersion, slot: cachedSlot ?? "factory" }),
   );
+  ctx.metrics.gauge(
+    "edged_update_download_bytes",
+    "Bytes of the update download under way: received and total.",
+    ["kind"],
+    (set) => {
+      const p = updater.progress;
+      if (!p) return;
+      set(p.received, { kind: "received" });
+      set(p.total, { kind: "total" });
+    },
+  );
   const checks = ctx.metrics.counter(
     "edged_update_checks_total",
     "Update checks, by outcome (up-to-date, available, error).",

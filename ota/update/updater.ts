@@ -163,6 +163,11 @@ export class Updater {
     return this.#phase;
   }
 
+  /** Progress of the download under way, if any. */
+  get progress(): UpdateStatus["progress"] {
+    return this.#progress;
+  }
+
   /** Sets the phase (the component sets "trial" and back). */
   setPhase(p: UpdatePhase): void {
     this.#phase = p;

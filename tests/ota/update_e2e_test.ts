@@ -224,6 +224,11 @@ Deno.test({
         assert.equal(cli.code, 0, cli.stderr);
         const s = JSON.parse(cli.stdout);
         assert.equal(s.current.version, "7.0.0");
+        const metrics = await (await fetch(`${device.url}/metrics`)).text();
+        assert.match(metrics, /edged_update_info\{version="7.0.0",slot="a"\} 1/);
+        // The last operation was the refused deploy of "nope".
+        assert.match(metrics, /edged_update_phase\{phase="failed"\} 1/);
+        assert.match(s.last_error, /no module nope/);
       });
 
       await step("manual rollback through the API and the offline CLI", async () => {
