@@ -21,6 +21,9 @@ import type { CallOutcome } from "./instance.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
+/** Largest module upload (manifest plus wasm) `PUT` accepts. */
+export const MAX_UPLOAD_BYTES = 32 * 1024 * 1024;
+
 function fail(
   c: Context,
   status: ContentfulStatusCode,
@@ -78,6 +81,15 @@ export function modulesApi(host: ModuleHost): Hono {
 
   app.put("/:name", async (c) => {
     const name = c.req.param("name");
+    const length = Number(c.req.header("content-length") ?? "0");
+    if (length > MAX_UPLOAD_BYTES) {
+      return fail(
+        c,
+        413,
+        "payload_too_large",
+        `upload is ${length} bytes, at most ${MAX_UPLOAD_BYTES}`,
+      );
+    }
     let form: FormData;
     try {
       form = await c.req.formData();
@@ -94,6 +106,14 @@ export function modulesApi(host: ModuleHost): Hono {
     if (manifestPart === null) return fail(c, 400, "bad_request", "part manifest is missing");
     if (!(modulePart instanceof File)) {
       return fail(c, 400, "bad_request", "part module (the wasm file) is missing");
+    }
+    if (modulePart.size > MAX_UPLOAD_BYTES) {
+      return fail(
+        c,
+        413,
+        "payload_too_large",
+        `module is ${modulePart.size} bytes, at most ${MAX_UPLOAD_BYTES}`,
+      );
     }
     const manifestText = typeof manifestPart === "string"
       ? manifestPart
