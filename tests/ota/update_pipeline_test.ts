@@ -3,10 +3,10 @@
  * served over HTTP: refusals and fall-backs a device relies on. A tampered
  * delta falls back to the full release; a tampered release or tampered
  * metadata is refused and nothing changes; a staged rollout leaves devices
- * out by the hash of their id; modules install through the same verified
- * path. (Signature, threshold, expiry, rollback, freeze and mix-and-match
- * attacks on the metadata are the TUF client's own tests, tuf_test.ts;
- * the updater refreshes through that client before every decision.)
+ * out by the hash of their id; a replayed older timestamp (rollback) and an
+ * expired one (freeze) stop the check. (Wrong keys, too few signatures and
+ * mix-and-match are the TUF client's own tests, tuf_test.ts; the updater
+ * refreshes through that client before every decision.)
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -148,6 +148,66 @@ Deno.test({
           assert.match(c.skipped!.join(), /4\.0\.0: not in its 0% rollout/);
         },
       );
+      await step_rollback_attack(t, repo, updater);
+    } finally {
+      await server.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** A replayed older timestamp (rollback attack, TUF 5.4.3.2) is refused by the check. */
+async function step_rollback_attack(t: Deno.TestContext, repo: string, updater: Updater) {
+  await t.step("a replayed older timestamp is refused (rollback attack)", async () => {
+    const ts = join(repo, "metadata", "timestamp.json");
+    const old = await Deno.readFile(ts);
+    await repoCli("refresh", repo);
+    await updater.check(); // the device now trusts the newer timestamp
+    const fresh = await Deno.readFile(ts);
+    await Deno.writeFile(ts, old);
+    try {
+      await assert.rejects(() => updater.check(), TufError);
+      assert.match((await updater.status()).last_error!, /version|rollback/i);
+    } finally {
+      await Deno.writeFile(ts, fresh);
+    }
+  });
+}
+
+Deno.test({
+  name: "updater: expired timestamp metadata is refused (freeze attack)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "edged-update-freeze-" });
+    const repo = join(dir, "repo");
+    await repoCli("init", repo, "--expires", "timestamp=1s");
+    await makeRelease(join(dir, "edged-1.0.0"), "1.0.0", { seed: 1 });
+    await repoCli(
+      "add",
+      repo,
+      "--release",
+      join(dir, "edged-1.0.0"),
+      "--triple",
+      TRIPLE,
+      "--version",
+      "1.0.0",
+    );
+    const server = serveRepository(repo, { port: 0, onListen: () => {} });
+    try {
+      const updater = new Updater({
+        dataDir: join(dir, "data"),
+        url: `http://127.0.0.1:${server.addr.port}`,
+        rootPath: join(repo, "metadata", "1.root.json"),
+        triple: TRIPLE,
+        deviceId: "freeze-device",
+        factoryVersion: "0.1.0",
+      });
+      await new Promise((r) => setTimeout(r, 1500));
+      await assert.rejects(() => updater.check(), TufError);
+      const st = await updater.status();
+      assert.equal(st.phase, "failed");
+      assert.match(st.last_error!, /expire/i);
     } finally {
       await server.shutdown();
       await Deno.remove(dir, { recursive: true });
