@@ -109,7 +109,10 @@ export class ModuleContext {
   }
 
   /** Records a log line: kept for the call's answer and sent on if the rate limit allows. */
-  log(level: number, message: string): void {
+  log(level: number, text: string): void {
+    // ABI v1: at most 1024 bytes a line (UTF-16 length bounds the UTF-8 one from below;
+    // a few multi-byte characters over is harmless, a megabyte line is not).
+    const message = text.length > 1100 ? `${text.slice(0, 1024)} [truncated]` : text;
     if (this.call.logs.length < MAX_LOGS_PER_CALL) this.call.logs.push({ level, message });
     if (this.logBucket.take()) this.logSink(this.name, level, message);
     else this.logsDropped++;
