@@ -12,6 +12,7 @@ import {
   DeltaError,
   type DeltaErrorCode,
   diffFiles,
+  type PatchInput,
 } from "../../ota/delta/mod.ts";
 import { bz2Compress } from "../../ota/delta/bz2/bz2.ts";
 import { suffixArray } from "../../ota/delta/diffcore/diffcore.ts";
@@ -26,7 +27,7 @@ if (!DEBIAN) {
 /** Applies `patch` in memory; returns the new bytes. */
 async function patchBytes(
   old: Uint8Array,
-  patch: Uint8Array | ReadableStream<Uint8Array>,
+  patch: PatchInput,
   options = {},
 ): Promise<{ bytes: Uint8Array; sha256: string }> {
   const parts: Uint8Array[] = [];
@@ -156,7 +157,7 @@ Deno.test({
       assert.equal((await run("bsdiff", [`${dir}/old`, `${dir}/new`, `${dir}/deb.patch`])).code, 0);
       const ours = await bsdiff(old, nw);
       assert.deepEqual(ours, await Deno.readFile(`${dir}/deb.patch`));
-      const { bytes } = await patchBytes(old, `${dir}/deb.patch` as unknown as Uint8Array);
+      const { bytes } = await patchBytes(old, `${dir}/deb.patch`);
       assert.deepEqual(bytes, nw);
     } finally {
       await Deno.remove(dir, { recursive: true });
