@@ -362,6 +362,18 @@ Deno.test("CLI: edged delta diff/patch exit 0, 1 on a bad patch, 2 on usage", as
     const patch = await edged("delta", "patch", `${dir}/old`, `${dir}/p`, `${dir}/out`);
     assert.equal(patch.code, 0, patch.stderr);
     assert.deepEqual(await Deno.readFile(`${dir}/out`), nw);
+    const wrongDigest = await edged(
+      "delta",
+      "patch",
+      "--sha256",
+      "ab".repeat(32),
+      `${dir}/old`,
+      `${dir}/p`,
+      `${dir}/out3`,
+    );
+    assert.equal(wrongDigest.code, 1);
+    assert.match(wrongDigest.stderr, /digest-mismatch/);
+    await assert.rejects(Deno.stat(`${dir}/out3`), Deno.errors.NotFound);
 
     await Deno.writeFile(
       `${dir}/evil`,
