@@ -362,6 +362,12 @@ export class Updater {
     const client = await this.#tuf();
     const release = await client.requireTargetInfo(available.path);
     await this.store.ensure();
+    // Partial downloads of releases no longer wanted would only take space.
+    const keep = [release.hashes.sha256];
+    if (available.delta) {
+      keep.push((await client.requireTargetInfo(available.delta.path)).hashes.sha256);
+    }
+    await this.#cleanDownloads(keep);
 
     // The inactive slot is overwritten, so first make sure nothing points at it.
     const s1 = await this.store.update((s) => {
@@ -489,8 +495,10 @@ export class Updater {
     return res;
   }
 
-  async #cleanDownloads(): Promise<void> {
+  /** Removes downloads, except those of the targets with digests in `keep`. */
+  async #cleanDownloads(keep: string[] = []): Promise<void> {
     for await (const e of Deno.readDir(this.store.downloadsDir)) {
+      if (keep.some((sha) => sha && e.name.startsWith(sha))) continue;
       await Deno.remove(join(this.store.downloadsDir, e.name)).catch(() => {});
     }
   }

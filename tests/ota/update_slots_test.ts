@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { runCli } from "../_helpers/edged.ts";
 import {
   compareVersions,
   confirmBoot,
@@ -188,5 +189,33 @@ Deno.test("staged rollout: stable per device, monotonic in the percentage, about
   for (let i = 0; i < 100; i++) {
     const j = jittered(1000, 0.2);
     assert.ok(j >= 800 && j <= 1200);
+  }
+});
+
+Deno.test("edged update boot (a unit's ExecStartPre) adopts, counts and links current", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const factory = join(dir, "edged");
+    await Deno.writeTextFile(factory, "#!/bin/sh\necho factory\n");
+    const env = { EDGED_UPDATE_BINARY: factory, EDGED_API_TOKEN: "test-token-0123456789abcdef" };
+    const r = await runCli(["update", "boot", "--data-dir", join(dir, "data")], env);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    eq([out.slot, out.trial, out.rolled_back], ["a", false, null]);
+    eq(
+      await Deno.realPath(join(dir, "data", "update", "current")),
+      await Deno.realPath(join(dir, "data", "update", "slots", "a", "edged")),
+    );
+    const offline = await runCli([
+      "update",
+      "rollback",
+      "--offline",
+      "--data-dir",
+      join(dir, "data"),
+    ], env);
+    eq(offline.code, 1);
+    assert.match(offline.stderr, /no previous slot/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
