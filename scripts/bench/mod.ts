@@ -13,7 +13,9 @@ type Section = (opts: BenchOptions) => Promise<BenchRow[]>;
 function discover(): Record<string, () => Promise<{ run: Section }>> {
   const all: Record<string, () => Promise<{ run: Section }>> = {};
   for (const entry of Deno.readDirSync(new URL(".", import.meta.url))) {
-    const m = /^([a-z0-9_-]+)\.ts$/.exec(entry.name);
+    // Helpers (`_load.ts`, `_parse_only_server.ts`, ...) are not sections:
+    // importing a server helper would start it and hang the run.
+    const m = /^([a-z0-9][a-z0-9_-]*)\.ts$/.exec(entry.name);
     if (!m || m[1] === "mod") continue;
     all[m[1]] = () => import(`./${entry.name}`);
   }
@@ -27,7 +29,9 @@ if (import.meta.main) {
   const names = args.length > 0 ? args : Object.keys(sections).sort();
   const unknown = names.filter((n) => !sections[n]);
   if (unknown.length > 0) {
-    console.error(`unknown bench section(s): ${unknown.join(", ")}; known: ${Object.keys(sections).join(", ")}`);
+    console.error(
+      `unknown bench section(s): ${unknown.join(", ")}; known: ${Object.keys(sections).join(", ")}`,
+    );
     Deno.exit(2);
   }
   const cacheDir = new URL("../../.bench-cache/", import.meta.url).pathname;
@@ -55,9 +59,11 @@ if (import.meta.main) {
     }
   }
   const table = renderTable(rows);
-  const report = `# edged benchmark report\n\n${new Date().toISOString()}, ${Deno.build.target}, ${
-    navigator.hardwareConcurrency
-  } cores${quick ? ", quick mode" : ""}\n\n${table}`;
+  const report = `# edged benchmark report\n\n${
+    new Date().toISOString()
+  }, ${Deno.build.target}, ${navigator.hardwareConcurrency} cores${
+    quick ? ", quick mode" : ""
+  }\n\n${table}`;
   await Deno.writeTextFile("bench-report.md", report);
   console.log(table);
 }
