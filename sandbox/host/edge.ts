@@ -68,12 +68,26 @@ export function globToRegExp(glob: string): RegExp {
 }
 
 /**
- * Resolves a guest's sensor path and checks it against the grants: the
- * lexically normalised path and the path with every symlink resolved must
- * both match a grant, so neither `..` nor a link can lead outside them.
- * Returns the real path, or an error code.
+ * Trees whose symlinks are made by the kernel, not by users: sysfs class
+ * paths such as `/sys/class/hwmon/hwmon0` are links into `/sys/devices/...`,
+ * so a grant written on the class path (as in MISSION.md's example) could
+ * never match the real path. A link inside one of these trees that resolves
+ * inside the same tree is followed.
  */
-export function resolveSensorPath(path: string, grants: RegExp[]): string | number {
+export const KERNEL_LINK_TREES: readonly string[] = ["/sys/"];
+
+/**
+ * Resolves a guest's sensor path and checks it against the grants: the
+ * lexically normalised path must match a grant, and so must the path with
+ * every symlink resolved (unless both lie in the same kernel-made tree, see
+ * {@linkcode KERNEL_LINK_TREES}), so neither `..` nor a link can lead
+ * outside them. Returns the real path, or an error code.
+ */
+export function resolveSensorPath(
+  path: string,
+  grants: RegExp[],
+  kernelTrees: readonly string[] = KERNEL_LINK_TREES,
+): string | number {
   if (!path.startsWith("/") || path.includes("\0")) return EdgeError.INVALID;
   const normal = posix.normalize(path);
   if (!grants.some((g) => g.test(normal))) return EdgeError.DENIED;
@@ -83,8 +97,10 @@ export function resolveSensorPath(path: string, grants: RegExp[]): string | numb
   } catch {
     return EdgeError.NOT_FOUND;
   }
-  if (!grants.some((g) => g.test(real))) return EdgeError.DENIED;
-  return real;
+  if (grants.some((g) => g.test(real))) return real;
+  const tree = kernelTrees.find((t) => normal.startsWith(t));
+  if (tree !== undefined && real.startsWith(tree)) return real;
+  return EdgeError.DENIED;
 }
 
 function readSensor(real: string, out: Uint8Array): number {
