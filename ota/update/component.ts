@@ -220,11 +220,19 @@ export function updaterComponent(
       }));
     },
     async start() {
-      const s = await updater.loadState();
-      const run = await updater.running();
-      cachedVersion = run.version;
-      cachedSlot = run.slot;
-      if (s.trial && s.trial.slot === s.active) watchTrial(s.trial.version);
+      try {
+        const s = await updater.loadState();
+        const run = await updater.running();
+        cachedVersion = run.version;
+        cachedSlot = run.slot;
+        if (s.trial && s.trial.slot === s.active) watchTrial(s.trial.version);
+      } catch (err) {
+        // A damaged update state must not keep the runtime from starting; the
+        // launcher sets it aside at the next boot.
+        updater.setPhase("failed");
+        log.error("cannot read the update state: {error}", { error: String(err) });
+        return;
+      }
       if (updater.configured) {
         // The first check comes soon after start, jittered so a fleet
         // restarted together does not hit the server at once.

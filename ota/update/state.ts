@@ -155,6 +155,20 @@ export class SlotStore {
     return next;
   }
 
+  /**
+   * Moves an unreadable `state.json` aside (kept for inspection) so the next
+   * boot starts from the empty state: the factory executable.
+   */
+  async quarantineState(): Promise<void> {
+    try {
+      await this.read();
+    } catch (err) {
+      if (!(err instanceof UpdateStateError)) throw err;
+      await Deno.rename(this.statePath, `${this.statePath}.bad-${Date.now()}`);
+      await syncDir(this.root);
+    }
+  }
+
   /** Points the `current` symlink at the active slot (or removes it), atomically. */
   async linkCurrent(s: BootState): Promise<void> {
     const tmp = `${this.currentLink}.tmp-${crypto.randomUUID()}`;

@@ -21,8 +21,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { prepareBoot } from "./boot.ts";
-import { rolledBack, SlotStore } from "./state.ts";
+import { type BootDecision, prepareBoot } from "./boot.ts";
+import { emptyState, rolledBack, SlotStore } from "./state.ts";
 import { sleep } from "./token_bucket.ts";
 import { EXIT_RESTART } from "./updater.ts";
 
@@ -72,11 +72,22 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
   let crashDelay = 1000;
   try {
     while (!stopping) {
-      const boot = await prepareBoot(store, {
-        maxBootAttempts: options.maxBootAttempts,
-        factoryBinary: options.factoryBinary,
-        factoryVersion: options.factoryVersion,
-      });
+      let boot: BootDecision;
+      try {
+        boot = await prepareBoot(store, {
+          maxBootAttempts: options.maxBootAttempts,
+          factoryBinary: options.factoryBinary,
+          factoryVersion: options.factoryVersion,
+        });
+      } catch (err) {
+        // Never leave the device without a running edged: the launcher's own
+        // build is known to run (it is running), so it is the fallback.
+        log.error("boot step failed ({error}); starting the launcher's own build", {
+          error: String(err),
+        });
+        await store.quarantineState().catch(() => {});
+        boot = { slot: null, trial: false, state: emptyState() };
+      }
       const cmd = boot.binary ? [boot.binary] : options.factoryCommand;
       const trialSlot = boot.trial ? boot.state.active : null;
       log.info("starting {what}{trial}", {

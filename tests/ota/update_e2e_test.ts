@@ -247,6 +247,16 @@ Deno.test({
         const st = await device.state();
         assert.equal(st.slots[st.active].version, "7.0.0");
       });
+
+      await step("a damaged state.json does not keep the device down", async () => {
+        await Deno.writeTextFile(join(device.dataDir, "update", "state.json"), "{garbage");
+        device.start();
+        const s = await device.status();
+        assert.equal(s.active, null, "the launcher's own build runs");
+        const names = [...Deno.readDirSync(join(device.dataDir, "update"))].map((e) => e.name);
+        assert.ok(names.some((n) => n.startsWith("state.json.bad-")), names.join());
+        assert.equal(await device.stop(), 0);
+      });
     } finally {
       const logFile = Deno.env.get("UPDATE_E2E_LOG");
       if (logFile) await Deno.writeTextFile(logFile, device.lines.join("\n"));
