@@ -21,6 +21,7 @@ import {
   UpdateError,
   UpdateNotConfiguredError,
   UpdateStateError,
+  UpdateTargetMissingError,
 } from "./errors.ts";
 import type { Updater } from "./updater.ts";
 
@@ -33,6 +34,7 @@ function answerError(c: Context, err: unknown) {
   const msg = (err as Error).message;
   if (err instanceof UpdateNotConfiguredError) return fail(c, 409, "update_not_configured", msg);
   if (err instanceof UpdateStateError) return fail(c, 409, "update_state", msg);
+  if (err instanceof UpdateTargetMissingError) return fail(c, 404, "not_found", msg);
   if (err instanceof DiskSpaceError) return fail(c, 507, "insufficient_storage", msg);
   if (err instanceof TufError) return fail(c, 502, "update_verification_failed", msg);
   if (err instanceof UpdateError) return fail(c, 502, "update_failed", msg);

@@ -10,21 +10,37 @@ import type { Component, RuntimeContext } from "../../runtime/mod.ts";
 import { updateApi } from "./api.ts";
 import { jittered } from "./policy.ts";
 import { EXIT_RESTART, type UpdatePhase, Updater } from "./updater.ts";
-import { UpdateNotConfiguredError } from "./errors.ts";
+import {
+  DiskSpaceError,
+  UpdateNotConfiguredError,
+  UpdateStateError,
+  UpdateTargetMissingError,
+} from "./errors.ts";
 import { CommandError } from "../../protocols/mod.ts";
+import { TufError } from "../tuf/mod.ts";
 
 /**
- * Runs a command's work, answering "unavailable" (as the built-in placeholder
- * does) when no update repository is configured, instead of "internal".
+ * Runs a command's work, answering update failures with command error codes:
+ * "unavailable" (as the built-in placeholder does) when no update repository
+ * is configured, "not_found", "conflict", "insufficient_storage",
+ * "verification_failed", else "update_failed"; never "internal".
  */
 async function commandErrors<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof UpdateNotConfiguredError) {
-      throw new CommandError("unavailable", err.message, { cause: err });
-    }
-    throw err;
+    const code = err instanceof UpdateNotConfiguredError
+      ? "unavailable"
+      : err instanceof UpdateTargetMissingError
+      ? "not_found"
+      : err instanceof UpdateStateError
+      ? "conflict"
+      : err instanceof DiskSpaceError
+      ? "insufficient_storage"
+      : err instanceof TufError
+      ? "verification_failed"
+      : "update_failed";
+    throw new CommandError(code, (err as Error).message, { cause: err });
   }
 }
 
@@ -201,7 +217,7 @@ export function updaterComponent(
       m.registerCommand("update-check", async (params) => {
         const r = await commandErrors(() => updater.check());
         if (r.available && params.apply === true) {
-          return { ...r, apply: await updater.apply() };
+          return { ...r, apply: await commandErrors(() => updater.apply()) };
         }
         return r;
       });

@@ -29,3 +29,6 @@ export class UpdateStateError extends UpdateError {}
 
 /** The updater is not configured (no repository URL or no trusted root). */
 export class UpdateNotConfiguredError extends UpdateError {}
+
+/** The repository lists no target of that name (e.g. a module to deploy). */
+export class UpdateTargetMissingError extends UpdateError {}

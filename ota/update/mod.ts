@@ -28,6 +28,7 @@ export {
   UpdateError,
   UpdateNotConfiguredError,
   UpdateStateError,
+  UpdateTargetMissingError,
 } from "./errors.ts";
 export { type LaunchFlags, runSupervised, selfCommand } from "./launch.ts";
 export { compareVersions, inRollout, jittered, rolloutPosition } from "./policy.ts";

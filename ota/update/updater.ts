@@ -19,7 +19,13 @@ import { join } from "node:path";
 import { applyPatch } from "../delta/mod.ts";
 import { type Fetcher, type TargetInfo, TufClient } from "../tuf/mod.ts";
 import { download, type DownloadProgress } from "./download.ts";
-import { InstallError, UpdateError, UpdateNotConfiguredError, UpdateStateError } from "./errors.ts";
+import {
+  InstallError,
+  UpdateError,
+  UpdateNotConfiguredError,
+  UpdateStateError,
+  UpdateTargetMissingError,
+} from "./errors.ts";
 import { sha256File, syncDir } from "./_fs.ts";
 import { compareVersions, inRollout } from "./policy.ts";
 import { type BootState, otherSlot, rolledBack, type SlotName, SlotStore } from "./state.ts";
@@ -543,7 +549,7 @@ export class Updater {
             compareVersions(String(b.custom!.version), String(a.custom!.version))
           );
         if (found.length === 0) {
-          throw new UpdateError(
+          throw new UpdateTargetMissingError(
             `the repository has no module ${name}${version ? ` version ${version}` : ""}`,
           );
         }

@@ -215,7 +215,7 @@ Deno.test({
           const missing = await device.api("/api/v1/update/modules/nope/deploy", {
             method: "POST",
           });
-          assert.equal(missing.status, 502);
+          assert.equal(missing.status, 404);
         },
       );
 

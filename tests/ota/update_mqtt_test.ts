@@ -75,6 +75,9 @@ Deno.test({
 
       const missing = await call("module-deploy", { id: "d2", name: "no-such-module" });
       assert.equal(missing.ok, false);
+      assert.equal(missing.error.code, "not_found");
+      const bad = await call("module-deploy", { id: "d3" });
+      assert.equal(bad.error.code, "invalid_params");
 
       const checked = await call("update-check", { id: "c1", apply: true });
       assert.equal(checked.ok, true, JSON.stringify(checked));
