@@ -82,6 +82,23 @@ export interface UpdaterComponent extends Component {
   attachMqtt(mqtt: MqttHooks): void;
 }
 
+/**
+ * Whether this process is the counted start of the trial version: the
+ * launcher (or `edged update boot`) counts a start before it, and a
+ * compiled build can also check that it runs from the slot's executable.
+ */
+async function startedAsTrial(updater: Updater, attempts: number): Promise<boolean> {
+  if (attempts < 1) return false;
+  if (!Deno.build.standalone) return true;
+  const s = await updater.loadState();
+  try {
+    return (await Deno.realPath(Deno.execPath())) ===
+      (await Deno.realPath(updater.store.binaryPath(s.active!)));
+  } catch {
+    return false;
+  }
+}
+
 /** Builds the updater component from the runtime context and the `[update]` settings. */
 export function updaterComponent(
   ctx: RuntimeContext,
@@ -241,7 +258,18 @@ export function updaterComponent(
         const run = await updater.running();
         cachedVersion = run.version;
         cachedSlot = run.slot;
-        if (s.trial && s.trial.slot === s.active) watchTrial(s.trial.version);
+        if (s.trial && s.trial.slot === s.active) {
+          if (await startedAsTrial(updater, s.trial.attempts)) {
+            watchTrial(s.trial.version);
+          } else {
+            // Confirming here would vouch for a version that is not running.
+            log.warning(
+              "{version} is installed in slot {slot} but this process was not started from it " +
+                "by the launcher; restart with 'edged run --supervise' or the unit's ExecStartPre",
+              { version: s.trial.version, slot: s.trial.slot },
+            );
+          }
+        }
       } catch (err) {
         // A damaged update state must not keep the runtime from starting; the
         // launcher sets it aside at the next boot.

@@ -10,7 +10,15 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { serveRepository, TufError, UpdateError, Updater } from "../../ota/mod.ts";
+import {
+  emptyState,
+  serveRepository,
+  SlotStore,
+  TufError,
+  UpdateError,
+  Updater,
+} from "../../ota/mod.ts";
+import { startEdged } from "../_helpers/edged.ts";
 import { makeRelease, repoCli, TRIPLE } from "./_update_helpers.ts";
 
 async function findFile(dir: string, suffix: string): Promise<string> {
@@ -213,4 +221,32 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("a plain 'edged run' does not confirm a trial it was not started as", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "edged-update-notrial-" });
+  const store = new SlotStore(dataDir);
+  await store.ensure();
+  const bin = new TextEncoder().encode("#!/bin/sh\necho 2.0.0\n");
+  await Deno.writeFile(store.binaryPath("b"), bin, { mode: 0o755 });
+  const sha = Array.from(
+    new Uint8Array(await crypto.subtle.digest("SHA-256", bin)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+  const trial = { slot: "b" as const, version: "2.0.0", attempts: 0, since: "" };
+  await store.write({
+    ...emptyState(),
+    active: "b",
+    slots: { b: { version: "2.0.0", sha256: sha, installed_at: "", source: "full" } },
+    trial,
+  });
+  const edged = await startEdged({ dataDir });
+  try {
+    await new Promise((r) => setTimeout(r, 600)); // several confirmation rounds, were they running
+    assert.deepEqual((await store.read()).trial, trial);
+    assert.ok(edged.lines.some((l) => l.includes("was not started from it")));
+  } finally {
+    await edged.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
 });
