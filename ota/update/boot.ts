@@ -32,6 +32,7 @@ export interface BootDecision {
   trial: boolean;
   /** Set when this call rolled back. */
   rolledBack?: string;
+  /** The state after this step. */
   state: BootState;
 }
 

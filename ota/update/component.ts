@@ -59,11 +59,14 @@ const PHASES: UpdatePhase[] = [
 
 /** What the updater needs from the MQTT component (structural, to keep folders apart). */
 export interface MqttHooks {
+  /** Adds the handler of `PREFIX/cmd/{name}`. */
   registerCommand(
     name: string,
     handler: (params: Record<string, unknown>) => unknown | Promise<unknown>,
   ): void;
+  /** Sets where extra status fields come from. */
   setStatusProvider(provider: () => Record<string, unknown>): void;
+  /** Publishes the retained status again. */
   refreshStatus(): void;
 }
 
@@ -77,6 +80,7 @@ export interface UpdaterComponentOptions {
 
 /** The component plus its updater and hooks. */
 export interface UpdaterComponent extends Component {
+  /** The pipeline itself. */
   updater: Updater;
   /** Registers `update-check` and `module-deploy` and the status fields with MQTT. */
   attachMqtt(mqtt: MqttHooks): void;

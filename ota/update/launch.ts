@@ -27,8 +27,11 @@ export function selfCommand(): string[] {
 
 /** Flags of `edged run` that the child gets again. */
 export interface LaunchFlags {
+  /** `--config`. */
   config?: string;
+  /** `--data-dir`. */
   dataDir?: string;
+  /** `--listen`. */
   listen?: string;
 }
 

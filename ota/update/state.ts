@@ -24,7 +24,9 @@ export type SlotName = "a" | "b";
 
 /** What a slot holds. */
 export interface SlotInfo {
+  /** Release version (from the target's custom metadata). */
   version: string;
+  /** Lower-case hex SHA-256 of the slot's executable. */
   sha256: string;
   /** ISO time of the install. */
   installed_at: string;
@@ -34,7 +36,9 @@ export interface SlotInfo {
 
 /** A version that was switched to and has not yet proven healthy. */
 export interface Trial {
+  /** The slot on trial (always the active one while the trial lasts). */
   slot: SlotName;
+  /** Its version. */
   version: string;
   /** Starts so far, counted before each start (the boot counter). */
   attempts: number;
@@ -44,21 +48,29 @@ export interface Trial {
 
 /** The last automatic or manual rollback. */
 export interface RollbackRecord {
+  /** Version rolled back from. */
   from: string;
+  /** Version rolled back to. */
   to: string;
+  /** Why (deadline, boot counter, damaged slot, operator). */
   reason: string;
+  /** ISO time. */
   at: string;
 }
 
 /** Contents of `state.json`. */
 export interface BootState {
+  /** Layout version of this file. */
   format: 1;
   /** The slot to start; null means the executable edged was installed as (factory). */
   active: SlotName | null;
   /** The slot kept to roll back to. */
   previous: SlotName | null;
+  /** What each slot holds; a slot being written is absent. */
   slots: Partial<Record<SlotName, SlotInfo>>;
+  /** The unconfirmed version, if any. */
   trial: Trial | null;
+  /** The last rollback, if any. */
   last_rollback: RollbackRecord | null;
   /** Versions rolled back from; checks do not offer them again. */
   rejected?: string[];

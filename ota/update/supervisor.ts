@@ -40,7 +40,9 @@ export interface SuperviseOptions {
   factoryBinary?: string;
   /** Version of the factory build. */
   factoryVersion: string;
+  /** Starts of a trial before it is rolled back. */
   maxBootAttempts: number;
+  /** Time a trial has to confirm itself. */
   bootDeadlineMs: number;
   /** Extra time after the deadline before the launcher acts. @default {5000} */
   graceMs?: number;

@@ -44,7 +44,9 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  * ```
  */
 export class TokenBucket {
+  /** Bytes per second (0: unlimited). */
   readonly rate: number;
+  /** Bucket size in bytes. */
   readonly burst: number;
   #tokens: number;
   #last: number;

@@ -83,9 +83,13 @@ export interface UpdaterOptions {
 
 /** A release this device could take. */
 export interface Candidate {
+  /** Release version. */
   version: string;
+  /** TUF target path of the release. */
   path: string;
+  /** Its length in bytes. */
   length: number;
+  /** Its SHA-256. */
   sha256: string;
   /** The delta that applies to the running executable, if any. */
   delta?: { path: string; length: number };
@@ -93,7 +97,9 @@ export interface Candidate {
 
 /** Answer of {@linkcode Updater.check}. */
 export interface CheckResult {
+  /** The running version. */
   current: string;
+  /** The release to take, or null. */
   available: Candidate | null;
   /** Why a newer release was not offered (rollout), if so. */
   skipped?: string[];
@@ -101,13 +107,21 @@ export interface CheckResult {
 
 /** Answer of {@linkcode Updater.status} (GET /api/v1/update). */
 export interface UpdateStatus {
+  /** Where the state machine is. */
   phase: UpdatePhase;
+  /** What runs now (slot null: the factory executable). */
   current: { version: string; slot: SlotName | null; sha256: string | null };
+  /** Result of the last check. */
   available: Candidate | null;
+  /** Active slot. */
   active: SlotName | null;
+  /** Slot kept for rollback. */
   previous: SlotName | null;
+  /** What the slots hold. */
   slots: BootState["slots"];
+  /** The unconfirmed version, if any. */
   trial: BootState["trial"];
+  /** The download under way, if any. */
   progress: {
     target: string;
     received: number;
@@ -115,9 +129,13 @@ export interface UpdateStatus {
     resumed_from: number;
     bytes_per_second: number;
   } | null;
+  /** ISO time of the last successful check. */
   last_check: string | null;
+  /** Message of the last failed operation, cleared by the next success. */
   last_error: string | null;
+  /** The last rollback. */
   last_rollback: BootState["last_rollback"];
+  /** Whether an update repository is configured. */
   configured: boolean;
 }
 
@@ -125,7 +143,9 @@ export interface UpdateStatus {
 export interface ApplyResult {
   /** "up-to-date", or "installed" (restart requested). */
   outcome: "up-to-date" | "installed";
+  /** Installed version. */
   version?: string;
+  /** Slot it went into. */
   slot?: SlotName;
   /** "delta" or "full". */
   method?: "delta" | "full";
@@ -137,6 +157,7 @@ export interface ApplyResult {
 
 /** The update pipeline of one device. */
 export class Updater {
+  /** The slot layout and state of this data directory. */
   readonly store: SlotStore;
   readonly #o: UpdaterOptions;
   readonly #bucket: TokenBucket;
