@@ -2,8 +2,8 @@
  * MQTT uplink benchmark (issue 5), against one Mosquitto in the same run:
  *
  * 1. Live uplink: readings posted in batches while connected, counted end to
- *    end at a `mosquitto_sub` (QoS 1), next to `mosquitto_pub -q 1 -l`
- *    publishing the same number of ~100-byte messages to the same broker.
+ *    end at a `mosquitto_sub` (QoS 1), next to `mosquitto_pub -q 1 --repeat`
+ *    publishing the same number of 100-byte messages to the same broker.
  * 2. Replay: the broker is down for an outage (60 s, 5 s with --quick) while
  *    a 100,000-reading backlog waits on disk; then the broker comes back.
  *    Reported: edged's own replay time (CONNACK to last PUBACK, from its
@@ -54,21 +54,36 @@ async function counter(
   };
 }
 
+/**
+ * `mosquitto_pub -q 1 --repeat n` of one 100-byte message, counted at a
+ * subscriber. In repeat mode mosquitto_pub sends the next message from its
+ * PUBACK callback (one in flight); its pipelined line mode (`-l`) is not
+ * usable with Debian's mosquitto 2.0.11 (the broker drops the publisher
+ * "due to out of memory" after ~35,000 lines and messages are lost).
+ */
 async function anchorRate(broker: Mosquitto, n: number): Promise<number> {
   const sub = await counter(broker, TOPIC, n);
-  const line = "x".repeat(99) + "\n"; // 100-byte payloads, as in the issue
-  const input = new TextEncoder().encode(line.repeat(n));
   const t0 = performance.now();
-  const pub = new Deno.Command("mosquitto_pub", {
-    args: ["-h", "127.0.0.1", "-p", String(broker.port), "-q", "1", "-t", TOPIC, "-l"],
-    stdin: "piped",
+  const pub = await new Deno.Command("mosquitto_pub", {
+    args: [
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(broker.port),
+      "-q",
+      "1",
+      "-t",
+      TOPIC,
+      "-m",
+      "x".repeat(100),
+      "--repeat",
+      String(n),
+    ],
+    stdin: "null",
     stdout: "null",
     stderr: "null",
-  }).spawn();
-  const w = pub.stdin.getWriter();
-  await w.write(input);
-  await w.close();
-  await pub.status;
+  }).output();
+  if (pub.code !== 0) throw new Error(`mosquitto_pub exited with ${pub.code}`);
   const t1 = await sub.done;
   return n / ((t1 - t0) / 1000);
 }
@@ -120,18 +135,20 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
     try {
       edged = await startEdged({ env: edgedEnv(broker.url) });
       const anchor = await anchorRate(broker, n);
+      console.error(`mqtt: mosquitto_pub ${Math.round(anchor)} msg/s`);
       const sub = await counter(broker, "edged/bench/up/#", n);
       const t0 = performance.now();
       for (let i = 0; i < n; i += 2000) await post(edged, i, Math.min(2000, n - i));
 
       const t1 = await sub.done;
       const live = n / ((t1 - t0) / 1000);
+      console.error(`mqtt: edged live ${Math.round(live)} msg/s`);
       rows.push({
         section: "mqtt",
         metric: `live uplink QoS 1, ${n} readings end to end at a subscriber`,
         edged: live,
         anchor,
-        anchorName: "mosquitto_pub -q 1 (100-byte messages, same broker)",
+        anchorName: "mosquitto_pub -q 1 --repeat (100-byte messages, same broker)",
         unit: "msg/s",
         target: ">= 0.8x anchor",
         note:
@@ -153,6 +170,7 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
       edged = await startEdged({ env: edgedEnv(broker.url) });
       const tIngest = performance.now();
       for (let i = 0; i < backlog; i += 5000) await post(edged, i, 5000);
+      console.error(`mqtt: ${backlog} readings on disk; outage of ${outageS} s`);
       const pending = await metricValue(edged, 'edged_mqtt_outbox_messages{stream="readings"}');
       if (pending !== backlog) throw new Error(`expected ${backlog} pending, got ${pending}`);
       const wait = outageS * 1000 - (performance.now() - tIngest);
