@@ -272,7 +272,12 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
       // Half the kills land in the download window, the rest anywhere up to the first boot.
       const at = rng.chance(0.5) ? rng.int(500, 3500) : rng.int(0, 9000);
       await sleep(at);
-      const phase = await device.api("/api/v1/update").then((r) => r.body?.phase).catch(() => "?");
+      // The phase just before the kill; no answer means edged was restarting (switch, first boot).
+      const phase = await device.api("/api/v1/update", "GET", 1000).then((r) =>
+        String(r.body?.trial ? "first boot" : r.body?.phase)
+      ).catch(() => "restarting");
+      report.stats[`killed_${phase.replace(/\W+/g, "_")}`] =
+        (report.stats[`killed_${phase.replace(/\W+/g, "_")}`] ?? 0) + 1;
       await device.powerLoss();
       const partial = await partialBytes(device.dataDir);
       for (const p of await checkDisk(device.dataDir, published)) {
