@@ -20,13 +20,14 @@ import { applyPatch } from "../delta/mod.ts";
 import { type Fetcher, type TargetInfo, TufClient } from "../tuf/mod.ts";
 import { download, type DownloadProgress } from "./download.ts";
 import {
+  DiskSpaceError,
   InstallError,
   UpdateError,
   UpdateNotConfiguredError,
   UpdateStateError,
   UpdateTargetMissingError,
 } from "./errors.ts";
-import { sha256File, syncDir } from "./_fs.ts";
+import { freeBytes, sha256File, syncDir } from "./_fs.ts";
 import { compareVersions, inRollout } from "./policy.ts";
 import { type BootState, otherSlot, rolledBack, type SlotName, SlotStore } from "./state.ts";
 import { TokenBucket } from "./token_bucket.ts";
@@ -416,6 +417,7 @@ export class Updater {
         const patch = await this.#download(client, info);
         fetched += patch.fetched;
         this.#phase = "installing";
+        await this.#requireSpace(this.store.slotDir(slot), release.length);
         // BSDIFF40 output straight into the slot (temp file, fsync, rename),
         // checked against the release digest before the rename.
         await applyPatch(source, patch.path, dest, {
@@ -520,6 +522,15 @@ export class Updater {
     // TUF 5.7.3: every listed hash and the length, before use.
     await client.verifyTargetFile(info, res.path);
     return res;
+  }
+
+  /** Throws {@link DiskSpaceError} unless `bytes` plus a 16 MiB reserve fit in `dir`. */
+  async #requireSpace(dir: string, bytes: number): Promise<void> {
+    const free = await freeBytes(dir);
+    const need = bytes + (16 << 20);
+    if (free < need) {
+      throw new DiskSpaceError(`${dir} has ${free} bytes free; installing needs ${need}`);
+    }
   }
 
   /** Removes downloads, except those of the targets with digests in `keep`. */
