@@ -15,6 +15,7 @@ import {
   type Store,
   topicMatches,
   validateFilter,
+  validateTopic,
   VERSION,
 } from "../../runtime/mod.ts";
 import { type CommandHandler, CommandRegistry, type CommandResult } from "./commands.ts";
@@ -73,6 +74,7 @@ export function mqttComponent(options: MqttComponentOptions): MqttComponent {
   const startedAt = Date.now();
   let statusProvider = options.statusProvider;
   for (const f of c.subscribe) validateFilter(f);
+  validateTopic(statusTopic); // a prefix with wildcards fails here, at start
 
   const dropped = metrics.counter(
     "edged_mqtt_dropped_total",
@@ -223,7 +225,7 @@ export function mqttComponent(options: MqttComponentOptions): MqttComponent {
       connectTimeoutMs: c.connect_timeout_s * 1000,
       reconnectMinMs: c.reconnect_min_ms,
       reconnectMaxMs: Math.max(c.reconnect_max_ms, c.reconnect_min_ms),
-      will: { topic: statusTopic, payload: status("offline"), retain: true },
+      will: () => ({ topic: statusTopic, payload: status("offline"), retain: true }),
       onConnect: (cl, connack) => {
         client = cl;
         void publishStatus(cl, "online");
@@ -268,7 +270,8 @@ export function mqttComponent(options: MqttComponentOptions): MqttComponent {
     prefix,
     async start() {
       unsubscribeBus = bus.subscribe("uplink/#", (msg) => {
-        outbox.add(msg.topic.slice("uplink/".length), msg.payload);
+        const rest = msg.topic.slice("uplink/".length);
+        if (rest !== "") outbox.add(rest, msg.payload); // bare `uplink` has no cloud topic
       });
       if (c.forward_readings) {
         removeCommitListener = readings.addCommitListener((id?: number) =>

@@ -40,8 +40,11 @@ export interface ConnectionOptions {
   connectTimeoutMs: number;
   reconnectMinMs: number;
   reconnectMaxMs: number;
-  /** Last will (MQTT 3.1.1 section 3.1.2.5), published by the broker if we drop. */
-  will?: { topic: string; payload: string; retain: boolean };
+  /**
+   * Last will (MQTT 3.1.1 section 3.1.2.5), published by the broker if we
+   * drop; asked for on every attempt so it carries current facts.
+   */
+  will?: () => { topic: string; payload: string; retain: boolean };
   /** Each CONNACK, with the client to use until `onClose`. */
   onConnect: (client: MqttClient, connack: IConnackPacket) => void;
   /** The connection that `onConnect` announced has closed. */
@@ -121,6 +124,7 @@ export class Connection {
   #connect(): void {
     if (this.#stopped) return;
     const o = this.#o;
+    const will = o.will?.();
     const client = mqtt.connect(o.url, {
       ...this.#tls,
       clientId: o.clientId,
@@ -133,13 +137,8 @@ export class Connection {
       connectTimeout: o.connectTimeoutMs,
       resubscribe: false,
       queueQoSZero: false,
-      will: o.will
-        ? {
-          topic: o.will.topic,
-          payload: Buffer.from(o.will.payload),
-          qos: 1,
-          retain: o.will.retain,
-        }
+      will: will
+        ? { topic: will.topic, payload: Buffer.from(will.payload), qos: 1, retain: will.retain }
         : undefined,
     });
     this.#client = client;
