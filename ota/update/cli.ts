@@ -63,10 +63,18 @@ async function api(
   if (!token) {
     token = (await Deno.readTextFile(join(resolve(cfg.data_dir), "api-token"))).trim();
   }
-  const res = await fetch(`${base.replace(/\/$/, "")}/api/v1/update${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}` },
-  });
+  const url = `${base.replace(/\/$/, "")}/api/v1/update${path}`;
+  let res: Response;
+  try {
+    res = await fetch(url, { method, headers: { authorization: `Bearer ${token}` } });
+  } catch (err) {
+    if (method === "GET") throw err;
+    console.error(
+      `edged update: cannot reach edged at ${base}: ${(err as Error).message} ` +
+        `(is it running? 'rollback --offline' works without it)`,
+    );
+    Deno.exit(EXIT_FAILURE);
+  }
   return { status: res.status, body: await res.json() };
 }
 
