@@ -27,7 +27,18 @@ function encodeString(s: string): string {
   return `"${s.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
 }
 
-function encodeValue(value: unknown, out: string[]): void {
+/**
+ * Deepest nesting encoded. Real metadata nests a few levels; a file from an
+ * untrusted mirror is canonicalised before its signatures are checked, and
+ * a few kilobytes of `[[[[...` would otherwise overflow the stack with a
+ * RangeError instead of failing as a FormatError.
+ */
+const MAX_DEPTH = 512;
+
+function encodeValue(value: unknown, out: string[], depth = 0): void {
+  if (depth > MAX_DEPTH) {
+    throw new FormatError(`canonical JSON nests deeper than ${MAX_DEPTH} levels`);
+  }
   if (value === null) out.push("null");
   else if (value === true) out.push("true");
   else if (value === false) out.push("false");
@@ -41,7 +52,7 @@ function encodeValue(value: unknown, out: string[]): void {
     out.push("[");
     value.forEach((v, i) => {
       if (i > 0) out.push(",");
-      encodeValue(v, out);
+      encodeValue(v, out, depth + 1);
     });
     out.push("]");
   } else if (typeof value === "object") {
@@ -51,7 +62,7 @@ function encodeValue(value: unknown, out: string[]): void {
     keys.forEach((k, i) => {
       if (i > 0) out.push(",");
       out.push(encodeString(k), ":");
-      encodeValue(obj[k], out);
+      encodeValue(obj[k], out, depth + 1);
     });
     out.push("}");
   } else {
