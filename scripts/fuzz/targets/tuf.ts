@@ -4,8 +4,8 @@
  * rotation (5.3), timestamp (5.4), snapshot (5.5), top-level targets and a
  * delegated role (5.6). The first input byte picks the role, the rest is
  * the file. The generator mutates the `signed` part and signs it again with
- * the right keys, so inputs get past the signature checks to the rules
- * behind them. Refusals must be `TufError`s; accepted metadata must hold
+ * the right keys (inputs `[0x80, seed32]`, expanded by `run`), so inputs get
+ * past the signature checks to the rules behind them. Refusals must be `TufError`s; accepted metadata must hold
  * the format of section 4 (oracle).
  *
  * @module
@@ -130,10 +130,11 @@ async function setup(): Promise<Harness> {
   const valid: Record<string, Uint8Array> = {};
   for (const r of ROLES) valid[r] = await sign(signed[r], keysFor[r]);
 
-  // Structure-aware inputs are signed ahead (signing is async; generation is not).
-  const bank: Uint8Array[] = [];
-  const rng = new Rng(0x7af);
-  for (let i = 0; i < 600; i++) {
+  // Structure-aware inputs: a mutated `signed` part, signed again with the
+  // right keys (mostly). Signing is async and generation is not, so such an
+  // input is the 5 bytes [0x80, seed32] and `run` builds the file from them.
+  const resigned = async (seed: number): Promise<Uint8Array> => {
+    const rng = new Rng(0x7af, seed);
     const sel = rng.below(ROLES.length);
     const r = ROLES[sel];
     let s = mutateJson(rng, signed[r]);
@@ -141,14 +142,37 @@ async function setup(): Promise<Harness> {
       s = { ...signed[r], [rng.pick(["meta", "targets", "keys", "roles"])]: weirdValue(rng) };
     }
     const signers = rng.chance(0.9) ? keysFor[r] : [rng.pick(Object.values(keysFor).flat())];
-    bank.push(concat(Uint8Array.of(sel), await sign(s, signers)));
-  }
+    return concat(Uint8Array.of(sel), await sign(s, signers));
+  };
 
   return {
     seeds: ROLES.map((r, i) => concat(Uint8Array.of(i), valid[r])),
-    generate: (r) => r.pick(bank),
+    generate: (r) => {
+      if (r.chance(0.05)) {
+        // An unknown field nested deeper than any JSON.stringify could build:
+        // signed bytes are canonicalised before any signature is checked.
+        const sel = r.below(ROLES.length);
+        const d = r.pick([600, 2000, 5000, 7000]);
+        const text = JSON.stringify(signed[ROLES[sel]]).slice(0, -1) +
+          `,"x":${"[".repeat(d)}${"]".repeat(d)}}`;
+        return concat(
+          Uint8Array.of(sel),
+          new TextEncoder().encode(`{"signatures":[],"signed":${text}}`),
+        );
+      }
+      return Uint8Array.of(
+        0x80,
+        r.next() & 0xff,
+        r.next() & 0xff,
+        r.next() & 0xff,
+        r.next() & 0xff,
+      );
+    },
     async run(input) {
       if (input.length === 0) return "refused:empty";
+      if (input.length === 5 && input[0] === 0x80) {
+        input = await resigned(new DataView(input.buffer, input.byteOffset).getUint32(1));
+      }
       const sel = input[0] % ROLES.length;
       const bytes = input.subarray(1);
       const name = ROLES[sel];
