@@ -195,3 +195,34 @@ Deno.test("backoffDelay: grows, is capped, keeps jitter in the upper half, rejec
   assert.throws(() => backoffDelay(-1), RangeError);
   assert.throws(() => backoffDelay(0, { minMs: 0 }), RangeError);
 });
+
+Deno.test("uplink: nothing above the durable id is sent; without forwarding only module messages go", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "edged-uplink-" });
+  const store = Store.open(dir);
+  try {
+    const readings = new ReadingLog(store);
+    const outbox = new Outbox(store, { readingMark: () => readings.lastId });
+    const gated = new Uplink({ readings, outbox, prefix: "p", forwardReadings: true });
+    await readings.append([1, 2, 3].map(reading)); // no commit listener: not known durable
+    const pub = fakePublisher();
+    gated.attach(pub, 10);
+    await tick();
+    assert.equal(pub.sent.length, 0);
+    gated.readingsDurable(2);
+    await tick();
+    assert.deepEqual(pub.sent.map((s) => JSON.parse(s.payload).value), [1, 2]);
+    gated.readingsDurable(3);
+    await tick();
+    assert.equal(pub.sent.length, 3);
+
+    const quiet = new Uplink({ readings, outbox, prefix: "p", forwardReadings: false });
+    outbox.add("only/this", enc("m"));
+    outbox.flush();
+    const pub2 = fakePublisher();
+    quiet.attach(pub2, 10);
+    await tick();
+    assert.deepEqual(pub2.sent.map((s) => s.topic), ["p/up/only/this"]);
+  } finally {
+    store.close();
+  }
+});
