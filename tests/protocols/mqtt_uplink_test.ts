@@ -187,3 +187,40 @@ Deno.test("mqtt: every acknowledged reading arrives in order across broker outag
     await broker.stop("SIGKILL");
   }
 });
+
+Deno.test("mqtt: module messages committed to the outbox survive kill -9 and go up after restart", async () => {
+  let broker = await startMosquitto({ persistence: true });
+  const sub = await subscribe(broker, "edged/dev1/up/telemetry/#", { sessionId: "relay-observer" });
+  await broker.stop("SIGTERM");
+  const env = mqttEnv(broker.url, { EDGED_MODULES_PRELOAD: RELAY });
+  let edged = await startEdged({ env });
+  const dataDir = edged.dataDir;
+  try {
+    const res = await postJson(
+      edged,
+      Array.from({ length: 20 }, (_, i) => ({ device_id: "d1", metric: "relay", value: i })),
+    );
+    assert.equal(res.status, 202);
+    await res.body?.cancel();
+    await waitUntil(
+      async () => (await metric(edged, 'edged_mqtt_outbox_messages{stream="messages"}')) === 20,
+      10000,
+      "20 module messages in the outbox",
+    );
+    await edged.stop("SIGKILL");
+    edged = await startEdged({ dataDir, env });
+    broker = await startMosquitto(broker.options);
+    await sub.waitFor(
+      (m) => new Set(m.map((x) => JSON.parse(x.payload!).value)).size >= 20,
+      15000,
+      "relayed",
+    );
+    const values = sub.messages.map((x) => JSON.parse(x.payload!).value);
+    const firsts = values.filter((v, i) => values.indexOf(v) === i);
+    assert.deepEqual(firsts, Array.from({ length: 20 }, (_, i) => i));
+  } finally {
+    await edged.stop("SIGKILL");
+    await sub.stop();
+    await broker.stop("SIGKILL");
+  }
+});
