@@ -306,7 +306,7 @@ export class Updater {
     this.#lastCheck = new Date().toISOString();
     const s = await this.loadState();
     const run = await this.running();
-    const targets = client.trusted!.targets("targets")!.signed.targets;
+    const targets = Object.fromEntries(client.listTargets().map((t) => [t.path, t]));
     const releases: { path: string; version: string }[] = [];
     for (const [path, t] of Object.entries(targets)) {
       const c = t.custom;
@@ -571,7 +571,7 @@ export class Updater {
         if (!this.#o.installModule) throw new UpdateError("no module host to install into");
         const client = await this.#tuf();
         await client.refresh();
-        const targets = client.trusted!.targets("targets")!.signed.targets;
+        const targets = Object.fromEntries(client.listTargets().map((t) => [t.path, t]));
         const found = Object.entries(targets)
           .filter(([, t]) =>
             t.custom?.kind === "module" && t.custom.name === name &&
