@@ -22,27 +22,96 @@ export function quoteName(name: string): string {
   return out;
 }
 
-/** Converts one shell-style pattern segment (`*`, `?`, `[seq]`, `[!seq]`) to a RegExp source. */
-function segmentRegex(pattern: string): string {
-  let re = "";
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i];
-    if (c === "*") re += ".*";
-    else if (c === "?") re += ".";
+/** One element of a shell-style pattern segment. */
+type GlobToken =
+  | { kind: "star" }
+  | { kind: "any" }
+  | { kind: "char"; c: string }
+  | { kind: "set"; negate: boolean; ranges: [string, string][] };
+
+/**
+ * Parses one pattern segment the way Python's `fnmatch` reads it (the
+ * reference implementation's matcher): `*`, `?`, `[seq]`, `[!seq]` with
+ * ranges, a `]` first in a set taken literally, an unclosed `[` taken
+ * literally, and a reversed range such as `z-a` matching nothing.
+ */
+function parseSegment(pattern: string): GlobToken[] {
+  const p = Array.from(pattern);
+  const out: GlobToken[] = [];
+  for (let i = 0; i < p.length; i++) {
+    const c = p[i];
+    if (c === "*") {
+      if (out.at(-1)?.kind !== "star") out.push({ kind: "star" });
+    } else if (c === "?") out.push({ kind: "any" });
     else if (c === "[") {
-      const end = pattern.indexOf("]", i + 2);
-      if (end < 0) {
-        re += "\\[";
+      let j = i + 1;
+      if (p[j] === "!") j++;
+      if (p[j] === "]") j++;
+      while (j < p.length && p[j] !== "]") j++;
+      if (j >= p.length) {
+        out.push({ kind: "char", c });
         continue;
       }
-      let body = pattern.slice(i + 1, end);
-      const negate = body.startsWith("!");
+      let body = p.slice(i + 1, j);
+      const negate = body[0] === "!";
       if (negate) body = body.slice(1);
-      re += `[${negate ? "^" : ""}${body.replace(/\\/g, "\\\\").replace(/\^/g, "\\^")}]`;
-      i = end;
-    } else re += c.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+      const ranges: [string, string][] = [];
+      for (let k = 0; k < body.length; k++) {
+        if (body[k + 1] === "-" && k + 2 < body.length) {
+          ranges.push([body[k], body[k + 2]]);
+          k += 2;
+        } else ranges.push([body[k], body[k]]);
+      }
+      out.push({ kind: "set", negate, ranges });
+      i = j;
+    } else out.push({ kind: "char", c });
   }
-  return re;
+  return out;
+}
+
+function matchOne(t: GlobToken, c: string): boolean {
+  switch (t.kind) {
+    case "any":
+      return true;
+    case "char":
+      return t.c === c;
+    case "set": {
+      const cp = c.codePointAt(0)!;
+      const hit = t.ranges.some(([lo, hi]) => lo.codePointAt(0)! <= cp && cp <= hi.codePointAt(0)!);
+      return hit !== t.negate;
+    }
+    default:
+      return false;
+  }
+}
+
+/**
+ * Whether `text` matches the parsed segment. Greedy with one backtrack
+ * point (the last `*`), so the time is O(pattern × text) whatever the
+ * pattern: a delegated role cannot stall a client with a pattern that makes
+ * a backtracking RegExp explode (`*a*a*a...*b`).
+ */
+function matchSegment(tokens: GlobToken[], text: string): boolean {
+  const s = Array.from(text);
+  let ti = 0;
+  let si = 0;
+  let starTi = -1;
+  let starSi = 0;
+  while (si < s.length) {
+    const t = tokens[ti];
+    if (t && t.kind === "star") {
+      starTi = ti++;
+      starSi = si;
+    } else if (t && matchOne(t, s[si])) {
+      ti++;
+      si++;
+    } else if (starTi >= 0) {
+      ti = starTi + 1;
+      si = ++starSi;
+    } else return false;
+  }
+  while (tokens[ti]?.kind === "star") ti++;
+  return ti === tokens.length;
 }
 
 /**
@@ -54,7 +123,7 @@ export function pathMatches(pattern: string, targetPath: string): boolean {
   const pp = pattern.split("/");
   const tp = targetPath.split("/");
   if (pp.length !== tp.length) return false;
-  return pp.every((p, i) => new RegExp(`^${segmentRegex(p)}$`, "s").test(tp[i]));
+  return pp.every((p, i) => matchSegment(parseSegment(p), tp[i]));
 }
 
 /** Whether delegated `role` is trusted for `targetPath` (its paths or path_hash_prefixes). */
