@@ -19,6 +19,11 @@ export interface Harness {
   seeds: Uint8Array[];
   /** Structure-aware generator (lying fields, wrong types, re-signed metadata, ...). */
   generate?(rng: Rng): Uint8Array;
+  /**
+   * Turns a generated input into the bytes it stands for, when generation
+   * needs async work (signing); findings then hold self-contained bytes.
+   */
+  expand?(input: Uint8Array): Promise<Uint8Array>;
   /** Runs one input; returns `accepted` or a label; throws on refusal. */
   run(input: Uint8Array): Promise<string>;
   /** Label for a documented error (`Class/code`), or undefined when `err` is a finding. */

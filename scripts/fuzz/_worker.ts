@@ -34,6 +34,7 @@ self.onmessage = async (ev: MessageEvent<WorkerJob>) => {
     let input: Uint8Array;
     try {
       input = fixed ? fixed[i - job.start] : inputAt(h, job.seed, i);
+      if (h.expand) input = await h.expand(input);
     } catch (err) {
       // A generator bug is the fuzzer's, not the target's: count it and move on.
       labels["generator-error"] = (labels["generator-error"] ?? 0) + 1;

@@ -4,7 +4,7 @@
  * rotation (5.3), timestamp (5.4), snapshot (5.5), top-level targets and a
  * delegated role (5.6). The first input byte picks the role, the rest is
  * the file. The generator mutates the `signed` part and signs it again with
- * the right keys (inputs `[0x80, seed32]`, expanded by `run`), so inputs get
+ * the right keys (inputs `[0x80, seed32]`, expanded before they run), so inputs get
  * past the signature checks to the rules behind them. Refusals must be `TufError`s; accepted metadata must hold
  * the format of section 4 (oracle).
  *
@@ -27,6 +27,18 @@ import { type FuzzTarget, type Harness, OracleViolation } from "../_target.ts";
 const NOW = new Date("2026-01-01T00:00:00Z");
 const EXPIRES = "2030-01-01T00:00:00Z";
 const ROLES = ["root", "timestamp", "snapshot", "targets", "role1", "trust-anchor"] as const;
+const PATTERNS = [
+  "modules/*",
+  "modules/[a-z]*.wasm",
+  "modules/[z-a]",
+  "modules/[!]",
+  "modules/[]]*",
+  "modules/[",
+  "modules/\\",
+  "modules/(a|b)+",
+  "modules/" + "*a".repeat(12) + "*b",
+  "*/" + "*?".repeat(20) + "x",
+];
 
 interface Signer {
   key: Key;
@@ -141,6 +153,14 @@ async function setup(): Promise<Harness> {
     if (rng.chance(0.1)) {
       s = { ...signed[r], [rng.pick(["meta", "targets", "keys", "roles"])]: weirdValue(rng) };
     }
+    if (r === "targets" && rng.chance(0.3)) {
+      // Delegation path patterns (section 4.5, shell-style) that trip regex-based matchers.
+      const t = structuredClone(signed.targets) as {
+        delegations: { roles: { paths: string[] }[] };
+      };
+      t.delegations.roles[0].paths = [rng.pick(PATTERNS)];
+      s = t;
+    }
     const signers = rng.chance(0.9) ? keysFor[r] : [rng.pick(Object.values(keysFor).flat())];
     return concat(Uint8Array.of(sel), await sign(s, signers));
   };
@@ -168,11 +188,12 @@ async function setup(): Promise<Harness> {
         r.next() & 0xff,
       );
     },
+    expand: async (input) =>
+      input.length === 5 && input[0] === 0x80
+        ? await resigned(new DataView(input.buffer, input.byteOffset).getUint32(1))
+        : input,
     async run(input) {
       if (input.length === 0) return "refused:empty";
-      if (input.length === 5 && input[0] === 0x80) {
-        input = await resigned(new DataView(input.buffer, input.byteOffset).getUint32(1));
-      }
       const sel = input[0] % ROLES.length;
       const bytes = input.subarray(1);
       const name = ROLES[sel];
@@ -231,7 +252,10 @@ function checkTargets(s: Record<string, unknown>): void {
   const d = s.delegations as { roles?: { paths?: string[]; name: string }[] } | undefined;
   // The delegation search matches paths against these patterns: it must not throw.
   for (const r of d?.roles ?? []) {
-    for (const p of r.paths ?? []) pathMatches(p, "modules/relay.wasm");
+    for (const p of r.paths ?? []) {
+      pathMatches(p, "modules/relay.wasm");
+      pathMatches(p, `modules/${"a".repeat(40)}`);
+    }
   }
 }
 
