@@ -28,4 +28,4 @@ export type { ModuleRemover } from "./mqtt/builtin_commands.ts";
 export { backoffDelay, type BackoffOptions } from "./mqtt/backoff.ts";
 export { Outbox, type OutboxPolicy, type OutboxRow } from "./mqtt/outbox.ts";
 export { type Publisher, Uplink, type UplinkStats } from "./mqtt/uplink.ts";
-export { Connection, MqttConfigError } from "./mqtt/connection.ts";
+export { Connection, MqttConfigError, redactUrl } from "./mqtt/connection.ts";

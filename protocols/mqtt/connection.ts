@@ -59,6 +59,11 @@ export interface ConnectionOptions {
   onAttemptFailed?: (err: string) => void;
 }
 
+/** `url` without `user:password@`, so credentials never reach a log. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z]+:\/\/)[^/]*@/i, "$1");
+}
+
 /** Reads the TLS files named in the options into `npm:mqtt` options. */
 async function tlsOptions(o: ConnectionOptions): Promise<Partial<IClientOptions>> {
   const read = async (what: string, path?: string) => {
@@ -105,9 +110,13 @@ export class Connection {
   /** Attempts that failed so far. */
   failures = 0;
 
+  /** The broker URL without user-info, for logs. */
+  #safeUrl: string;
+
   /** Builds it; nothing connects before {@linkcode start}. */
   constructor(options: ConnectionOptions) {
     this.#o = options;
+    this.#safeUrl = redactUrl(options.url);
   }
 
   /** The client of the live connection, if any. */
@@ -150,7 +159,7 @@ export class Connection {
       this.#attempt = 0;
       this.#lastError = "";
       this.#live = client;
-      log.info("connected to {url} as {clientId}", { url: o.url, clientId: o.clientId });
+      log.info("connected to {url} as {clientId}", { url: this.#safeUrl, clientId: o.clientId });
       o.onConnect(client, connack);
     });
     client.on("message", (topic, payload, packet) => {
@@ -164,7 +173,7 @@ export class Connection {
     client.on("error", (err) => {
       const msg = err?.message ?? String(err);
       if (msg !== this.#lastError) {
-        log.warning("MQTT connection to {url}: {error}", { url: o.url, error: msg });
+        log.warning("MQTT connection to {url}: {error}", { url: this.#safeUrl, error: msg });
         this.#lastError = msg;
       }
     });
@@ -176,7 +185,7 @@ export class Connection {
       client.end(true);
       if (established) {
         this.#live = null;
-        log.warning("disconnected from {url}", { url: o.url });
+        log.warning("disconnected from {url}", { url: this.#safeUrl });
         o.onClose();
       } else {
         this.failures++;

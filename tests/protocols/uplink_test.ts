@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { ReadingLog, Store } from "../../runtime/mod.ts";
-import { backoffDelay, Outbox, type Publisher, Uplink } from "../../protocols/mod.ts";
+import { backoffDelay, Outbox, type Publisher, redactUrl, Uplink } from "../../protocols/mod.ts";
 
 interface Sent {
   topic: string;
@@ -225,4 +225,10 @@ Deno.test("uplink: nothing above the durable id is sent; without forwarding only
   } finally {
     store.close();
   }
+});
+
+Deno.test("redactUrl: broker credentials never reach a log line", () => {
+  assert.equal(redactUrl("mqtts://dev:pa%40ss@broker:8883"), "mqtts://broker:8883");
+  assert.equal(redactUrl("ws://u:p@h:80/mqtt"), "ws://h:80/mqtt");
+  assert.equal(redactUrl("mqtt://127.0.0.1:1883"), "mqtt://127.0.0.1:1883");
 });
