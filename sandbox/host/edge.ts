@@ -52,7 +52,18 @@ export const MAX_SENSOR_BYTES = 65536;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const utf8Lossy = new TextDecoder();
 
-/** Compiles a sensor path glob: `**` any depth, `*` and `?` within one segment. */
+/** Something that tells whether a path matches (a RegExp qualifies). */
+export interface PathMatcher {
+  test(path: string): boolean;
+}
+
+/**
+ * Compiles a sensor path glob: `**` any depth, `*` and `?` within one segment.
+ * Kept for callers that want a RegExp; the host matches with
+ * {@linkcode globMatcher}, whose time does not explode on patterns like
+ * `/**a**a**a**b` (a backtracking RegExp did, inside a host call that fuel
+ * does not bound, stalling every module).
+ */
 export function globToRegExp(glob: string): RegExp {
   let re = "";
   for (let i = 0; i < glob.length; i++) {
@@ -65,6 +76,49 @@ export function globToRegExp(glob: string): RegExp {
     else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
   }
   return new RegExp(`^${re}$`);
+}
+
+type GlobToken = "**" | "*" | "?" | { c: string };
+
+/**
+ * The same glob as {@linkcode globToRegExp}, matched by dynamic programming
+ * over (pattern token, path position): O(pattern × path) for any pattern.
+ */
+export function globMatcher(glob: string): PathMatcher {
+  const tokens: GlobToken[] = [];
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === "*" && glob[i + 1] === "*") {
+      tokens.push("**");
+      i++;
+    } else if (c === "*" || c === "?") tokens.push(c);
+    else tokens.push({ c });
+  }
+  return {
+    test(path: string): boolean {
+      const n = path.length;
+      // at[i]: the tokens so far can match exactly path[0, i).
+      let at = new Uint8Array(n + 1);
+      at[0] = 1;
+      for (const t of tokens) {
+        const next = new Uint8Array(n + 1);
+        if (t === "**" || t === "*") {
+          let on = 0;
+          for (let i = 0; i <= n; i++) {
+            if (at[i]) on = 1;
+            next[i] = on;
+            if (t === "*" && path[i] === "/") on = 0;
+          }
+        } else {
+          for (let i = 0; i < n; i++) {
+            if (at[i] && (t === "?" ? path[i] !== "/" : path[i] === t.c)) next[i + 1] = 1;
+          }
+        }
+        at = next;
+      }
+      return at[n] === 1;
+    },
+  };
 }
 
 /**
@@ -85,7 +139,7 @@ export const KERNEL_LINK_TREES: readonly string[] = ["/sys/"];
  */
 export function resolveSensorPath(
   path: string,
-  grants: RegExp[],
+  grants: PathMatcher[],
   kernelTrees: readonly string[] = KERNEL_LINK_TREES,
 ): string | number {
   if (!path.startsWith("/") || path.includes("\0")) return EdgeError.INVALID;
@@ -129,7 +183,7 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
   const m = ctx.manifest;
   const fns: Record<string, (...args: never[]) => unknown> = {};
   const maxPayload = m.limits.max_payload_bytes;
-  const sensorGrants = m.grants.sensor.map(globToRegExp);
+  const sensorGrants = m.grants.sensor.map(globMatcher);
 
   if (m.grants.log) {
     fns.log = (level: number, ptr: number, len: number): void => {
