@@ -30,7 +30,8 @@ const MANIFEST = parseManifest({
   grants: {
     log: true,
     publish: ["#"],
-    sensor: ["/nonexistent/*"],
+    // The second grant would make a backtracking matcher take minutes per call.
+    sensor: ["/nonexistent/*", "/*a*a*a*a*a*a*a*a*a*a*a*a*b"],
     kv: { max_bytes: 4096 },
     clock: true,
     random: true,
@@ -41,6 +42,11 @@ const MANIFEST = parseManifest({
 
 /** Hand-written modules that stress the quotas, compiled with wabt's wat2wasm. */
 const WAT: string[] = [
+  `(module (import "edge" "sensor_read" (func $s (param i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") 1) (data (i32.const 0) "/${"a".repeat(60)}")
+    (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
+    (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
+      (drop (call $s (i32.const 0) (i32.const 61) (i32.const 2048) (i32.const 64))) (i32.const 0)))`,
   `(module (memory (export "memory") 1)
     (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
     (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (loop (br 0)) (i32.const 0)))`,
