@@ -45,3 +45,4 @@ export { OutboxFullError, type Reading, ReadingLog, type StoredReading } from ".
 export { EXIT, runEdged, type RunOptions } from "./run.ts";
 export { Store, StoreError } from "./store.ts";
 export { type BuildInfo, buildInfo, VERSION } from "./version.ts";
+export { runFlags, RUNTIME_PERMISSIONS, V8_FLAGS } from "./permissions.ts";

@@ -1,34 +1,13 @@
 /**
- * The one list of permissions and V8 flags edged runs with: `deno task dev`,
- * the tests and `deno task compile` (which bakes them into the binary) all
- * use these, and a test checks that deno.json's `dev` task agrees.
+ * Build settings: the target triples, and the runtime's flags (which live in
+ * runtime/permissions.ts, since the update launcher needs them too).
  *
  * @module
  */
-
-/** Deno permissions the runtime needs (no `--allow-all`, no FFI). */
-export const RUNTIME_PERMISSIONS: readonly string[] = [
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-sys",
-  "--allow-run",
-];
-
-/** V8 flags the runtime needs (none yet; the sandbox adds its own here). */
-export const V8_FLAGS: readonly string[] = [];
+export { runFlags, RUNTIME_PERMISSIONS, V8_FLAGS } from "../runtime/mod.ts";
 
 /** Target triples `deno task compile` builds. */
 export const TARGETS: readonly string[] = [
   "x86_64-unknown-linux-gnu",
   "aarch64-unknown-linux-gnu",
 ];
-
-/** The run flags as `deno run` / `deno compile` arguments. */
-export function runFlags(): string[] {
-  return [
-    ...RUNTIME_PERMISSIONS,
-    ...(V8_FLAGS.length > 0 ? [`--v8-flags=${V8_FLAGS.join(",")}`] : []),
-  ];
-}

@@ -6,23 +6,13 @@
  */
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
-import type { Config } from "../../runtime/mod.ts";
+import { type Config, runFlags } from "../../runtime/mod.ts";
 import { supervise } from "./supervisor.ts";
-
-/** Permissions edged runs with when started from source (the same as `deno task dev`). */
-const SOURCE_FLAGS = [
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-sys",
-  "--allow-run",
-];
 
 /** How to start this build again: itself when compiled, `deno run main.ts` from source. */
 export function selfCommand(): string[] {
   if (Deno.build.standalone) return [Deno.execPath()];
-  return [Deno.execPath(), "run", ...SOURCE_FLAGS, fileURLToPath(Deno.mainModule)];
+  return [Deno.execPath(), "run", ...runFlags(), fileURLToPath(Deno.mainModule)];
 }
 
 /** Flags of `edged run` that the child gets again. */
