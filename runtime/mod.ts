@@ -46,3 +46,4 @@ export { EXIT, runEdged, type RunOptions } from "./run.ts";
 export { Store, StoreError } from "./store.ts";
 export { type BuildInfo, buildInfo, VERSION } from "./version.ts";
 export { runFlags, RUNTIME_PERMISSIONS, V8_FLAGS } from "./permissions.ts";
+export { syncDir, writeFileAtomic } from "./fs.ts";

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { writeFileAtomic } from "./fs.ts";
 
 /** File name of the stored token inside the data directory. */
 export const TOKEN_FILE = "api-token";
@@ -27,16 +28,7 @@ export async function ensureApiToken(
   }
   const bytes = crypto.getRandomValues(new Uint8Array(32));
   const token = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  const tmp = `${path}.tmp`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
-  try {
-    await file.write(new TextEncoder().encode(token + "\n"));
-    await file.sync();
-  } finally {
-    file.close();
-  }
-  await Deno.chmod(tmp, 0o600);
-  await Deno.rename(tmp, path);
+  await writeFileAtomic(path, new TextEncoder().encode(token + "\n"), { mode: 0o600 });
   return { token, generated: true, path };
 }
 

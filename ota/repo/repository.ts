@@ -32,7 +32,7 @@ import {
   type Targets,
   type Timestamp,
 } from "../tuf/mod.ts";
-import { writeFileAtomic } from "../tuf/_fs.ts";
+import { writeFileAtomic } from "../../runtime/mod.ts";
 import { RepoError } from "./errors.ts";
 import { generateKey, loadKeys, retireKey, type SigningKey } from "./keystore.ts";
 import { compareVersions, expiresIn, parseDuration } from "./_util.ts";

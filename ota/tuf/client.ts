@@ -12,7 +12,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { basename, dirname, join } from "node:path";
-import { writeFileAtomic } from "./_fs.ts";
+import { writeFileAtomic } from "../../runtime/mod.ts";
 import {
   DownloadHttpError,
   EqualVersionError,

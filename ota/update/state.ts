@@ -17,7 +17,8 @@
  */
 import { join } from "node:path";
 import { UpdateStateError } from "./errors.ts";
-import { sha256File, syncDir, writeFileAtomic } from "./_fs.ts";
+import { sha256File } from "./_fs.ts";
+import { syncDir, writeFileAtomic } from "../../runtime/mod.ts";
 
 /** The two slots. */
 export type SlotName = "a" | "b";

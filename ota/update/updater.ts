@@ -27,7 +27,8 @@ import {
   UpdateStateError,
   UpdateTargetMissingError,
 } from "./errors.ts";
-import { freeBytes, sha256File, syncDir } from "./_fs.ts";
+import { freeBytes, sha256File } from "./_fs.ts";
+import { syncDir } from "../../runtime/mod.ts";
 import { compareVersions, inRollout } from "./policy.ts";
 import { type BootState, otherSlot, rolledBack, type SlotName, SlotStore } from "./state.ts";
 import { TokenBucket } from "./token_bucket.ts";

@@ -1,0 +1,56 @@
+/**
+ * Durable file replacement, shared by everything that keeps state in files
+ * (the API token, TUF metadata, the repository, the update state).
+ *
+ * @module
+ */
+import { dirname, join } from "node:path";
+
+/**
+ * Writes `data` to `path` so that a crash or power loss leaves either the old
+ * or the new file, never a torn one: a temporary file in the same directory,
+ * fsync'd, renamed over `path`, then the directory fsync'd (the rename is
+ * durable only once the directory is).
+ *
+ * @example
+ * ```ts
+ * await writeFileAtomic("/tmp/state.json", new TextEncoder().encode("{}"), { mode: 0o600 });
+ * ```
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: Uint8Array,
+  options: { mode?: number } = {},
+): Promise<void> {
+  const { mode = 0o644 } = options;
+  const dir = dirname(path);
+  const tmp = join(dir, `.tmp-${crypto.randomUUID()}`);
+  try {
+    using file = await Deno.open(tmp, { write: true, createNew: true, mode });
+    let off = 0;
+    while (off < data.length) off += await file.write(data.subarray(off));
+    await file.sync();
+  } catch (err) {
+    await Deno.remove(tmp).catch(() => {});
+    throw err;
+  }
+  try {
+    // The umask may have narrowed the mode on creation; set it exactly.
+    await Deno.chmod(tmp, mode);
+    await Deno.rename(tmp, path);
+  } catch (err) {
+    await Deno.remove(tmp).catch(() => {});
+    throw err;
+  }
+  await syncDir(dir);
+}
+
+/** fsyncs a directory so renames and creations in it survive power loss. */
+export async function syncDir(dir: string): Promise<void> {
+  try {
+    using d = await Deno.open(dir, { read: true });
+    await d.sync();
+  } catch {
+    // Some file systems refuse fsync on directories; the rename is still atomic.
+  }
+}
