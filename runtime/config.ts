@@ -175,8 +175,8 @@ function unwrap(s: z.ZodType): z.ZodType {
 }
 
 /** Every setting path with its env variable name and leaf kind. */
-export function settings(): { path: string[]; env: string; kind: Leaf }[] {
-  const out: { path: string[]; env: string; kind: Leaf }[] = [];
+export function settings(): { path: string[]; env: string; kind: Leaf; options?: string[] }[] {
+  const out: { path: string[]; env: string; kind: Leaf; options?: string[] }[] = [];
   const walk = (shape: Record<string, z.ZodType>, prefix: string[]) => {
     for (const [key, schema] of Object.entries(shape)) {
       const inner = unwrap(schema);
@@ -194,7 +194,8 @@ export function settings(): { path: string[]; env: string; kind: Leaf }[] {
         ? "enum"
         : "string";
       const path = [...prefix, key];
-      out.push({ path, env: `EDGED_${path.join("_").toUpperCase()}`, kind });
+      const options = inner instanceof z.ZodEnum ? inner.options.map(String) : undefined;
+      out.push({ path, env: `EDGED_${path.join("_").toUpperCase()}`, kind, options });
     }
   };
   walk(configSchema.shape as unknown as Record<string, z.ZodType>, []);

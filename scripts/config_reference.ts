@@ -1,0 +1,55 @@
+/**
+ * Writes docs/configuration.md, the reference of every setting, from the
+ * configuration schema itself (runtime/config.ts), so the document cannot
+ * drift from the code: `deno task config-docs`. A test fails when the
+ * committed file differs from what this prints.
+ *
+ * @module
+ */
+import { configSchema, settings } from "../runtime/mod.ts";
+
+function defaultOf(path: string[]): unknown {
+  let cur: unknown = configSchema.parse({});
+  for (const key of path) cur = (cur as Record<string, unknown> | undefined)?.[key];
+  return cur;
+}
+
+function show(v: unknown): string {
+  if (v === undefined) return "unset";
+  return "`" + JSON.stringify(v) + "`";
+}
+
+/** The markdown reference. */
+export function configReference(): string {
+  const rows = settings().map((s) => {
+    const key = s.path.join(".");
+    const type = s.options ? s.options.map((o) => `\`${o}\``).join(" \\| ") : s.kind;
+    return `| \`${key}\` | \`${s.env}\` | ${type} | ${show(defaultOf(s.path))} |`;
+  });
+  return [
+    "# Configuration reference",
+    "",
+    "Generated from the schema in `runtime/config.ts` by `deno task config-docs`; do not edit.",
+    "",
+    "Settings come from, lowest first: these defaults, the TOML file (`--config FILE` or",
+    "`EDGED_CONFIG`; a dotted name is a key in a `[section]`), the environment variable, then the",
+    "flags `--data-dir` and `--listen`. Arrays in the environment are comma-separated; an empty",
+    "variable counts as unset. Unknown or invalid settings stop the start (exit code 2) with a message",
+    "naming the setting and where it came from. `device_id` unset means the host name; what each",
+    "setting does is described in [operators.md](operators.md) and beside its key in",
+    "`runtime/config.ts`.",
+    "",
+    "| setting | environment | type | default |",
+    "|---|---|---|---|",
+    ...rows,
+    "",
+  ].join("\n");
+}
+
+if (import.meta.main) {
+  const out = new URL("../docs/configuration.md", import.meta.url);
+  await Deno.writeTextFile(out, configReference());
+  const fmt = await new Deno.Command(Deno.execPath(), { args: ["fmt", out.pathname] }).output();
+  if (fmt.code !== 0) Deno.exit(1);
+  console.log(`wrote ${out.pathname}`);
+}
