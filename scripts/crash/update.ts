@@ -78,8 +78,11 @@ class Device {
   }
 
   start(): void {
-    this.child = new Deno.Command(this.factory, {
+    // In its own session and process group, so a power loss kills every
+    // process of the device, even one the launcher spawns during the kill.
+    this.child = new Deno.Command("setsid", {
       args: [
+        this.factory,
         "run",
         "--supervise",
         "--data-dir",
@@ -90,14 +93,22 @@ class Device {
       env: {
         EDGED_API_TOKEN: TOKEN,
         EDGED_LOG_FORMAT: "json",
-        EDGED_LOG_LEVEL: "warning",
+        EDGED_LOG_LEVEL: "info",
         EDGED_UPDATE_BINARY: this.factory,
         ...this.env,
       },
       stdin: "null",
-      stdout: "null",
-      stderr: "null",
+      stdout: "piped",
+      stderr: "piped",
     }).spawn();
+    // The device's log, kept beside its data for a post-mortem.
+    const log = Deno.openSync(`${this.dataDir}.log`, { append: true, create: true });
+    const w = log.writable.getWriter();
+    const pipe = async (r: ReadableStream<Uint8Array>) => {
+      for await (const chunk of r) await w.write(chunk);
+    };
+    Promise.all([pipe(this.child.stdout), pipe(this.child.stderr)]).catch(() => {})
+      .finally(() => w.close().catch(() => {}));
   }
 
   async api(
@@ -130,19 +141,19 @@ class Device {
     throw new Error(`device did not reach the expected update status: ${JSON.stringify(last)}`);
   }
 
-  /** Power loss: SIGKILL to the launcher and every process under it. */
+  /** Power loss: SIGKILL to the launcher's whole process group. */
   async powerLoss(): Promise<void> {
     if (!this.child) return;
-    const kids = await descendants(this.child.pid);
     try {
-      this.child.kill("SIGKILL");
+      Deno.kill(-this.child.pid, "SIGKILL");
     } catch { /* gone */ }
-    for (const pid of kids) {
+    await this.child.status;
+    // Anything that left the group (none should) is killed by parentage too.
+    for (const pid of await descendants(this.child.pid)) {
       try {
         Deno.kill(pid, "SIGKILL");
       } catch { /* gone */ }
     }
-    await this.child.status;
     this.child = undefined;
   }
 }
@@ -265,8 +276,17 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
     device.start();
     let status = await device.waitStatus(isPublished);
     for (let trial = 1; trial <= opts.trials; trial++) {
-      // A version on trial refuses a new apply until it is confirmed healthy.
-      status = await device.waitStatus((s) => isPublished(s) && s.trial === null);
+      // A version on trial refuses a new apply until it is confirmed healthy,
+      // or rolled back at the boot deadline (60 s here): never left hanging.
+      try {
+        status = await device.waitStatus((s) => isPublished(s) && s.trial === null, 150_000);
+      } catch (err) {
+        report.violations.push(
+          `trial ${trial}: a trial was neither confirmed nor rolled back within 150 s: ` +
+            (err as Error).message.slice(0, 600),
+        );
+        break;
+      }
       if (status.current.version === latest) latest = await publish(rng.chance(0.6));
       const started = await device.api("/api/v1/update/apply", "POST");
       // Half the kills land in the download window, the rest anywhere up to the first boot.
@@ -327,7 +347,8 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
   } finally {
     await device.powerLoss();
     await server.shutdown();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    if (report.violations.length === 0) await Deno.remove(dir, { recursive: true }).catch(() => {});
+    else report.notes.push(`data, repository and device log kept in ${dir}`);
   }
   return report;
 }
