@@ -122,8 +122,10 @@ export class Gauge extends Metric {
     help: string,
     labelNames: readonly string[] = [],
     collect?: (set: (v: number, labels?: Labels) => void) => void,
+    /** `counter` for monotonic values read at scrape time ({@linkcode Metrics.collectedCounter}). */
+    type: "gauge" | "counter" = "gauge",
   ) {
-    super(name, help, "gauge", labelNames);
+    super(name, help, type, labelNames);
     this.#collect = collect;
   }
   /** Sets the value for `labels`. */
@@ -270,6 +272,20 @@ export class Metrics {
     collect?: (set: (v: number, labels?: Labels) => void) => void,
   ): Gauge {
     return this.#add(new Gauge(name, help, labelNames, collect));
+  }
+
+  /**
+   * Registers a counter whose labelled values are read by `collect` at scrape
+   * time (e.g. per-module totals kept by the component itself). A value that
+   * goes down (a module reloaded) is a counter reset, which Prometheus handles.
+   */
+  collectedCounter(
+    name: string,
+    help: string,
+    labelNames: readonly string[],
+    collect: (set: (v: number, labels?: Labels) => void) => void,
+  ): Gauge {
+    return this.#add(new Gauge(name, help, labelNames, collect, "counter"));
   }
 
   /** Registers a histogram. */

@@ -45,6 +45,21 @@ export interface MetricsLike {
     labelNames: readonly string[],
     collect: (set: (v: number, labels?: Record<string, string>) => void) => void,
   ): unknown;
+  collectedCounter(
+    name: string,
+    help: string,
+    labelNames: readonly string[],
+    collect: (set: (v: number, labels?: Record<string, string>) => void) => void,
+  ): unknown;
+  histogram(
+    name: string,
+    help: string,
+    buckets: readonly number[] | undefined,
+    labelNames: readonly string[],
+  ): {
+    observe(v: number, labels?: Record<string, string>): void;
+    remove(labels?: Record<string, string>): void;
+  };
 }
 
 /** Options of {@link ModuleHost}. */
@@ -183,6 +198,7 @@ export class ModuleHost {
   readonly #locks = new Map<string, Promise<unknown>>();
   #ready = false;
   #timer: ReturnType<typeof setImmediate> | undefined;
+  #latency?: ReturnType<MetricsLike["histogram"]>;
   #rr = 0;
 
   constructor(options: ModuleHostOptions) {
@@ -212,8 +228,8 @@ export class ModuleHost {
       each((s) => counts[s.state]++);
       for (const [state, n] of Object.entries(counts)) set(n, { state });
     });
-    metrics.gauge(
-      "edged_module_messages",
+    metrics.collectedCounter(
+      "edged_module_messages_total",
       "Messages per module since load: in (delivered), out (published), dropped.",
       ["module", "direction"],
       (set) =>
@@ -227,17 +243,17 @@ export class ModuleHost {
           });
         }),
     );
-    metrics.gauge(
-      "edged_module_faults",
-      "Faults per module and kind.",
+    metrics.collectedCounter(
+      "edged_module_faults_total",
+      "Faults per module and kind since load.",
       ["module", "kind"],
       (set) =>
         each((s) => {
           for (const [kind, n] of Object.entries(s.faults)) set(n, { module: s.name, kind });
         }),
     );
-    metrics.gauge(
-      "edged_module_fuel_used",
+    metrics.collectedCounter(
+      "edged_module_fuel_used_total",
       "Fuel consumed per module since load.",
       ["module"],
       (set) => each((s) => set(s.fuel_used, { module: s.name })),
@@ -247,6 +263,12 @@ export class ModuleHost {
       "Linear memory per module.",
       ["module"],
       (set) => each((s) => set(s.memory_bytes, { module: s.name })),
+    );
+    this.#latency = metrics.histogram(
+      "edged_module_call_duration_seconds",
+      "Time one edge_on_message call takes, per module.",
+      [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
+      ["module"],
     );
   }
 
@@ -336,6 +358,7 @@ export class ModuleHost {
       this.#records.delete(name);
       this.#failed.delete(name);
       this.#disk.remove(name);
+      this.#latency?.remove({ module: name });
       log.info("module {name} removed", { name });
       return Promise.resolve();
     });
@@ -568,7 +591,9 @@ export class ModuleHost {
         return outcome;
       }
     }
+    const t0 = performance.now();
     const out = r.instance.call(enc.encode(topic), payload);
+    this.#latency?.observe((performance.now() - t0) / 1000, { module: r.manifest.name });
     r.s.messages_in++;
     r.s.fuel_used += out.fuelUsed;
     r.s.last_fuel_used = out.fuelUsed;

@@ -146,9 +146,25 @@ Deno.test("modules API: preload, list, put, validate (422), messages, delete, re
     });
 
     await t.step("module metrics are exposed", async () => {
+      const r = await proc.api("/api/v1/modules/threshold-alert/messages", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          topic: "sensors/m/temperature",
+          payload: { device_id: "m", metric: "temperature", value: 1, timestamp: 1 },
+        }),
+      });
+      assert.equal(r.status, 200);
+      await r.body?.cancel();
       const text = await (await fetch(`${proc.url}/metrics`)).text();
       assert.match(text, /edged_modules\{state="running"\} 1/);
-      assert.match(text, /edged_module_messages\{module="threshold-alert",direction="in"\}/);
+      assert.match(text, /edged_module_messages_total\{module="threshold-alert",direction="in"\}/);
+      assert.match(text, /^# TYPE edged_module_messages_total counter$/m);
+      assert.match(text, /^# TYPE edged_module_fuel_used_total counter$/m);
+      assert.match(
+        text,
+        /^edged_module_call_duration_seconds_count\{module="threshold-alert"\} [1-9]/m,
+      );
     });
   } finally {
     await proc.stop();
