@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { renderStatus } from "./summary.ts";
 import { Command } from "commander";
 import { join, resolve } from "node:path";
 import { type Config, ConfigError, loadConfig, VERSION } from "../../runtime/mod.ts";
@@ -91,15 +92,21 @@ export function updateCommand(): Command {
 
   common(update.command("status"))
     .description("state, versions, slots, progress and last error")
-    .action(async (o: CommonOptions) => {
+    .option("--json", "print the JSON answer of GET /api/v1/update, for scripts")
+    .action(async (o: CommonOptions & { json?: boolean }) => {
       const cfg = await config(o);
       try {
-        done(await api(o, cfg, "GET", ""));
+        const r = await api(o, cfg, "GET", "");
+        if (o.json || r.status >= 300) done(r);
+        console.log(renderStatus(r.body, true));
+        Deno.exit(0);
       } catch (err) {
         if (!(err instanceof TypeError || err instanceof Deno.errors.NotFound)) throw err;
         // edged is not running: the durable state is still worth showing.
         const s = await new SlotStore(resolve(cfg.data_dir)).read();
-        console.log(JSON.stringify({ running: false, ...s }, null, 2));
+        console.log(
+          o.json ? JSON.stringify({ running: false, ...s }, null, 2) : renderStatus(s, false),
+        );
       }
     });
 

@@ -222,7 +222,20 @@ Deno.test({
       );
 
       await step("edged update status talks to the running device", async () => {
-        const cli = await runCli(["update", "status", "--url", device.url, "--token", TOKEN]);
+        const text = await runCli(["update", "status", "--url", device.url, "--token", TOKEN]);
+        assert.equal(text.code, 0, text.stderr);
+        assert.match(text.stdout, /^running\s+7\.0\.0 from slot a$/m);
+        assert.match(text.stdout, /^\s+slot a: 7\.0\.0 .*\[active\]$/m);
+        assert.match(text.stdout, /^error\s+.*no module nope/m);
+        const cli = await runCli([
+          "update",
+          "status",
+          "--json",
+          "--url",
+          device.url,
+          "--token",
+          TOKEN,
+        ]);
         assert.equal(cli.code, 0, cli.stderr);
         const s = JSON.parse(cli.stdout);
         assert.equal(s.current.version, "7.0.0");
