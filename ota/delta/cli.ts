@@ -6,45 +6,10 @@
 import { Command } from "commander";
 import { DeltaError } from "./errors.ts";
 import { applyPatch, diffFiles } from "./files.ts";
+import { createProgress } from "../../runtime/mod.ts";
 
 // Same values as runtime's EXIT; kept local so the delta tool does not pull in the runtime.
 const EXIT_FAILURE = 1;
-
-/** Renders progress on stderr: a redrawn bar on a terminal, a line per 10 % otherwise. */
-function progressReporter(label: string, quiet: boolean): {
-  update(fraction: number, detail?: string): void;
-  done(): void;
-} {
-  if (quiet) return { update() {}, done() {} };
-  const enc = new TextEncoder();
-  const tty = Deno.stderr.isTerminal();
-  let lastStep = -1;
-  let lastDraw = 0;
-  return {
-    update(fraction, detail = "") {
-      const f = Math.max(0, Math.min(1, fraction));
-      if (tty) {
-        const now = performance.now();
-        if (now - lastDraw < 100 && f < 1) return;
-        lastDraw = now;
-        const width = 30;
-        const full = Math.round(f * width);
-        const bar = "#".repeat(full) + "-".repeat(width - full);
-        Deno.stderr.writeSync(
-          enc.encode(`\r${label} [${bar}] ${(f * 100).toFixed(0).padStart(3)}% ${detail}\x1b[K`),
-        );
-      } else {
-        const step = Math.floor(f * 10);
-        if (step === lastStep) return;
-        lastStep = step;
-        Deno.stderr.writeSync(enc.encode(`${label}: ${step * 10}% ${detail}\n`));
-      }
-    },
-    done() {
-      if (tty) Deno.stderr.writeSync(enc.encode("\n"));
-    },
-  };
-}
 
 function fail(command: string, err: unknown): never {
   if (err instanceof DeltaError) {
@@ -79,13 +44,14 @@ export function deltaCommand(): Command {
     .argument("<patch>", "where to write the BSDIFF40 patch")
     .option("-q, --quiet", "no progress output")
     .action(async (old: string, nw: string, patch: string, opts: { quiet?: boolean }) => {
-      const progress = progressReporter("diff", opts.quiet ?? false);
+      // Progress in per mille of the whole job, the phases weighted by their usual share.
+      const progress = createProgress("diff", { total: 1000, quiet: opts.quiet });
       const weights = { sort: [0, 0.3], match: [0.3, 0.6], compress: [0.9, 0.1] } as const;
       try {
         const size = await diffFiles(old, nw, patch, {
           onProgress: (phase, f) => {
             const [start, span] = weights[phase];
-            progress.update(start + span * f, phase);
+            progress.update(Math.round(1000 * (start + span * f)), undefined, phase);
           },
         });
         progress.done();
@@ -122,12 +88,12 @@ export function deltaCommand(): Command {
             exitCode: 2,
           });
         }
-        const progress = progressReporter("patch", opts.quiet ?? false);
+        const progress = createProgress("patch", { unit: "bytes", quiet: opts.quiet });
         try {
           const { size, sha256 } = await applyPatch(old, patch, nw, {
             maxNewSize,
             expectedSha256: opts.sha256,
-            onProgress: (done, total) => progress.update(total === 0 ? 1 : done / total),
+            onProgress: (done, total) => progress.update(done, total),
           });
           progress.done();
           if (!opts.quiet) console.error(`wrote ${nw} (${size} bytes, sha256 ${sha256})`);
