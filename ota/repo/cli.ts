@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { createProgress, type Progress } from "../../runtime/mod.ts";
 import { Command } from "commander";
 import { RepoError } from "./errors.ts";
 import { addModule, addRelease } from "./releases.ts";
@@ -84,12 +85,22 @@ interface AddOptions {
 async function add(dir: string, o: AddOptions): Promise<void> {
   const r = await Repository.open(dir);
   if (o.release !== undefined) {
+    const bars = new Map<string, Progress>();
     const targets = await addRelease(r, o.release, {
       triple: o.triple!,
       version: o.version!,
       rolloutPercent: o.rollout,
       deltas: o.deltas,
+      onDeltaProgress: (from, f) => {
+        let bar = bars.get(from);
+        if (!bar) {
+          bar = createProgress(`delta ${from} -> ${o.version}`, { total: 1000 });
+          bars.set(from, bar);
+        }
+        bar.update(Math.round(f * 1000));
+      },
     });
+    for (const bar of bars.values()) bar.done();
     targets.forEach(report);
   } else {
     report(await addModule(r, o.module!, o.manifest!));

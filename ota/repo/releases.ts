@@ -56,6 +56,8 @@ export interface AddReleaseOptions {
   rolloutPercent?: number;
   /** Deltas from this many previous releases. @default repo.config.deltas */
   deltas?: number;
+  /** Called while each delta is built: its source version and the fraction done (0 to 1). */
+  onDeltaProgress?: (fromVersion: string, fraction: number) => void;
 }
 
 async function sha256(data: Uint8Array): Promise<string> {
@@ -76,7 +78,7 @@ export async function addRelease(
   file: string,
   options: AddReleaseOptions,
 ): Promise<AddedTarget[]> {
-  const { triple, version, rolloutPercent, deltas = repo.config.deltas } = options;
+  const { triple, version, rolloutPercent, deltas = repo.config.deltas, onDeltaProgress } = options;
   checkSegment("triple", triple);
   checkSegment("version", version);
   if (rolloutPercent !== undefined && !(rolloutPercent >= 0 && rolloutPercent <= 100)) {
@@ -98,7 +100,12 @@ export async function addRelease(
   const release = await repo.putTarget(path, data, { ...custom });
   const added = [release];
   for (const prev of previous) {
-    const patch = await bsdiff(await repo.readTarget(prev.path), data);
+    // Phases weighted by their usual share of bsdiff's time.
+    const weights = { sort: [0, 0.3], match: [0.3, 0.6], compress: [0.9, 0.1] } as const;
+    const patch = await bsdiff(await repo.readTarget(prev.path), data, {
+      onProgress: (phase, f) =>
+        onDeltaProgress?.(prev.version, weights[phase][0] + weights[phase][1] * f),
+    });
     if (patch.length >= data.length) {
       log.info("delta {from} -> {to} is not smaller than the release; skipped", {
         from: prev.version,
