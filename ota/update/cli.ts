@@ -16,9 +16,16 @@
  * @module
  */
 import { renderStatus } from "./summary.ts";
+import type { UpdateStatus } from "./updater.ts";
 import { Command } from "commander";
 import { join, resolve } from "node:path";
-import { type Config, ConfigError, loadConfig, VERSION } from "../../runtime/mod.ts";
+import {
+  type Config,
+  ConfigError,
+  createProgress,
+  loadConfig,
+  VERSION,
+} from "../../runtime/mod.ts";
 import { prepareBoot } from "./boot.ts";
 import { UpdateStateError } from "./errors.ts";
 import { rolledBack, SlotStore } from "./state.ts";
@@ -117,9 +124,23 @@ export function updateCommand(): Command {
   common(update.command("apply"))
     .description("check and install a newer release; edged restarts into it")
     .option("--no-wait", "answer at once; follow progress with 'edged update status'")
-    .action(async (o: CommonOptions & { wait: boolean }) =>
-      done(await api(o, await config(o), "POST", o.wait ? "/apply?wait=1" : "/apply"))
-    );
+    .action(async (o: CommonOptions & { wait: boolean }) => {
+      const cfg = await config(o);
+      if (!o.wait) done(await api(o, cfg, "POST", "/apply"));
+      // While the device works, show its download progress from GET /api/v1/update.
+      const bar = createProgress("update", { unit: "bytes" });
+      let finished = false;
+      const result = api(o, cfg, "POST", "/apply?wait=1").finally(() => (finished = true));
+      while (!finished) {
+        await Promise.race([result, new Promise((r) => setTimeout(r, 500))]);
+        if (finished) break;
+        const s = await api(o, cfg, "GET", "").catch(() => null);
+        const p = s?.body.progress as UpdateStatus["progress"] | undefined;
+        if (p) bar.update(p.received, p.total, String(s?.body.phase ?? ""));
+      }
+      bar.done();
+      done(await result);
+    });
 
   common(update.command("rollback"))
     .description("go back to the previous slot (edged restarts into it)")

@@ -155,8 +155,10 @@ Deno.test({
 
       await step("a release that crashes at start is rolled back by the boot counter", async () => {
         await publish("5.0.0", { seed: 5, extraArgs: "--listen not-an-address" });
-        const r = await device.api("/api/v1/update/apply?wait=1", { method: "POST" });
-        assert.equal(r.body.version, "5.0.0");
+        // Through the CLI this time: `edged update apply` waits and prints the outcome.
+        const cli = await runCli(["update", "apply", "--url", device.url, "--token", TOKEN]);
+        assert.equal(cli.code, 0, cli.stderr);
+        assert.equal(JSON.parse(cli.stdout).version, "5.0.0");
         const s = await device.waitStatus(
           "rollback to 3.0.0",
           (s) => s.last_rollback?.from === "5.0.0" && running("3.0.0")(s),
