@@ -289,9 +289,25 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
       }
       if (status.current.version === latest) latest = await publish(rng.chance(0.6));
       const started = await device.api("/api/v1/update/apply", "POST");
-      // Half the kills land in the download window, the rest anywhere up to the first boot.
-      const at = rng.chance(0.5) ? rng.int(500, 3500) : rng.int(0, 9000);
-      await sleep(at);
+      // The kill point: a random time, or a moment picked by what the device
+      // reports (during the download, at the switch, during the first boot).
+      const t0 = Date.now();
+      const point = rng.pick(["time", "download", "switch", "first boot"] as const);
+      if (point === "time") await sleep(rng.int(0, 9000));
+      else {
+        const until = Date.now() + 30_000;
+        while (Date.now() < until) {
+          const s = await device.api("/api/v1/update", "GET", 500).then((r) => r.body).catch(() =>
+            null
+          );
+          if (point === "download" && s?.progress?.received > 0) break;
+          if (point === "switch" && (s === null || s.phase === "installing")) break;
+          if (point === "first boot" && s?.trial) break;
+          await sleep(50);
+        }
+        await sleep(rng.int(0, point === "switch" ? 300 : 1500));
+      }
+      const at = Date.now() - t0;
       // The phase just before the kill; no answer means edged was restarting (switch, first boot).
       const phase = await device.api("/api/v1/update", "GET", 1000).then((r) =>
         String(r.body?.trial ? "first boot" : r.body?.phase)
