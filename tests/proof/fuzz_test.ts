@@ -17,7 +17,13 @@ const SEED = Number(Deno.env.get("EDGED_PROOF_FUZZ_SEED") ?? 20261121);
 
 for (const name of DEFAULT_TARGETS) {
   Deno.test(`fuzz ${name}: ${SECONDS} s, seed ${SEED}, no crash, hang, memory or oracle finding`, async () => {
-    const r = await runTarget(name, { seed: SEED, seconds: SECONDS, timeoutMs: 5000 });
+    // Other test files may share this process (--parallel): bound RSS growth, not RSS.
+    const r = await runTarget(name, {
+      seed: SEED,
+      seconds: SECONDS,
+      timeoutMs: 5000,
+      rssBoundBytes: Deno.memoryUsage().rss + 2 * 2 ** 30,
+    });
     console.log(summarize(r));
     const accepted = Object.entries(r.labels).filter(([k]) => !k.startsWith("refused")).length;
     assert.ok(r.inputs > 0, "the target ran no input");
