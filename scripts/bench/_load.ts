@@ -94,7 +94,8 @@ async function runDenoLoad(o: LoadOptions): Promise<LoadResult> {
     }
   }));
   latencies.sort((a, b) => a - b);
-  const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))];
+  const q = (p: number) =>
+    latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))];
   return {
     requestsPerSec: latencies.length / o.durationS,
     p50Ms: q(0.5),

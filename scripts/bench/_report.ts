@@ -47,8 +47,10 @@ export function renderTable(rows: BenchRow[]): string {
     "|---|---|---:|---:|---|---:|---|---|\n";
   return head + rows.map((r) => {
     const ratio = r.anchor ? r.edged / r.anchor : null;
-    return `| ${r.section} | ${r.metric} (${r.unit}) | ${fmt(r.edged)} | ${fmt(r.anchor)} | ${r.anchorName} | ${
-      ratio === null ? "–" : ratio.toFixed(2) + "×"
-    } | ${r.target} | ${r.note ?? ""} |`;
+    return `| ${r.section} | ${r.metric} (${r.unit}) | ${fmt(r.edged)} | ${
+      fmt(r.anchor)
+    } | ${r.anchorName} | ${ratio === null ? "–" : ratio.toFixed(2) + "×"} | ${r.target} | ${
+      r.note ?? ""
+    } |`;
   }).join("\n") + "\n";
 }
