@@ -11,20 +11,6 @@ import {
   summarize,
 } from "../../scripts/fuzz/mod.ts";
 
-// The fuzz workers load their TypeScript through a computed dynamic import, which
-// `deno test` type-checks at run time inside the Worker. On a fresh clone (nothing
-// in Deno's check cache yet) that check never finished inside a Worker here (two
-// minutes, 8 s of CPU), so the graph is checked once up front, in a subprocess.
-{
-  const worker = new URL("../../scripts/fuzz/_worker.ts", import.meta.url).pathname;
-  const check = await new Deno.Command(Deno.execPath(), {
-    args: ["check", worker],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (check.code !== 0) throw new Error(new TextDecoder().decode(check.stderr));
-}
-
 /** Seconds per target; `EDGED_PROOF_FUZZ_SECONDS` lengthens it. */
 const SECONDS = Number(Deno.env.get("EDGED_PROOF_FUZZ_SECONDS") ?? 3);
 const SEED = Number(Deno.env.get("EDGED_PROOF_FUZZ_SEED") ?? 20261121);
