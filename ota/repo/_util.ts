@@ -19,44 +19,6 @@ export function expiresIn(now: Date, ms: number): string {
   return new Date(now.getTime() + ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
-/**
- * Orders versions like semver: numeric dot-separated parts compared as
- * numbers, a pre-release (after "-") before the release itself, build
- * metadata (after "+") ignored.
- */
-export function compareVersions(a: string, b: string): number {
-  const split = (v: string) => {
-    const [core, pre] = v.split("+")[0].split(/-(.*)/s);
-    return { core: core.split("."), pre };
-  };
-  const x = split(a);
-  const y = split(b);
-  const cmpPart = (p: string | undefined, q: string | undefined): number => {
-    if (p === q) return 0;
-    if (p === undefined) return -1;
-    if (q === undefined) return 1;
-    const pn = /^\d+$/.test(p);
-    const qn = /^\d+$/.test(q);
-    if (pn && qn) return Number(p) - Number(q);
-    if (pn !== qn) return pn ? -1 : 1;
-    return p < q ? -1 : 1;
-  };
-  for (let i = 0; i < Math.max(x.core.length, y.core.length); i++) {
-    const d = cmpPart(x.core[i] ?? "0", y.core[i] ?? "0");
-    if (d !== 0) return d;
-  }
-  if (x.pre === y.pre) return 0;
-  if (x.pre === undefined) return 1;
-  if (y.pre === undefined) return -1;
-  const xp = x.pre.split(".");
-  const yp = y.pre.split(".");
-  for (let i = 0; i < Math.max(xp.length, yp.length); i++) {
-    const d = cmpPart(xp[i], yp[i]);
-    if (d !== 0) return d;
-  }
-  return 0;
-}
-
 /** Throws {@link RepoError} unless `value` is a safe single path segment (letters, digits, `._+-`). */
 export function checkSegment(what: string, value: string): void {
   if (!/^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(value) || value.includes("..")) {

@@ -11,7 +11,8 @@ import { bsdiff } from "../delta/mod.ts";
 import { ModuleValidationError, parseManifest, validateModule } from "../../sandbox/mod.ts";
 import { RepoError } from "./errors.ts";
 import type { AddedTarget, Repository } from "./repository.ts";
-import { checkSegment, compareVersions } from "./_util.ts";
+import { checkSegment } from "./_util.ts";
+import { compareVersions } from "../semver.ts";
 
 const log = getLogger(["edged", "repo"]);
 

@@ -35,7 +35,8 @@ import {
 import { writeFileAtomic } from "../../runtime/mod.ts";
 import { RepoError } from "./errors.ts";
 import { generateKey, loadKeys, retireKey, type SigningKey } from "./keystore.ts";
-import { compareVersions, expiresIn, parseDuration } from "./_util.ts";
+import { expiresIn, parseDuration } from "./_util.ts";
+import { compareVersions } from "../semver.ts";
 
 const log = getLogger(["edged", "repo"]);
 
