@@ -45,8 +45,8 @@ export interface RunOptions {
 }
 
 /**
- * Builds the components of the runtime from the shared services. Each later
- * subsystem (sandbox, MQTT, updater) adds its construction here.
+ * Builds the components of the runtime from the shared services, in start
+ * order (they stop in reverse).
  */
 function createComponents(ctx: RuntimeContext): Component[] {
   const m = ctx.config.modules;
