@@ -45,5 +45,5 @@ export { OutboxFullError, type Reading, ReadingLog, type StoredReading } from ".
 export { EXIT, runEdged, type RunOptions } from "./run.ts";
 export { Store, StoreError } from "./store.ts";
 export { type BuildInfo, buildInfo, VERSION } from "./version.ts";
-export { runFlags, RUNTIME_PERMISSIONS, V8_FLAGS } from "./permissions.ts";
+export { runFlags, RUNTIME_PERMISSIONS, UNSTABLE_FLAGS, V8_FLAGS } from "./permissions.ts";
 export { syncDir, writeFileAtomic } from "./fs.ts";

@@ -17,13 +17,20 @@ export const RUNTIME_PERMISSIONS: readonly string[] = [
   "--allow-run",
 ];
 
+/**
+ * Unstable Deno features the runtime uses: `worker-options` lets the sandbox
+ * start its Workers with `deno.permissions: "none"`.
+ */
+export const UNSTABLE_FLAGS: readonly string[] = ["--unstable-worker-options"];
+
 /** V8 flags the runtime needs (none: the sandbox caps memory in the module itself). */
 export const V8_FLAGS: readonly string[] = [];
 
-/** The permissions and V8 flags as `deno run` / `deno compile` arguments. */
+/** The permissions, unstable features and V8 flags as `deno run` / `deno compile` arguments. */
 export function runFlags(): string[] {
   return [
     ...RUNTIME_PERMISSIONS,
+    ...UNSTABLE_FLAGS,
     ...(V8_FLAGS.length > 0 ? [`--v8-flags=${V8_FLAGS.join(",")}`] : []),
   ];
 }
