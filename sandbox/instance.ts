@@ -13,6 +13,7 @@ import {
   type LogSink,
   ModuleContext,
   type Published,
+  type SensorReader,
 } from "./host/context.ts";
 import { edgeImports } from "./host/edge.ts";
 import { flushOutput, WASI_MODULE, WasiExit, wasiImports } from "./host/wasi.ts";
@@ -36,9 +37,14 @@ export interface CallOutcome {
   error?: { kind: FaultKind; message: string };
 }
 
+/** The part of a {@link ValidatedModule} an instance runs (it crosses to a Worker). */
+export type RunnableModule = Pick<ValidatedModule, "manifest" | "module">;
+
 /** What an instance needs from its host. */
 export interface InstanceDeps {
   kv?: KvStore;
+  /** How `sensor_read` reads (default: checks the grants and reads the file in this thread). */
+  sensor?: SensorReader;
   logSink: LogSink;
   logRate?: { perSecond: number; burst: number };
 }
@@ -60,7 +66,7 @@ export class GuestInstance {
   readonly #exports: Exports;
   readonly #budget: number;
 
-  private constructor(readonly validated: ValidatedModule, ctx: ModuleContext, exports: Exports) {
+  private constructor(readonly validated: RunnableModule, ctx: ModuleContext, exports: Exports) {
     this.ctx = ctx;
     this.#exports = exports;
     this.#budget = validated.manifest.limits.fuel_per_message;
@@ -71,9 +77,9 @@ export class GuestInstance {
    * `_initialize`, `edge_init`), each with a full fuel budget.
    * @throws {ModuleFault} when an initialiser faults or `edge_init` returns non-zero.
    */
-  static create(validated: ValidatedModule, deps: InstanceDeps): GuestInstance {
+  static create(validated: RunnableModule, deps: InstanceDeps): GuestInstance {
     const m = validated.manifest;
-    const ctx = new ModuleContext(m.name, m, deps.kv, deps.logSink, deps.logRate);
+    const ctx = new ModuleContext(m.name, m, deps.kv, deps.logSink, deps.logRate, deps.sensor);
     const imports: WebAssembly.Imports = { edge: edgeImports(ctx) };
     if (m.grants.wasi) imports[WASI_MODULE] = wasiImports(ctx);
     let raw: WebAssembly.Instance;

@@ -66,6 +66,13 @@ export class CallState {
   logs: LogLine[] = [];
 }
 
+/**
+ * Reads a sensor for `sensor_read`: checks `path` against the module's grants,
+ * reads at most `out.length` bytes into `out`, and answers the byte count or a
+ * negative {@link EdgeError} code.
+ */
+export type SensorReader = (path: string, out: Uint8Array) => number;
+
 /** Sink for module log lines that passed the rate limit. */
 export type LogSink = (module: string, level: number, message: string) => void;
 
@@ -85,6 +92,8 @@ export class ModuleContext {
     readonly kv: KvStore | undefined,
     readonly logSink: LogSink,
     logRate = { perSecond: 20, burst: 100 },
+    /** Set when sensor reads happen elsewhere (the runtime's thread, for a Worker). */
+    readonly sensor?: SensorReader,
   ) {
     this.logBucket = new TokenBucket(logRate.perSecond, logRate.burst);
   }

@@ -157,6 +157,16 @@ export function resolveSensorPath(
   return EdgeError.DENIED;
 }
 
+/**
+ * `sensor_read` done in this thread: {@linkcode resolveSensorPath}, then at
+ * most `out.length` (and {@linkcode MAX_SENSOR_BYTES}) bytes of the regular
+ * file read into `out`. Answers the byte count or a negative code.
+ */
+export function readGrantedSensor(path: string, grants: PathMatcher[], out: Uint8Array): number {
+  const real = resolveSensorPath(path, grants);
+  return typeof real === "number" ? real : readSensor(real, out);
+}
+
 function readSensor(real: string, out: Uint8Array): number {
   let file: Deno.FsFile | undefined;
   try {
@@ -230,8 +240,7 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
       } catch {
         return EdgeError.INVALID;
       }
-      const real = resolveSensorPath(path, sensorGrants);
-      return typeof real === "number" ? real : readSensor(real, out);
+      return ctx.sensor ? ctx.sensor(path, out) : readGrantedSensor(path, sensorGrants, out);
     };
   }
 
