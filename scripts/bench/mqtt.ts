@@ -13,7 +13,12 @@
  */
 import type { BenchOptions, BenchRow } from "./_report.ts";
 import { type EdgedProcess, postJson, startEdged } from "../../tests/_helpers/edged.ts";
-import { type Mosquitto, startMosquitto } from "../../tests/_helpers/mosquitto.ts";
+import {
+  clientArgs,
+  type Mosquitto,
+  spawnSub,
+  startMosquitto,
+} from "../../tests/_helpers/mosquitto.ts";
 
 const TOPIC = "bench/anchor";
 
@@ -24,24 +29,7 @@ async function counter(
   count: number,
   sessionId?: string,
 ): Promise<{ done: Promise<number>; kill: () => void }> {
-  const child = new Deno.Command("mosquitto_sub", {
-    args: [
-      "-h",
-      "127.0.0.1",
-      "-p",
-      String(broker.port),
-      "-q",
-      "1",
-      "-t",
-      topic,
-      "-C",
-      String(count),
-      ...(sessionId ? ["-c", "-i", sessionId, "-V", "5", "-x", "3600"] : []),
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const child = spawnSub(broker, [topic], { count, sessionId });
   // Give it time to subscribe (SUBACK) before anything is published.
   await new Promise((r) => setTimeout(r, 300));
   return {
@@ -66,12 +54,7 @@ async function anchorRate(broker: Mosquitto, n: number): Promise<number> {
   const t0 = performance.now();
   const pub = await new Deno.Command("mosquitto_pub", {
     args: [
-      "-h",
-      "127.0.0.1",
-      "-p",
-      String(broker.port),
-      "-q",
-      "1",
+      ...clientArgs(broker),
       "-t",
       TOPIC,
       "-m",

@@ -149,13 +149,50 @@ export interface Subscriber {
   stop(): Promise<void>;
 }
 
-/** Options for {@linkcode subscribe}. */
-export interface SubscribeOptions {
+/** `-h 127.0.0.1 -p PORT -q 1`: how `mosquitto_pub` and `mosquitto_sub` reach the broker. */
+export function clientArgs(broker: { port: number }): string[] {
+  return ["-h", "127.0.0.1", "-p", String(broker.port), "-q", "1"];
+}
+
+/** Options for {@linkcode spawnSub}. */
+export interface SpawnSubOptions {
   /** Client id with a persistent session (`-c`), so messages queue while it reconnects. */
   sessionId?: string;
+  /** Exit after this many messages (`-C`). */
+  count?: number;
+  /** Output format (`-F`), e.g. `%j` for JSON lines. */
+  format?: string;
   /** Extra mosquitto_sub arguments (e.g. TLS). */
   args?: string[];
+  /** Where its stdout goes. @default {"null"} */
+  stdout?: "piped" | "null";
 }
+
+/** Starts `mosquitto_sub` (MQTT 5, QoS 1) on `topics`. */
+export function spawnSub(
+  broker: { port: number },
+  topics: string[],
+  options: SpawnSubOptions = {},
+): Deno.ChildProcess {
+  return new Deno.Command("mosquitto_sub", {
+    args: [
+      ...clientArgs(broker),
+      "-V",
+      "5",
+      ...topics.flatMap((t) => ["-t", t]),
+      ...(options.format ? ["-F", options.format] : []),
+      ...(options.count !== undefined ? ["-C", String(options.count)] : []),
+      ...(options.sessionId ? ["-c", "-i", options.sessionId, "-x", "3600"] : []),
+      ...(options.args ?? []),
+    ],
+    stdin: "null",
+    stdout: options.stdout ?? "null",
+    stderr: "null",
+  }).spawn();
+}
+
+/** Options for {@linkcode subscribe}. */
+export type SubscribeOptions = Pick<SpawnSubOptions, "sessionId" | "args">;
 
 /**
  * Runs `mosquitto_sub` at QoS 1 on `topic` and collects JSON lines; resolves
@@ -167,30 +204,12 @@ export async function subscribe(
   options: SubscribeOptions = {},
 ): Promise<Subscriber> {
   const probe = `edged-test-probe/${crypto.randomUUID()}`;
-  const args = [
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(broker.port),
-    "-q",
-    "1",
-    "-V",
-    "5",
-    "-F",
-    "%j",
-    "-t",
-    topic,
-    "-t",
-    probe,
-    ...(options.sessionId ? ["-c", "-i", options.sessionId, "-x", "3600"] : []),
-    ...(options.args ?? []),
-  ];
-  const child = new Deno.Command("mosquitto_sub", {
-    args,
-    stdin: "null",
+  const child = spawnSub(broker, [topic, probe], {
+    format: "%j",
+    sessionId: options.sessionId,
+    args: options.args,
     stdout: "piped",
-    stderr: "null",
-  }).spawn();
+  });
   const messages: SubMessage[] = [];
   let probed = false;
   const reading = (async () => {
@@ -250,12 +269,7 @@ export async function pub(
 ): Promise<void> {
   const out = await new Deno.Command("mosquitto_pub", {
     args: [
-      "-h",
-      "127.0.0.1",
-      "-p",
-      String(broker.port),
-      "-q",
-      "1",
+      ...clientArgs(broker),
       "-t",
       topic,
       "-m",
