@@ -1,6 +1,6 @@
 /**
  * What every crash-consistency loop shares: the report shape, a kill at a
- * random moment, and the store checks.
+ * random moment, and the store checks (also used by tests/runtime).
  *
  * @module
  */
@@ -47,6 +47,23 @@ export function integrityCheck(dataDir: string): string {
   try {
     const rows = db.prepare("PRAGMA integrity_check").all() as { integrity_check: string }[];
     return rows.map((r) => r.integrity_check).join("; ");
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * The `device_id:value` keys of every `seq` reading in the store: what the
+ * durability checks compare with the readings that were answered 202.
+ */
+export function storedKeys(dataDir: string): Set<string> {
+  const db = new DatabaseSync(`${dataDir}/edged.db`, { readOnly: true });
+  try {
+    const rows = db.prepare("SELECT device_id, value FROM readings WHERE metric = 'seq'").all() as {
+      device_id: string;
+      value: number;
+    }[];
+    return new Set(rows.map((r) => `${r.device_id}:${r.value}`));
   } finally {
     db.close();
   }

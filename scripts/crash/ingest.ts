@@ -10,25 +10,18 @@
  *
  * @module
  */
-import { DatabaseSync } from "node:sqlite";
 import mqtt from "mqtt";
 import { postJson, startEdged } from "../../tests/_helpers/edged.ts";
 import { startMosquitto } from "../../tests/_helpers/mosquitto.ts";
 import { Rng } from "../fuzz/_prng.ts";
-import { type CrashOptions, type CrashReport, integrityCheck, kill9, sleep } from "./_common.ts";
-
-function storedKeys(dataDir: string): Set<string> {
-  const db = new DatabaseSync(`${dataDir}/edged.db`, { readOnly: true });
-  try {
-    const rows = db.prepare("SELECT device_id, value FROM readings WHERE metric = 'seq'").all() as {
-      device_id: string;
-      value: number;
-    }[];
-    return new Set(rows.map((r) => `${r.device_id}:${r.value}`));
-  } finally {
-    db.close();
-  }
-}
+import {
+  type CrashOptions,
+  type CrashReport,
+  integrityCheck,
+  kill9,
+  sleep,
+  storedKeys,
+} from "./_common.ts";
 
 /** Runs the ingest crash loop. */
 export async function ingestCrash(opts: CrashOptions): Promise<CrashReport> {

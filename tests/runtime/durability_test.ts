@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
 import { postJson, startEdged } from "../_helpers/edged.ts";
+import { storedKeys } from "../../scripts/crash/_common.ts";
 
 /** Posts readings from `workers` concurrent loops until `stop`; returns the acknowledged ones. */
 async function loadUntil(
@@ -25,19 +25,6 @@ async function loadUntil(
     }
   }));
   return { acked, errors };
-}
-
-function storedKeys(dataDir: string): Set<string> {
-  const db = new DatabaseSync(`${dataDir}/edged.db`);
-  try {
-    const rows = db.prepare("SELECT device_id, value FROM readings WHERE metric = 'seq'").all() as {
-      device_id: string;
-      value: number;
-    }[];
-    return new Set(rows.map((r) => `${r.device_id}:${r.value}`));
-  } finally {
-    db.close();
-  }
 }
 
 Deno.test("every reading answered 202 survives kill -9", async () => {
