@@ -51,6 +51,11 @@ function labelKey(names: readonly string[], labels: Labels | undefined): string 
   return key;
 }
 
+/** `name{labels} value` lines of a counter or gauge. */
+function seriesLines(name: string, values: ReadonlyMap<string, number>): string[] {
+  return [...values].map(([k, v]) => `${name}${k ? `{${k}}` : ""} ${formatValue(v)}\n`);
+}
+
 abstract class Metric {
   constructor(
     readonly name: string,
@@ -63,6 +68,11 @@ abstract class Metric {
       if (!LABEL.test(l) || l.startsWith("__")) throw new MetricError(`invalid label '${l}'`);
     }
   }
+  /**
+   * Current values by label key (`a="x",b="y"` in declared order, `""`
+   * without labels): what `samples()` renders, as numbers. Histograms have none.
+   */
+  abstract values(): ReadonlyMap<string, number>;
   abstract samples(): string[];
   render(): string {
     const lines = this.samples();
@@ -89,11 +99,13 @@ export class Counter extends Metric {
   get(labels?: Labels): number {
     return this.#values.get(labelKey(this.labelNames, labels)) ?? 0;
   }
+  /** Current values by label key. */
+  values(): ReadonlyMap<string, number> {
+    return this.#values;
+  }
   /** Sample lines. */
   samples(): string[] {
-    return [...this.#values].map(([k, v]) =>
-      `${this.name}${k ? `{${k}}` : ""} ${formatValue(v)}\n`
-    );
+    return seriesLines(this.name, this.#values);
   }
 }
 
@@ -105,10 +117,14 @@ export class CounterFunc extends Metric {
     super(name, help, "counter", []);
     this.#read = read;
   }
+  /** The value read now (none when the callback returns undefined). */
+  values(): ReadonlyMap<string, number> {
+    const v = this.#read();
+    return v === undefined ? new Map() : new Map([["", v]]);
+  }
   /** Sample lines. */
   samples(): string[] {
-    const v = this.#read();
-    return v === undefined ? [] : [`${this.name} ${formatValue(v)}\n`];
+    return seriesLines(this.name, this.values());
   }
 }
 
@@ -145,15 +161,17 @@ export class Gauge extends Metric {
   get(labels?: Labels): number | undefined {
     return this.#values.get(labelKey(this.labelNames, labels));
   }
-  /** Sample lines (runs the collect callback first). */
-  samples(): string[] {
+  /** Current values by label key (runs the collect callback first). */
+  values(): ReadonlyMap<string, number> {
     if (this.#collect) {
       this.#values.clear();
       this.#collect((v, labels) => this.set(v, labels));
     }
-    return [...this.#values].map(([k, v]) =>
-      `${this.name}${k ? `{${k}}` : ""} ${formatValue(v)}\n`
-    );
+    return this.#values;
+  }
+  /** Sample lines (runs the collect callback first). */
+  samples(): string[] {
+    return seriesLines(this.name, this.values());
   }
 }
 
@@ -218,6 +236,10 @@ export class Histogram extends Metric {
   /** Forgets the series for `labels`. */
   remove(labels?: Labels): void {
     this.#series.delete(labelKey(this.labelNames, labels));
+  }
+  /** None: a histogram is not one number (read its lines in `/metrics`). */
+  values(): ReadonlyMap<string, number> {
+    return new Map();
   }
   /** Sample lines. */
   samples(): string[] {
@@ -296,6 +318,28 @@ export class Metrics {
     labelNames: readonly string[] = [],
   ): Histogram {
     return this.#add(new Histogram(name, help, buckets, labelNames));
+  }
+
+  /**
+   * The current value of the series of `name` with `labels` (every declared
+   * label; one left out counts as ""), or null when that series is not
+   * exported (yet) or `name` is a histogram: the number `/metrics` shows,
+   * without rendering the registry. Gauges with a collect callback and
+   * counters read at scrape time are read now.
+   */
+  value(name: string, labels?: Labels): number | null {
+    const m = this.#metrics.get(name);
+    if (!m) return null;
+    return m.values().get(labelKey(m.labelNames, labels)) ?? null;
+  }
+
+  /** The sum over every series of `name`, or null when it has none (see {@linkcode value}). */
+  sum(name: string): number | null {
+    const values = this.#metrics.get(name)?.values();
+    if (!values || values.size === 0) return null;
+    let total = 0;
+    for (const v of values.values()) total += v;
+    return total;
   }
 
   /** The whole registry in the text exposition format. */

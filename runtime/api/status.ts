@@ -4,9 +4,10 @@
  * modules, recent alerts and recent log lines.
  *
  * The numbers about the uplink, the store and the process are read from the
- * metrics registry, in the Prometheus text exposition format it renders for
- * `/metrics`: the page and a Prometheus alert never disagree, and no
- * component needs a second reporting hook.
+ * metrics registry (`Metrics.value`, `Metrics.sum`), the same series
+ * `/metrics` renders: the page and a Prometheus alert never disagree, and no
+ * component needs a second reporting hook. Only the series shown are read;
+ * nothing is rendered or parsed on a poll.
  *
  * @module
  */
@@ -44,7 +45,10 @@ type Samples = Map<string, { labels: Record<string, string>; value: number }[]>;
 
 const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
 
-/** Parses sample lines of the Prometheus text format 0.0.4 (`name{l="v"} value`). */
+/**
+ * Parses sample lines of the Prometheus text format 0.0.4 (`name{l="v"} value`),
+ * for readers of `/metrics` text (the status route reads the registry itself).
+ */
 export function parseSamples(text: string): Samples {
   const out: Samples = new Map();
   for (const line of text.split("\n")) {
@@ -65,17 +69,6 @@ export function parseSamples(text: string): Samples {
     list.push({ labels, value });
   }
   return out;
-}
-
-/** The value of one series, or null when it is not exported (yet). */
-function pick(s: Samples, name: string, labels: Record<string, string> = {}): number | null {
-  const hit = s.get(name)?.find((x) => Object.entries(labels).every(([k, v]) => x.labels[k] === v));
-  return hit ? hit.value : null;
-}
-
-function sum(s: Samples, name: string): number | null {
-  const list = s.get(name);
-  return list ? list.reduce((a, x) => a + x.value, 0) : null;
 }
 
 /** The broker address without credentials or query (the page is shown to anyone with the token). */
@@ -121,7 +114,7 @@ export function statusComponent(
   const app = new Hono();
   app.get("/", async (c) => {
     const logLimit = Math.min(200, Math.max(0, Number(c.req.query("logs") ?? 50) || 0));
-    const s = parseSamples(ctx.metrics.render());
+    const m = ctx.metrics;
     let update: { current?: { slot?: string | null } } | { error: string } | null = null;
     if (sources.update) {
       try {
@@ -141,30 +134,30 @@ export function statusComponent(
       ready: notReady.length === 0,
       not_ready: notReady,
       process: {
-        resident_memory_bytes: pick(s, "process_resident_memory_bytes"),
-        heap_bytes: pick(s, "process_heap_bytes"),
-        cpu_seconds: pick(s, "process_cpu_seconds_total"),
-        event_loop_lag_seconds: pick(s, "edged_event_loop_lag_seconds"),
+        resident_memory_bytes: m.value("process_resident_memory_bytes"),
+        heap_bytes: m.value("process_heap_bytes"),
+        cpu_seconds: m.value("process_cpu_seconds_total"),
+        event_loop_lag_seconds: m.value("edged_event_loop_lag_seconds"),
       },
       store: {
-        size_bytes: pick(s, "edged_store_size_bytes"),
-        readings_committed: pick(s, "edged_store_readings_committed_total"),
-        readings_pending: pick(s, "edged_readings_pending"),
+        size_bytes: m.value("edged_store_size_bytes"),
+        readings_committed: m.value("edged_store_readings_committed_total"),
+        readings_pending: m.value("edged_readings_pending"),
       },
       mqtt: {
         configured: ctx.config.mqtt.url !== undefined,
         broker: brokerAddress(ctx.config.mqtt.url),
-        connected: pick(s, "edged_mqtt_connected") === 1,
-        connects: pick(s, "edged_mqtt_connects_total"),
-        connect_failures: pick(s, "edged_mqtt_connect_failures_total"),
-        inflight: pick(s, "edged_mqtt_inflight_messages"),
-        acked: pick(s, "edged_mqtt_acked_total"),
+        connected: m.value("edged_mqtt_connected") === 1,
+        connects: m.value("edged_mqtt_connects_total"),
+        connect_failures: m.value("edged_mqtt_connect_failures_total"),
+        inflight: m.value("edged_mqtt_inflight_messages"),
+        acked: m.value("edged_mqtt_acked_total"),
       },
       outbox: {
-        readings: pick(s, "edged_mqtt_outbox_messages", { stream: "readings" }),
-        messages: pick(s, "edged_mqtt_outbox_messages", { stream: "messages" }),
-        oldest_age_seconds: pick(s, "edged_mqtt_outbox_oldest_age_seconds"),
-        dropped: sum(s, "edged_mqtt_dropped_total") ?? 0,
+        readings: m.value("edged_mqtt_outbox_messages", { stream: "readings" }),
+        messages: m.value("edged_mqtt_outbox_messages", { stream: "messages" }),
+        oldest_age_seconds: m.value("edged_mqtt_outbox_oldest_age_seconds"),
+        dropped: m.sum("edged_mqtt_dropped_total") ?? 0,
       },
       update,
       modules: sources.modules?.() ?? [],
