@@ -17,153 +17,27 @@
  *
  * Releases are stand-ins (a `/bin/sh` header that execs `deno run main.ts`
  * plus a 2 MiB payload), because `deno compile` cannot produce runnable
- * binaries here; slots, switch and launcher treat them as binaries.
+ * binaries here; slots, switch and launcher treat them as binaries. They,
+ * the repository and the device process are the update tests' own
+ * (tests/ota/_update_helpers.ts); the device runs under `setsid` here, so a
+ * power loss kills its whole process group.
  *
  * @module
  */
 import { join } from "node:path";
 import { serveRepository } from "../../ota/mod.ts";
-import { runCli } from "../../tests/_helpers/edged.ts";
+import { Device, freePort, publishRelease, repoCli } from "../../tests/ota/_update_helpers.ts";
 import { Rng } from "../fuzz/_prng.ts";
 import { type CrashOptions, type CrashReport, sleep } from "./_common.ts";
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
-const TRIPLE = "x86_64-unknown-linux-gnu";
-const TOKEN = "crash-token-0123456789abcdef";
-/** Download rate: a 2 MiB full release takes about 4 s, a window wide enough to hit. */
+/** Payload of a release: a 2 MiB full download takes about 4 s at {@linkcode RATE}. */
+const RELEASE_BYTES = 2 << 20;
+/** Download rate: a window wide enough to hit. */
 const RATE = 512 * 1024;
 
 async function sha256File(path: string): Promise<string> {
   const d = new Uint8Array(await crypto.subtle.digest("SHA-256", await Deno.readFile(path)));
   return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** A stand-in release: runs this source tree; the payload makes versions differ. */
-async function makeRelease(path: string, version: string, seed: number): Promise<void> {
-  const head = new TextEncoder().encode(
-    `#!/bin/sh\n# edged ${version} (crash-loop stand-in)\nexec ${Deno.execPath()} run --allow-all ${MAIN} "$@"\n`,
-  );
-  const payload = new Rng(0xed9ed, 1).bytes(2 << 20);
-  const r = new Rng(seed);
-  for (let i = 0; i < 256; i++) payload[r.below(payload.length)] ^= 0xff;
-  const data = new Uint8Array(head.length + payload.length);
-  data.set(head);
-  data.set(payload, head.length);
-  await Deno.writeFile(path, data, { mode: 0o755 });
-}
-
-async function repoCli(...args: string[]): Promise<void> {
-  const r = await runCli(["repo", ...args]);
-  if (r.code !== 0) throw new Error(`edged repo ${args.join(" ")}: exit ${r.code}\n${r.stderr}`);
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-/** The launcher and the edged it runs. */
-class Device {
-  child?: Deno.ChildProcess;
-  readonly url: string;
-  constructor(
-    readonly factory: string,
-    readonly dataDir: string,
-    readonly port: number,
-    readonly env: Record<string, string>,
-  ) {
-    this.url = `http://127.0.0.1:${port}`;
-  }
-
-  start(): void {
-    // In its own session and process group, so a power loss kills every
-    // process of the device, even one the launcher spawns during the kill.
-    this.child = new Deno.Command("setsid", {
-      args: [
-        this.factory,
-        "run",
-        "--supervise",
-        "--data-dir",
-        this.dataDir,
-        "--listen",
-        `127.0.0.1:${this.port}`,
-      ],
-      env: {
-        EDGED_API_TOKEN: TOKEN,
-        EDGED_LOG_FORMAT: "json",
-        EDGED_LOG_LEVEL: "info",
-        EDGED_UPDATE_BINARY: this.factory,
-        ...this.env,
-      },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    // The device's log, kept beside its data for a post-mortem.
-    const log = Deno.openSync(`${this.dataDir}.log`, { append: true, create: true });
-    const w = log.writable.getWriter();
-    const pipe = async (r: ReadableStream<Uint8Array>) => {
-      for await (const chunk of r) await w.write(chunk);
-    };
-    Promise.all([pipe(this.child.stdout), pipe(this.child.stderr)]).catch(() => {})
-      .finally(() => w.close().catch(() => {}));
-  }
-
-  async api(
-    path: string,
-    method = "GET",
-    timeoutMs = 5000,
-  ): Promise<{ status: number; body: any }> {
-    const res = await fetch(this.url + path, {
-      method,
-      signal: AbortSignal.timeout(timeoutMs),
-      headers: { authorization: `Bearer ${TOKEN}` },
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : null };
-  }
-
-  async waitStatus(pred: (s: any) => boolean, timeoutMs = 90_000): Promise<any> {
-    const deadline = Date.now() + timeoutMs;
-    let last: unknown = "no answer";
-    while (Date.now() < deadline) {
-      try {
-        const r = await this.api("/api/v1/update");
-        if (r.status === 200 && pred(r.body)) return r.body;
-        last = r.body;
-      } catch (err) {
-        last = err;
-      }
-      await sleep(200);
-    }
-    throw new Error(`device did not reach the expected update status: ${JSON.stringify(last)}`);
-  }
-
-  /** Power loss: SIGKILL to the launcher's whole process group. */
-  async powerLoss(): Promise<void> {
-    if (!this.child) return;
-    try {
-      Deno.kill(-this.child.pid, "SIGKILL");
-    } catch { /* gone */ }
-    await this.child.status;
-    // Anything that left the group (none should) is killed by parentage too.
-    for (const pid of await descendants(this.child.pid)) {
-      try {
-        Deno.kill(pid, "SIGKILL");
-      } catch { /* gone */ }
-    }
-    this.child = undefined;
-  }
-}
-
-async function descendants(pid: number): Promise<number[]> {
-  const out = await new Deno.Command("pgrep", { args: ["-P", String(pid)] }).output();
-  const kids = new TextDecoder().decode(out.stdout).split("\n").map(Number).filter((n) => n > 0);
-  const all = [...kids];
-  for (const k of kids) all.push(...await descendants(k));
-  return all;
 }
 
 /** Largest durable length recorded by partial downloads. */
@@ -239,18 +113,11 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
   let n = 1;
   const publish = async (full: boolean) => {
     const v = `${n}.0.0`;
-    await makeRelease(rel(v), v, n);
-    await repoCli(
-      "add",
-      repo,
-      "--release",
-      rel(v),
-      "--triple",
-      TRIPLE,
-      "--version",
-      v,
-      ...(full ? ["--deltas", "0"] : []),
-    );
+    await publishRelease(repo, rel(v), v, {
+      seed: n,
+      size: RELEASE_BYTES,
+      deltas: full ? 0 : undefined,
+    });
     published.set(v, await sha256File(rel(v)));
     report.stats.releases++;
     n++;
@@ -268,18 +135,23 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
     EDGED_UPDATE_BOOT_DEADLINE_S: "60",
     EDGED_UPDATE_MAX_BOOT_ATTEMPTS: "3",
     EDGED_DEVICE_ID: "crash-device",
-  });
+    EDGED_LOG_LEVEL: "info",
+  }, { setsid: true, logFile: join(dir, "data.log") });
   const isPublished = (s: { current: { version: string; sha256: string | null } }) =>
     published.has(s.current.version) &&
     (s.current.sha256 === null || s.current.sha256 === published.get(s.current.version));
   try {
     device.start();
-    let status = await device.waitStatus(isPublished);
+    let status = await device.waitStatus("a published version", isPublished, 90_000);
     for (let trial = 1; trial <= opts.trials; trial++) {
       // A version on trial refuses a new apply until it is confirmed healthy,
       // or rolled back at the boot deadline (60 s here): never left hanging.
       try {
-        status = await device.waitStatus((s) => isPublished(s) && s.trial === null, 150_000);
+        status = await device.waitStatus(
+          "a confirmed published version",
+          (s) => isPublished(s) && s.trial === null,
+          150_000,
+        );
       } catch (err) {
         report.violations.push(
           `trial ${trial}: a trial was neither confirmed nor rolled back within 150 s: ` +
@@ -288,7 +160,7 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
         break;
       }
       if (status.current.version === latest) latest = await publish(rng.chance(0.6));
-      const started = await device.api("/api/v1/update/apply", "POST");
+      const started = await device.api("/api/v1/update/apply", { method: "POST" });
       // The kill point: a random time, or a moment picked by what the device
       // reports (during the download, at the switch, during the first boot).
       const t0 = Date.now();
@@ -297,9 +169,8 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
       else {
         const until = Date.now() + 30_000;
         while (Date.now() < until) {
-          const s = await device.api("/api/v1/update", "GET", 500).then((r) => r.body).catch(() =>
-            null
-          );
+          const s = await device.api("/api/v1/update", { timeoutMs: 500 }).then((r) => r.body)
+            .catch(() => null);
           if (point === "download" && s?.progress?.received > 0) break;
           if (point === "switch" && (s === null || s.phase === "installing")) break;
           if (point === "first boot" && s?.trial) break;
@@ -309,19 +180,19 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
       }
       const at = Date.now() - t0;
       // The phase just before the kill; no answer means edged was restarting (switch, first boot).
-      const phase = await device.api("/api/v1/update", "GET", 1000).then((r) =>
+      const phase = await device.api("/api/v1/update", { timeoutMs: 1000 }).then((r) =>
         String(r.body?.trial ? "first boot" : r.body?.phase)
       ).catch(() => "restarting");
       report.stats[`killed_${phase.replace(/\W+/g, "_")}`] =
         (report.stats[`killed_${phase.replace(/\W+/g, "_")}`] ?? 0) + 1;
-      await device.powerLoss();
+      await device.killAll();
       const partial = await partialBytes(device.dataDir);
       for (const p of await checkDisk(device.dataDir, published)) {
         report.violations.push(`trial ${trial} (power loss at ${at} ms, ${phase}): ${p}`);
       }
       device.start();
       try {
-        status = await device.waitStatus(isPublished);
+        status = await device.waitStatus("a published version", isPublished, 90_000);
       } catch (err) {
         report.violations.push(`trial ${trial}: after restart ${(err as Error).message}`);
         break;
@@ -329,7 +200,10 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
       if (partial > 0) {
         report.stats.killed_with_partial_download++;
         // Finish this update now: a full download must fetch only the rest.
-        const r = await device.api("/api/v1/update/apply?wait=1", "POST", 120_000).catch((e) => ({
+        const r = await device.api("/api/v1/update/apply?wait=1", {
+          method: "POST",
+          timeoutMs: 120_000,
+        }).catch((e) => ({
           status: 0,
           body: { error: String(e) },
         }));
@@ -343,7 +217,11 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
             );
           } else report.stats.resumed++;
         }
-        status = await device.waitStatus((s) => isPublished(s) && s.trial === null);
+        status = await device.waitStatus(
+          "a confirmed published version",
+          (s) => isPublished(s) && s.trial === null,
+          90_000,
+        );
       }
       report.trials++;
       opts.log?.(
@@ -352,16 +230,27 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
       );
     }
     // Convergence: the newest release installs and is confirmed.
-    await device.waitStatus((s) => isPublished(s) && s.trial === null).catch(() => {});
-    const fin = await device.api("/api/v1/update/apply?wait=1", "POST", 120_000).catch(() => null);
+    await device.waitStatus(
+      "a confirmed published version",
+      (s) => isPublished(s) && s.trial === null,
+      90_000,
+    ).catch(() => {});
+    const fin = await device.api("/api/v1/update/apply?wait=1", {
+      method: "POST",
+      timeoutMs: 120_000,
+    }).catch(() => null);
     if (!fin || (fin.status !== 200)) {
       report.violations.push(`final apply failed: ${JSON.stringify(fin?.body)}`);
     } else {
-      await device.waitStatus((s) => s.current.version === latest && s.trial === null)
+      await device.waitStatus(
+        `${latest} confirmed`,
+        (s) => s.current.version === latest && s.trial === null,
+        90_000,
+      )
         .catch((err) => report.violations.push(`did not converge on ${latest}: ${err.message}`));
     }
   } finally {
-    await device.powerLoss();
+    await device.killAll().catch(() => {});
     await server.shutdown();
     if (report.violations.length === 0) await Deno.remove(dir, { recursive: true }).catch(() => {});
     else report.notes.push(`data, repository and device log kept in ${dir}`);

@@ -1,7 +1,8 @@
 // deno-lint-ignore-file no-explicit-any
 /**
- * Helpers of the update tests: stand-in release executables, a repository
- * built with `edged repo`, and a device process under `edged run --supervise`.
+ * Helpers of the update tests (and of the `update` crash loop,
+ * scripts/crash/update.ts): stand-in release executables, a repository built
+ * with `edged repo`, and a device process under `edged run --supervise`.
  *
  * Why stand-ins: `deno compile` cannot produce runnable binaries on this
  * machine (no denort), so a "release" here is a real executable we can make:
@@ -16,6 +17,7 @@
  */
 import { join } from "node:path";
 import { runCli } from "../_helpers/edged.ts";
+export { freePort } from "../_helpers/mosquitto.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 export const TRIPLE = "x86_64-unknown-linux-gnu";
@@ -29,6 +31,8 @@ export interface ReleaseOptions {
   extraArgs?: string;
   /** Payload variation. */
   seed: number;
+  /** Payload size in bytes (a larger release takes longer to download). @default {524288} */
+  size?: number;
 }
 
 /** Writes a stand-in release executable. */
@@ -38,7 +42,7 @@ export async function makeRelease(path: string, version: string, o: ReleaseOptio
 ${o.prelude ?? ""}
 exec ${Deno.execPath()} run --allow-all ${MAIN} "$@" ${o.extraArgs ?? ""}
 `;
-  const payload = new Uint8Array(512 << 10);
+  const payload = new Uint8Array(o.size ?? 512 << 10);
   let x = 12345;
   for (let i = 0; i < payload.length; i++) {
     x = (x * 1103515245 + 12345) >>> 0;
@@ -59,12 +63,35 @@ export async function repoCli(...args: string[]): Promise<string> {
   return r.stdout;
 }
 
-/** A free loopback port (bound and released). */
-export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
+/** Options of {@linkcode publishRelease}. */
+export interface PublishOptions extends ReleaseOptions {
+  /** `edged repo add --deltas N`: deltas from the N newest releases (0: full only). */
+  deltas?: number;
+}
+
+/**
+ * Writes a stand-in release to `path` and adds it to the repository as
+ * `version` for {@linkcode TRIPLE}; resolves with `edged repo add`'s output.
+ */
+export async function publishRelease(
+  repo: string,
+  path: string,
+  version: string,
+  o: PublishOptions,
+): Promise<string> {
+  await makeRelease(path, version, o);
+  const deltas = o.deltas === undefined ? [] : ["--deltas", String(o.deltas)];
+  return await repoCli(
+    "add",
+    repo,
+    "--release",
+    path,
+    "--triple",
+    TRIPLE,
+    "--version",
+    version,
+    ...deltas,
+  );
 }
 
 /** Waits until `fn` returns a truthy value. */
@@ -87,6 +114,22 @@ export async function waitFor<T>(
   throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}`);
 }
 
+/** Options of {@linkcode Device}. */
+export interface DeviceOptions {
+  /**
+   * Start the launcher under `setsid`, in its own session and process group,
+   * so {@linkcode Device.killAll} kills every process of the device at once
+   * (a power loss), even one the launcher spawns during the kill.
+   * @default {false}
+   */
+  setsid?: boolean;
+  /**
+   * Append the device's stdout and stderr to this file (kept for a
+   * post-mortem) instead of keeping stdout in `lines` and passing stderr on.
+   */
+  logFile?: string;
+}
+
 /** A device: the launcher (`<factory> run --supervise`) and the edged it starts. */
 export class Device {
   readonly lines: string[] = [];
@@ -98,21 +141,24 @@ export class Device {
     readonly dataDir: string,
     readonly port: number,
     readonly env: Record<string, string>,
+    readonly options: DeviceOptions = {},
   ) {
     this.url = `http://127.0.0.1:${port}`;
   }
 
   /** Starts the launcher. */
   start(): this {
-    this.child = new Deno.Command(this.factory, {
-      args: [
-        "run",
-        "--supervise",
-        "--data-dir",
-        this.dataDir,
-        "--listen",
-        `127.0.0.1:${this.port}`,
-      ],
+    const args = [
+      "run",
+      "--supervise",
+      "--data-dir",
+      this.dataDir,
+      "--listen",
+      `127.0.0.1:${this.port}`,
+    ];
+    const { setsid, logFile } = this.options;
+    this.child = new Deno.Command(setsid ? "setsid" : this.factory, {
+      args: setsid ? [this.factory, ...args] : args,
       env: {
         EDGED_API_TOKEN: TOKEN,
         EDGED_LOG_FORMAT: "json",
@@ -121,8 +167,17 @@ export class Device {
       },
       stdin: "null",
       stdout: "piped",
-      stderr: "inherit",
+      stderr: logFile ? "piped" : "inherit",
     }).spawn();
+    if (logFile) {
+      const w = Deno.openSync(logFile, { append: true, create: true }).writable.getWriter();
+      const pipe = async (r: ReadableStream<Uint8Array>) => {
+        for await (const chunk of r) await w.write(chunk);
+      };
+      Promise.all([pipe(this.child.stdout), pipe(this.child.stderr)]).catch(() => {})
+        .finally(() => w.close().catch(() => {}));
+      return this;
+    }
     (async () => {
       let buf = "";
       for await (const chunk of this.child.stdout.pipeThrough(new TextDecoderStream())) {
@@ -136,7 +191,6 @@ export class Device {
     })();
     return this;
   }
-
   /** Log messages so far. */
   messages(): string[] {
     return this.lines.map((l) => {
@@ -148,11 +202,15 @@ export class Device {
     });
   }
 
-  /** Calls the API with the token. */
-  async api(path: string, init: RequestInit = {}): Promise<{ status: number; body: any }> {
+  /** Calls the API with the token (time limit: `timeoutMs`, 60 s with `wait=1`, else 5 s). */
+  async api(
+    path: string,
+    init: RequestInit & { timeoutMs?: number } = {},
+  ): Promise<{ status: number; body: any }> {
+    const { timeoutMs, ...rest } = init;
     const res = await fetch(this.url + path, {
-      signal: AbortSignal.timeout(path.includes("wait=1") ? 60000 : 5000),
-      ...init,
+      signal: AbortSignal.timeout(timeoutMs ?? (path.includes("wait=1") ? 60000 : 5000)),
+      ...rest,
       headers: { authorization: `Bearer ${TOKEN}`, ...init.headers },
     });
     const text = await res.text();
@@ -164,12 +222,18 @@ export class Device {
     return (await waitFor("the update API", () => this.api("/api/v1/update"))).body;
   }
 
-  /** Waits until the update status satisfies `pred`. */
-  waitStatus(what: string, pred: (s: any) => boolean, timeoutMs = 40000): Promise<any> {
-    return waitFor(what, async () => {
-      const r = await this.api("/api/v1/update");
-      return r.status === 200 && pred(r.body) ? r.body : undefined;
-    }, timeoutMs);
+  /** Waits until the update status satisfies `pred`; the error shows the last status seen. */
+  async waitStatus(what: string, pred: (s: any) => boolean, timeoutMs = 40000): Promise<any> {
+    let last: unknown = "no answer";
+    try {
+      return await waitFor(what, async () => {
+        const r = await this.api("/api/v1/update");
+        last = r.body;
+        return r.status === 200 && pred(r.body) ? r.body : undefined;
+      }, timeoutMs);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(last)}`);
+    }
   }
 
   /** The durable state file. */
@@ -194,6 +258,20 @@ export class Device {
 
   /** kill -9 of the launcher and edged together (power loss). */
   async killAll(): Promise<void> {
+    if (this.options.setsid) {
+      // The whole process group at once; then anything that left it (none should).
+      const below = await descendants(this.child.pid);
+      try {
+        Deno.kill(-this.child.pid, "SIGKILL");
+      } catch { /* gone */ }
+      await this.child.status;
+      for (const pid of below) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+      return;
+    }
     const pid = await this.edgedPid(2000).catch(() => 0);
     this.child.kill("SIGKILL");
     if (pid) {
@@ -211,4 +289,13 @@ export class Device {
     } catch { /* gone */ }
     return (await this.child.status).code;
   }
+}
+
+/** Every process below `pid` (children first-level, then theirs). */
+async function descendants(pid: number): Promise<number[]> {
+  const out = await new Deno.Command("pgrep", { args: ["-P", String(pid)] }).output();
+  const kids = new TextDecoder().decode(out.stdout).split("\n").map(Number).filter((n) => n > 0);
+  const all = [...kids];
+  for (const k of kids) all.push(...await descendants(k));
+  return all;
 }

@@ -20,10 +20,10 @@ import { runCli } from "../_helpers/edged.ts";
 import {
   Device,
   freePort,
-  makeRelease,
+  type PublishOptions,
+  publishRelease,
   repoCli,
   TOKEN,
-  TRIPLE,
   waitFor,
 } from "./_update_helpers.ts";
 
@@ -36,19 +36,8 @@ Deno.test({
     const repo = join(dir, "repo");
     const rel = (v: string) => join(dir, `edged-${v}`);
     await repoCli("init", repo);
-    await makeRelease(rel("1.0.0"), "1.0.0", { seed: 1 });
-    await makeRelease(rel("2.0.0"), "2.0.0", { seed: 2 });
-    await repoCli("add", repo, "--release", rel("1.0.0"), "--triple", TRIPLE, "--version", "1.0.0");
-    const out2 = await repoCli(
-      "add",
-      repo,
-      "--release",
-      rel("2.0.0"),
-      "--triple",
-      TRIPLE,
-      "--version",
-      "2.0.0",
-    );
+    await publishRelease(repo, rel("1.0.0"), "1.0.0", { seed: 1 });
+    const out2 = await publishRelease(repo, rel("2.0.0"), "2.0.0", { seed: 2 });
     assert.match(out2, /deltas\/.*1\.0\.0_to_2\.0\.0\.bsdiff/);
     const server = serveRepository(repo, { port: 0, onListen: () => {} });
     const device = new Device(rel("1.0.0"), join(dir, "data"), freePort(), {
@@ -61,23 +50,9 @@ Deno.test({
       EDGED_UPDATE_MAX_BOOT_ATTEMPTS: "2",
       EDGED_DEVICE_ID: "e2e-device",
     }).start();
-    const publish = async (v: string, o: Parameters<typeof makeRelease>[2], ...more: string[]) => {
-      await makeRelease(rel(v), v, o);
-      // One delta (from the previous release) keeps publishing quick.
-      await repoCli(
-        "add",
-        repo,
-        "--release",
-        rel(v),
-        "--triple",
-        TRIPLE,
-        "--version",
-        v,
-        "--deltas",
-        "1",
-        ...more,
-      );
-    };
+    // One delta (from the previous release) keeps publishing quick.
+    const publish = (v: string, o: PublishOptions) =>
+      publishRelease(repo, rel(v), v, { deltas: 1, ...o });
     // Later steps build on earlier ones: stop at the first failure, show the device's log.
     const step = async (name: string, fn: () => Promise<void>) => {
       const ok = await t.step(name, async () => {
@@ -111,7 +86,7 @@ Deno.test({
       });
 
       await step("v2 → v3 by full download, kill -9 mid-download, resumed", async () => {
-        await publish("3.0.0", { seed: 3 }, "--deltas", "0");
+        await publish("3.0.0", { seed: 3, deltas: 0 });
         const r = await device.api("/api/v1/update/apply", { method: "POST" });
         assert.equal(r.status, 202);
         const p = await device.waitStatus(
