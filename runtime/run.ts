@@ -60,6 +60,7 @@ function createComponents(ctx: RuntimeContext): Component[] {
     faultLimit: m.fault_limit,
     quarantineMs: m.quarantine_ms,
     logLinesPerSecond: m.log_lines_per_second,
+    workers: m.workers,
   });
   // MQTT first: it starts before and stops after the modules, so their last
   // uplink messages still reach the durable outbox.

@@ -1,7 +1,8 @@
 /**
  * The modules HTTP API (MISSION.md "HTTP API"), a Hono sub-app the runtime
  * mounts at `/api/v1/modules` behind its bearer auth:
- * `GET /`, `GET|PUT|DELETE /{name}`, `POST /{name}/messages`.
+ * `GET /`, `GET|PUT|DELETE /{name}` (`DELETE` also deletes the module's kv
+ * state unless `?keep_state=true`), `POST /{name}/messages`.
  * Errors answer `{"error": {"code", "message", "details"?}}`.
  *
  * @module
@@ -18,6 +19,7 @@ import {
   PayloadTooLargeError,
 } from "./module_host.ts";
 import type { CallOutcome } from "./instance.ts";
+import { WorkerGoneError } from "./pool.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -73,6 +75,10 @@ export function modulesApi(host: ModuleHost): Hono {
       return fail(c, 409, "module_quarantined", err.message);
     }
     if (err instanceof ModuleFailedError) return fail(c, 409, "module_failed", err.message);
+    if (err instanceof WorkerGoneError) {
+      c.header("Retry-After", "1");
+      return fail(c, 503, "sandbox_unavailable", err.message);
+    }
     throw err;
   });
 
@@ -142,7 +148,11 @@ export function modulesApi(host: ModuleHost): Hono {
   });
 
   app.delete("/:name", async (c) => {
-    await host.remove(c.req.param("name"));
+    const keep = c.req.query("keep_state");
+    if (keep !== undefined && keep !== "true" && keep !== "false") {
+      return fail(c, 400, "bad_request", `keep_state must be true or false, got "${keep}"`);
+    }
+    await host.remove(c.req.param("name"), { keepState: keep === "true" });
     return c.body(null, 204);
   });
 
@@ -164,7 +174,7 @@ export function modulesApi(host: ModuleHost): Hono {
       return fail(c, 400, "bad_request", "topic must be a non-empty string");
     }
     const payload = new TextEncoder().encode(JSON.stringify(body.payload ?? null));
-    return c.json(outcomeJson(host.deliver(name, body.topic, payload)));
+    return c.json(outcomeJson(await host.deliver(name, body.topic, payload)));
   });
 
   return app;

@@ -39,3 +39,4 @@ export { EdgeError } from "./host/context.ts";
 export type { StoreLike } from "./kv.ts";
 export { KV_MIGRATIONS } from "./kv.ts";
 export { modulesComponent } from "./component.ts";
+export { WorkerGoneError } from "./pool.ts";

@@ -3,23 +3,25 @@
  * routing of bus messages into per-module bounded queues with rate admission,
  * fault accounting with quarantine and back-off, and per-module statistics.
  *
- * Modules run on the runtime's main thread, many instances in one isolate;
- * the fuel rewriter bounds every guest call (see README.md for why not Workers).
+ * Modules run in a small pool of Workers without permissions, many instances
+ * per Worker (`pool.ts`); the fuel rewriter bounds every guest call. This
+ * thread keeps the queues, the statistics and every privilege.
  *
  * @module
  */
 
-import { clearImmediate, setImmediate } from "node:timers";
 import { join } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import { ModuleFault, ModuleNotFoundError, ModuleValidationError } from "./errors.ts";
 import type { FaultKind } from "./errors.ts";
 import { type Manifest, parseManifest } from "./manifest.ts";
 import { type ValidatedModule, validateModule } from "./validate.ts";
-import { type CallOutcome, GuestInstance } from "./instance.ts";
+import type { CallOutcome } from "./instance.ts";
 import { TokenBucket } from "./host/context.ts";
 import { type KvStore, SqliteKv, type StoreLike } from "./kv.ts";
 import { ModuleStore } from "./persist.ts";
+import { WorkerGoneError, WorkerPool } from "./pool.ts";
+import type { WireCall, WireOutcome } from "./pool_protocol.ts";
 
 const log = getLogger(["edged", "modules"]);
 const LEVELS = ["debug", "info", "warning", "error"] as const;
@@ -81,6 +83,8 @@ export interface ModuleHostOptions {
   preload?: string[];
   /** Fuel metering; off only for benchmarks. @default true */
   meter?: boolean;
+  /** Workers that run module code (many modules each). @default 2 */
+  workers?: number;
   /** Registry for per-module gauges (scraped at /metrics). */
   metrics?: MetricsLike;
 }
@@ -101,6 +105,7 @@ export interface ModuleStatus {
   errors: number;
   faults: Record<FaultKind, number>;
   dropped: { rate: number; overflow: number; quarantine: number; oversize: number };
+  /** Messages queued, plus those sent to the module's Worker and not yet done. */
   queue_depth: number;
   fuel_used: number;
   last_fuel_used: number;
@@ -140,8 +145,8 @@ export class PayloadTooLargeError extends Error {
 }
 
 const MAX_BACKOFF_MS = 300_000;
-const SLICE_MS = 5;
-const enc = new TextEncoder();
+/** Messages sent to a Worker in one batch (one per module per round). */
+const BATCH = 128;
 
 const zeroFaults = (): Record<FaultKind, number> => ({
   fuel: 0,
@@ -153,7 +158,8 @@ const zeroFaults = (): Record<FaultKind, number> => ({
 });
 
 class Record_ {
-  instance: GuestInstance | undefined;
+  /** The running instance's id in the pool (undefined while a crashed Worker's modules reload). */
+  inst: number | undefined;
   state: ModuleState = "running";
   queue: BusMessageLike[] = [];
   unsubscribe: (() => void)[] = [];
@@ -162,7 +168,11 @@ class Record_ {
   consecutive = 0;
   backoffMs: number;
   until = 0;
-  needsReset = false;
+  memoryBytes = 0;
+  /** Messages sent to the Worker whose outcome is not in yet. */
+  inFlight = 0;
+  /** Log lines dropped by the current version, and by the versions before it. */
+  logsDropped = 0;
   logsDroppedBefore = 0;
   s = {
     messages_in: 0,
@@ -174,7 +184,11 @@ class Record_ {
     last_fuel_used: 0,
     last_error: null as ModuleStatus["last_error"],
   };
-  constructor(public validated: ValidatedModule, quarantineMs: number) {
+  constructor(
+    public validated: ValidatedModule,
+    quarantineMs: number,
+    readonly lane: number,
+  ) {
     const mps = validated.manifest.limits.messages_per_second;
     this.bucket = new TokenBucket(mps, mps);
     this.backoffMs = quarantineMs;
@@ -187,6 +201,11 @@ class Record_ {
 /** Runs installed modules. Create one per runtime; see {@link ModuleHost.component}. */
 export class ModuleHost {
   readonly #opts: Required<Omit<ModuleHostOptions, "preload" | "metrics">> & { preload: string[] };
+  #pool: WorkerPool | undefined;
+  /** Per Worker: a batch is out (one at a time, so each module's messages stay in order). */
+  #busy: boolean[] = [];
+  #kicked: boolean[] = [];
+  #stopped = false;
   readonly #records = new Map<string, Record_>();
   /** Installed modules that could not be loaded at start (state "failed"). */
   readonly #failed = new Map<
@@ -197,9 +216,8 @@ export class ModuleHost {
   readonly #disk: ModuleStore;
   readonly #locks = new Map<string, Promise<unknown>>();
   #ready = false;
-  #timer: ReturnType<typeof setImmediate> | undefined;
   #latency?: ReturnType<MetricsLike["histogram"]>;
-  #rr = 0;
+  #rr: number[] = [];
 
   constructor(options: ModuleHostOptions) {
     this.#opts = {
@@ -208,11 +226,15 @@ export class ModuleHost {
       quarantineMs: 1000,
       logLinesPerSecond: 20,
       meter: true,
+      workers: 2,
       preload: [],
       ...options,
     };
     if (this.#opts.queueCapacity < 1) {
       throw new RangeError(`queueCapacity must be at least 1, got ${this.#opts.queueCapacity}`);
+    }
+    if (!Number.isInteger(this.#opts.workers) || this.#opts.workers < 1) {
+      throw new RangeError(`workers must be a positive integer, got ${this.#opts.workers}`);
     }
     this.#kv = new SqliteKv(options.store);
     this.#disk = new ModuleStore(join(options.dataDir, "modules"));
@@ -323,12 +345,56 @@ export class ModuleHost {
 
   /** Unsubscribes every module and stops delivering. */
   stop(): Promise<void> {
-    if (this.#timer !== undefined) clearImmediate(this.#timer);
-    this.#timer = undefined;
+    this.#stopped = true;
     for (const r of this.#records.values()) r.unsubscribe.forEach((u) => u());
     this.#records.clear();
+    this.#pool?.terminate();
+    this.#pool = undefined;
     this.#ready = false;
     return Promise.resolve();
+  }
+
+  /** The Worker pool, started on first use. */
+  #workers(): WorkerPool {
+    if (this.#stopped) throw new WorkerGoneError(0, "is stopped: the module host was stopped");
+    if (!this.#pool) {
+      const perSecond = this.#opts.logLinesPerSecond;
+      this.#pool = new WorkerPool({
+        size: this.#opts.workers,
+        kv: this.#kv,
+        logRate: { perSecond, burst: perSecond * 5 },
+        onSink: (lines) => {
+          for (const { module, level, line } of lines) {
+            getLogger(["edged", "module", module])[LEVELS[level]]("{line}", { line });
+          }
+        },
+        onCrash: (lane, why) => this.#recover(lane, why),
+      });
+      this.#busy = new Array(this.#pool.size).fill(false);
+      this.#kicked = new Array(this.#pool.size).fill(false);
+      this.#rr = new Array(this.#pool.size).fill(0);
+    }
+    return this.#pool;
+  }
+
+  /** A Worker died: its modules lose their in-flight messages (counted) and load again. */
+  #recover(lane: number, why: string): void {
+    log.error("sandbox worker {lane} {why}; reloading its modules", { lane, why });
+    for (const r of this.#records.values()) {
+      if (r.lane !== lane) continue;
+      r.inst = undefined;
+      void this.#serialised(r.manifest.name, async () => {
+        if (this.#records.get(r.manifest.name) !== r || r.inst !== undefined) return;
+        try {
+          const loaded = await this.#workers().load(lane, r.validated);
+          r.inst = loaded.inst;
+          r.memoryBytes = loaded.memoryBytes;
+          this.#kick(lane);
+        } catch (err) {
+          this.#fault(r, { kind: "host", message: `reload after a worker crash: ${err}` });
+        }
+      }).catch(() => {});
+    }
   }
 
   /** Reasons the host is not ready (empty once started). */
@@ -349,15 +415,20 @@ export class ModuleHost {
     });
   }
 
-  /** Unloads and deletes a module; its kv state is kept. */
-  remove(name: string): Promise<void> {
+  /**
+   * Unloads and deletes a module, and its kv state unless `keepState`.
+   * Messages already sent to its Worker finish; queued ones are dropped.
+   */
+  remove(name: string, { keepState = false }: { keepState?: boolean } = {}): Promise<void> {
     return this.#serialised(name, () => {
       const r = this.#records.get(name);
       if (!r && !this.#failed.has(name)) throw new ModuleNotFoundError(name);
       r?.unsubscribe.forEach((u) => u());
+      if (r?.inst !== undefined) this.#pool?.unload(r.inst);
       this.#records.delete(name);
       this.#failed.delete(name);
       this.#disk.remove(name);
+      if (!keepState) this.#kv.clear(name);
       this.#latency?.remove({ module: name });
       log.info("module {name} removed", { name });
       return Promise.resolve();
@@ -406,10 +477,10 @@ export class ModuleHost {
       subscribe: m.subscribe,
       loaded_at: r.loadedAt.toISOString(),
       ...structuredClone(r.s),
-      queue_depth: r.queue.length,
-      memory_bytes: r.instance?.memoryBytes ?? 0,
+      queue_depth: r.queue.length + r.inFlight,
+      memory_bytes: r.memoryBytes,
       kv_bytes: m.grants.kv ? this.#kv.usage(name) : 0,
-      logs_dropped: r.logsDroppedBefore + (r.instance?.ctx.logsDropped ?? 0),
+      logs_dropped: r.logsDroppedBefore + r.logsDropped,
       quarantined_until: r.state === "quarantined" ? new Date(r.until).toISOString() : null,
     };
   }
@@ -418,7 +489,7 @@ export class ModuleHost {
    * Delivers one message now, bypassing the queue and the rate limit, and
    * answers what the module did.
    */
-  deliver(name: string, topic: string, payload: Uint8Array): CallOutcome {
+  async deliver(name: string, topic: string, payload: Uint8Array): Promise<CallOutcome> {
     const r = this.#records.get(name);
     if (!r) {
       const f = this.#failed.get(name);
@@ -429,7 +500,12 @@ export class ModuleHost {
     if (payload.length > limit) throw new PayloadTooLargeError(payload.length, limit);
     this.#release(r);
     if (r.state === "quarantined") throw new ModuleQuarantinedError(name, r.until);
-    return this.#call(r, topic, payload);
+    const inst = r.inst;
+    if (inst === undefined) throw new ModuleFailedError(name, "its worker is restarting");
+    const [out] = await this.#workers().run(r.lane, [{ inst, topic, payload }]);
+    this.#apply(r, inst, out!);
+    const { status, published, logs, fuelUsed, error } = out!;
+    return { status, published, logs, fuelUsed, error };
   }
 
   async #activate(
@@ -438,9 +514,13 @@ export class ModuleHost {
     persist = false,
   ): Promise<ValidatedModule> {
     const validated = await validateModule(bytes, manifest, { meter: this.#opts.meter });
-    let instance: GuestInstance;
+    const pool = this.#workers();
+    const old = this.#records.get(manifest.name);
+    const lane = old?.lane ?? this.#leastLoadedLane(pool.size);
+    let loaded: { inst: number; memoryBytes: number };
     try {
-      instance = this.#instantiate(validated);
+      // The old version keeps running meanwhile, in the same Worker (so messages stay in order).
+      loaded = await pool.load(lane, validated);
     } catch (err) {
       if (!(err instanceof ModuleFault)) throw err;
       throw new ModuleValidationError([`initialisation failed (${err.kind}): ${err.message}`], {
@@ -449,19 +529,26 @@ export class ModuleHost {
     }
     if (persist) {
       const stored = { ...manifest, sha256: validated.sha256 };
-      this.#disk.save(
-        manifest.name,
-        validated.sha256,
-        JSON.stringify(stored, null, 2) + "\n",
-        bytes,
-      );
+      try {
+        this.#disk.save(
+          manifest.name,
+          validated.sha256,
+          JSON.stringify(stored, null, 2) + "\n",
+          bytes,
+        );
+      } catch (err) {
+        pool.unload(loaded.inst);
+        throw err;
+      }
     }
-    // The swap: everything below is synchronous, so no guest call interleaves;
-    // queued messages stay queued and go to the new version.
-    const old = this.#records.get(manifest.name);
-    const r = old ?? new Record_(validated, this.#opts.quarantineMs);
+    // The swap: everything below is synchronous. Messages already sent to the
+    // Worker finish on the old instance (it is unloaded after them); queued
+    // messages stay queued and go to the new version.
+    const r = old ?? new Record_(validated, this.#opts.quarantineMs, lane);
     if (old) {
-      r.logsDroppedBefore += old.instance?.ctx.logsDropped ?? 0;
+      if (old.inst !== undefined) pool.unload(old.inst);
+      r.logsDroppedBefore += old.logsDropped;
+      r.logsDropped = 0;
       r.unsubscribe.forEach((u) => u());
       r.unsubscribe = [];
       r.validated = validated;
@@ -469,9 +556,9 @@ export class ModuleHost {
       r.bucket = new TokenBucket(mps, mps);
       r.loadedAt = new Date();
     }
-    r.instance = instance;
+    r.inst = loaded.inst;
+    r.memoryBytes = loaded.memoryBytes;
     r.state = "running";
-    r.needsReset = false;
     r.consecutive = 0;
     r.backoffMs = this.#opts.quarantineMs;
     this.#records.set(manifest.name, r);
@@ -485,16 +572,6 @@ export class ModuleHost {
       sha: validated.sha256.slice(0, 12),
     });
     return validated;
-  }
-
-  #instantiate(validated: ValidatedModule): GuestInstance {
-    return GuestInstance.create(validated, {
-      kv: this.#kv,
-      logRate: { perSecond: this.#opts.logLinesPerSecond, burst: this.#opts.logLinesPerSecond * 5 },
-      logSink: (module, level, line) => {
-        getLogger(["edged", "module", module])[LEVELS[level]]("{line}", { line });
-      },
-    });
   }
 
   /** Bus handler: admission only; never blocks the publisher. */
@@ -518,47 +595,89 @@ export class ModuleHost {
       return;
     }
     r.queue.push(msg);
-    this.#schedule();
+    this.#kick(r.lane);
   }
 
-  #schedule(): void {
-    // setImmediate runs after the next I/O poll (ingest keeps flowing) without
-    // the ~2 ms Deno adds to every setTimeout(0) hop.
-    if (this.#timer === undefined) this.#timer = setImmediate(() => this.#drain());
+  #leastLoadedLane(size: number): number {
+    const load = new Array<number>(size).fill(0);
+    for (const r of this.#records.values()) load[r.lane]++;
+    return load.indexOf(Math.min(...load));
   }
 
-  /** Round-robin over modules with queued messages, one message each per turn, in short slices. */
-  #drain(): void {
-    this.#timer = undefined;
-    const deadline = performance.now() + SLICE_MS;
-    let pending = true;
-    while (pending && performance.now() < deadline) {
-      pending = false;
-      const records = [...this.#records.values()];
-      for (let i = 0; i < records.length; i++) {
-        const r = records[(this.#rr + i) % records.length];
-        const msg = r.queue.shift();
-        if (!msg) continue;
+  /** Pumps Worker `lane` once the current synchronous work is done (bursts go as one batch). */
+  #kick(lane: number): void {
+    if (this.#kicked[lane] || this.#stopped) return;
+    this.#kicked[lane] = true;
+    queueMicrotask(() => {
+      this.#kicked[lane] = false;
+      this.#pump(lane);
+    });
+  }
+
+  /**
+   * Sends Worker `lane` one batch: round-robin over its modules with queued
+   * messages, one message each per round, up to {@link BATCH}. One batch is out
+   * per Worker at a time; the next goes when its answer is in.
+   */
+  #pump(lane: number): void {
+    if (this.#busy[lane] || this.#stopped || !this.#pool) return;
+    const records = [...this.#records.values()].filter((r) => r.lane === lane && r.queue.length);
+    if (records.length === 0) return;
+    const start = this.#rr[lane]++ % records.length;
+    const calls: WireCall[] = [];
+    const sent: { r: Record_; msg: BusMessageLike }[] = [];
+    let more = true;
+    while (more && calls.length < BATCH) {
+      more = false;
+      for (let i = 0; i < records.length && calls.length < BATCH; i++) {
+        const r = records[(start + i) % records.length];
+        if (r.queue.length === 0 || r.inst === undefined) continue;
         this.#release(r);
         if (r.state === "quarantined") {
-          r.s.dropped.quarantine += r.queue.length + 1;
+          r.s.dropped.quarantine += r.queue.length;
           r.queue = [];
           continue;
         }
-        try {
-          this.#call(r, msg.topic, msg.payload);
-        } catch (err) {
-          // A bug of ours must not kill the drain timer (and with it every module).
-          log.error("delivery to module {name} failed: {error}", {
-            name: r.manifest.name,
-            error: String(err),
-          });
-        }
-        if (r.queue.length > 0) pending = true;
+        const msg = r.queue.shift()!;
+        calls.push({ inst: r.inst, topic: msg.topic, payload: msg.payload });
+        sent.push({ r, msg });
+        r.inFlight++;
+        if (r.queue.length > 0) more = true;
       }
-      this.#rr++;
     }
-    if (pending || [...this.#records.values()].some((r) => r.queue.length > 0)) this.#schedule();
+    if (calls.length === 0) return;
+    this.#busy[lane] = true;
+    this.#pool.run(lane, calls).then((outcomes) => {
+      for (const { r } of sent) r.inFlight--;
+      // Messages a Worker did not run (their module faulted earlier in the batch)
+      // go back to the front of their queue, in order, unless it is now quarantined.
+      const back = new Map<Record_, BusMessageLike[]>();
+      outcomes.forEach((out, i) => {
+        const { r, msg } = sent[i];
+        if (out) this.#apply(r, calls[i].inst, out);
+        else back.set(r, [...(back.get(r) ?? []), msg]);
+      });
+      for (const [r, msgs] of back) {
+        if (r.state === "quarantined") r.s.dropped.quarantine += msgs.length;
+        else r.queue.unshift(...msgs);
+      }
+    }, (err) => {
+      for (const { r } of sent) r.inFlight--;
+      if (this.#stopped) return;
+      // The Worker died with the batch (see #recover): these messages are lost, and counted.
+      const hit = new Map<Record_, number>();
+      for (const { r } of sent) hit.set(r, (hit.get(r) ?? 0) + 1);
+      for (const [r, n] of hit) {
+        r.s.messages_in += n;
+        this.#fault(r, { kind: "host", message: `${n} message(s) lost: ${err.message}` });
+      }
+    }).catch((err) => {
+      // A bug of ours must not stop delivery to every module of this Worker.
+      log.error("delivery on sandbox worker {lane} failed: {error}", { lane, error: String(err) });
+    }).finally(() => {
+      this.#busy[lane] = false;
+      this.#pump(lane);
+    });
   }
 
   #release(r: Record_): void {
@@ -570,36 +689,19 @@ export class ModuleHost {
     }
   }
 
-  #call(r: Record_, topic: string, payload: Uint8Array): CallOutcome {
-    if (r.needsReset || !r.instance) {
-      // After a fault the instance may hold broken state (a C stack pointer left
-      // mid-frame, a half-built heap), so the module restarts from a fresh instance.
-      try {
-        r.logsDroppedBefore += r.instance?.ctx.logsDropped ?? 0;
-        r.instance = this.#instantiate(r.validated);
-        r.needsReset = false;
-      } catch (err) {
-        const f = err instanceof ModuleFault ? err : new ModuleFault("host", String(err));
-        const outcome: CallOutcome = {
-          status: null,
-          published: [],
-          logs: [],
-          fuelUsed: 0,
-          error: { kind: f.kind, message: `restart after fault: ${f.message}` },
-        };
-        this.#fault(r, outcome.error!);
-        return outcome;
-      }
-    }
-    const t0 = performance.now();
-    const out = r.instance.call(enc.encode(topic), payload);
-    this.#latency?.observe((performance.now() - t0) / 1000, { module: r.manifest.name });
+  /** Books one outcome: statistics, faults, and the module's publications onto the bus. */
+  #apply(r: Record_, inst: number, out: WireOutcome): void {
+    this.#latency?.observe(out.ms / 1000, { module: r.manifest.name });
     r.s.messages_in++;
     r.s.fuel_used += out.fuelUsed;
     r.s.last_fuel_used = out.fuelUsed;
+    if (inst === r.inst) {
+      r.memoryBytes = out.memoryBytes;
+      r.logsDropped = out.logsDropped;
+    }
     if (out.error) {
       this.#fault(r, out.error);
-      return out;
+      return;
     }
     r.consecutive = 0;
     r.backoffMs = this.#opts.quarantineMs;
@@ -616,14 +718,12 @@ export class ModuleHost {
         });
       }
     }
-    return out;
   }
 
   #fault(r: Record_, error: { kind: FaultKind; message: string }): void {
     r.s.errors++;
     r.s.faults[error.kind]++;
     r.s.last_error = { ...error, at: new Date().toISOString() };
-    r.needsReset = true;
     r.consecutive++;
     log.warn("module {name} fault ({kind}): {message}", { name: r.manifest.name, ...error });
     if (r.consecutive >= this.#opts.faultLimit) {

@@ -17,8 +17,12 @@ import { runFlags, TARGETS } from "./_flags.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
-/** Files read at run time that must be embedded (resolved relative to the repo). */
-export const INCLUDE: readonly string[] = [];
+/**
+ * Modules loaded at run time that must be embedded (resolved relative to the
+ * repo): the sandbox Worker's entry point, which `deno compile` does not find
+ * by itself.
+ */
+export const INCLUDE: readonly string[] = ["sandbox/worker.ts"];
 
 /** Thrown when a target cannot be built here. */
 export class CompileError extends Error {
@@ -40,7 +44,7 @@ export function compileArgs(target: string, output: string): string[] {
     "--output",
     output,
     ...runFlags(),
-    ...INCLUDE.flatMap((f) => ["--include", f]),
+    ...INCLUDE.flatMap((f) => ["--include", `${ROOT}${f}`]),
     `${ROOT}main.ts`,
   ];
 }

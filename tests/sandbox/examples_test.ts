@@ -37,10 +37,10 @@ Deno.test("C (clang, wasi-libc): the threshold-alert rule turns readings into al
     ]]);
     assert.equal(alerts[0].threshold, 75);
     // printf reaches the log through WASI fd_write.
-    const out = e.host.deliver("threshold-alert", "config/threshold-alert", enc("95"));
+    const out = await e.host.deliver("threshold-alert", "config/threshold-alert", enc("95"));
     assert.equal(out.status, 0);
     assert.deepEqual(out.logs.map((l) => l.message), ["threshold set to 95.00"]);
-    const low = e.host.deliver(
+    const low = await e.host.deliver(
       "threshold-alert",
       "sensors/pump-7/temperature",
       reading("pump-7", 91),
@@ -57,18 +57,23 @@ Deno.test("C: the threshold and per-device state survive a new version and a res
   const e = await env();
   try {
     await load(e.host, "threshold-alert-c");
-    e.host.deliver("threshold-alert", "config/threshold-alert", enc("50"));
-    e.host.deliver("threshold-alert", "sensors/a/temperature", reading("a", 60));
+    await e.host.deliver("threshold-alert", "config/threshold-alert", enc("50"));
+    await e.host.deliver("threshold-alert", "sensors/a/temperature", reading("a", 60));
     await e.close();
     const again = await env({ dataDir: e.dataDir });
     try {
       // 60 again: already high, no new alert; 40: back to normal under the restored threshold 50.
       assert.equal(
-        again.host.deliver("threshold-alert", "sensors/a/temperature", reading("a", 60)).published
+        (await again.host.deliver("threshold-alert", "sensors/a/temperature", reading("a", 60)))
+          .published
           .length,
         0,
       );
-      const back = again.host.deliver("threshold-alert", "sensors/a/temperature", reading("a", 40));
+      const back = await again.host.deliver(
+        "threshold-alert",
+        "sensors/a/temperature",
+        reading("a", 40),
+      );
       assert.equal(JSON.parse(new TextDecoder().decode(back.published[0].payload)).threshold, 50);
     } finally {
       await again.close();
@@ -103,7 +108,7 @@ Deno.test("WAT: the relay republishes under uplink/telemetry/relay", async () =>
   const e = await env();
   try {
     await load(e.host, "relay-wat");
-    const out = e.host.deliver("relay", "sensors/x/relay", enc('{"a":1}'));
+    const out = await e.host.deliver("relay", "sensors/x/relay", enc('{"a":1}'));
     assert.deepEqual(out.published.map((p) => p.topic), ["uplink/telemetry/relay"]);
     assert.equal(new TextDecoder().decode(out.published[0].payload), '{"a":1}');
   } finally {
@@ -115,10 +120,10 @@ Deno.test("Rust (rustc wasm32-wasi, std): starts, prints through WASI, keeps sta
   const e = await env();
   try {
     await load(e.host, "counter-rust");
-    const first = e.host.deliver("counter", "sensors/a/count", enc("1"));
+    const first = await e.host.deliver("counter", "sensors/a/count", enc("1"));
     assert.equal(first.status, 0, JSON.stringify(first.error));
     assert.deepEqual(first.logs.map((l) => l.message), ["message 1 on sensors/a/count"]);
-    const second = e.host.deliver("counter", "sensors/b/count", enc("1"));
+    const second = await e.host.deliver("counter", "sensors/b/count", enc("1"));
     assert.deepEqual(JSON.parse(new TextDecoder().decode(second.published[0].payload)), {
       topic: "sensors/b/count",
       count: 2,

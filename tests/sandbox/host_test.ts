@@ -76,17 +76,17 @@ Deno.test("out-of-bounds pointers and negative lengths get EdgeError.FAULT, neve
     ]];
     for (const [p, n] of bad) {
       for (const fn of [1, 3, 4]) {
-        const out = call(fn, p, n, DATA, 4);
+        const out = await call(fn, p, n, DATA, 4);
         assert.equal(out.error, undefined, `fn ${fn} (${p}, ${n})`);
         assert.equal(out.status, EdgeError.FAULT, `fn ${fn} (${p}, ${n})`);
-        const out2 = call(fn, DATA, 1, p, n);
+        const out2 = await call(fn, DATA, 1, p, n);
         assert.equal(
           out2.status,
           fn === 4 && n === 0 ? 0 : EdgeError.FAULT,
           `fn ${fn} out (${p}, ${n})`,
         );
       }
-      const log = call(0, 1, p, n, 0);
+      const log = await call(0, 1, p, n, 0);
       assert.equal(log.error, undefined);
       assert.match(log.logs[0].message, /bad pointer or length/);
     }
@@ -99,17 +99,17 @@ Deno.test("out-of-bounds pointers and negative lengths get EdgeError.FAULT, neve
 Deno.test("publish only onto granted topics, with MQTT wildcards; ungranted topics get DENIED", async () => {
   const { e, call } = await probeHost();
   try {
-    const send = (topic: string, payload = "p") => {
+    const send = async (topic: string, payload = "p") => {
       const t = enc(topic);
       const data = new Uint8Array([...t, ...enc(payload)]);
-      return call(1, DATA, t.length, DATA + t.length, payload.length, data).status;
+      return (await call(1, DATA, t.length, DATA + t.length, payload.length, data)).status;
     };
-    assert.equal(send("alerts/pump-7/temperature"), 0);
-    assert.equal(send("alerts"), 0); // '#' matches the parent level (MQTT 4.7.1.2)
-    assert.equal(send("uplink/telemetry/x"), EdgeError.DENIED);
-    assert.equal(send("alertsX/y"), EdgeError.DENIED);
-    assert.equal(send("alerts/+"), EdgeError.INVALID);
-    assert.equal(send(""), EdgeError.INVALID);
+    assert.equal(await send("alerts/pump-7/temperature"), 0);
+    assert.equal(await send("alerts"), 0); // '#' matches the parent level (MQTT 4.7.1.2)
+    assert.equal(await send("uplink/telemetry/x"), EdgeError.DENIED);
+    assert.equal(await send("alertsX/y"), EdgeError.DENIED);
+    assert.equal(await send("alerts/+"), EdgeError.INVALID);
+    assert.equal(await send(""), EdgeError.INVALID);
     const published = e.seen.filter((m) => m.source === "module:probe").map((m) => m.topic);
     assert.deepEqual(published, ["alerts/pump-7/temperature", "alerts"]);
   } finally {
@@ -120,7 +120,7 @@ Deno.test("publish only onto granted topics, with MQTT wildcards; ungranted topi
 Deno.test("log lines are capped at 1024 bytes and rate-limited so spam cannot flood the device log", async () => {
   const { e, call } = await probeHost();
   try {
-    const long = call(0, 2, DATA, 5000, 0, new Uint8Array(5000).fill(0x41));
+    const long = await call(0, 2, DATA, 5000, 0, new Uint8Array(5000).fill(0x41));
     assert.equal(long.logs[0].message.length, 1024 + " [truncated from 5000 bytes]".length);
     const spam = await module(
       `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (local i32)
@@ -132,7 +132,7 @@ Deno.test("log lines are capped at 1024 bytes and rate-limited so spam cannot fl
       `(import "edge" "log" (func $log (param i32 i32 i32)))`,
     );
     await e.host.install(manifest("spam", { limits: { fuel_per_message: 50_000_000 } }), spam);
-    const out = e.host.deliver("spam", "t", enc("x"));
+    const out = await e.host.deliver("spam", "t", enc("x"));
     assert.equal(out.status, 0);
     assert.equal(out.logs.length, 100); // the API answer keeps the first 100
     const s = e.host.status("spam");
@@ -148,26 +148,33 @@ Deno.test("log lines are capped at 1024 bytes and rate-limited so spam cannot fl
 Deno.test("kv: set, get, too-small buffers, missing keys and the max_bytes quota", async () => {
   const { e, call } = await probeHost();
   try {
-    const set = (k: string, v: string) => {
+    const set = async (k: string, v: string) => {
       const kb = enc(k);
       const vb = enc(v);
-      return call(4, DATA, kb.length, DATA + kb.length, vb.length, new Uint8Array([...kb, ...vb]))
+      return (await call(
+        4,
+        DATA,
+        kb.length,
+        DATA + kb.length,
+        vb.length,
+        new Uint8Array([...kb, ...vb]),
+      ))
         .status;
     };
-    const get = (k: string, cap: number) => {
+    const get = async (k: string, cap: number) => {
       const kb = enc(k);
-      return call(3, DATA, kb.length, DATA + 64, cap, kb).status;
+      return (await call(3, DATA, kb.length, DATA + 64, cap, kb)).status;
     };
-    assert.equal(set("a", "hello"), 0);
-    assert.equal(get("a", 16), 5);
-    assert.equal(get("a", 2), EdgeError.TOO_BIG);
-    assert.equal(get("zz", 16), EdgeError.NOT_FOUND);
-    assert.equal(set("b", "x".repeat(57)), 0); // 1+5 + 1+57 = 64 bytes: exactly the quota
-    assert.equal(set("c", "y"), EdgeError.QUOTA);
-    assert.equal(set("b", "x".repeat(10)), 0); // overwriting frees space
-    assert.equal(set("c", "y"), 0);
+    assert.equal(await set("a", "hello"), 0);
+    assert.equal(await get("a", 16), 5);
+    assert.equal(await get("a", 2), EdgeError.TOO_BIG);
+    assert.equal(await get("zz", 16), EdgeError.NOT_FOUND);
+    assert.equal(await set("b", "x".repeat(57)), 0); // 1+5 + 1+57 = 64 bytes: exactly the quota
+    assert.equal(await set("c", "y"), EdgeError.QUOTA);
+    assert.equal(await set("b", "x".repeat(10)), 0); // overwriting frees space
+    assert.equal(await set("c", "y"), 0);
     assert.equal(e.host.status("probe").kv_bytes, 6 + 11 + 2);
-    assert.equal(set("k".repeat(300), "v"), EdgeError.TOO_BIG);
+    assert.equal(await set("k".repeat(300), "v"), EdgeError.TOO_BIG);
   } finally {
     await e.dispose();
   }
@@ -186,18 +193,18 @@ Deno.test("sensor_read: granted globs only; '..' and symlinks cannot escape; rea
       grants: { ...GRANTS.grants, sensor: [`${root}/hwmon*/temp*_input`] },
     });
     try {
-      const read = (path: string, cap = 64) => {
+      const read = async (path: string, cap = 64) => {
         const p = enc(path);
-        return call(2, DATA, p.length, DATA + 512, cap, p).status;
+        return (await call(2, DATA, p.length, DATA + 512, cap, p)).status;
       };
-      assert.equal(read(`${root}/hwmon0/temp1_input`), 6);
-      assert.equal(read(`${root}/hwmon0/temp1_input`, 3), 3);
-      assert.equal(read(`${root}/hwmon0/../secret`), EdgeError.DENIED);
-      assert.equal(read(`${root}/hwmon0/../hwmon0/temp1_input`), 6); // normalised first
-      assert.equal(read(`${root}/hwmon0/temp2_input`), EdgeError.DENIED); // symlink to outside
-      assert.equal(read(`${root}/hwmon0/temp9_input`), EdgeError.NOT_FOUND);
-      assert.equal(read(`hwmon0/temp1_input`), EdgeError.INVALID);
-      assert.equal(read(`${root}/hwmon0/temp3_input`, 60_000), 60_000);
+      assert.equal(await read(`${root}/hwmon0/temp1_input`), 6);
+      assert.equal(await read(`${root}/hwmon0/temp1_input`, 3), 3);
+      assert.equal(await read(`${root}/hwmon0/../secret`), EdgeError.DENIED);
+      assert.equal(await read(`${root}/hwmon0/../hwmon0/temp1_input`), 6); // normalised first
+      assert.equal(await read(`${root}/hwmon0/temp2_input`), EdgeError.DENIED); // symlink to outside
+      assert.equal(await read(`${root}/hwmon0/temp9_input`), EdgeError.NOT_FOUND);
+      assert.equal(await read(`hwmon0/temp1_input`), EdgeError.INVALID);
+      assert.equal(await read(`${root}/hwmon0/temp3_input`, 60_000), 60_000);
       assert.equal(e.host.status("probe").errors, 0);
     } finally {
       await e.dispose();
@@ -213,7 +220,7 @@ Deno.test("now_ms returns the wall clock", async () => {
     // The probe returns the low 32 bits of now_ms().
     const low32 = (n: number) => Number(BigInt.asIntN(32, BigInt(n)));
     const before = low32(Date.now());
-    const got = call(9, 0, 0, 0, 0).status!;
+    const got = (await call(9, 0, 0, 0, 0)).status!;
     assert.ok(got >= before && got - before < 5000, `${got} vs ${before}`);
   } finally {
     await e.dispose();

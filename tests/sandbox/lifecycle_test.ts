@@ -78,14 +78,14 @@ Deno.test("restart: installed modules and their kv state come back before start(
       manifest("count", { grants: { kv: { max_bytes: 100 } } }),
       await COUNTER,
     );
-    assert.equal(first.host.deliver("count", "t", enc("x")).status, 1);
-    assert.equal(first.host.deliver("count", "t", enc("x")).status, 2);
+    assert.equal((await first.host.deliver("count", "t", enc("x"))).status, 1);
+    assert.equal((await first.host.deliver("count", "t", enc("x"))).status, 2);
     // A new version keeps the state too.
     await first.host.install(
       manifest("count", { version: "1.1.0", grants: { kv: { max_bytes: 100 } } }),
       await COUNTER,
     );
-    assert.equal(first.host.deliver("count", "t", enc("x")).status, 3);
+    assert.equal((await first.host.deliver("count", "t", enc("x"))).status, 3);
     await first.close();
 
     const second = await env({ dataDir });
@@ -93,7 +93,7 @@ Deno.test("restart: installed modules and their kv state come back before start(
       assert.deepEqual(second.host.names(), ["count"]);
       assert.equal(second.host.status("count").version, "1.1.0");
       assert.equal(second.host.notReady().length, 0);
-      assert.equal(second.host.deliver("count", "t", enc("x")).status, 4);
+      assert.equal((await second.host.deliver("count", "t", enc("x"))).status, 4);
       await second.host.remove("count");
       assert.deepEqual(second.host.names(), []);
       await second.close();

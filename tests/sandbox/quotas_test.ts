@@ -75,9 +75,9 @@ Deno.test("deep recursion is a stack overflow fault and the module recovers", as
           (if (result i32) (i32.eq (local.get 3) (i32.const 4)) (then (call $r (i32.const 0))) (else (i32.const 0))))`,
       ),
     );
-    const boom = e.host.deliver("rec", "t", enc("deep"));
+    const boom = await e.host.deliver("rec", "t", enc("deep"));
     assert.equal(boom.error?.kind, "stack_overflow");
-    const fine = e.host.deliver("rec", "t", enc("1"));
+    const fine = await e.host.deliver("rec", "t", enc("1"));
     assert.equal(fine.status, 0);
     assert.equal(fine.error, undefined);
     const s = e.host.status("rec");
@@ -99,13 +99,13 @@ Deno.test("a trap is a fault with the engine's message; state is rebuilt for the
           (if (i32.eq (local.get 3) (i32.const 4)) (then unreachable))
           (global.get $n))`),
     );
-    assert.equal(e.host.deliver("trap", "t", enc("1")).status, 1);
-    assert.equal(e.host.deliver("trap", "t", enc("2")).status, 2);
-    const t = e.host.deliver("trap", "t", enc("boom"));
+    assert.equal((await e.host.deliver("trap", "t", enc("1"))).status, 1);
+    assert.equal((await e.host.deliver("trap", "t", enc("2"))).status, 2);
+    const t = await e.host.deliver("trap", "t", enc("boom"));
     assert.equal(t.error?.kind, "trap");
     assert.match(t.error!.message, /unreachable/);
     // A fresh instance after the fault: guest globals start over.
-    assert.equal(e.host.deliver("trap", "t", enc("3")).status, 1);
+    assert.equal((await e.host.deliver("trap", "t", enc("3"))).status, 1);
     assert.equal(e.host.status("trap").last_error?.kind, "trap");
   } finally {
     await e.dispose();
@@ -170,7 +170,10 @@ Deno.test("a runaway module is quarantined while its neighbour keeps handling ev
     const N = 50;
     for (let i = 0; i < N; i++) e.bus.publish("work/x", enc(String(i)), "test");
     const { until } = await import("./_helpers.ts");
-    await until(() => e.seen.filter((m) => m.topic === "done").length === N);
+    await until(() =>
+      e.seen.filter((m) => m.topic === "done").length === N &&
+      e.host.status("runaway").queue_depth === 0
+    );
     assert.deepEqual(e.seen.filter((m) => m.topic === "done").map((m) => Number(m.payload)), [
       ...Array(N).keys(),
     ]);
@@ -195,12 +198,12 @@ Deno.test("quarantine ends after its back-off and a repeat offender waits twice 
         `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) unreachable)`,
       ),
     );
-    e.host.deliver("flaky", "t", enc("x"));
+    await e.host.deliver("flaky", "t", enc("x"));
     const first = e.host.status("flaky");
     assert.equal(first.state, "quarantined");
-    assert.throws(() => e.host.deliver("flaky", "t", enc("x")), /quarantined until/);
+    await assert.rejects(() => e.host.deliver("flaky", "t", enc("x")), /quarantined until/);
     await new Promise((r) => setTimeout(r, 60));
-    e.host.deliver("flaky", "t", enc("x"));
+    await e.host.deliver("flaky", "t", enc("x"));
     const second = e.host.status("flaky");
     assert.equal(second.state, "quarantined");
     const wait = Date.parse(second.quarantined_until!) - Date.now();
@@ -229,7 +232,7 @@ Deno.test("a module that fails validation or initialisation is refused and the r
       (err: ModuleValidationError) => /edge_init returned 5/.test(err.reasons.join()),
     );
     assert.equal(e.host.status("keep").version, "1.0.0");
-    assert.equal(e.host.deliver("keep", "t", enc("x")).status, 7);
+    assert.equal((await e.host.deliver("keep", "t", enc("x"))).status, 7);
   } finally {
     await e.dispose();
   }

@@ -1,0 +1,248 @@
+/**
+ * The Worker pool: a few Workers started with `deno.permissions: "none"`,
+ * each holding many module instances (see `worker.ts`). The runtime's thread
+ * keeps every privilege: it answers the Workers' kv and sensor calls, checking
+ * them against the manifest of the instance that asked, not against anything
+ * the Worker says about itself.
+ *
+ * @module
+ */
+
+import { ModuleFault } from "./errors.ts";
+import { EdgeError } from "./host/context.ts";
+import { globMatcher, MAX_SENSOR_BYTES, type PathMatcher, readGrantedSensor } from "./host/edge.ts";
+import type { RunnableModule } from "./instance.ts";
+import type { KvStore } from "./kv.ts";
+import { CEILINGS, type Manifest } from "./manifest.ts";
+import {
+  type FromWorker,
+  type LogRate,
+  RPC_DATA_OFFSET,
+  RPC_INITIAL_BYTES,
+  RPC_RESULT,
+  RPC_SEQ,
+  type RpcRequest,
+  type SinkLine,
+  type ToWorker,
+  type WireCall,
+  type WireOutcome,
+} from "./pool_protocol.ts";
+
+/** What the pool needs from the runtime. */
+export interface PoolOptions {
+  /** Number of Workers. */
+  size: number;
+  kv: KvStore;
+  logRate: LogRate;
+  /** Module log lines that passed the rate limit, for the device log. */
+  onSink(lines: SinkLine[]): void;
+  /** A Worker died (a bug of ours, not a guest fault): its instances are gone. */
+  onCrash(lane: number, error: string): void;
+}
+
+/** Thrown to callers waiting on a Worker that died or was stopped. */
+export class WorkerGoneError extends Error {
+  constructor(lane: number, why: string) {
+    super(`sandbox worker ${lane} ${why}`);
+    this.name = "WorkerGoneError";
+  }
+}
+
+interface Lane {
+  worker: Worker;
+  sab: SharedArrayBuffer;
+  ctrl: Int32Array;
+  pending: Map<number, (msg: FromWorker | WorkerGoneError) => void>;
+}
+
+interface InstanceInfo {
+  lane: number;
+  manifest: Manifest;
+  sensorGrants: PathMatcher[];
+}
+
+const WORKER_URL = new URL("./worker.ts", import.meta.url);
+
+/** The pool; {@link WorkerPool.terminate} stops every Worker. */
+export class WorkerPool {
+  readonly #opts: PoolOptions;
+  readonly #lanes: (Lane | undefined)[];
+  readonly #insts = new Map<number, InstanceInfo>();
+  #nextInst = 1;
+  #nextReq = 1;
+  #terminated = false;
+
+  constructor(options: PoolOptions) {
+    if (!Number.isInteger(options.size) || options.size < 1) {
+      throw new RangeError(`worker pool size must be a positive integer, got ${options.size}`);
+    }
+    this.#opts = options;
+    this.#lanes = Array.from({ length: options.size }, (_, i) => this.#spawn(i));
+  }
+
+  /** Number of Workers. */
+  get size(): number {
+    return this.#lanes.length;
+  }
+
+  #spawn(lane: number): Lane {
+    const worker = new Worker(WORKER_URL, {
+      type: "module",
+      name: `edged-sandbox-${lane}`,
+      deno: { permissions: "none" },
+    } as WorkerOptions);
+    const sab = new SharedArrayBuffer(RPC_INITIAL_BYTES, {
+      maxByteLength: RPC_DATA_OFFSET + CEILINGS.kvMaxBytes,
+    });
+    const l: Lane = { worker, sab, ctrl: new Int32Array(sab, 0, 4), pending: new Map() };
+    worker.onmessage = (e: MessageEvent<FromWorker>) => this.#receive(l, e.data);
+    worker.onerror = (e) => {
+      e.preventDefault(); // a Worker's error must not take the runtime down
+      this.#lost(lane, l, `crashed: ${e.message}`);
+    };
+    worker.onmessageerror = () => this.#lost(lane, l, "sent a message that could not be read");
+    this.#send(l, { t: "init", sab, logRate: this.#opts.logRate });
+    return l;
+  }
+
+  #send(l: Lane, msg: ToWorker): void {
+    l.worker.postMessage(msg);
+  }
+
+  #lost(lane: number, l: Lane, why: string): void {
+    if (this.#lanes[lane] !== l) return;
+    l.worker.terminate();
+    this.#lanes[lane] = undefined;
+    for (const [id, info] of this.#insts) if (info.lane === lane) this.#insts.delete(id);
+    const gone = new WorkerGoneError(lane, why);
+    for (const settle of l.pending.values()) settle(gone);
+    l.pending.clear();
+    if (!this.#terminated) this.#opts.onCrash(lane, why);
+  }
+
+  #lane(lane: number): Lane {
+    if (this.#terminated) throw new WorkerGoneError(lane, "is stopped");
+    let l = this.#lanes[lane];
+    if (!l) l = this.#lanes[lane] = this.#spawn(lane);
+    return l;
+  }
+
+  #request(lane: number, make: (req: number) => ToWorker): Promise<FromWorker> {
+    const l = this.#lane(lane);
+    const req = this.#nextReq++;
+    return new Promise((resolve, reject) => {
+      l.pending.set(req, (msg) => msg instanceof WorkerGoneError ? reject(msg) : resolve(msg));
+      this.#send(l, make(req));
+    });
+  }
+
+  /**
+   * Instantiates `module` in Worker `lane` and runs its initialisers.
+   * @returns the new instance's id and memory.
+   * @throws {ModuleFault} when an initialiser faults.
+   */
+  async load(lane: number, module: RunnableModule): Promise<{ inst: number; memoryBytes: number }> {
+    const inst = this.#nextInst++;
+    const m = module.manifest;
+    // Registered first: edge_init may already call kv or sensors.
+    this.#insts.set(inst, { lane, manifest: m, sensorGrants: m.grants.sensor.map(globMatcher) });
+    let reply: FromWorker;
+    try {
+      reply = await this.#request(lane, (req) => ({
+        t: "load",
+        req,
+        inst,
+        module: { manifest: m, module: module.module },
+      }));
+    } catch (err) {
+      this.#insts.delete(inst);
+      throw err;
+    }
+    if (reply.t !== "loaded") throw new Error(`sandbox worker ${lane} answered ${reply.t} to load`);
+    if (reply.error) {
+      this.#insts.delete(inst);
+      throw new ModuleFault(reply.error.kind, reply.error.message);
+    }
+    return { inst, memoryBytes: reply.memoryBytes };
+  }
+
+  /** Drops an instance (after every message sent to it before). */
+  unload(inst: number): void {
+    const info = this.#insts.get(inst);
+    if (!info) return;
+    this.#insts.delete(inst);
+    const l = this.#lanes[info.lane];
+    if (l) this.#send(l, { t: "unload", inst });
+  }
+
+  /** Runs `calls` in order in Worker `lane`; one outcome per call (null: not run, see worker.ts). */
+  async run(lane: number, calls: WireCall[]): Promise<(WireOutcome | null)[]> {
+    const reply = await this.#request(lane, (req) => ({ t: "run", req, calls }));
+    if (reply.t !== "ran") throw new Error(`sandbox worker ${lane} answered ${reply.t} to run`);
+    return reply.outcomes;
+  }
+
+  /** Stops every Worker; waiting callers get a {@link WorkerGoneError}. */
+  terminate(): void {
+    this.#terminated = true;
+    this.#lanes.forEach((l, lane) => {
+      if (l) this.#lost(lane, l, "was stopped");
+    });
+  }
+
+  #receive(l: Lane, msg: FromWorker): void {
+    if (msg.t === "rpc") {
+      this.#answer(l, msg);
+      return;
+    }
+    if (msg.sink.length > 0) this.#opts.onSink(msg.sink);
+    const settle = l.pending.get(msg.req);
+    if (!settle) return;
+    l.pending.delete(msg.req);
+    settle(msg);
+  }
+
+  /** Serves one synchronous call of a Worker, with the asking instance's own grants. */
+  #answer(l: Lane, msg: RpcRequest): void {
+    let result: number;
+    let data: Uint8Array | undefined;
+    const info = this.#insts.get(msg.inst);
+    const name = info?.manifest.name ?? "";
+    try {
+      if (!info) result = EdgeError.IO;
+      else if (msg.op === "sensor") {
+        if (info.sensorGrants.length === 0) result = EdgeError.DENIED;
+        else {
+          const buf = new Uint8Array(Math.min(Math.max(0, msg.cap), MAX_SENSOR_BYTES));
+          result = readGrantedSensor(msg.path, info.sensorGrants, buf);
+          if (result > 0) data = buf.subarray(0, result);
+        }
+      } else {
+        const grant = info.manifest.grants.kv;
+        if (!grant) result = EdgeError.DENIED;
+        else if (msg.op === "kv_get") {
+          data = this.#opts.kv.get(name, msg.key);
+          result = data === undefined ? EdgeError.NOT_FOUND : data.length;
+        } else {
+          result = this.#opts.kv.set(name, msg.key, msg.value, grant.max_bytes) === "ok"
+            ? 0
+            : EdgeError.QUOTA;
+        }
+      }
+    } catch {
+      result = EdgeError.IO;
+      data = undefined;
+    }
+    if (data && data.length > 0) {
+      const need = RPC_DATA_OFFSET + data.length;
+      if (need > l.sab.byteLength) {
+        if (need > l.sab.maxByteLength) result = EdgeError.TOO_BIG;
+        else l.sab.grow(Math.min(l.sab.maxByteLength, Math.max(need, l.sab.byteLength * 2)));
+      }
+      if (result > 0) new Uint8Array(l.sab, RPC_DATA_OFFSET, data.length).set(data);
+    }
+    Atomics.store(l.ctrl, RPC_RESULT, result);
+    Atomics.store(l.ctrl, RPC_SEQ, msg.seq);
+    Atomics.notify(l.ctrl, RPC_SEQ);
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * The Worker pool: modules run in Workers without permissions, in parallel,
+ * with kv and sensors answered by the runtime's thread; a dead Worker is
+ * replaced; deleting a module deletes its kv state unless asked to keep it.
+ */
+import assert from "node:assert/strict";
+import { parseManifest, validateModule, WorkerGoneError } from "../../sandbox/mod.ts";
+import { WorkerPool } from "../../sandbox/pool.ts";
+import type { KvStore } from "../../sandbox/kv.ts";
+import { enc, env, manifest, module, wat } from "./_helpers.ts";
+
+const SPIN_FOREVER =
+  `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (loop $l (br $l)) (i32.const 0))`;
+const ANSWER =
+  `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (i32.const 7))`;
+
+Deno.test("a module spinning in one Worker holds up neither a module in another Worker nor the runtime's thread", async () => {
+  const e = await env({ workers: 2 });
+  try {
+    await e.host.install(
+      manifest("spin", { limits: { fuel_per_message: 400_000_000 } }),
+      await module(SPIN_FOREVER),
+    );
+    await e.host.install(manifest("quick"), await module(ANSWER));
+    let spinDone = false;
+    const spin = e.host.deliver("spin", "t", enc("x")).finally(() => spinDone = true);
+    // The runtime's thread stays free: timers fire and the other Worker answers, many times over.
+    for (let i = 0; i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 0));
+      assert.equal((await e.host.deliver("quick", "t", enc("x"))).status, 7);
+    }
+    assert.equal(spinDone, false, "the spinning call was still running");
+    const out = await spin;
+    assert.equal(out.error?.kind, "fuel");
+    assert.equal(e.host.status("spin").faults.fuel, 1);
+    assert.equal(e.host.status("quick").messages_in, 20);
+  } finally {
+    await e.dispose();
+  }
+});
+
+Deno.test("kv calls from a Worker are answered on the runtime's thread with the asking instance's own quota and namespace", async () => {
+  const e = await env({ workers: 1 });
+  try {
+    // kv_set(key "k", value = payload); then kv_get into 1000 and return its length.
+    const kv = await wat(`(module
+      (import "edge" "kv_set" (func $set (param i32 i32 i32 i32) (result i32)))
+      (import "edge" "kv_get" (func $get (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 4)
+      (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
+        (drop (call $set (i32.const 0) (i32.const 1) (local.get 2) (local.get 3)))
+        (call $get (i32.const 0) (i32.const 1) (i32.const 100000) (i32.const 100000)))
+      (data (i32.const 0) "k"))`);
+    await e.host.install(
+      manifest("a", {
+        grants: { kv: { max_bytes: 200_000 } },
+        limits: { max_payload_bytes: 100_000 },
+      }),
+      kv,
+    );
+    await e.host.install(manifest("b", { grants: { kv: { max_bytes: 10 } } }), kv);
+    // 70 KB: more than the shared buffer starts with, so it grows.
+    const big = new Uint8Array(70_000).fill(0x61);
+    assert.equal((await e.host.deliver("a", "t", big)).status, 70_000);
+    // b's quota is its own (10 bytes); its namespace does not see a's key.
+    assert.equal((await e.host.deliver("b", "t", enc("0123456789"))).status, -3);
+    assert.equal((await e.host.deliver("b", "t", enc("01234567"))).status, 8);
+    assert.equal(e.host.status("a").kv_bytes, 70_001);
+    assert.equal(e.host.status("b").kv_bytes, 9);
+  } finally {
+    await e.dispose();
+  }
+});
+
+Deno.test("deleting a module deletes its kv state, unless keepState", async () => {
+  const e = await env();
+  try {
+    const bytes = await module(
+      `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
+         (call $set (i32.const 0) (i32.const 1) (local.get 2) (local.get 3)))
+       (data (i32.const 0) "k")`,
+      `(import "edge" "kv_set" (func $set (param i32 i32 i32 i32) (result i32)))`,
+    );
+    const m = manifest("stateful", { grants: { kv: { max_bytes: 100 } } });
+    await e.host.install(m, bytes);
+    await e.host.deliver("stateful", "t", enc("hello"));
+    assert.equal(e.host.status("stateful").kv_bytes, 6);
+    await e.host.remove("stateful", { keepState: true });
+    await e.host.install(m, bytes);
+    assert.equal(e.host.status("stateful").kv_bytes, 6);
+    await e.host.remove("stateful");
+    await e.host.install(m, bytes);
+    assert.equal(e.host.status("stateful").kv_bytes, 0);
+  } finally {
+    await e.dispose();
+  }
+});
+
+Deno.test("a Worker that dies fails its waiting calls with WorkerGoneError and is replaced", async () => {
+  const crashes: number[] = [];
+  const kv: KvStore = {
+    get: () => undefined,
+    set: () => "ok",
+    usage: () => 0,
+    clear: () => {},
+  };
+  const pool = new WorkerPool({
+    size: 1,
+    kv,
+    logRate: { perSecond: 10, burst: 10 },
+    onSink: () => {},
+    onCrash: (lane) => crashes.push(lane),
+  });
+  try {
+    const m = parseManifest({ name: "seven", version: "1.0.0" });
+    const validated = await validateModule(await module(ANSWER), m);
+    const { inst } = await pool.load(0, validated);
+    // A malformed batch (a bug of ours, not a guest fault) throws inside the Worker.
+    await assert.rejects(
+      pool.run(0, null as unknown as []),
+      (err) => err instanceof WorkerGoneError && /crashed/.test(err.message),
+    );
+    assert.deepEqual(crashes, [0]);
+    // Its instances died with it; a new Worker takes new loads.
+    const [gone] = await pool.run(0, [{ inst, topic: "t", payload: enc("x") }]);
+    assert.match(gone!.error!.message, /unloaded/);
+    const again = await pool.load(0, validated);
+    const [out] = await pool.run(0, [{ inst: again.inst, topic: "t", payload: enc("x") }]);
+    assert.equal(out!.status, 7);
+  } finally {
+    pool.terminate();
+  }
+});
