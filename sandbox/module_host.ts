@@ -83,7 +83,10 @@ export interface ModuleHostOptions {
   preload?: string[];
   /** Fuel metering; off only for benchmarks. @default true */
   meter?: boolean;
-  /** Workers that run module code (many modules each). @default 2 */
+  /**
+   * Workers that run module code (many modules each). @default 2
+   * One more, the probation Worker, starts when a module first runs out of fuel.
+   */
   workers?: number;
   /** Registry for per-module gauges (scraped at /metrics). */
   metrics?: MetricsLike;
@@ -107,6 +110,8 @@ export interface ModuleStatus {
   dropped: { rate: number; overflow: number; quarantine: number; oversize: number };
   /** Messages queued, plus those sent to the module's Worker and not yet done. */
   queue_depth: number;
+  /** The Worker running the module (0-based; `modules.workers` is the probation Worker), or null. */
+  worker: number | null;
   fuel_used: number;
   last_fuel_used: number;
   memory_bytes: number;
@@ -187,7 +192,8 @@ class Record_ {
   constructor(
     public validated: ValidatedModule,
     quarantineMs: number,
-    readonly lane: number,
+    /** The Worker the instance runs in. */
+    public lane: number,
   ) {
     const mps = validated.manifest.limits.messages_per_second;
     this.bucket = new TokenBucket(mps, mps);
@@ -360,7 +366,7 @@ export class ModuleHost {
     if (!this.#pool) {
       const perSecond = this.#opts.logLinesPerSecond;
       this.#pool = new WorkerPool({
-        size: this.#opts.workers,
+        size: this.#opts.workers + 1, // the last one is the probation Worker
         kv: this.#kv,
         logRate: { perSecond, burst: perSecond * 5 },
         onSink: (lines) => {
@@ -381,20 +387,33 @@ export class ModuleHost {
   #recover(lane: number, why: string): void {
     log.error("sandbox worker {lane} {why}; reloading its modules", { lane, why });
     for (const r of this.#records.values()) {
-      if (r.lane !== lane) continue;
-      r.inst = undefined;
-      void this.#serialised(r.manifest.name, async () => {
-        if (this.#records.get(r.manifest.name) !== r || r.inst !== undefined) return;
-        try {
-          const loaded = await this.#workers().load(lane, r.validated);
-          r.inst = loaded.inst;
-          r.memoryBytes = loaded.memoryBytes;
-          this.#kick(lane);
-        } catch (err) {
-          this.#fault(r, { kind: "host", message: `reload after a worker crash: ${err}` });
-        }
-      }).catch(() => {});
+      if (r.lane === lane) this.#reload(r, lane, "reload after a worker crash");
     }
+  }
+
+  /**
+   * Runs `r` from a fresh instance in Worker `lane`. Its queue waits meanwhile;
+   * a swap that lands first wins.
+   */
+  #reload(r: Record_, lane: number, what: string): void {
+    if (r.inst !== undefined) this.#pool?.unload(r.inst);
+    r.inst = undefined;
+    r.lane = lane;
+    void this.#serialised(r.manifest.name, async () => {
+      if (this.#records.get(r.manifest.name) !== r || r.inst !== undefined) return;
+      try {
+        const loaded = await this.#workers().load(lane, r.validated);
+        if (this.#records.get(r.manifest.name) !== r) {
+          this.#pool?.unload(loaded.inst);
+          return;
+        }
+        r.inst = loaded.inst;
+        r.memoryBytes = loaded.memoryBytes;
+        this.#kick(lane);
+      } catch (err) {
+        if (!this.#stopped) this.#fault(r, { kind: "host", message: `${what}: ${err}` });
+      }
+    }).catch(() => {});
   }
 
   /** Reasons the host is not ready (empty once started). */
@@ -459,6 +478,7 @@ export class ModuleHost {
         faults: zeroFaults(),
         dropped: { rate: 0, overflow: 0, quarantine: 0, oversize: 0 },
         queue_depth: 0,
+        worker: null,
         fuel_used: 0,
         last_fuel_used: 0,
         memory_bytes: 0,
@@ -478,6 +498,7 @@ export class ModuleHost {
       loaded_at: r.loadedAt.toISOString(),
       ...structuredClone(r.s),
       queue_depth: r.queue.length + r.inFlight,
+      worker: r.lane,
       memory_bytes: r.memoryBytes,
       kv_bytes: m.grants.kv ? this.#kv.usage(name) : 0,
       logs_dropped: r.logsDroppedBefore + r.logsDropped,
@@ -500,8 +521,10 @@ export class ModuleHost {
     if (payload.length > limit) throw new PayloadTooLargeError(payload.length, limit);
     this.#release(r);
     if (r.state === "quarantined") throw new ModuleQuarantinedError(name, r.until);
+    // Moving to another Worker (see #reload): wait for it.
+    if (r.inst === undefined) await this.#serialised(name, () => Promise.resolve());
     const inst = r.inst;
-    if (inst === undefined) throw new ModuleFailedError(name, "its worker is restarting");
+    if (inst === undefined) throw new ModuleFailedError(name, "it could not be loaded again");
     const [out] = await this.#workers().run(r.lane, [{ inst, topic, payload }]);
     this.#apply(r, inst, out!);
     const { status, published, logs, fuelUsed, error } = out!;
@@ -516,7 +539,7 @@ export class ModuleHost {
     const validated = await validateModule(bytes, manifest, { meter: this.#opts.meter });
     const pool = this.#workers();
     const old = this.#records.get(manifest.name);
-    const lane = old?.lane ?? this.#leastLoadedLane(pool.size);
+    const lane = old?.lane ?? this.#leastLoadedLane();
     let loaded: { inst: number; memoryBytes: number };
     try {
       // The old version keeps running meanwhile, in the same Worker (so messages stay in order).
@@ -557,6 +580,7 @@ export class ModuleHost {
       r.loadedAt = new Date();
     }
     r.inst = loaded.inst;
+    r.lane = lane;
     r.memoryBytes = loaded.memoryBytes;
     r.state = "running";
     r.consecutive = 0;
@@ -598,9 +622,10 @@ export class ModuleHost {
     this.#kick(r.lane);
   }
 
-  #leastLoadedLane(size: number): number {
-    const load = new Array<number>(size).fill(0);
-    for (const r of this.#records.values()) load[r.lane]++;
+  /** The regular Worker with the fewest modules (never the probation Worker). */
+  #leastLoadedLane(): number {
+    const load = new Array<number>(this.#opts.workers).fill(0);
+    for (const r of this.#records.values()) if (r.lane < load.length) load[r.lane]++;
     return load.indexOf(Math.min(...load));
   }
 
@@ -726,6 +751,14 @@ export class ModuleHost {
     r.s.last_error = { ...error, at: new Date().toISOString() };
     r.consecutive++;
     log.warn("module {name} fault ({kind}): {message}", { name: r.manifest.name, ...error });
+    const probation = this.#opts.workers;
+    if (error.kind === "fuel" && r.lane !== probation && this.#records.get(r.manifest.name) === r) {
+      // A module that used up its fuel may do it again, holding its Worker for the whole
+      // budget each time: it goes on in the probation Worker, away from well-behaved modules.
+      // (A fault discards the instance anyway, so the move costs it nothing.)
+      log.warn("module {name} moves to the probation worker", { name: r.manifest.name });
+      this.#reload(r, probation, "move to the probation worker");
+    }
     if (r.consecutive >= this.#opts.faultLimit) {
       r.state = "quarantined";
       r.until = Date.now() + r.backoffMs;

@@ -77,7 +77,8 @@ export class WorkerPool {
       throw new RangeError(`worker pool size must be a positive integer, got ${options.size}`);
     }
     this.#opts = options;
-    this.#lanes = Array.from({ length: options.size }, (_, i) => this.#spawn(i));
+    // Each Worker starts on first use (and again after a crash).
+    this.#lanes = new Array<Lane | undefined>(options.size).fill(undefined);
   }
 
   /** Number of Workers. */

@@ -39,6 +39,29 @@ Deno.test("a module spinning in one Worker holds up neither a module in another 
   }
 });
 
+Deno.test("a module that runs out of fuel goes on in the probation Worker, away from its neighbours", async () => {
+  const e = await env({ workers: 2, faultLimit: 100 });
+  try {
+    await e.host.install(
+      manifest("spin", { limits: { fuel_per_message: 1_000_000 } }),
+      await module(SPIN_FOREVER),
+    );
+    await e.host.install(manifest("quick"), await module(ANSWER));
+    assert.equal(e.host.status("spin").worker, 0);
+    assert.equal(e.host.status("quick").worker, 1);
+    assert.equal((await e.host.deliver("spin", "t", enc("x"))).error?.kind, "fuel");
+    assert.equal(e.host.status("spin").worker, 2);
+    // It still runs there (and still faults), and the regular Workers keep their modules.
+    assert.equal((await e.host.deliver("spin", "t", enc("x"))).error?.kind, "fuel");
+    assert.equal(e.host.status("spin").faults.fuel, 2);
+    await e.host.install(manifest("later"), await module(ANSWER));
+    assert.equal(e.host.status("later").worker, 0, "new modules never go to probation");
+    assert.equal((await e.host.deliver("later", "t", enc("x"))).status, 7);
+  } finally {
+    await e.dispose();
+  }
+});
+
 Deno.test("kv calls from a Worker are answered on the runtime's thread with the asking instance's own quota and namespace", async () => {
   const e = await env({ workers: 1 });
   try {
