@@ -12,6 +12,7 @@
 import type { BenchOptions, BenchRow } from "./_report.ts";
 import { Bus, Store } from "../../runtime/mod.ts";
 import { GuestInstance, ModuleHost, parseManifest, validateModule } from "../../sandbox/mod.ts";
+import { SqliteKv } from "../../sandbox/kv.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const enc = new TextEncoder();
@@ -127,7 +128,7 @@ async function childRss(kind: string, n: number): Promise<void> {
   await host.start();
   // Warm up everything shared (compiler, SQLite statements) before the baseline.
   await host.install({ ...manifest, name: "warm" }, bytes);
-  host.deliver("warm", "sensors/a/temperature", enc.encode('{"value":1}'));
+  await host.deliver("warm", "sensors/a/temperature", enc.encode('{"value":1}'));
   await host.remove("warm");
   (globalThis as { gc?: () => void }).gc?.();
   const before = rssKiB();
@@ -153,7 +154,7 @@ async function childRss(kind: string, n: number): Promise<void> {
     // each module handling one message so its memory is touched.
     for (let i = 0; i < n; i++) {
       await host.install({ ...manifest, name: `m${i}` }, bytes);
-      host.deliver(`m${i}`, "sensors/a/temperature", enc.encode('{"value":1}'));
+      await host.deliver(`m${i}`, "sensors/a/temperature", enc.encode('{"value":1}'));
     }
   }
   const ms = performance.now() - t0;
@@ -444,6 +445,71 @@ async function kernel(dir: string, quick: boolean): Promise<BenchRow[]> {
   ];
 }
 
+/**
+ * kv_get from a module in a sandbox Worker, answered by the runtime's thread
+ * through the shared buffer, against the same call in-process (the guest on
+ * the runtime's thread reading SQLite itself, as before the Worker pool).
+ */
+async function kvCall(dir: string, quick: boolean): Promise<BenchRow[]> {
+  const calls = quick ? 20_000 : 100_000;
+  const bytes = await wat2wasm(
+    dir,
+    "kvloop",
+    `(module (import "edge" "kv_get" (func $get (param i32 i32 i32 i32) (result i32)))
+      (import "edge" "kv_set" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "key")
+      (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (local i32)
+        (drop (call $set (i32.const 0) (i32.const 3) (i32.const 0) (i32.const 3)))
+        (loop $l
+          (drop (call $get (i32.const 0) (i32.const 3) (i32.const 100) (i32.const 64)))
+          (local.set 4 (i32.add (local.get 4) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get 4) (i32.const ${calls}))))
+        (i32.const 0)))`,
+  );
+  const m = manifestFor("kvloop", {
+    grants: { kv: { max_bytes: 1024 } },
+    limits: { fuel_per_message: 1_000_000_000 },
+  });
+  const dataDir = await Deno.makeTempDir({ dir });
+  const store = Store.open(dataDir);
+  const host = new ModuleHost({ dataDir, store, bus: new Bus() });
+  try {
+    await host.start();
+    await host.install(m, bytes);
+    const inProcess = GuestInstance.create(await validateModule(bytes, m), {
+      kv: new SqliteKv(store),
+      logSink: () => {},
+    });
+    const t = enc.encode("t");
+    let worker = Infinity;
+    let local = Infinity;
+    for (let round = 0; round < 3; round++) {
+      let t0 = performance.now();
+      const out = await host.deliver("kvloop", "t", t);
+      if (out.error) throw new Error(out.error.message);
+      worker = Math.min(worker, ((performance.now() - t0) * 1e6) / calls);
+      t0 = performance.now();
+      inProcess.call(t, t);
+      local = Math.min(local, ((performance.now() - t0) * 1e6) / calls);
+    }
+    return [{
+      section: SECTION,
+      metric: "host call kv_get from a module in a Worker (answered by the runtime's thread)",
+      edged: worker,
+      anchor: local,
+      anchorName: "same call with the module on the runtime's thread",
+      unit: "ns/call",
+      target: "",
+      note: "the price of Workers without permissions: kv and sensor calls cross threads",
+    }];
+  } finally {
+    await host.stop();
+    store.close();
+  }
+}
+
 async function runaway(dir: string, quick: boolean): Promise<BenchRow[]> {
   const spin = await wat2wasm(
     dir,
@@ -534,6 +600,7 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
     ["density", () => density(opts.quick)],
     ["throughput", () => throughput(dir, opts.quick)],
     ["kernel", () => kernel(dir, opts.quick)],
+    ["kv", () => kvCall(dir, opts.quick)],
     ["runaway", () => runaway(dir, opts.quick)],
   ];
   // EDGED_BENCH_SANDBOX_PARTS=runaway,kernel runs only those parts.
