@@ -91,13 +91,17 @@ export interface SmokeResult {
   arch: string;
   healthz: number;
   ingest: number;
+  /** Topics the preloaded C threshold-alert module published for a reading over its threshold. */
+  moduleAlerts: string[];
   startSeconds: number;
 }
 
 /**
  * Starts edged with the arm64 deno under qemu on a free port, waits for
- * readiness (emulation is slow: up to `timeoutS`), checks `/healthz` and one
- * ingest, and stops it with SIGTERM.
+ * readiness (emulation is slow: up to `timeoutS`), checks `/healthz`, one
+ * ingest and one message through the preloaded C threshold-alert module (so
+ * the sandbox Workers, wasm and the shared-buffer host calls run on arm64),
+ * and stops it with SIGTERM.
  */
 export async function smokeTest(timeoutS = 180): Promise<SmokeResult> {
   const { runFlags } = await import("./_flags.ts");
@@ -116,7 +120,11 @@ export async function smokeTest(timeoutS = 180): Promise<SmokeResult> {
       "127.0.0.1:0",
     ],
     {
-      env: { EDGED_API_TOKEN: token, EDGED_LOG_FORMAT: "json" },
+      env: {
+        EDGED_API_TOKEN: token,
+        EDGED_LOG_FORMAT: "json",
+        EDGED_MODULES_PRELOAD: `${ROOT}examples/modules/threshold-alert-c`,
+      },
       stdout: "piped",
       stderr: "inherit",
       stdin: "null",
@@ -157,6 +165,15 @@ export async function smokeTest(timeoutS = 180): Promise<SmokeResult> {
       body: JSON.stringify({ device_id: "arm", value: 1 }),
     });
     await res.body?.cancel();
+    const msg = await fetch(`${url}/api/v1/modules/threshold-alert/messages`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        topic: "sensors/arm/temperature",
+        payload: { device_id: "arm", metric: "temperature", value: 99, timestamp: Date.now() },
+      }),
+    });
+    const answer = await msg.json() as { published?: { topic: string }[] };
     const arch = await (await arm64Command(["eval", "console.log(Deno.build.arch)"], {
       stdout: "piped",
     })).output();
@@ -164,6 +181,7 @@ export async function smokeTest(timeoutS = 180): Promise<SmokeResult> {
       arch: new TextDecoder().decode(arch.stdout).trim(),
       healthz: h.status,
       ingest: res.status,
+      moduleAlerts: (answer.published ?? []).map((p) => p.topic),
       startSeconds,
     };
   } finally {
@@ -177,9 +195,11 @@ export async function smokeTest(timeoutS = 180): Promise<SmokeResult> {
 if (import.meta.main) {
   const r = await smokeTest();
   console.log(
-    `aarch64 (qemu): arch=${r.arch} healthz=${r.healthz} ingest=${r.ingest} ready after ${
-      r.startSeconds.toFixed(1)
-    } s`,
+    `aarch64 (qemu): arch=${r.arch} healthz=${r.healthz} ingest=${r.ingest} module alerts=${
+      r.moduleAlerts.join(",")
+    } ready after ${r.startSeconds.toFixed(1)} s`,
   );
-  Deno.exit(r.arch === "aarch64" && r.healthz === 200 && r.ingest === 202 ? 0 : 1);
+  const ok = r.arch === "aarch64" && r.healthz === 200 && r.ingest === 202 &&
+    r.moduleAlerts.length === 1;
+  Deno.exit(ok ? 0 : 1);
 }
