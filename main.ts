@@ -6,10 +6,15 @@
  */
 import { Command, CommanderError } from "commander";
 import {
+  assertUnlocked,
   buildInfo,
   ConfigError,
+  type DataDirLock,
+  DataDirLockedError,
   EXIT,
+  LAUNCHER_LOCK,
   loadConfig,
+  lockDataDir,
   runEdged,
   setupLogging,
   VERSION,
@@ -48,6 +53,26 @@ export function buildProgram(): Command {
         }
         throw err;
       }
+      // One edged per data directory (runtime/lock.ts): a second one stops
+      // here, exit 2, having written nothing. The launcher leaves the runtime
+      // lock to the edged it starts (its child takes it, and a restart into
+      // the other slot starts the next child only after the last one has
+      // exited); it checks that no other edged runs and holds its own lock.
+      let lock: DataDirLock;
+      try {
+        if (opts.supervise) {
+          await assertUnlocked(config.data_dir);
+          lock = await lockDataDir(config.data_dir, {
+            name: LAUNCHER_LOCK,
+            holder: "another edged launcher",
+          });
+        } else {
+          lock = await lockDataDir(config.data_dir);
+        }
+      } catch (err) {
+        console.error(`edged: ${(err as Error).message}`);
+        Deno.exit(err instanceof DataDirLockedError ? EXIT.USAGE : EXIT.FAILURE);
+      }
       await setupLogging({ level: config.log_level, format: config.log_format });
       let code: number;
       try {
@@ -55,6 +80,8 @@ export function buildProgram(): Command {
       } catch (err) {
         console.error(`edged: ${(err as Error).message}`);
         code = EXIT.FAILURE;
+      } finally {
+        lock.release();
       }
       Deno.exit(code);
     });

@@ -41,6 +41,14 @@ export {
   type ProgressOptions,
   type ProgressStream,
 } from "./progress.ts";
+export {
+  assertUnlocked,
+  type DataDirLock,
+  DataDirLockedError,
+  LAUNCHER_LOCK,
+  lockDataDir,
+  RUNTIME_LOCK,
+} from "./lock.ts";
 export { OutboxFullError, type Reading, ReadingLog, type StoredReading } from "./readings.ts";
 export { EXIT, runEdged, type RunOptions } from "./run.ts";
 export { Store, StoreError } from "./store.ts";
