@@ -124,7 +124,13 @@ Deno.test({
           (s) => s.last_rollback?.from === "4.0.0" && running("3.0.0")(s),
         );
         assert.match(s.last_rollback.reason, /not (healthy|confirmed healthy) within 8 s/);
-        const c = await device.api("/api/v1/update/check", { method: "POST" });
+        // That status may have come from the rolled-back edged as it stops (it
+        // reads state.json, which the launcher has just rewritten): the check
+        // waits for whichever edged answers next.
+        const c = await waitFor("the update check", async () => {
+          const r = await device.api("/api/v1/update/check", { method: "POST" });
+          return r.status === 200 ? r : undefined;
+        });
         assert.equal(c.body.available, null, "a rolled-back release is not offered again");
       });
 
