@@ -13,12 +13,7 @@
  */
 import type { BenchOptions, BenchRow } from "./_report.ts";
 import { type EdgedProcess, postJson, startEdged } from "../../tests/_helpers/edged.ts";
-import {
-  clientArgs,
-  type Mosquitto,
-  spawnSub,
-  startMosquitto,
-} from "../../tests/_helpers/mosquitto.ts";
+import { type Mosquitto, pub, spawnSub, startMosquitto } from "../../tests/_helpers/mosquitto.ts";
 
 const TOPIC = "bench/anchor";
 
@@ -52,21 +47,7 @@ async function counter(
 async function anchorRate(broker: Mosquitto, n: number): Promise<number> {
   const sub = await counter(broker, TOPIC, n);
   const t0 = performance.now();
-  const pub = await new Deno.Command("mosquitto_pub", {
-    args: [
-      ...clientArgs(broker),
-      "-t",
-      TOPIC,
-      "-m",
-      "x".repeat(100),
-      "--repeat",
-      String(n),
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  if (pub.code !== 0) throw new Error(`mosquitto_pub exited with ${pub.code}`);
+  await pub(broker, TOPIC, "x".repeat(100), { args: ["--repeat", String(n)] });
   const t1 = await sub.done;
   return n / ((t1 - t0) / 1000);
 }

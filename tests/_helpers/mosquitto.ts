@@ -150,7 +150,7 @@ export interface Subscriber {
 }
 
 /** `-h 127.0.0.1 -p PORT -q 1`: how `mosquitto_pub` and `mosquitto_sub` reach the broker. */
-export function clientArgs(broker: { port: number }): string[] {
+function clientArgs(broker: { port: number }): string[] {
   return ["-h", "127.0.0.1", "-p", String(broker.port), "-q", "1"];
 }
 
