@@ -23,7 +23,10 @@ import {
   type Config,
   ConfigError,
   createProgress,
+  DataDirLockedError,
+  LAUNCHER_LOCK,
   loadConfig,
+  lockDataDir,
   VERSION,
 } from "../../runtime/mod.ts";
 import { prepareBoot } from "./boot.ts";
@@ -142,6 +145,33 @@ export function updateCommand(): Command {
       done(await result);
     });
 
+  /**
+   * Holds the data directory's locks (runtime/lock.ts) while `fn` changes the
+   * update state without a running edged: a running edged or launcher would
+   * otherwise race it. Exits 2 naming the holder when one runs.
+   */
+  async function whileStopped<T>(
+    command: string,
+    dataDir: string,
+    fn: () => Promise<T>,
+  ): Promise<T> {
+    const locks = [];
+    try {
+      locks.push(await lockDataDir(dataDir));
+      locks.push(await lockDataDir(dataDir, { name: LAUNCHER_LOCK, holder: "an edged launcher" }));
+    } catch (err) {
+      locks.forEach((l) => l.release());
+      if (!(err instanceof DataDirLockedError)) throw err;
+      console.error(`edged update ${command}: ${err.message}`);
+      Deno.exit(EXIT_USAGE);
+    }
+    try {
+      return await fn();
+    } finally {
+      locks.forEach((l) => l.release());
+    }
+  }
+
   common(update.command("rollback"))
     .description("go back to the previous slot (edged restarts into it)")
     .option("--offline", "edged is not running: change the data directory directly")
@@ -150,10 +180,13 @@ export function updateCommand(): Command {
       if (!o.offline) done(await api(o, cfg, "POST", "/rollback"));
       const store = new SlotStore(resolve(cfg.data_dir));
       try {
-        const s = await store.update((st) =>
-          rolledBack(st, "requested by operator (offline)", { keepFrom: !st.trial })
-        );
-        await store.linkCurrent(s);
+        const s = await whileStopped("rollback --offline", cfg.data_dir, async () => {
+          const s = await store.update((st) =>
+            rolledBack(st, "requested by operator (offline)", { keepFrom: !st.trial })
+          );
+          await store.linkCurrent(s);
+          return s;
+        });
         console.log(JSON.stringify({ rolled_back: s.last_rollback, active: s.active }, null, 2));
       } catch (err) {
         if (err instanceof UpdateStateError) {
@@ -172,11 +205,16 @@ export function updateCommand(): Command {
     .action(async (o: CommonOptions) => {
       const cfg = await config(o);
       const u = cfg.update;
-      const d = await prepareBoot(new SlotStore(resolve(cfg.data_dir)), {
-        maxBootAttempts: u.max_boot_attempts,
-        factoryBinary: u.binary ?? (Deno.build.standalone ? Deno.execPath() : undefined),
-        factoryVersion: VERSION,
-      });
+      const d = await whileStopped(
+        "boot",
+        cfg.data_dir,
+        () =>
+          prepareBoot(new SlotStore(resolve(cfg.data_dir)), {
+            maxBootAttempts: u.max_boot_attempts,
+            factoryBinary: u.binary ?? (Deno.build.standalone ? Deno.execPath() : undefined),
+            factoryVersion: VERSION,
+          }),
+      );
       console.log(JSON.stringify({
         slot: d.slot,
         binary: d.binary ?? null,

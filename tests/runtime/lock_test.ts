@@ -213,3 +213,25 @@ Deno.test({
     }
   },
 });
+
+Deno.test("edged update rollback --offline and update boot refuse while an edged holds the data directory", async () => {
+  const dir = join(await Deno.makeTempDir({ prefix: "edged-lock-" }), "data");
+  try {
+    const held = await lockDataDir(dir);
+    try {
+      for (const args of [["update", "rollback", "--offline"], ["update", "boot"]]) {
+        const r = await edged([...args, "--data-dir", dir]);
+        assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`data directory ${dir} is in use by another edged`));
+      }
+    } finally {
+      held.release();
+    }
+    // Free again: boot goes ahead (and counts a start).
+    const r = await edged(["update", "boot", "--data-dir", dir]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /"slot"/);
+  } finally {
+    await Deno.remove(join(dir, ".."), { recursive: true });
+  }
+});
