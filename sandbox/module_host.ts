@@ -443,7 +443,7 @@ export class ModuleHost {
       const r = this.#records.get(name);
       if (!r && !this.#failed.has(name)) throw new ModuleNotFoundError(name);
       r?.unsubscribe.forEach((u) => u());
-      if (r?.inst !== undefined) this.#pool?.unload(r.inst);
+      if (r?.inst !== undefined) this.#pool?.unload(r.inst, { revoke: !keepState });
       this.#records.delete(name);
       this.#failed.delete(name);
       this.#disk.remove(name);

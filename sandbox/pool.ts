@@ -59,6 +59,8 @@ interface InstanceInfo {
   lane: number;
   manifest: Manifest;
   sensorGrants: PathMatcher[];
+  /** Its kv and sensor calls are refused from now on (the module was removed). */
+  revoked: boolean;
 }
 
 const WORKER_URL = new URL("./worker.ts", import.meta.url);
@@ -146,7 +148,12 @@ export class WorkerPool {
     const inst = this.#nextInst++;
     const m = module.manifest;
     // Registered first: edge_init may already call kv or sensors.
-    this.#insts.set(inst, { lane, manifest: m, sensorGrants: m.grants.sensor.map(globMatcher) });
+    this.#insts.set(inst, {
+      lane,
+      manifest: m,
+      sensorGrants: m.grants.sensor.map(globMatcher),
+      revoked: false,
+    });
     let reply: FromWorker;
     try {
       reply = await this.#request(lane, (req) => ({
@@ -167,13 +174,23 @@ export class WorkerPool {
     return { inst, memoryBytes: reply.memoryBytes };
   }
 
-  /** Drops an instance (after every message sent to it before). */
-  unload(inst: number): void {
+  /**
+   * Drops an instance after every message sent to it before. Those messages
+   * still get their kv and sensor calls answered (a swap lets them finish on
+   * the old version), unless `revoke` (the module is being deleted, with its
+   * kv state: nothing may write it again).
+   */
+  unload(inst: number, { revoke = false }: { revoke?: boolean } = {}): void {
     const info = this.#insts.get(inst);
     if (!info) return;
-    this.#insts.delete(inst);
-    const l = this.#lanes[info.lane];
-    if (l) this.#send(l, { t: "unload", inst });
+    if (revoke) info.revoked = true;
+    if (this.#terminated || !this.#lanes[info.lane]) {
+      this.#insts.delete(inst);
+      return;
+    }
+    this.#request(info.lane, (req) => ({ t: "unload", req, inst }))
+      .catch(() => {}) // the Worker died: #lost dropped its instances already
+      .finally(() => this.#insts.delete(inst));
   }
 
   /** Runs `calls` in order in Worker `lane`; one outcome per call (null: not run, see worker.ts). */
@@ -210,7 +227,7 @@ export class WorkerPool {
     const info = this.#insts.get(msg.inst);
     const name = info?.manifest.name ?? "";
     try {
-      if (!info) result = EdgeError.IO;
+      if (!info || info.revoked) result = EdgeError.IO;
       else if (msg.op === "sensor") {
         if (info.sensorGrants.length === 0) result = EdgeError.DENIED;
         else {

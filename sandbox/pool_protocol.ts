@@ -44,7 +44,7 @@ export interface SinkLine {
 export type ToWorker =
   | { t: "init"; sab: SharedArrayBuffer; logRate: LogRate }
   | { t: "load"; req: number; inst: number; module: RunnableModule }
-  | { t: "unload"; inst: number }
+  | { t: "unload"; req: number; inst: number }
   | { t: "run"; req: number; calls: WireCall[] };
 
 /** Worker → runtime. */
@@ -63,6 +63,7 @@ export type FromWorker =
     outcomes: (WireOutcome | null)[];
     sink: SinkLine[];
   }
+  | { t: "unloaded"; req: number; sink: SinkLine[] }
   | RpcRequest;
 
 /** A synchronous call from a Worker; the answer comes through the shared buffer. */

@@ -188,6 +188,7 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
     }
     case "unload":
       slots.delete(msg.inst);
+      post({ t: "unloaded", req: msg.req, sink: takeSink() });
       return;
     case "run": {
       // After a fault, the instance's later messages in this batch go back to the

@@ -96,6 +96,45 @@ Deno.test("kv calls from a Worker are answered on the runtime's thread with the 
   }
 });
 
+Deno.test("messages sent to the old version during a swap finish there, kv calls included", async () => {
+  const e = await env({ workers: 1 });
+  try {
+    // v1: kv_set("k", payload) and return its result; v2: the same after a long edge_init.
+    const body = (init: string) =>
+      module(
+        `${init}
+         (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
+           (call $set (i32.const 0) (i32.const 1) (local.get 2) (local.get 3)))
+         (data (i32.const 0) "k")`,
+        `(import "edge" "kv_set" (func $set (param i32 i32 i32 i32) (result i32)))`,
+      );
+    const m = (version: string) =>
+      manifest("swap-kv", {
+        version,
+        grants: { kv: { max_bytes: 100 } },
+        limits: { fuel_per_message: 2_000_000_000 },
+      });
+    await e.host.install(m("1.0.0"), await body(""));
+    const slowInit = `(func (export "edge_init") (result i32) (local i32)
+      (loop $l (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+        (br_if $l (i32.lt_u (local.get 0) (i32.const 150000000))))
+      (i32.const 0))`;
+    const swap = e.host.install(m("2.0.0"), await body(slowInit));
+    // The new version is initialising in the Worker; this message queues behind it for v1,
+    // and runs after the runtime has already swapped to v2.
+    await new Promise((r) => setTimeout(r, 100));
+    const during = e.host.deliver("swap-kv", "t", enc("old"));
+    await swap;
+    const out = await during;
+    assert.equal(out.error, undefined);
+    assert.equal(out.status, 0, "kv_set of the old version still answered");
+    assert.equal(e.host.status("swap-kv").version, "2.0.0");
+    assert.equal(e.host.status("swap-kv").kv_bytes, 4);
+  } finally {
+    await e.dispose();
+  }
+});
+
 Deno.test("deleting a module deletes its kv state, unless keepState", async () => {
   const e = await env();
   try {
