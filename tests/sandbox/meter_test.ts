@@ -69,3 +69,121 @@ Deno.test("a recursion that outruns its fuel stops with a fuel fault, not a stac
   assert.equal(out.error?.kind, "fuel");
   assert.equal(out.fuelUsed, 10_000);
 });
+
+Deno.test("a call that traps reports the fuel it was charged up to the trap, not less", async () => {
+  // $work loops n times, then traps (out-of-bounds load) or returns: the same charges either way.
+  const body = `
+    (func $work (param $n i32) (param $trap i32) (result i32) (local $i i32)
+      (loop $l
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+      (if (local.get $trap) (then (drop (i32.load (i32.const -4)))))
+      (local.get $i))
+    (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
+      (call $work (i32.mul (i32.load8_u (local.get 2)) (i32.const 100))
+        (i32.load8_u offset=1 (local.get 2))))`;
+  const ok = await run(body, new Uint8Array([200, 0]));
+  const trapped = await run(body, new Uint8Array([200, 1]));
+  assert.equal(ok.status, 20_000);
+  assert.equal(trapped.error?.kind, "trap");
+  assert.ok(ok.fuelUsed > 20_000 * 5, `${ok.fuelUsed}`);
+  assert.equal(trapped.fuelUsed, ok.fuelUsed);
+});
+
+Deno.test("fuel burnt by a callee that throws counts when the caller catches (legacy try/catch)", async () => {
+  const body = (rounds: string) => `
+    (tag $e)
+    (func $burn (param $n i32) (local $i i32)
+      (loop $l
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+      (throw $e))
+    (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (local $k i32)
+      (loop $l
+        (try (do (call $burn (i32.const 100))) (catch $e))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (br_if $l ${rounds}))
+      (i32.const 0))`;
+  const out = await run(body("(i32.lt_u (local.get $k) (i32.const 1000))"), enc("x"), 10_000_000);
+  assert.equal(out.status, 0);
+  // 1,000 calls, each looping 100 times over at least 5 instructions.
+  assert.ok(out.fuelUsed >= 1000 * 100 * 5, `${out.fuelUsed}`);
+  // A loop that only ever catches still runs out of fuel.
+  const runaway = await run(body("(i32.const 1)"), enc("x"), 1_000_000);
+  assert.equal(runaway.error?.kind, "fuel");
+});
+
+/** A module with a callee `burn(n)` that loops n times and throws, and `onMessage` as the handler. */
+function exnrefModule(onMessage: number[]): Uint8Array {
+  const u = (n: number) => {
+    const o = [];
+    do {
+      let b = n & 0x7f;
+      n >>>= 7;
+      if (n) b |= 0x80;
+      o.push(b);
+    } while (n);
+    return o;
+  };
+  const vec = (items: number[][]) => [...u(items.length), ...items.flat()];
+  const sec = (id: number, body: number[]) => [id, ...u(body.length), ...body];
+  const name = (s: string) => [...u(s.length), ...new TextEncoder().encode(s)];
+  const fn = (locals: number[][], code: number[]) => {
+    const b = [...vec(locals), ...code];
+    return [...u(b.length), ...b];
+  };
+  // loop { local1 += 1; br_if 0 (local1 < local0) } throw 0
+  const burn = [0x03, 0x40, 0x20, 1, 0x41, 1, 0x6a, 0x22, 1, 0x20, 0, 0x49, 0x0d, 0, 0x0b, 0x08, 0];
+  return new Uint8Array([
+    ...[0, 0x61, 0x73, 0x6d, 1, 0, 0, 0],
+    ...sec(
+      1,
+      vec([
+        [0x60, 1, 0x7f, 1, 0x7f],
+        [0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7f],
+        [0x60, 1, 0x7f, 0],
+        [0x60, 0, 0],
+      ]),
+    ),
+    ...sec(3, vec([[0], [2], [1]])),
+    ...sec(5, vec([[0, 1]])),
+    ...sec(13, vec([[0, 3]])), // tag 0: () -> ()
+    ...sec(
+      7,
+      vec([
+        [...name("memory"), 2, 0],
+        [...name("edge_alloc"), 0, 0],
+        [...name("edge_on_message"), 0, 2],
+      ]),
+    ),
+    ...sec(
+      10,
+      vec([
+        fn([], [0x41, 0x80, 0x08, 0x0b]),
+        fn([[1, 0x7f]], [...burn, 0x0b]),
+        fn([[1, 0x7f]], [...onMessage, 0x0b]),
+      ]),
+    ),
+  ]);
+}
+
+Deno.test("fuel burnt by a callee that throws counts where try_table lands: after a block, at a loop top", async () => {
+  // wabt's wat2wasm predates try_table (exnref), so these are assembled by hand.
+  const callBurn = [0x41, 0xe8, 0x07, 0x10, 1]; // call $burn(1000)
+  const cases = {
+    // block { try_table (catch_all 0) call $burn end } loop end (a charge after the landing)
+    block: [0x02, 0x40, 0x1f, 0x40, 1, 2, 0, ...callBurn, 0x0b, 0x0b, 0x03, 0x40, 0x0b, 0x41, 0],
+    // block { loop { br_if 1 (local 4); local 4 = 1; try_table (catch_all 0: the loop) ... } }
+    loop: [
+      ...[0x02, 0x40, 0x03, 0x40, 0x20, 4, 0x0d, 1, 0x41, 1, 0x21, 4],
+      ...[0x1f, 0x40, 1, 2, 0, ...callBurn, 0x0b, 0x0b, 0x0b, 0x41, 0],
+    ],
+  };
+  for (const [where, code] of Object.entries(cases)) {
+    const v = await validateModule(exnrefModule(code), manifest("t"));
+    const out = GuestInstance.create(v, { logSink: () => {} }).call(enc("t"), enc("x"));
+    assert.equal(out.status, 0, where);
+    // $burn looped 1,000 times over 8 instructions before it threw.
+    assert.ok(out.fuelUsed >= 8000, `${where}: ${out.fuelUsed}`);
+  }
+});
