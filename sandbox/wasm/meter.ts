@@ -510,15 +510,30 @@ function meterCode(
     r.need(size);
     const start = r.pos;
     const params = info.functionTypes[info.importedFuncCount + f].params.length;
-    sized(w, () => {
-      meterFunction(r.bytes, start, start + size, params, g, w, f, cache);
-      return true;
-    });
+    // The body's size goes first: reserve 5 bytes, move the body back if it needs fewer.
+    w.ensure(5);
+    const slot = w.len;
+    w.len += 5;
+    meterFunction(r.bytes, start, start + size, params, g, w, f, cache);
+    const bodySize = w.len - slot - 5;
+    const n = lebLength(bodySize);
+    if (n < 5) {
+      w.buf.copyWithin(slot + n, slot + 5, w.len);
+      w.len -= 5 - n;
+    }
+    for (let i = 0, x = bodySize; i < n; i++, x = Math.floor(x / 128)) {
+      w.buf[slot + i] = (x & 0x7f) | (i < n - 1 ? 0x80 : 0);
+    }
     r.pos += size;
   }
   w.bytes(helpers);
   return true;
 }
+
+/** The snippets of the previous function (most functions of a module share a fuel-local index). */
+let lastLocals = -1;
+let lastCache: SnippetCache | null = null;
+let lastSnippets: Snippets | null = null;
 
 /** V8's limit on locals per function (kV8MaxWasmFunctionLocals). */
 const MAX_LOCALS = 50_000;
@@ -566,19 +581,32 @@ function meterFunction(
   f: number,
   cache: SnippetCache,
 ): void {
-  const br = new Reader(src, start, end);
-  const declCount = br.u32();
-  const declStart = br.pos;
+  const declCount = leb(src, start, end, 5);
+  const declStart = lebEnd;
+  let p = declStart;
   let locals = params;
   for (let n = declCount; n > 0; n--) {
-    locals += br.u32();
-    readValType(br);
+    locals += leb(src, p, end, 5);
+    p = lebEnd;
+    if (p >= end || !SIMPLE_VALTYPE[src[p]]) {
+      throw new WasmFormatError(`unsupported local type in function body ${f}`, p);
+    }
+    p++;
+    if (locals > MAX_LOCALS) {
+      throw new WasmFormatError(
+        `function body ${f} declares more than ${MAX_LOCALS} locals`,
+        start,
+      );
+    }
   }
-  if (locals > MAX_LOCALS) {
-    throw new WasmFormatError(`function body ${f} declares more than ${MAX_LOCALS} locals`, start);
-  }
-  const declEnd = br.pos;
-  const { charge, reloadHead, costAt, load } = snippets(cache, locals, g);
+  const declEnd = p;
+  const s = locals === lastLocals && cache === lastCache
+    ? lastSnippets!
+    : snippets(cache, locals, g);
+  lastLocals = locals;
+  lastCache = cache;
+  lastSnippets = s;
+  const { charge, reloadHead, costAt, load } = s;
   const chargeLen = charge.length;
   const loadLen = load.length;
 
@@ -593,7 +621,6 @@ function meterFunction(
   out.len += chargeLen;
   out.buf.set(reloadHead, entryAt);
 
-  let p = declEnd;
   let copied = declEnd;
   let cost = 0;
   let depth = 0;
