@@ -8,7 +8,7 @@
  */
 
 import { formatFuncType, type FuncType, type ModuleInfo, parseModule } from "./wasm/parse.ts";
-import { FUEL_GET_EXPORT, FUEL_SET_EXPORT, instrument } from "./wasm/meter.ts";
+import { FUEL_GET_EXPORT, FUEL_SET_EXPORT, instrumentThen } from "./wasm/meter.ts";
 import { WasmFormatError } from "./wasm/reader.ts";
 import { ModuleValidationError } from "./errors.ts";
 import type { Manifest } from "./manifest.ts";
@@ -257,34 +257,36 @@ function checkAndCompile(
   ];
   if (reasons.length > 0) throw new StagedError("structure", reasons);
 
-  let wasm: Uint8Array;
+  const invalid = (cause: unknown) =>
+    new StagedError("compile", [`invalid module: ${(cause as Error).message}`], { cause });
+  const compile = (wasm: Uint8Array): Checked | Promise<Checked> => {
+    // Small modules compile faster synchronously (~0.5 ms for 100 KB, half the async
+    // round trip); large ones compile off the main thread, from a copy (`wasm` is a
+    // view into the rewriter's reused buffer).
+    if (wasm.length > SYNC_COMPILE_BYTES) {
+      return WebAssembly.compile(wasm.slice() as Uint8Array<ArrayBuffer>).then(
+        (module) => ({ info, module }),
+        (cause) => {
+          throw invalid(cause);
+        },
+      );
+    }
+    try {
+      return { info, module: new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>) };
+    } catch (cause) {
+      throw invalid(cause);
+    }
+  };
   try {
-    wasm = instrument(bytes, info, {
+    return instrumentThen(bytes, info, {
       memoryMaxPages: Math.floor(manifest.limits.memory_bytes / 65536),
       tableMaxEntries,
       meter,
       exportStartAs: meter ? START_EXPORT : undefined,
-    });
+    }, compile);
   } catch (cause) {
     if (!(cause instanceof WasmFormatError)) throw cause;
     throw new StagedError("compile", [`malformed module: ${cause.message}`], { cause });
-  }
-  const invalid = (cause: unknown) =>
-    new StagedError("compile", [`invalid module: ${(cause as Error).message}`], { cause });
-  // Small modules compile faster synchronously (~0.5 ms for 100 KB, half the async
-  // round trip); large ones compile off the main thread.
-  if (wasm.length > SYNC_COMPILE_BYTES) {
-    return WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>).then(
-      (module) => ({ info, module }),
-      (cause) => {
-        throw invalid(cause);
-      },
-    );
-  }
-  try {
-    return { info, module: new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>) };
-  } catch (cause) {
-    throw invalid(cause);
   }
 }
 

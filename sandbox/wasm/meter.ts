@@ -167,6 +167,31 @@ export function instrument(
   info: ModuleInfo,
   opts: InstrumentOptions,
 ): Uint8Array {
+  return instrumentThen(bytes, info, opts, (wasm) => wasm.slice());
+}
+
+/**
+ * Rewrites the module and calls `use` with the result as a view into a buffer
+ * that is reused by the next call: valid only until `use` returns (compile it
+ * there; `new WebAssembly.Module` copies its input). Saves a copy and an
+ * allocation the size of the module per load.
+ * @throws {WasmFormatError} when a function body cannot be decoded.
+ */
+export function instrumentThen<T>(
+  bytes: Uint8Array,
+  info: ModuleInfo,
+  opts: InstrumentOptions,
+  use: (wasm: Uint8Array) => T,
+): T {
+  const out = rewrite(bytes, info, opts);
+  try {
+    return use(out.buf.subarray(0, out.len));
+  } finally {
+    if (out.buf.length <= SCRATCH_KEEP_BYTES) scratch = out;
+  }
+}
+
+function rewrite(bytes: Uint8Array, info: ModuleInfo, opts: InstrumentOptions): Writer {
   const meter = opts.meter ?? true;
   const edits = new Map<number, Edit>();
   edits.set(4, (r, out) => r !== null && capTables(r, out, opts.tableMaxEntries));
@@ -239,9 +264,7 @@ export function instrument(
     }
   }
   flushBefore(ORDER.length);
-  const result = out.result();
-  if (out.buf.length <= SCRATCH_KEEP_BYTES) scratch = out;
-  return result;
+  return out;
 }
 
 function appendEntries(r: Reader | null, w: Writer, added: number, entries: number[]): boolean {
