@@ -68,7 +68,9 @@ class Writer {
     this.ensure(n);
     const buf = this.buf;
     const len = this.len;
-    if (n > 48) buf.set(src.subarray(from, to), len);
+    // A byte loop allocates nothing; a subarray for set() is a heap object per span, and
+    // thousands of them per module cost a scavenge every few loads.
+    if (n > 1024) buf.set(src.subarray(from, to), len);
     else for (let i = 0; i < n; i++) buf[len + i] = src[from + i];
     this.len = len + n;
   }
