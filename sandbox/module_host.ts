@@ -396,15 +396,17 @@ export class ModuleHost {
    * a swap that lands first wins.
    */
   #reload(r: Record_, lane: number, what: string): void {
-    if (r.inst !== undefined) this.#pool?.unload(r.inst);
+    // The old Worker lets go first (its kv cache of the module goes with it).
+    const unloaded = r.inst !== undefined ? this.#pool?.unload(r.inst) : undefined;
     r.inst = undefined;
     r.lane = lane;
     void this.#serialised(r.manifest.name, async () => {
+      await unloaded;
       if (this.#records.get(r.manifest.name) !== r || r.inst !== undefined) return;
       try {
         const loaded = await this.#workers().load(lane, r.validated);
         if (this.#records.get(r.manifest.name) !== r) {
-          this.#pool?.unload(loaded.inst);
+          void this.#pool?.unload(loaded.inst);
           return;
         }
         r.inst = loaded.inst;
@@ -443,7 +445,8 @@ export class ModuleHost {
       const r = this.#records.get(name);
       if (!r && !this.#failed.has(name)) throw new ModuleNotFoundError(name);
       r?.unsubscribe.forEach((u) => u());
-      if (r?.inst !== undefined) this.#pool?.unload(r.inst, { revoke: !keepState });
+      // Revoked at once: messages still in its Worker get no more kv or sensor answers.
+      if (r?.inst !== undefined) void this.#pool?.unload(r.inst, { revoke: true });
       this.#records.delete(name);
       this.#failed.delete(name);
       this.#disk.remove(name);
@@ -560,7 +563,7 @@ export class ModuleHost {
           bytes,
         );
       } catch (err) {
-        pool.unload(loaded.inst);
+        void pool.unload(loaded.inst);
         throw err;
       }
     }
@@ -569,7 +572,7 @@ export class ModuleHost {
     // messages stay queued and go to the new version.
     const r = old ?? new Record_(validated, this.#opts.quarantineMs, lane);
     if (old) {
-      if (old.inst !== undefined) pool.unload(old.inst);
+      if (old.inst !== undefined) void pool.unload(old.inst);
       r.logsDroppedBefore += old.logsDropped;
       r.logsDropped = 0;
       r.unsubscribe.forEach((u) => u());

@@ -175,22 +175,25 @@ export class WorkerPool {
   }
 
   /**
-   * Drops an instance after every message sent to it before. Those messages
+   * Drops an instance after every message sent to it before; resolves once
+   * the Worker has (so it no longer runs or caches anything of it). Those messages
    * still get their kv and sensor calls answered (a swap lets them finish on
    * the old version), unless `revoke` (the module is being deleted, with its
    * kv state: nothing may write it again).
    */
-  unload(inst: number, { revoke = false }: { revoke?: boolean } = {}): void {
+  unload(inst: number, { revoke = false }: { revoke?: boolean } = {}): Promise<void> {
     const info = this.#insts.get(inst);
-    if (!info) return;
+    if (!info) return Promise.resolve();
     if (revoke) info.revoked = true;
     if (this.#terminated || !this.#lanes[info.lane]) {
       this.#insts.delete(inst);
-      return;
+      return Promise.resolve();
     }
-    this.#request(info.lane, (req) => ({ t: "unload", req, inst }))
-      .catch(() => {}) // the Worker died: #lost dropped its instances already
-      .finally(() => this.#insts.delete(inst));
+    return this.#request(info.lane, (req) => ({ t: "unload", req, inst }))
+      .then(() => {}, () => {}) // the Worker died: #lost dropped its instances already
+      .finally(() => {
+        this.#insts.delete(inst);
+      });
   }
 
   /** Runs `calls` in order in Worker `lane`; one outcome per call (null: not run, see worker.ts). */

@@ -64,21 +64,75 @@ function rpc(req: RpcRequest): { code: number; bytes: Uint8Array } {
   return { code, bytes: code > 0 ? new Uint8Array(sab, RPC_DATA_OFFSET, code) : new Uint8Array(0) };
 }
 
-function kvFor(inst: number): KvStore {
+/** Values up to this size are kept in {@link kvCache}. */
+const KV_CACHE_VALUE_BYTES = 4096;
+/** Bytes of keys and values {@link kvCache} holds in this Worker before it starts over. */
+const KV_CACHE_BYTES = 8 << 20;
+
+/**
+ * Read cache of kv entries, per module: a kv_get round trip to the runtime's
+ * thread costs 20-200 µs (a wake-up of each thread), a hit well under one.
+ * Only instances of a module read or write its kv, and they all run in this
+ * Worker while it holds a slot of that module (a swap keeps the Worker), so
+ * every write passes here: kv_set writes through and updates the entry. The
+ * module's entries go when its last slot here is unloaded (it moved, or was
+ * removed and its kv maybe deleted); the runtime only loads it elsewhere
+ * after that unload. `null` caches "no such key".
+ */
+const kvCache = new Map<string, Map<string, Uint8Array | null>>();
+let kvCacheBytes = 0;
+
+function cacheKey(key: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < key.length; i++) s += String.fromCharCode(key[i]);
+  return s;
+}
+
+function cachePut(module: string, k: string, value: Uint8Array | null): void {
+  let entries = kvCache.get(module);
+  const size = k.length + (value?.length ?? 0);
+  if (value && value.length > KV_CACHE_VALUE_BYTES) {
+    entries?.delete(k);
+    return;
+  }
+  if (kvCacheBytes + size > KV_CACHE_BYTES) {
+    kvCache.clear();
+    kvCacheBytes = 0;
+    entries = undefined;
+  }
+  if (!entries) kvCache.set(module, entries = new Map());
+  entries.set(k, value);
+  kvCacheBytes += size; // over-counts replaced entries: the cache starts over a little early
+}
+
+function kvFor(inst: number, module: string): KvStore {
   const refuse = () => {
     throw new Error("not available in a sandbox Worker");
   };
   return {
     get(_module, key) {
+      const k = cacheKey(key);
+      const hit = kvCache.get(module)?.get(k);
+      if (hit !== undefined) return hit === null ? undefined : hit.slice();
       const { code, bytes } = rpc({ t: "rpc", seq: ++seq, inst, op: "kv_get", key: key.slice() });
-      if (code === EdgeError.NOT_FOUND) return undefined;
+      if (code === EdgeError.NOT_FOUND) {
+        cachePut(module, k, null);
+        return undefined;
+      }
       if (code < 0) throw new Error(`kv_get failed (${code})`);
-      return bytes.slice();
+      const value = bytes.slice();
+      cachePut(module, k, value);
+      return value.slice();
     },
     set(_module, key, value) {
+      const k = cacheKey(key);
       const { code } = rpc({ t: "rpc", seq: ++seq, inst, op: "kv_set", key, value });
       if (code === EdgeError.QUOTA) return "quota";
-      if (code < 0) throw new Error(`kv_set failed (${code})`);
+      if (code < 0) {
+        kvCache.get(module)?.delete(k); // unknown now
+        throw new Error(`kv_set failed (${code})`);
+      }
+      cachePut(module, k, value.slice());
       return "ok";
     },
     usage: refuse,
@@ -89,7 +143,7 @@ function kvFor(inst: number): KvStore {
 function create(inst: number, module: RunnableModule): GuestInstance {
   const name = module.manifest.name;
   return GuestInstance.create(module, {
-    kv: module.manifest.grants.kv ? kvFor(inst) : undefined,
+    kv: module.manifest.grants.kv ? kvFor(inst, name) : undefined,
     sensor: (path, out) => {
       const { code, bytes } = rpc({
         t: "rpc",
@@ -186,10 +240,15 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
       }
       return;
     }
-    case "unload":
+    case "unload": {
+      const name = slots.get(msg.inst)?.module.manifest.name;
       slots.delete(msg.inst);
+      if (name !== undefined && ![...slots.values()].some((s) => s.module.manifest.name === name)) {
+        kvCache.delete(name);
+      }
       post({ t: "unloaded", req: msg.req, sink: takeSink() });
       return;
+    }
     case "run": {
       // After a fault, the instance's later messages in this batch go back to the
       // runtime unrun: it decides (quarantine or retry) before the module runs again.

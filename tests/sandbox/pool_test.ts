@@ -159,6 +159,54 @@ Deno.test("deleting a module deletes its kv state, unless keepState", async () =
   }
 });
 
+Deno.test("a Worker's kv read cache never serves a deleted or moved module stale values", async () => {
+  const e = await env({ workers: 1, faultLimit: 100 });
+  try {
+    // Payload "s<v>": kv_set("k", v), returns 0. "g": kv_get("k") length (or -3). "x": spins.
+    const bytes = await module(
+      `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
+         (if (i32.eq (i32.load8_u (local.get 2)) (i32.const 115))
+           (then (return (call $set (i32.const 0) (i32.const 1)
+             (i32.add (local.get 2) (i32.const 1)) (i32.sub (local.get 3) (i32.const 1))))))
+         (if (i32.eq (i32.load8_u (local.get 2)) (i32.const 120)) (then (loop $l (br $l))))
+         (call $get (i32.const 0) (i32.const 1) (i32.const 2000) (i32.const 100)))
+       (data (i32.const 0) "k")`,
+      `(import "edge" "kv_set" (func $set (param i32 i32 i32 i32) (result i32)))
+       (import "edge" "kv_get" (func $get (param i32 i32 i32 i32) (result i32)))`,
+    );
+    const m = manifest("cached", {
+      grants: { kv: { max_bytes: 100 } },
+      limits: { fuel_per_message: 1_000_000 },
+    });
+    const send = async (p: string) => (await e.host.deliver("cached", "t", enc(p))).status;
+    await e.host.install(m, bytes);
+    assert.equal(await send("g"), -3);
+    assert.equal(await send("shello"), 0);
+    assert.equal(await send("g"), 5);
+    // Deleted with its state, installed again in the same Worker: the key is gone.
+    await e.host.remove("cached");
+    await e.host.install(m, bytes);
+    assert.equal(await send("g"), -3);
+    assert.equal(await send("sabc"), 0);
+    assert.equal(await send("g"), 3);
+    // Kept state survives a reinstall.
+    await e.host.remove("cached", { keepState: true });
+    await e.host.install(m, bytes);
+    assert.equal(await send("g"), 3);
+    // A fuel fault moves it to the probation Worker (index 1 here): reads there see the
+    // value written before, writes there are what the next version (same Worker) reads.
+    assert.equal((await e.host.deliver("cached", "t", enc("x"))).error?.kind, "fuel");
+    assert.equal(e.host.status("cached").worker, 1);
+    assert.equal(await send("g"), 3);
+    assert.equal(await send("s1234567"), 0);
+    assert.equal(await send("g"), 7);
+    await e.host.install({ ...m, version: "1.0.1" }, bytes);
+    assert.equal(await send("g"), 7);
+  } finally {
+    await e.dispose();
+  }
+});
+
 Deno.test("a Worker that dies fails its waiting calls with WorkerGoneError and is replaced", async () => {
   const crashes: number[] = [];
   const kv: KvStore = {
