@@ -575,20 +575,19 @@ let frameSlot = new Int32Array(64);
 /** For a loop: the enclosing region's cost so far. */
 let frameCost = new Float64Array(64);
 
+/** A copy of `a` with room for `n` elements. */
+function grown<T extends Int32Array | Float64Array>(a: T, n: number): T {
+  const b = new (a.constructor as new (n: number) => T)(n);
+  b.set(a);
+  return b;
+}
+
 function growFrames(): void {
   const n = frameFlags.length * 2;
-  const f = new Int32Array(n);
-  f.set(frameFlags);
-  frameFlags = f;
-  const o = new Int32Array(n);
-  o.set(frameOut);
-  frameOut = o;
-  const s = new Int32Array(n);
-  s.set(frameSlot);
-  frameSlot = s;
-  const c = new Float64Array(n);
-  c.set(frameCost);
-  frameCost = c;
+  frameFlags = grown(frameFlags, n);
+  frameOut = grown(frameOut, n);
+  frameSlot = grown(frameSlot, n);
+  frameCost = grown(frameCost, n);
 }
 
 /**

@@ -187,3 +187,19 @@ Deno.test("fuel burnt by a callee that throws counts where try_table lands: afte
     assert.ok(out.fuelUsed >= 8000, `${where}: ${out.fuelUsed}`);
   }
 });
+
+Deno.test("metering: 201 nested blocks and loops (past the rewriter's initial frame stack) still run and stop on fuel", async () => {
+  const depth = 201; // the innermost (index 200) is a loop
+  const open = Array.from({ length: depth }, (_, i) => (i % 2 ? "(block" : "(loop")).join(" ");
+  const bytes = await module(
+    `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
+      ${open} (br_if 0 (i32.eqz (local.get 3))) ${")".repeat(depth)}
+      (i32.const 7))`,
+  );
+  const inst = GuestInstance.create(await validateModule(bytes, manifest("deep")), {
+    logSink: () => {},
+  });
+  assert.equal(inst.call(enc("t"), enc("x")).status, 7);
+  // An empty payload makes the innermost loop spin: fuel stops it.
+  assert.equal(inst.call(enc("t"), new Uint8Array(0)).error?.kind, "fuel");
+});
