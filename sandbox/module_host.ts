@@ -438,7 +438,8 @@ export class ModuleHost {
 
   /**
    * Unloads and deletes a module, and its kv state unless `keepState`.
-   * Messages already sent to its Worker finish; queued ones are dropped.
+   * Messages already sent to its Worker finish there without kv or sensor
+   * answers (EdgeError.IO); queued ones are dropped.
    */
   remove(name: string, { keepState = false }: { keepState?: boolean } = {}): Promise<void> {
     return this.#serialised(name, () => {
@@ -593,6 +594,8 @@ export class ModuleHost {
     for (const filter of manifest.subscribe) {
       r.unsubscribe.push(this.#opts.bus.subscribe(filter, (msg) => this.#admit(r, msg)));
     }
+    // Messages that queued while no instance was ready (a move to another Worker) go now.
+    if (r.queue.length > 0) this.#kick(lane);
     log.info("module {name} {version} running ({sha})", {
       name: manifest.name,
       version: manifest.version,
