@@ -67,6 +67,8 @@ export async function repoCli(...args: string[]): Promise<string> {
 export interface PublishOptions extends ReleaseOptions {
   /** `edged repo add --deltas N`: deltas from the N newest releases (0: full only). */
   deltas?: number;
+  /** `edged repo add --rollout P`: offered to P % of devices. */
+  rollout?: number;
 }
 
 /**
@@ -81,6 +83,7 @@ export async function publishRelease(
 ): Promise<string> {
   await makeRelease(path, version, o);
   const deltas = o.deltas === undefined ? [] : ["--deltas", String(o.deltas)];
+  const rollout = o.rollout === undefined ? [] : ["--rollout", String(o.rollout)];
   return await repoCli(
     "add",
     repo,
@@ -90,6 +93,7 @@ export async function publishRelease(
     TRIPLE,
     "--version",
     version,
+    ...rollout,
     ...deltas,
   );
 }

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { serveRepository } from "../../ota/mod.ts";
 import { pub, retained, startMosquitto, subscribe } from "../_helpers/mosquitto.ts";
-import { Device, freePort, makeRelease, repoCli, TRIPLE } from "./_update_helpers.ts";
+import { Device, freePort, publishRelease, repoCli } from "./_update_helpers.ts";
 
 const RELAY = new URL("../../examples/modules/relay-wat/", import.meta.url).pathname;
 
@@ -23,8 +23,7 @@ Deno.test({
     const rel = (v: string) => join(dir, `edged-${v}`);
     await repoCli("init", repo);
     for (const [v, seed] of [["1.0.0", 1], ["2.0.0", 2]] as const) {
-      await makeRelease(rel(v), v, { seed });
-      await repoCli("add", repo, "--release", rel(v), "--triple", TRIPLE, "--version", v);
+      await publishRelease(repo, rel(v), v, { seed });
     }
     await repoCli(
       "add",

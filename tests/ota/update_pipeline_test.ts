@@ -19,7 +19,7 @@ import {
   Updater,
 } from "../../ota/mod.ts";
 import { startEdged } from "../_helpers/edged.ts";
-import { makeRelease, repoCli, TRIPLE } from "./_update_helpers.ts";
+import { publishRelease, repoCli, TRIPLE } from "./_update_helpers.ts";
 
 async function findFile(dir: string, suffix: string): Promise<string> {
   for await (const e of Deno.readDir(dir)) {
@@ -48,8 +48,7 @@ Deno.test({
     const rel = (v: string) => join(dir, `edged-${v}`);
     await repoCli("init", repo);
     for (const [v, seed] of [["1.0.0", 1], ["2.0.0", 2]] as const) {
-      await makeRelease(rel(v), v, { seed });
-      await repoCli("add", repo, "--release", rel(v), "--triple", TRIPLE, "--version", v);
+      await publishRelease(repo, rel(v), v, { seed });
     }
     const server = serveRepository(repo, { port: 0, onListen: () => {} });
     const restarts: string[] = [];
@@ -88,19 +87,7 @@ Deno.test({
       });
 
       await t.step("a tampered release is refused; the running version stays", async () => {
-        await makeRelease(rel("3.0.0"), "3.0.0", { seed: 3 });
-        await repoCli(
-          "add",
-          repo,
-          "--release",
-          rel("3.0.0"),
-          "--triple",
-          TRIPLE,
-          "--version",
-          "3.0.0",
-          "--deltas",
-          "0",
-        );
+        await publishRelease(repo, rel("3.0.0"), "3.0.0", { seed: 3, deltas: 0 });
         // Consistent snapshots: targets/releases/<triple>/3.0.0/<sha256>.edged
         const target = await findFile(join(repo, "targets", "releases", TRIPLE, "3.0.0"), "edged");
         await flipByte(target);
@@ -136,21 +123,7 @@ Deno.test({
       await t.step(
         "staged rollout: a 0 % release is not offered, the older one still is",
         async () => {
-          await makeRelease(rel("4.0.0"), "4.0.0", { seed: 4 });
-          await repoCli(
-            "add",
-            repo,
-            "--release",
-            rel("4.0.0"),
-            "--triple",
-            TRIPLE,
-            "--version",
-            "4.0.0",
-            "--rollout",
-            "0",
-            "--deltas",
-            "1",
-          );
+          await publishRelease(repo, rel("4.0.0"), "4.0.0", { seed: 4, rollout: 0, deltas: 1 });
           const c = await updater.check();
           assert.equal(c.available?.version, "3.0.0");
           assert.match(c.skipped!.join(), /4\.0\.0: not in its 0% rollout/);
@@ -190,17 +163,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "edged-update-freeze-" });
     const repo = join(dir, "repo");
     await repoCli("init", repo, "--expires", "timestamp=1s");
-    await makeRelease(join(dir, "edged-1.0.0"), "1.0.0", { seed: 1 });
-    await repoCli(
-      "add",
-      repo,
-      "--release",
-      join(dir, "edged-1.0.0"),
-      "--triple",
-      TRIPLE,
-      "--version",
-      "1.0.0",
-    );
+    await publishRelease(repo, join(dir, "edged-1.0.0"), "1.0.0", { seed: 1 });
     const server = serveRepository(repo, { port: 0, onListen: () => {} });
     try {
       const updater = new Updater({
