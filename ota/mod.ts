@@ -7,3 +7,4 @@ export * from "./delta/mod.ts";
 export * from "./tuf/mod.ts";
 export * from "./repo/mod.ts";
 export * from "./update/mod.ts";
+export * from "./contract.ts";

@@ -1,12 +1,11 @@
 /**
  * The in-process message bus: publish/subscribe with MQTT topic filters.
  *
- * Topic and filter rules follow MQTT 3.1.1 section 4.7: levels separated by
- * `/`, `+` matches exactly one level, `#` matches any number of trailing levels
- * (including none) and may only stand last.
+ * Topics and filters follow the MQTT rules of `lib/topics.ts`.
  *
  * @module
  */
+import { topicMatches, validateFilter, validateTopic } from "../lib/mod.ts";
 
 /** One message on the bus. */
 export interface BusMessage {
@@ -20,88 +19,6 @@ export interface BusMessage {
 
 /** A subscriber callback. Called synchronously; must queue heavy work itself. */
 export type BusHandler = (msg: BusMessage) => void;
-
-/** Thrown for a topic or filter that breaks the MQTT rules. */
-export class TopicError extends TypeError {
-  /** Builds the error. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "TopicError";
-  }
-}
-
-const MAX_TOPIC_BYTES = 65535; // MQTT 3.1.1 section 1.5.3: UTF-8 string length prefix
-const encoder = new TextEncoder();
-
-/**
- * Checks a concrete topic name (MQTT 3.1.1 section 4.7.3): non-empty, no
- * wildcards, no NUL, at most 65535 UTF-8 bytes.
- *
- * @example
- * ```ts
- * validateTopic("sensors/pump-7/temperature");
- * ```
- */
-export function validateTopic(topic: string): void {
-  if (typeof topic !== "string" || topic.length === 0) {
-    throw new TopicError("topic must be a non-empty string");
-  }
-  if (topic.includes("+") || topic.includes("#") || topic.includes("\0")) {
-    throw new TopicError(`topic must not contain '+', '#' or NUL: ${JSON.stringify(topic)}`);
-  }
-  if (encoder.encode(topic).length > MAX_TOPIC_BYTES) {
-    throw new TopicError(`topic is longer than ${MAX_TOPIC_BYTES} bytes`);
-  }
-}
-
-/**
- * Checks a topic filter (MQTT 3.1.1 section 4.7.1): `+` and `#` only as whole
- * levels, `#` only as the last level.
- *
- * @example
- * ```ts
- * validateFilter("sensors/+/temperature");
- * ```
- */
-export function validateFilter(filter: string): void {
-  if (typeof filter !== "string" || filter.length === 0) {
-    throw new TopicError("topic filter must be a non-empty string");
-  }
-  if (filter.includes("\u0000")) throw new TopicError("topic filter must not contain NUL");
-  const levels = filter.split("/");
-  levels.forEach((level, i) => {
-    if (level.includes("#") && (level !== "#" || i !== levels.length - 1)) {
-      throw new TopicError(
-        `'#' must be a whole level and the last one in filter ${JSON.stringify(filter)}`,
-      );
-    }
-    if (level.includes("+") && level !== "+") {
-      throw new TopicError(`'+' must be a whole level in filter ${JSON.stringify(filter)}`);
-    }
-  });
-}
-
-/**
- * Whether `topic` matches `filter` (MQTT 3.1.1 section 4.7). Topics starting
- * with `$` are not matched by a leading wildcard (section 4.7.2).
- *
- * @example
- * ```ts
- * topicMatches("sensors/#", "sensors/pump-7/temperature"); // true
- * ```
- */
-export function topicMatches(filter: string, topic: string): boolean {
-  if (filter === "#") return !topic.startsWith("$");
-  const f = filter.split("/");
-  const t = topic.split("/");
-  if ((f[0] === "+" || f[0] === "#") && topic.startsWith("$")) return false;
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === "#") return true; // also matches the parent level (section 4.7.1.2)
-    if (i >= t.length) return false;
-    if (f[i] !== "+" && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
-}
 
 interface Subscription {
   filter: string;

@@ -8,6 +8,7 @@
  */
 import { parse as parseToml } from "smol-toml";
 import { z } from "zod";
+import { EdgedError } from "../lib/mod.ts";
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -142,12 +143,9 @@ export const configSchema = z.strictObject({
 export type Config = z.infer<typeof configSchema> & { device_id: string };
 
 /** Thrown when configuration is unknown or invalid; the message names the setting. */
-export class ConfigError extends Error {
-  /** Builds the error. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "ConfigError";
-  }
+export class ConfigError extends EdgedError {
+  override readonly code = "invalid_config";
+  override readonly status = 400;
 }
 
 /** Splits `HOST:PORT`; null when malformed. */

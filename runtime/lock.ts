@@ -13,6 +13,7 @@
  * @module
  */
 import { join, resolve } from "node:path";
+import { EdgedError } from "../lib/mod.ts";
 
 /** The lock `edged run` holds for as long as it runs. */
 export const RUNTIME_LOCK = "edged.lock";
@@ -20,7 +21,9 @@ export const RUNTIME_LOCK = "edged.lock";
 export const LAUNCHER_LOCK = "edged-launcher.lock";
 
 /** Thrown when another process holds the lock: a configuration error (exit 2). */
-export class DataDirLockedError extends Error {
+export class DataDirLockedError extends EdgedError {
+  override readonly code = "data_dir_locked";
+  override readonly status = 409;
   /** Builds the error. */
   constructor(
     /** The data directory (absolute). */
@@ -34,7 +37,6 @@ export class DataDirLockedError extends Error {
       `data directory ${dataDir} is in use by ${holder}${pid ? ` (pid ${pid})` : ""}; ` +
         `stop it first, or give this one another --data-dir`,
     );
-    this.name = "DataDirLockedError";
   }
 }
 

@@ -1,18 +1,13 @@
 /**
- * The runtime's public surface: process, configuration, HTTP API, store, bus
- * and metrics.
+ * The runtime's services, as a library: configuration, logging, the SQLite
+ * store, the durable reading log, the bus, metrics, the data directory's lock
+ * and token, the component contract, and the HTTP API's pieces (server, auth,
+ * ingest, status, dashboard). It imports `lib/` and nothing of the
+ * subsystems; `app/` composes it with them.
  *
  * @module
  */
-export {
-  Bus,
-  type BusHandler,
-  type BusMessage,
-  TopicError,
-  topicMatches,
-  validateFilter,
-  validateTopic,
-} from "./bus.ts";
+export { Bus, type BusHandler, type BusMessage } from "./bus.ts";
 export type { Component, RuntimeContext } from "./component.ts";
 export {
   type Config,
@@ -23,8 +18,12 @@ export {
   parseListen,
   settings,
 } from "./config.ts";
-export { ApiError, type ErrorDetail } from "./api/errors.ts";
-export { setupLogging } from "./log.ts";
+export { ApiError, type ErrorDetail, errorResponse } from "./api/errors.ts";
+export { createApp, type Route, type ServerOptions } from "./api/server.ts";
+export { type IngestOptions, ingestRoutes } from "./api/ingest.ts";
+export { statusComponent } from "./api/status.ts";
+export { dashboardPage } from "./dashboard.ts";
+export { recentLogs, setupLogging } from "./log.ts";
 export {
   Counter,
   CounterFunc,
@@ -33,14 +32,8 @@ export {
   Metrics,
   METRICS_CONTENT_TYPE,
 } from "./metrics.ts";
-export {
-  createProgress,
-  formatBytes,
-  formatDuration,
-  type Progress,
-  type ProgressOptions,
-  type ProgressStream,
-} from "./progress.ts";
+export { registerProcessMetrics } from "./process_metrics.ts";
+export { registerStoreMetrics } from "./store_metrics.ts";
 export {
   assertUnlocked,
   type DataDirLock,
@@ -50,8 +43,8 @@ export {
   RUNTIME_LOCK,
 } from "./lock.ts";
 export { OutboxFullError, type Reading, ReadingLog, type StoredReading } from "./readings.ts";
-export { EXIT, runEdged, type RunOptions } from "./run.ts";
+export { publishReadings, readingPayload, readingTopic } from "./reading_messages.ts";
 export { Store, StoreError } from "./store.ts";
+export { ensureApiToken, TOKEN_FILE } from "./token.ts";
 export { type BuildInfo, buildInfo, VERSION } from "./version.ts";
 export { runFlags, RUNTIME_PERMISSIONS, UNSTABLE_FLAGS, V8_FLAGS } from "./permissions.ts";
-export { syncDir, writeFileAtomic } from "./fs.ts";

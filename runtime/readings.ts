@@ -11,6 +11,7 @@
  * @module
  */
 import { setImmediate } from "node:timers";
+import { EdgedError } from "../lib/mod.ts";
 import type { Store } from "./store.ts";
 
 /** One validated reading. */
@@ -28,13 +29,14 @@ export interface StoredReading extends Reading {
 }
 
 /** Thrown when accepting more would exceed the pending cap. */
-export class OutboxFullError extends Error {
+export class OutboxFullError extends EdgedError {
+  override readonly code = "outbox_full";
+  override readonly status = 503;
   /** Seconds after which a retry makes sense. */
   readonly retryAfter: number;
-  /** Builds the error. */
+  /** Builds the error; HTTP answers carry `Retry-After: retryAfter`. */
   constructor(message: string, retryAfter: number) {
-    super(message);
-    this.name = "OutboxFullError";
+    super(message, { headers: { "Retry-After": String(retryAfter) } });
     this.retryAfter = retryAfter;
   }
 }

@@ -6,14 +6,12 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
+import { EdgedError } from "../lib/mod.ts";
 
 /** Thrown when the database cannot be opened or migrated. */
-export class StoreError extends Error {
-  /** Builds the error. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "StoreError";
-  }
+export class StoreError extends EdgedError {
+  override readonly code = "store_error";
+  override readonly status = 500;
 }
 
 /** Options for {@linkcode Store.open}. */

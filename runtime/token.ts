@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { writeFileAtomic } from "./fs.ts";
+import { toHex, writeFileAtomic } from "../lib/mod.ts";
 
 /** File name of the stored token inside the data directory. */
 export const TOKEN_FILE = "api-token";
@@ -27,7 +27,7 @@ export async function ensureApiToken(
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
   const bytes = crypto.getRandomValues(new Uint8Array(32));
-  const token = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  const token = toHex(bytes);
   await writeFileAtomic(path, new TextEncoder().encode(token + "\n"), { mode: 0o600 });
   return { token, generated: true, path };
 }

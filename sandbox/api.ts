@@ -3,38 +3,25 @@
  * mounts at `/api/v1/modules` behind its bearer auth:
  * `GET /`, `GET|PUT|DELETE /{name}` (`DELETE` also deletes the module's kv
  * state unless `?keep_state=true`), `POST /{name}/messages`.
- * Errors answer `{"error": {"code", "message", "details"?}}`.
+ * Failures are thrown (each error class has its code and status) and
+ * answered by the server's one error handler.
  *
  * @module
  */
 
 import { Hono } from "hono";
-import type { Context } from "hono";
-import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { ModuleNotFoundError, ModuleValidationError } from "./errors.ts";
-import {
-  ModuleFailedError,
-  type ModuleHost,
-  ModuleQuarantinedError,
-  PayloadTooLargeError,
-} from "./module_host.ts";
+import { ApiError } from "../runtime/mod.ts";
+import { ModuleValidationError } from "./errors.ts";
+import type { ModuleHost } from "./module_host.ts";
 import type { CallOutcome } from "./instance.ts";
-import { WorkerGoneError } from "./pool.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** Largest module upload (manifest plus wasm) `PUT` accepts. */
 export const MAX_UPLOAD_BYTES = 32 * 1024 * 1024;
 
-function fail(
-  c: Context,
-  status: ContentfulStatusCode,
-  code: string,
-  message: string,
-  details?: string[],
-) {
-  return c.json({ error: { code, message, ...(details ? { details } : {}) } }, status);
-}
+const badRequest = (message: string) => new ApiError(400, "bad_request", message);
+const tooLarge = (message: string) => new ApiError(413, "payload_too_large", message);
 
 /** A published payload as JSON: parsed JSON, else text, else base64. */
 function payloadJson(bytes: Uint8Array): Record<string, unknown> {
@@ -65,23 +52,6 @@ export function outcomeJson(out: CallOutcome): Record<string, unknown> {
 export function modulesApi(host: ModuleHost): Hono {
   const app = new Hono();
 
-  app.onError((err, c) => {
-    if (err instanceof ModuleNotFoundError) return fail(c, 404, "module_not_found", err.message);
-    if (err instanceof ModuleValidationError) {
-      return fail(c, 422, "module_invalid", err.message, err.reasons);
-    }
-    if (err instanceof PayloadTooLargeError) return fail(c, 413, "payload_too_large", err.message);
-    if (err instanceof ModuleQuarantinedError) {
-      return fail(c, 409, "module_quarantined", err.message);
-    }
-    if (err instanceof ModuleFailedError) return fail(c, 409, "module_failed", err.message);
-    if (err instanceof WorkerGoneError) {
-      c.header("Retry-After", "1");
-      return fail(c, 503, "sandbox_unavailable", err.message);
-    }
-    throw err;
-  });
-
   app.get("/", (c) => c.json({ modules: host.names().map((n) => host.status(n)) }));
   app.get("/:name", (c) => c.json(host.status(c.req.param("name"))));
 
@@ -89,37 +59,22 @@ export function modulesApi(host: ModuleHost): Hono {
     const name = c.req.param("name");
     const length = Number(c.req.header("content-length") ?? "0");
     if (length > MAX_UPLOAD_BYTES) {
-      return fail(
-        c,
-        413,
-        "payload_too_large",
-        `upload is ${length} bytes, at most ${MAX_UPLOAD_BYTES}`,
-      );
+      throw tooLarge(`upload is ${length} bytes, at most ${MAX_UPLOAD_BYTES}`);
     }
     let form: FormData;
     try {
       form = await c.req.formData();
     } catch {
-      return fail(
-        c,
-        400,
-        "bad_request",
-        "body must be multipart/form-data with parts manifest and module",
-      );
+      throw badRequest("body must be multipart/form-data with parts manifest and module");
     }
     const manifestPart = form.get("manifest");
     const modulePart = form.get("module");
-    if (manifestPart === null) return fail(c, 400, "bad_request", "part manifest is missing");
+    if (manifestPart === null) throw badRequest("part manifest is missing");
     if (!(modulePart instanceof File)) {
-      return fail(c, 400, "bad_request", "part module (the wasm file) is missing");
+      throw badRequest("part module (the wasm file) is missing");
     }
     if (modulePart.size > MAX_UPLOAD_BYTES) {
-      return fail(
-        c,
-        413,
-        "payload_too_large",
-        `module is ${modulePart.size} bytes, at most ${MAX_UPLOAD_BYTES}`,
-      );
+      throw tooLarge(`module is ${modulePart.size} bytes, at most ${MAX_UPLOAD_BYTES}`);
     }
     const manifestText = typeof manifestPart === "string"
       ? manifestPart
@@ -128,19 +83,13 @@ export function modulesApi(host: ModuleHost): Hono {
     try {
       manifest = JSON.parse(manifestText);
     } catch (err) {
-      return fail(c, 422, "module_invalid", "manifest is not valid JSON", [(err as Error).message]);
+      throw new ModuleValidationError([`manifest is not valid JSON: ${(err as Error).message}`]);
     }
     const mName = (manifest as { name?: unknown })?.name;
     if (mName !== name) {
-      return fail(
-        c,
-        422,
-        "module_invalid",
-        `manifest name ${JSON.stringify(mName)} differs from the URL name "${name}"`,
-        [
-          `manifest name: must equal "${name}"`,
-        ],
-      );
+      throw new ModuleValidationError([
+        `manifest name: ${JSON.stringify(mName)} differs from the URL name "${name}"`,
+      ]);
     }
     const existed = host.names().includes(name);
     const status = await host.install(manifest, new Uint8Array(await modulePart.arrayBuffer()));
@@ -150,7 +99,7 @@ export function modulesApi(host: ModuleHost): Hono {
   app.delete("/:name", async (c) => {
     const keep = c.req.query("keep_state");
     if (keep !== undefined && keep !== "true" && keep !== "false") {
-      return fail(c, 400, "bad_request", `keep_state must be true or false, got "${keep}"`);
+      throw badRequest(`keep_state must be true or false, got "${keep}"`);
     }
     await host.remove(c.req.param("name"), { keepState: keep === "true" });
     return c.body(null, 204);
@@ -163,15 +112,10 @@ export function modulesApi(host: ModuleHost): Hono {
     try {
       body = await c.req.json();
     } catch {
-      return fail(
-        c,
-        400,
-        "bad_request",
-        'body must be JSON {"topic": "...", "payload": <any JSON>}',
-      );
+      throw badRequest('body must be JSON {"topic": "...", "payload": <any JSON>}');
     }
     if (typeof body?.topic !== "string" || body.topic.length === 0) {
-      return fail(c, 400, "bad_request", "topic must be a non-empty string");
+      throw badRequest("topic must be a non-empty string");
     }
     const payload = new TextEncoder().encode(JSON.stringify(body.payload ?? null));
     return c.json(outcomeJson(await host.deliver(name, body.topic, payload)));

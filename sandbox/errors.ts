@@ -1,16 +1,20 @@
 /**
- * Error classes of the sandbox.
+ * Error classes of the sandbox, each with its one code and HTTP status
+ * (`lib/errors.ts`).
  *
  * @module
  */
+import { EdgedError } from "../lib/mod.ts";
 
 /** A module or manifest was refused; `reasons` lists every problem found. */
-export class ModuleValidationError extends Error {
+export class ModuleValidationError extends EdgedError {
+  override readonly code = "module_invalid";
+  override readonly status = 422;
   /** Every reason the module was refused, each naming the rule and the value. */
   readonly reasons: string[];
+  /** Builds the error; `details` of the answer are the reasons. */
   constructor(reasons: string[], options?: ErrorOptions) {
-    super(`module refused: ${reasons.join("; ")}`, options);
-    this.name = "ModuleValidationError";
+    super(`module refused: ${reasons.join("; ")}`, { ...options, details: reasons });
     this.reasons = reasons;
   }
 }
@@ -19,20 +23,68 @@ export class ModuleValidationError extends Error {
 export type FaultKind = "fuel" | "trap" | "stack_overflow" | "memory" | "host" | "exit";
 
 /** A guest call did not complete: trap, fuel exhaustion, stack overflow, limit or proc_exit. */
-export class ModuleFault extends Error {
+export class ModuleFault extends EdgedError {
+  override readonly code = "module_fault";
+  override readonly status = 500;
   /** What kind of fault it was. */
   readonly kind: FaultKind;
+  /** Builds the error. */
   constructor(kind: FaultKind, message: string, options?: ErrorOptions) {
     super(message, options);
-    this.name = "ModuleFault";
     this.kind = kind;
   }
 }
 
 /** The named module is not installed. */
-export class ModuleNotFoundError extends Error {
+export class ModuleNotFoundError extends EdgedError {
+  override readonly code = "module_not_found";
+  override readonly status = 404;
+  /** Builds the error. */
   constructor(name: string) {
     super(`module "${name}" is not installed`);
-    this.name = "ModuleNotFoundError";
+  }
+}
+
+/** A message for a module that is quarantined after repeated faults. */
+export class ModuleQuarantinedError extends EdgedError {
+  override readonly code = "module_quarantined";
+  override readonly status = 409;
+  /** Builds the error. */
+  constructor(name: string, until: number) {
+    super(
+      `module "${name}" is quarantined until ${
+        new Date(until).toISOString()
+      } after repeated faults`,
+    );
+  }
+}
+
+/** A message for an installed module that failed to load. */
+export class ModuleFailedError extends EdgedError {
+  override readonly code = "module_failed";
+  override readonly status = 409;
+  /** Builds the error. */
+  constructor(name: string, reason: string) {
+    super(`module "${name}" is installed but failed to load: ${reason}`);
+  }
+}
+
+/** A payload above the module's `limits.max_payload_bytes`. */
+export class PayloadTooLargeError extends EdgedError {
+  override readonly code = "payload_too_large";
+  override readonly status = 413;
+  /** Builds the error. */
+  constructor(size: number, limit: number) {
+    super(`payload is ${size} bytes, limits.max_payload_bytes is ${limit}`);
+  }
+}
+
+/** A call waiting on a sandbox Worker that died or was stopped; retry shortly. */
+export class WorkerGoneError extends EdgedError {
+  override readonly code = "sandbox_unavailable";
+  override readonly status = 503;
+  /** Builds the error. */
+  constructor(lane: number, why: string) {
+    super(`sandbox worker ${lane} ${why}`, { headers: { "Retry-After": "1" } });
   }
 }

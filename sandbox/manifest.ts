@@ -6,7 +6,7 @@
  */
 
 import { z } from "zod";
-import { filterProblem } from "./topics.ts";
+import { filterProblem } from "../lib/mod.ts";
 import { ModuleValidationError } from "./errors.ts";
 
 /** Hard ceilings no manifest may exceed, whatever it asks for. */

@@ -13,30 +13,26 @@
  * @module
  */
 
-export {
-  ModuleFailedError,
-  ModuleHost,
-  ModuleQuarantinedError,
-  PayloadTooLargeError,
-} from "./module_host.ts";
-export type {
-  BusLike,
-  BusMessageLike,
-  ModuleHostOptions,
-  ModuleState,
-  ModuleStatus,
-} from "./module_host.ts";
+export { ModuleHost } from "./module_host.ts";
+export type { ModuleHostOptions } from "./module_host.ts";
+export type { ModuleState, ModuleStatus } from "./module_record.ts";
 export { modulesApi, outcomeJson } from "./api.ts";
-export { moduleCommand, runValidate } from "./cli.ts";
 export { type Manifest, manifestSchema, parseManifest } from "./manifest.ts";
-export { sha256Hex, validateModule } from "./validate.ts";
+export { validateModule } from "./validate.ts";
 export type { ValidatedModule, ValidateOptions } from "./validate.ts";
 export { GuestInstance } from "./instance.ts";
 export type { CallOutcome } from "./instance.ts";
-export { ModuleFault, ModuleNotFoundError, ModuleValidationError } from "./errors.ts";
+export {
+  ModuleFailedError,
+  ModuleFault,
+  ModuleNotFoundError,
+  ModuleQuarantinedError,
+  ModuleValidationError,
+  PayloadTooLargeError,
+  WorkerGoneError,
+} from "./errors.ts";
 export type { FaultKind } from "./errors.ts";
 export { EdgeError } from "./host/context.ts";
 export type { StoreLike } from "./kv.ts";
 export { KV_MIGRATIONS } from "./kv.ts";
 export { modulesComponent } from "./component.ts";
-export { WorkerGoneError } from "./pool.ts";

@@ -12,63 +12,42 @@
 
 import { join } from "node:path";
 import { getLogger } from "@logtape/logtape";
-import { ModuleFault, ModuleNotFoundError, ModuleValidationError } from "./errors.ts";
+import type { Bus, BusMessage, Histogram, Metrics } from "../runtime/mod.ts";
+import {
+  ModuleFailedError,
+  ModuleFault,
+  ModuleNotFoundError,
+  ModuleQuarantinedError,
+  ModuleValidationError,
+  PayloadTooLargeError,
+  WorkerGoneError,
+} from "./errors.ts";
 import type { FaultKind } from "./errors.ts";
 import { type Manifest, parseManifest } from "./manifest.ts";
 import { type ValidatedModule, validateModule } from "./validate.ts";
 import type { CallOutcome } from "./instance.ts";
-import { TokenBucket } from "./host/context.ts";
 import { type KvStore, SqliteKv, type StoreLike } from "./kv.ts";
 import { ModuleStore } from "./persist.ts";
-import { WorkerGoneError, WorkerPool } from "./pool.ts";
-import type { WireCall, WireOutcome } from "./pool_protocol.ts";
+import { WorkerPool } from "./pool.ts";
+import type { WireOutcome } from "./pool_protocol.ts";
+import {
+  type FailedModule,
+  failedStatus,
+  ModuleRecord,
+  type ModuleStatus,
+} from "./module_record.ts";
+import { registerModuleMetrics } from "./module_metrics.ts";
+import { Quarantine } from "./quarantine.ts";
+import { Dispatcher } from "./dispatch.ts";
 
 const log = getLogger(["edged", "modules"]);
 const LEVELS = ["debug", "info", "warning", "error"] as const;
-
-/** A bus message (the runtime's `BusMessage`). */
-export interface BusMessageLike {
-  topic: string;
-  payload: Uint8Array;
-  source: string;
-}
-
-/** The part of the runtime's Bus the sandbox needs. */
-export interface BusLike {
-  publish(topic: string, payload: Uint8Array, source?: string): void;
-  subscribe(filter: string, handler: (msg: BusMessageLike) => void): () => void;
-}
-
-/** The part of the runtime's Metrics registry the sandbox needs. */
-export interface MetricsLike {
-  gauge(
-    name: string,
-    help: string,
-    labelNames: readonly string[],
-    collect: (set: (v: number, labels?: Record<string, string>) => void) => void,
-  ): unknown;
-  collectedCounter(
-    name: string,
-    help: string,
-    labelNames: readonly string[],
-    collect: (set: (v: number, labels?: Record<string, string>) => void) => void,
-  ): unknown;
-  histogram(
-    name: string,
-    help: string,
-    buckets: readonly number[] | undefined,
-    labelNames: readonly string[],
-  ): {
-    observe(v: number, labels?: Record<string, string>): void;
-    remove(labels?: Record<string, string>): void;
-  };
-}
 
 /** Options of {@link ModuleHost}. */
 export interface ModuleHostOptions {
   /** Installed modules are kept in `<dataDir>/modules`. */
   dataDir: string;
-  bus: BusLike;
+  bus: Pick<Bus, "publish" | "subscribe">;
   /** Where `kv_get`/`kv_set` state lives (the runtime's Store). */
   store: StoreLike;
   /** Messages waiting per module before new ones are dropped. @default 256 */
@@ -89,141 +68,24 @@ export interface ModuleHostOptions {
    */
   workers?: number;
   /** Registry for per-module gauges (scraped at /metrics). */
-  metrics?: MetricsLike;
-}
-
-/** Lifecycle state of an installed module. */
-export type ModuleState = "running" | "quarantined" | "failed";
-
-/** Per-module statistics, as the API shows them. */
-export interface ModuleStatus {
-  name: string;
-  version: string;
-  sha256: string;
-  state: ModuleState;
-  subscribe: string[];
-  loaded_at: string;
-  messages_in: number;
-  messages_out: number;
-  errors: number;
-  faults: Record<FaultKind, number>;
-  dropped: { rate: number; overflow: number; quarantine: number; oversize: number };
-  /** Messages queued, plus those sent to the module's Worker and not yet done. */
-  queue_depth: number;
-  /** The Worker running the module (0-based; `modules.workers` is the probation Worker), or null. */
-  worker: number | null;
-  fuel_used: number;
-  last_fuel_used: number;
-  memory_bytes: number;
-  kv_bytes: number;
-  logs_dropped: number;
-  quarantined_until: string | null;
-  last_error: { kind: FaultKind | "load"; message: string; at: string } | null;
-}
-
-/** Thrown by {@link ModuleHost.deliver} while a module is quarantined. */
-export class ModuleQuarantinedError extends Error {
-  constructor(name: string, until: number) {
-    super(
-      `module "${name}" is quarantined until ${
-        new Date(until).toISOString()
-      } after repeated faults`,
-    );
-    this.name = "ModuleQuarantinedError";
-  }
-}
-
-/** Thrown by {@link ModuleHost.deliver} for an installed module that failed to load. */
-export class ModuleFailedError extends Error {
-  constructor(name: string, reason: string) {
-    super(`module "${name}" is installed but failed to load: ${reason}`);
-    this.name = "ModuleFailedError";
-  }
-}
-
-/** Thrown by {@link ModuleHost.deliver} for a payload above `limits.max_payload_bytes`. */
-export class PayloadTooLargeError extends Error {
-  constructor(size: number, limit: number) {
-    super(`payload is ${size} bytes, limits.max_payload_bytes is ${limit}`);
-    this.name = "PayloadTooLargeError";
-  }
-}
-
-const MAX_BACKOFF_MS = 300_000;
-/** Messages sent to a Worker in one batch (one per module per round). */
-const BATCH = 128;
-
-const zeroFaults = (): Record<FaultKind, number> => ({
-  fuel: 0,
-  trap: 0,
-  stack_overflow: 0,
-  memory: 0,
-  host: 0,
-  exit: 0,
-});
-
-class Record_ {
-  /** The running instance's id in the pool (undefined while a crashed Worker's modules reload). */
-  inst: number | undefined;
-  state: ModuleState = "running";
-  queue: BusMessageLike[] = [];
-  unsubscribe: (() => void)[] = [];
-  bucket: TokenBucket;
-  loadedAt = new Date();
-  consecutive = 0;
-  backoffMs: number;
-  until = 0;
-  memoryBytes = 0;
-  /** Messages sent to the Worker whose outcome is not in yet. */
-  inFlight = 0;
-  /** Log lines dropped by the current version, and by the versions before it. */
-  logsDropped = 0;
-  logsDroppedBefore = 0;
-  s = {
-    messages_in: 0,
-    messages_out: 0,
-    errors: 0,
-    faults: zeroFaults(),
-    dropped: { rate: 0, overflow: 0, quarantine: 0, oversize: 0 },
-    fuel_used: 0,
-    last_fuel_used: 0,
-    last_error: null as ModuleStatus["last_error"],
-  };
-  constructor(
-    public validated: ValidatedModule,
-    quarantineMs: number,
-    /** The Worker the instance runs in. */
-    public lane: number,
-  ) {
-    const mps = validated.manifest.limits.messages_per_second;
-    this.bucket = new TokenBucket(mps, mps);
-    this.backoffMs = quarantineMs;
-  }
-  get manifest(): Manifest {
-    return this.validated.manifest;
-  }
+  metrics?: Metrics;
 }
 
 /** Runs installed modules. Create one per runtime; see {@link ModuleHost.component}. */
 export class ModuleHost {
   readonly #opts: Required<Omit<ModuleHostOptions, "preload" | "metrics">> & { preload: string[] };
   #pool: WorkerPool | undefined;
-  /** Per Worker: a batch is out (one at a time, so each module's messages stay in order). */
-  #busy: boolean[] = [];
-  #kicked: boolean[] = [];
   #stopped = false;
-  readonly #records = new Map<string, Record_>();
+  readonly #records = new Map<string, ModuleRecord>();
   /** Installed modules that could not be loaded at start (state "failed"). */
-  readonly #failed = new Map<
-    string,
-    { version: string; sha256: string; message: string; at: Date }
-  >();
+  readonly #failed = new Map<string, FailedModule>();
   readonly #kv: KvStore;
   readonly #disk: ModuleStore;
   readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #quarantine: Quarantine;
+  readonly #dispatch: Dispatcher;
   #ready = false;
-  #latency?: ReturnType<MetricsLike["histogram"]>;
-  #rr: number[] = [];
+  #latency?: Histogram;
 
   constructor(options: ModuleHostOptions) {
     this.#opts = {
@@ -244,60 +106,24 @@ export class ModuleHost {
     }
     this.#kv = new SqliteKv(options.store);
     this.#disk = new ModuleStore(join(options.dataDir, "modules"));
-    if (options.metrics) this.#registerMetrics(options.metrics);
-  }
-
-  #registerMetrics(metrics: MetricsLike): void {
-    const each = (fn: (r: ModuleStatus) => void) => {
-      for (const name of this.names()) fn(this.status(name));
-    };
-    metrics.gauge("edged_modules", "Installed modules by state.", ["state"], (set) => {
-      const counts: Record<ModuleState, number> = { running: 0, quarantined: 0, failed: 0 };
-      each((s) => counts[s.state]++);
-      for (const [state, n] of Object.entries(counts)) set(n, { state });
+    this.#quarantine = new Quarantine(this.#opts.faultLimit, this.#opts.quarantineMs);
+    this.#dispatch = new Dispatcher({
+      stopped: () => this.#stopped,
+      pool: () => this.#pool,
+      recordsIn: (lane) => [...this.#records.values()].filter((r) => r.lane === lane),
+      release: (r) => this.#quarantine.release(r),
+      apply: (r, inst, out) => this.#apply(r, inst, out),
+      lost: (r, n, err) => {
+        r.s.messages_in += n;
+        this.#fault(r, { kind: "host", message: `${n} message(s) lost: ${err.message}` });
+      },
     });
-    metrics.collectedCounter(
-      "edged_module_messages_total",
-      "Messages per module since load: in (delivered), out (published), dropped.",
-      ["module", "direction"],
-      (set) =>
-        each((s) => {
-          set(s.messages_in, { module: s.name, direction: "in" });
-          set(s.messages_out, { module: s.name, direction: "out" });
-          const d = s.dropped;
-          set(d.rate + d.overflow + d.quarantine + d.oversize, {
-            module: s.name,
-            direction: "dropped",
-          });
-        }),
-    );
-    metrics.collectedCounter(
-      "edged_module_faults_total",
-      "Faults per module and kind since load.",
-      ["module", "kind"],
-      (set) =>
-        each((s) => {
-          for (const [kind, n] of Object.entries(s.faults)) set(n, { module: s.name, kind });
-        }),
-    );
-    metrics.collectedCounter(
-      "edged_module_fuel_used_total",
-      "Fuel consumed per module since load.",
-      ["module"],
-      (set) => each((s) => set(s.fuel_used, { module: s.name })),
-    );
-    metrics.gauge(
-      "edged_module_memory_bytes",
-      "Linear memory per module.",
-      ["module"],
-      (set) => each((s) => set(s.memory_bytes, { module: s.name })),
-    );
-    this.#latency = metrics.histogram(
-      "edged_module_call_duration_seconds",
-      "Time one edge_on_message call takes, per module.",
-      [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
-      ["module"],
-    );
+    if (options.metrics) {
+      this.#latency = registerModuleMetrics(
+        options.metrics,
+        () => this.names().map((n) => this.status(n)),
+      );
+    }
   }
 
   /** Loads installed modules, then preloads; resolves once all are running. */
@@ -376,9 +202,6 @@ export class ModuleHost {
         },
         onCrash: (lane, why) => this.#recover(lane, why),
       });
-      this.#busy = new Array(this.#pool.size).fill(false);
-      this.#kicked = new Array(this.#pool.size).fill(false);
-      this.#rr = new Array(this.#pool.size).fill(0);
     }
     return this.#pool;
   }
@@ -395,7 +218,7 @@ export class ModuleHost {
    * Runs `r` from a fresh instance in Worker `lane`. Its queue waits meanwhile;
    * a swap that lands first wins.
    */
-  #reload(r: Record_, lane: number, what: string): void {
+  #reload(r: ModuleRecord, lane: number, what: string): void {
     // The old Worker lets go first (its kv cache of the module goes with it).
     const unloaded = r.inst !== undefined ? this.#pool?.unload(r.inst) : undefined;
     r.inst = undefined;
@@ -411,7 +234,7 @@ export class ModuleHost {
         }
         r.inst = loaded.inst;
         r.memoryBytes = loaded.memoryBytes;
-        this.#kick(lane);
+        this.#dispatch.kick(lane);
       } catch (err) {
         if (!this.#stopped) this.#fault(r, { kind: "host", message: `${what}: ${err}` });
       }
@@ -466,48 +289,10 @@ export class ModuleHost {
   /** Statistics of one module. @throws {ModuleNotFoundError} */
   status(name: string): ModuleStatus {
     const r = this.#records.get(name);
-    if (!r) {
-      const f = this.#failed.get(name);
-      if (!f) throw new ModuleNotFoundError(name);
-      return {
-        name,
-        version: f.version,
-        sha256: f.sha256,
-        state: "failed",
-        subscribe: [],
-        loaded_at: f.at.toISOString(),
-        messages_in: 0,
-        messages_out: 0,
-        errors: 0,
-        faults: zeroFaults(),
-        dropped: { rate: 0, overflow: 0, quarantine: 0, oversize: 0 },
-        queue_depth: 0,
-        worker: null,
-        fuel_used: 0,
-        last_fuel_used: 0,
-        memory_bytes: 0,
-        kv_bytes: 0,
-        logs_dropped: 0,
-        quarantined_until: null,
-        last_error: { kind: "load", message: f.message, at: f.at.toISOString() },
-      };
-    }
-    const m = r.manifest;
-    return {
-      name,
-      version: m.version,
-      sha256: r.validated.sha256,
-      state: r.state,
-      subscribe: m.subscribe,
-      loaded_at: r.loadedAt.toISOString(),
-      ...structuredClone(r.s),
-      queue_depth: r.queue.length + r.inFlight,
-      worker: r.lane,
-      memory_bytes: r.memoryBytes,
-      kv_bytes: m.grants.kv ? this.#kv.usage(name) : 0,
-      logs_dropped: r.logsDroppedBefore + r.logsDropped,
-      quarantined_until: r.state === "quarantined" ? new Date(r.until).toISOString() : null,
-    };
+    if (r) return r.status(r.manifest.grants.kv ? this.#kv.usage(name) : 0);
+    const f = this.#failed.get(name);
+    if (!f) throw new ModuleNotFoundError(name);
+    return failedStatus(name, f);
   }
 
   /**
@@ -523,7 +308,7 @@ export class ModuleHost {
     }
     const limit = r.manifest.limits.max_payload_bytes;
     if (payload.length > limit) throw new PayloadTooLargeError(payload.length, limit);
-    this.#release(r);
+    this.#quarantine.release(r);
     if (r.state === "quarantined") throw new ModuleQuarantinedError(name, r.until);
     // Moving to another Worker (see #reload): wait for it.
     if (r.inst === undefined) await this.#serialised(name, () => Promise.resolve());
@@ -571,17 +356,12 @@ export class ModuleHost {
     // The swap: everything below is synchronous. Messages already sent to the
     // Worker finish on the old instance (it is unloaded after them); queued
     // messages stay queued and go to the new version.
-    const r = old ?? new Record_(validated, this.#opts.quarantineMs, lane);
+    const r = old ?? new ModuleRecord(validated, this.#opts.quarantineMs, lane);
     if (old) {
       if (old.inst !== undefined) void pool.unload(old.inst);
-      r.logsDroppedBefore += old.logsDropped;
-      r.logsDropped = 0;
       r.unsubscribe.forEach((u) => u());
       r.unsubscribe = [];
-      r.validated = validated;
-      const mps = manifest.limits.messages_per_second;
-      r.bucket = new TokenBucket(mps, mps);
-      r.loadedAt = new Date();
+      r.swapTo(validated);
     }
     r.inst = loaded.inst;
     r.lane = lane;
@@ -595,7 +375,7 @@ export class ModuleHost {
       r.unsubscribe.push(this.#opts.bus.subscribe(filter, (msg) => this.#admit(r, msg)));
     }
     // Messages that queued while no instance was ready (a move to another Worker) go now.
-    if (r.queue.length > 0) this.#kick(lane);
+    if (r.queue.length > 0) this.#dispatch.kick(lane);
     log.info("module {name} {version} running ({sha})", {
       name: manifest.name,
       version: manifest.version,
@@ -605,7 +385,7 @@ export class ModuleHost {
   }
 
   /** Bus handler: admission only; never blocks the publisher. */
-  #admit(r: Record_, msg: BusMessageLike): void {
+  #admit(r: ModuleRecord, msg: BusMessage): void {
     if (this.#records.get(r.manifest.name) !== r) return;
     if (msg.source === `module:${r.manifest.name}`) return; // no self-delivery loops
     if (msg.payload.length > r.manifest.limits.max_payload_bytes) {
@@ -625,7 +405,7 @@ export class ModuleHost {
       return;
     }
     r.queue.push(msg);
-    this.#kick(r.lane);
+    this.#dispatch.kick(r.lane);
   }
 
   /** The regular Worker with the fewest modules (never the probation Worker). */
@@ -635,93 +415,8 @@ export class ModuleHost {
     return load.indexOf(Math.min(...load));
   }
 
-  /** Pumps Worker `lane` once the current synchronous work is done (bursts go as one batch). */
-  #kick(lane: number): void {
-    if (this.#kicked[lane] || this.#stopped) return;
-    this.#kicked[lane] = true;
-    queueMicrotask(() => {
-      this.#kicked[lane] = false;
-      this.#pump(lane);
-    });
-  }
-
-  /**
-   * Sends Worker `lane` one batch: round-robin over its modules with queued
-   * messages, one message each per round, up to {@link BATCH}. One batch is out
-   * per Worker at a time; the next goes when its answer is in.
-   */
-  #pump(lane: number): void {
-    if (this.#busy[lane] || this.#stopped || !this.#pool) return;
-    const records = [...this.#records.values()].filter((r) => r.lane === lane && r.queue.length);
-    if (records.length === 0) return;
-    const start = this.#rr[lane]++ % records.length;
-    const calls: WireCall[] = [];
-    const sent: { r: Record_; msg: BusMessageLike }[] = [];
-    let more = true;
-    while (more && calls.length < BATCH) {
-      more = false;
-      for (let i = 0; i < records.length && calls.length < BATCH; i++) {
-        const r = records[(start + i) % records.length];
-        if (r.queue.length === 0 || r.inst === undefined) continue;
-        this.#release(r);
-        if (r.state === "quarantined") {
-          r.s.dropped.quarantine += r.queue.length;
-          r.queue = [];
-          continue;
-        }
-        const msg = r.queue.shift()!;
-        calls.push({ inst: r.inst, topic: msg.topic, payload: msg.payload });
-        sent.push({ r, msg });
-        r.inFlight++;
-        if (r.queue.length > 0) more = true;
-      }
-    }
-    if (calls.length === 0) return;
-    this.#busy[lane] = true;
-    this.#pool.run(lane, calls).then((outcomes) => {
-      for (const { r } of sent) r.inFlight--;
-      // Messages a Worker did not run (their module faulted earlier in the batch)
-      // go back to the front of their queue, in order, unless it is now quarantined.
-      const back = new Map<Record_, BusMessageLike[]>();
-      outcomes.forEach((out, i) => {
-        const { r, msg } = sent[i];
-        if (out) this.#apply(r, calls[i].inst, out);
-        else back.set(r, [...(back.get(r) ?? []), msg]);
-      });
-      for (const [r, msgs] of back) {
-        if (r.state === "quarantined") r.s.dropped.quarantine += msgs.length;
-        else r.queue.unshift(...msgs);
-      }
-    }, (err) => {
-      for (const { r } of sent) r.inFlight--;
-      if (this.#stopped) return;
-      // The Worker died with the batch (see #recover): these messages are lost, and counted.
-      const hit = new Map<Record_, number>();
-      for (const { r } of sent) hit.set(r, (hit.get(r) ?? 0) + 1);
-      for (const [r, n] of hit) {
-        r.s.messages_in += n;
-        this.#fault(r, { kind: "host", message: `${n} message(s) lost: ${err.message}` });
-      }
-    }).catch((err) => {
-      // A bug of ours must not stop delivery to every module of this Worker.
-      log.error("delivery on sandbox worker {lane} failed: {error}", { lane, error: String(err) });
-    }).finally(() => {
-      this.#busy[lane] = false;
-      this.#pump(lane);
-    });
-  }
-
-  #release(r: Record_): void {
-    if (r.state === "quarantined" && Date.now() >= r.until) {
-      r.state = "running";
-      // On probation: one more fault quarantines again, with a doubled back-off.
-      r.consecutive = this.#opts.faultLimit - 1;
-      log.info("module {name} released from quarantine", { name: r.manifest.name });
-    }
-  }
-
   /** Books one outcome: statistics, faults, and the module's publications onto the bus. */
-  #apply(r: Record_, inst: number, out: WireOutcome): void {
+  #apply(r: ModuleRecord, inst: number, out: WireOutcome): void {
     this.#latency?.observe(out.ms / 1000, { module: r.manifest.name });
     r.s.messages_in++;
     r.s.fuel_used += out.fuelUsed;
@@ -734,8 +429,7 @@ export class ModuleHost {
       this.#fault(r, out.error);
       return;
     }
-    r.consecutive = 0;
-    r.backoffMs = this.#opts.quarantineMs;
+    this.#quarantine.ok(r);
     for (const p of out.published) {
       try {
         this.#opts.bus.publish(p.topic, p.payload, `module:${r.manifest.name}`);
@@ -751,12 +445,8 @@ export class ModuleHost {
     }
   }
 
-  #fault(r: Record_, error: { kind: FaultKind; message: string }): void {
-    r.s.errors++;
-    r.s.faults[error.kind]++;
-    r.s.last_error = { ...error, at: new Date().toISOString() };
-    r.consecutive++;
-    log.warn("module {name} fault ({kind}): {message}", { name: r.manifest.name, ...error });
+  #fault(r: ModuleRecord, error: { kind: FaultKind; message: string }): void {
+    this.#quarantine.fault(r, error);
     const probation = this.#opts.workers;
     if (error.kind === "fuel" && r.lane !== probation && this.#records.get(r.manifest.name) === r) {
       // A module that used up its fuel may do it again, holding its Worker for the whole
@@ -764,13 +454,6 @@ export class ModuleHost {
       // (A fault discards the instance anyway, so the move costs it nothing.)
       log.warn("module {name} moves to the probation worker", { name: r.manifest.name });
       this.#reload(r, probation, "move to the probation worker");
-    }
-    if (r.consecutive >= this.#opts.faultLimit) {
-      r.state = "quarantined";
-      r.until = Date.now() + r.backoffMs;
-      log.warn("module {name} quarantined for {ms} ms", { name: r.manifest.name, ms: r.backoffMs });
-      r.backoffMs = Math.min(r.backoffMs * 2, MAX_BACKOFF_MS);
-      r.consecutive = 0;
     }
   }
 

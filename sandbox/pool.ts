@@ -8,7 +8,7 @@
  * @module
  */
 
-import { ModuleFault } from "./errors.ts";
+import { ModuleFault, WorkerGoneError } from "./errors.ts";
 import { EdgeError } from "./host/context.ts";
 import { globMatcher, MAX_SENSOR_BYTES, type PathMatcher, readGrantedSensor } from "./host/edge.ts";
 import type { RunnableModule } from "./instance.ts";
@@ -38,14 +38,6 @@ export interface PoolOptions {
   onSink(lines: SinkLine[]): void;
   /** A Worker died (a bug of ours, not a guest fault): its instances are gone. */
   onCrash(lane: number, error: string): void;
-}
-
-/** Thrown to callers waiting on a Worker that died or was stopped. */
-export class WorkerGoneError extends Error {
-  constructor(lane: number, why: string) {
-    super(`sandbox worker ${lane} ${why}`);
-    this.name = "WorkerGoneError";
-  }
 }
 
 interface Lane {

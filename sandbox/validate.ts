@@ -7,6 +7,7 @@
  * @module
  */
 
+import { sha256Hex } from "../lib/mod.ts";
 import { formatFuncType, type FuncType, type ModuleInfo, parseModule } from "./wasm/parse.ts";
 import { FUEL_GET_EXPORT, FUEL_SET_EXPORT, instrumentThen } from "./wasm/meter.ts";
 import { WasmFormatError } from "./wasm/reader.ts";
@@ -59,12 +60,6 @@ const ABI_EXPORTS: { name: string; type: FuncType; optional: boolean }[] = [
 const sameType = (a: FuncType, b: FuncType) =>
   a.params.length === b.params.length && a.results.length === b.results.length &&
   a.params.every((p, i) => p === b.params[i]) && a.results.every((p, i) => p === b.results[i]);
-
-/** Lowercase hex SHA-256 of `bytes`. */
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 /** Every reason the imports break the manifest's grants (empty when fine). */
 export function checkImports(info: ModuleInfo, manifest: Manifest): string[] {

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { sha256File } from "../lib/mod.ts";
 import { runFlags, TARGETS } from "./_flags.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -52,11 +53,6 @@ export function compileArgs(target: string, output: string): string[] {
 function denortFor(target: string, env: Record<string, string>): string | undefined {
   const arch = target.split("-")[0].toUpperCase();
   return env[`DENORT_BIN_${arch}`] ?? env.DENORT_BIN;
-}
-
-async function sha256Hex(path: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** Builds `target` into `outDir`; throws {@linkcode CompileError} with the reason. */
@@ -113,7 +109,7 @@ if (import.meta.main) {
   }
   if (built.length > 0) {
     const lines = await Promise.all(
-      built.map(async (p) => `${await sha256Hex(p)}  ${p.slice(p.lastIndexOf("/") + 1)}`),
+      built.map(async (p) => `${await sha256File(p)}  ${p.slice(p.lastIndexOf("/") + 1)}`),
     );
     await Deno.writeTextFile(`${outDir}/SHA256SUMS`, lines.join("\n") + "\n");
     console.log(`wrote ${outDir}/SHA256SUMS`);

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { sha256Hex } from "../../lib/mod.ts";
+
 const here = new URL(".", import.meta.url).pathname;
 
 for (const entry of [...Deno.readDirSync(here)].sort((a, b) => a.name.localeCompare(b.name))) {
@@ -23,8 +25,7 @@ for (const entry of [...Deno.readDirSync(here)].sort((a, b) => a.name.localeComp
     throw new Error(`${entry.name}: build.sh failed with exit code ${build.code}`);
   }
   const wasm = await Deno.readFile(`${dir}/module.wasm`);
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", wasm));
-  const sha256 = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  const sha256 = await sha256Hex(wasm);
   const manifestPath = `${dir}/manifest.json`;
   const manifest = JSON.parse(await Deno.readTextFile(manifestPath));
   const { name, version, ...rest } = manifest;

@@ -11,4 +11,3 @@ export { bsdiff, bsdiffFiles, type BsdiffOptions, bsdiffSync } from "./bsdiff.ts
 export { applyPatch, type ApplyPatchOptions, diffFiles } from "./files.ts";
 export { DeltaError, type DeltaErrorCode } from "./errors.ts";
 export { parseHeader, type PatchHeader } from "./format.ts";
-export { deltaCommand } from "./cli.ts";

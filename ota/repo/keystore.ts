@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { fromHex, toHex } from "../../lib/mod.ts";
 import { join } from "node:path";
 import { type Key, keyId } from "../tuf/mod.ts";
 import { RepoError } from "./errors.ts";
@@ -41,20 +42,12 @@ function unb64url(s: string): Uint8Array {
   return Uint8Array.from(b, (c) => c.charCodeAt(0));
 }
 
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function unhex(s: string): Uint8Array {
-  return Uint8Array.from(s.match(/../g) ?? [], (h) => parseInt(h, 16));
-}
-
 async function fromFile(kf: KeyFile): Promise<SigningKey> {
   const jwk: JsonWebKey = {
     kty: "OKP",
     crv: "Ed25519",
-    x: b64url(unhex(kf.key.keyval.public)),
-    d: b64url(unhex(kf.private)),
+    x: b64url(fromHex(kf.key.keyval.public)),
+    d: b64url(fromHex(kf.private)),
   };
   const priv = await crypto.subtle.importKey("jwk", jwk, { name: "Ed25519" }, false, ["sign"]);
   return {
@@ -75,9 +68,9 @@ export async function generateKey(dir: string, role: string): Promise<SigningKey
   const key: Key = {
     keytype: "ed25519",
     scheme: "ed25519",
-    keyval: { public: hex(unb64url(jwk.x!)) },
+    keyval: { public: toHex(unb64url(jwk.x!)) },
   };
-  const kf: KeyFile = { role, keyid: keyId(key), key, private: hex(unb64url(jwk.d!)) };
+  const kf: KeyFile = { role, keyid: keyId(key), key, private: toHex(unb64url(jwk.d!)) };
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, `${role}-${kf.keyid.slice(0, 16)}.json`);
   await Deno.writeTextFile(path, JSON.stringify(kf, null, 2) + "\n", {

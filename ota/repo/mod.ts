@@ -1,12 +1,12 @@
 /**
- * The TUF repository tool (`edged repo`): keys, signing, releases with
+ * The TUF repository tool (behind `edged repo`): keys, signing, releases with
  * BSDIFF40 deltas, modules, key rotation, and a static server with Range
  * and ETag support.
  *
  * @module
  */
-export { repoCommand } from "./cli.ts";
 export { RepoError } from "./errors.ts";
+export { withRepoLock } from "./_util.ts";
 export { generateKey, loadKeys, type SigningKey } from "./keystore.ts";
 export {
   type AddedTarget,
@@ -19,14 +19,7 @@ export {
   type RoleName,
   ROLES,
 } from "./repository.ts";
-export {
-  addModule,
-  addRelease,
-  type AddReleaseOptions,
-  type DeltaCustom,
-  type ModuleCustom,
-  type ReleaseCustom,
-} from "./releases.ts";
+export { addModule, addRelease, type AddReleaseOptions } from "./releases.ts";
 export {
   type ServeOptions,
   serveRepository,

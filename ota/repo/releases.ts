@@ -2,10 +2,11 @@
  * What `edged repo add` publishes: release binaries per target triple with
  * BSDIFF40 deltas from earlier releases, and WebAssembly modules with their
  * manifests. Target paths and `custom` fields are the contract with the
- * device's update pipeline (see README.md).
+ * device's update pipeline, defined once in `ota/contract.ts`.
  *
  * @module
  */
+import { sha256Hex } from "../../lib/mod.ts";
 import { getLogger } from "@logtape/logtape";
 import { bsdiff } from "../delta/mod.ts";
 import { ModuleValidationError, parseManifest, validateModule } from "../../sandbox/mod.ts";
@@ -13,39 +14,16 @@ import { RepoError } from "./errors.ts";
 import type { AddedTarget, Repository } from "./repository.ts";
 import { checkSegment } from "./_util.ts";
 import { compareVersions } from "../semver.ts";
+import {
+  type DeltaCustom,
+  deltaPath,
+  type ModuleCustom,
+  modulePath,
+  type ReleaseCustom,
+  releasePath,
+} from "../contract.ts";
 
 const log = getLogger(["edged", "repo"]);
-
-/** `custom` of a release target (`releases/<triple>/<version>/edged`). */
-export interface ReleaseCustom {
-  kind: "release";
-  triple: string;
-  version: string;
-  /** Share of devices (0 to 100) that should take it; absent means all. */
-  rollout_percent?: number;
-}
-
-/** `custom` of a delta target (`deltas/<triple>/<from>_to_<to>.bsdiff`). */
-export interface DeltaCustom {
-  kind: "delta";
-  format: "BSDIFF40";
-  triple: string;
-  from_version: string;
-  to_version: string;
-  /** SHA-256 of the release the patch applies to. */
-  from_sha256: string;
-  /** SHA-256 of the release the patch produces. */
-  to_sha256: string;
-}
-
-/** `custom` of a module target (`modules/<name>/<version>/<name>.wasm`). */
-export interface ModuleCustom {
-  kind: "module";
-  name: string;
-  version: string;
-  /** The module manifest (MISSION.md "Module ABI v1"), `sha256` always set. */
-  manifest: Record<string, unknown>;
-}
 
 /** Options of {@link addRelease}. */
 export interface AddReleaseOptions {
@@ -59,11 +37,6 @@ export interface AddReleaseOptions {
   deltas?: number;
   /** Called while each delta is built: its source version and the fraction done (0 to 1). */
   onDeltaProgress?: (fromVersion: string, fraction: number) => void;
-}
-
-async function sha256(data: Uint8Array): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
-  return Array.from(d, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
 /**
@@ -89,7 +62,7 @@ export async function addRelease(
     throw new RangeError(`deltas must be an integer >= 0, got ${deltas}`);
   }
   const data = await Deno.readFile(file);
-  const path = `releases/${triple}/${version}/edged`;
+  const path = releasePath(triple, version);
   if (repo.targets.targets[path]) {
     throw new RepoError(`release ${version} for ${triple} is already published`);
   }
@@ -124,7 +97,7 @@ export async function addRelease(
       to_sha256: release.sha256,
     };
     added.push(
-      await repo.putTarget(`deltas/${triple}/${prev.version}_to_${version}.bsdiff`, patch, {
+      await repo.putTarget(deltaPath(triple, prev.version, version), patch, {
         ...delta,
       }),
     );
@@ -163,11 +136,11 @@ export async function addModule(
   const version = String(manifestJson.version);
   checkSegment("module name", name);
   checkSegment("module version", version);
-  const path = `modules/${name}/${version}/${name}.wasm`;
+  const path = modulePath(name, version);
   if (repo.targets.targets[path]) {
     throw new RepoError(`module ${name} ${version} is already published`);
   }
-  const manifest = { ...manifestJson, sha256: await sha256(bytes) };
+  const manifest = { ...manifestJson, sha256: await sha256Hex(bytes) };
   const custom: ModuleCustom = { kind: "module", name, version, manifest };
   const added = await repo.putTarget(path, bytes, { ...custom });
   await repo.publishTargets();

@@ -32,11 +32,12 @@ import {
   type Targets,
   type Timestamp,
 } from "../tuf/mod.ts";
-import { writeFileAtomic } from "../../runtime/mod.ts";
+import { sha256Hex, toHex, writeFileAtomic } from "../../lib/mod.ts";
 import { RepoError } from "./errors.ts";
 import { generateKey, loadKeys, retireKey, type SigningKey } from "./keystore.ts";
 import { expiresIn, parseDuration } from "./_util.ts";
 import { compareVersions } from "../semver.ts";
+import { parseCustom } from "../contract.ts";
 
 const log = getLogger(["edged", "repo"]);
 
@@ -92,14 +93,6 @@ export interface AddedTarget {
 interface Envelope<T extends Signed> {
   signed: T;
   signatures: { keyid: string; sig: string }[];
-}
-
-const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-
-async function sha256(data: Uint8Array): Promise<string> {
-  return hex(
-    new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>)),
-  );
 }
 
 async function readJson<T>(path: string): Promise<T> {
@@ -287,7 +280,7 @@ export class Repository {
     }
     const data = canonicalBytes(md.signed);
     md.signatures = [];
-    for (const k of keys) md.signatures.push({ keyid: k.keyid, sig: hex(await k.sign(data)) });
+    for (const k of keys) md.signatures.push({ keyid: k.keyid, sig: toHex(await k.sign(data)) });
   }
 
   /** Signs the current root (and by `previous` root keys as well) and writes N.root.json. */
@@ -308,7 +301,7 @@ export class Repository {
     }
     const data = canonicalBytes(md.signed);
     md.signatures = [];
-    for (const k of keys) md.signatures.push({ keyid: k.keyid, sig: hex(await k.sign(data)) });
+    for (const k of keys) md.signatures.push({ keyid: k.keyid, sig: toHex(await k.sign(data)) });
     const bytes = encode(md);
     await writeFileAtomic(join(this.metadataDir, `${md.signed.version}.root.json`), bytes);
     await writeFileAtomic(join(this.metadataDir, "root.json"), bytes);
@@ -342,7 +335,7 @@ export class Repository {
       "targets.json": {
         version: this.#targets.signed.version,
         length: targetsBytes.length,
-        hashes: { sha256: await sha256(targetsBytes) },
+        hashes: { sha256: await sha256Hex(targetsBytes) },
       },
     };
     await this.#sign("snapshot", this.#snapshot);
@@ -355,7 +348,7 @@ export class Repository {
     const meta: MetaFile = {
       version: snap.version,
       length: snapBytes.length,
-      hashes: { sha256: await sha256(snapBytes) },
+      hashes: { sha256: await sha256Hex(snapBytes) },
     };
     ts.meta = { "snapshot.json": meta };
     await this.#sign("timestamp", this.#timestamp);
@@ -372,7 +365,7 @@ export class Repository {
     data: Uint8Array,
     custom: Record<string, unknown>,
   ): Promise<AddedTarget> {
-    const sha = await sha256(data);
+    const sha = await sha256Hex(data);
     const file = join(this.targetsDir, consistentTargetPath(path, sha));
     await Deno.mkdir(dirname(file), { recursive: true });
     await writeFileAtomic(file, data);
@@ -391,7 +384,7 @@ export class Repository {
     if (!info) throw new RepoError(`no target ${path}`);
     const sha = info.hashes.sha256;
     const data = await Deno.readFile(join(this.targetsDir, consistentTargetPath(path, sha)));
-    if ((await sha256(data)) !== sha) {
+    if ((await sha256Hex(data)) !== sha) {
       throw new RepoError(`stored file of ${path} does not match its sha256`);
     }
     return data;
@@ -399,10 +392,14 @@ export class Repository {
 
   /** The release entries of `triple`, newest first. */
   releases(triple: string): { path: string; version: string; info: TargetFile }[] {
-    return Object.entries(this.#targets.signed.targets)
-      .filter(([, t]) => t.custom?.kind === "release" && t.custom.triple === triple)
-      .map(([path, info]) => ({ path, version: String(info.custom!.version), info }))
-      .sort((a, b) => compareVersions(b.version, a.version));
+    const found: { path: string; version: string; info: TargetFile }[] = [];
+    for (const [path, info] of Object.entries(this.#targets.signed.targets)) {
+      const c = parseCustom(info.custom);
+      if (c?.kind === "release" && c.triple === triple) {
+        found.push({ path, version: c.version, info });
+      }
+    }
+    return found.sort((a, b) => compareVersions(b.version, a.version));
   }
 
   /**

@@ -1,22 +1,8 @@
-/** Hex, base64 and digest helpers shared by the TUF files. */
+/** Digest helpers shared by the TUF files (synchronous: key ids and hashed bin names). */
 import { sha256, sha384, sha512 } from "@noble/hashes/sha2.js";
+import { toHex } from "../../lib/mod.ts";
 
-/** Lower-case hex of `bytes`. */
-export function toHex(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += b.toString(16).padStart(2, "0");
-  return s;
-}
-
-/** Bytes of hex string `hex`; throws `TypeError` on odd length or a non-hex digit. */
-export function fromHex(hex: string): Uint8Array {
-  if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) {
-    throw new TypeError(`not a hex string: ${hex.slice(0, 32)}`);
-  }
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  return out;
-}
+export { fromHex, toHex } from "../../lib/mod.ts";
 
 /** Incremental hash: the subset of @noble/hashes we use. */
 export interface Hasher {
@@ -36,7 +22,7 @@ export function createHasher(alg: string): Hasher | undefined {
   return HASHES[alg]?.();
 }
 
-/** Hex SHA-256 of `data`. */
-export function sha256Hex(data: Uint8Array): string {
+/** Hex SHA-256 of `data`, synchronously. */
+export function sha256HexSync(data: Uint8Array): string {
   return toHex(sha256(data));
 }

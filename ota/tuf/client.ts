@@ -12,7 +12,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { basename, dirname, join } from "node:path";
-import { writeFileAtomic } from "../../runtime/mod.ts";
+import { writeFileAtomic } from "../../lib/mod.ts";
 import {
   DownloadHttpError,
   EqualVersionError,
@@ -186,7 +186,9 @@ export class TufClient {
         bytes = await this.#fetchMetadata("root", this.#limits.rootMaxLength, v);
       } catch (err) {
         // 5.3.3: "if this file is not available, ... go to step 5.3.10".
-        if (err instanceof DownloadHttpError && (err.status === 404 || err.status === 403)) break;
+        if (
+          err instanceof DownloadHttpError && (err.httpStatus === 404 || err.httpStatus === 403)
+        ) break;
         throw err;
       }
       await trusted.updateRoot(bytes);

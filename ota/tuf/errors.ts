@@ -1,18 +1,23 @@
 /**
  * Error classes of the TUF client. Each names the rule that was broken, so a
  * caller (and a test) can tell a rollback from an expired role from a bad
- * signature without parsing messages.
+ * signature without parsing messages. Metadata that fails a check is
+ * `update_verification_failed`; a server that cannot be reached or read is
+ * `update_download_failed` (both 502: the failure is upstream).
  *
  * @module
  */
+import { EdgedError } from "../../lib/mod.ts";
 
-/** Base class of every TUF failure. */
-export class TufError extends Error {
-  /** Creates the error; `options.cause` keeps the underlying failure. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = new.target.name;
-  }
+/** Base class of every TUF failure: metadata or a target failed verification. */
+export class TufError extends EdgedError {
+  override readonly code: string = "update_verification_failed";
+  override readonly status: number = 502;
+}
+
+/** Base class of the network failures: the repository could not be reached or read. */
+export class TufDownloadError extends TufError {
+  override readonly code: string = "update_download_failed";
 }
 
 /** Metadata does not follow the format of the specification (section 4). */
@@ -37,27 +42,33 @@ export class EqualVersionError extends TufError {}
 export class LengthOrHashMismatchError extends TufError {}
 
 /** The server sent more bytes than the allowed maximum (endless data attack). */
-export class DownloadLengthError extends TufError {}
+export class DownloadLengthError extends TufDownloadError {}
 
 /** The server answered with an HTTP error status. */
-export class DownloadHttpError extends TufError {
-  /** HTTP status code of the answer. */
-  readonly status: number;
-  /** Creates the error for `status`. */
-  constructor(message: string, status: number, options?: ErrorOptions) {
+export class DownloadHttpError extends TufDownloadError {
+  /** HTTP status code of the server's answer. */
+  readonly httpStatus: number;
+  /** Creates the error for the server's `httpStatus`. */
+  constructor(message: string, httpStatus: number, options?: ErrorOptions) {
     super(message, options);
-    this.status = status;
+    this.httpStatus = httpStatus;
   }
 }
 
 /** The server was too slow: no progress within the timeout (slow retrieval attack). */
-export class DownloadTimeoutError extends TufError {}
+export class DownloadTimeoutError extends TufDownloadError {}
 
 /** Any other network failure (connection refused, reset, DNS). */
-export class DownloadError extends TufError {}
+export class DownloadError extends TufDownloadError {}
 
 /** The requested target path is not listed by any trusted targets role. */
-export class TargetNotFoundError extends TufError {}
+export class TargetNotFoundError extends TufError {
+  override readonly code: string = "target_not_found";
+  override readonly status: number = 404;
+}
 
 /** Local trusted metadata is missing or unusable (client not initialised). */
-export class TrustStoreError extends TufError {}
+export class TrustStoreError extends TufError {
+  override readonly code: string = "trust_store";
+  override readonly status: number = 500;
+}

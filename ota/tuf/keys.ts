@@ -13,7 +13,7 @@
  * @module
  */
 import { canonicalBytes } from "./canonical_json.ts";
-import { fromHex, sha256Hex } from "./_bytes.ts";
+import { fromHex, sha256HexSync } from "./_bytes.ts";
 import { FormatError } from "./errors.ts";
 import { rsaPssVerifyAnySalt } from "./_rsa_pss.ts";
 
@@ -27,7 +27,7 @@ export interface Key {
 
 /** The key ID: hex SHA-256 of the key's canonical JSON (section 4.2). */
 export function keyId(key: Key): string {
-  return sha256Hex(canonicalBytes(key));
+  return sha256HexSync(canonicalBytes(key));
 }
 
 interface Scheme {

@@ -1,13 +1,12 @@
 /**
  * TUF 1.0 client (theupdateframework.github.io/specification): metadata
  * types, signature verification (Ed25519, ECDSA P-256/P-384, RSA-PSS), the
- * client workflow with a pluggable {@link Fetcher}, and `edged tuf-client`.
+ * client workflow with a pluggable {@link Fetcher} (behind `edged tuf-client`).
  *
  * @module
  */
 export { canonicalBytes, canonicalJson } from "./canonical_json.ts";
 export { type TargetInfo, TufClient, type TufClientOptions } from "./client.ts";
-export { tufClientCommand } from "./cli.ts";
 export {
   BadVersionError,
   DownloadError,
@@ -20,6 +19,7 @@ export {
   LengthOrHashMismatchError,
   TargetNotFoundError,
   TrustStoreError,
+  TufDownloadError,
   TufError,
   UnsignedMetadataError,
 } from "./errors.ts";

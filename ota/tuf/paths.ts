@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { sha256Hex } from "./_bytes.ts";
+import { sha256HexSync } from "./_bytes.ts";
 import type { DelegatedRole } from "./metadata.ts";
 
 const encoder = new TextEncoder();
@@ -130,7 +130,7 @@ export function pathMatches(pattern: string, targetPath: string): boolean {
 export function roleAppliesTo(role: DelegatedRole, targetPath: string): boolean {
   if (role.paths) return role.paths.some((p) => pathMatches(p, targetPath));
   if (role.path_hash_prefixes) {
-    const digest = sha256Hex(encoder.encode(targetPath));
+    const digest = sha256HexSync(encoder.encode(targetPath));
     return role.path_hash_prefixes.some((p) => digest.startsWith(p));
   }
   return false;

@@ -7,7 +7,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { copyFileAtomic, sha256File } from "./_fs.ts";
+import { copyFileAtomic, sha256File } from "../../lib/mod.ts";
 import { type BootState, rolledBack, type SlotName, type SlotStore } from "./state.ts";
 
 const log = getLogger(["edged", "update", "boot"]);
@@ -108,7 +108,11 @@ export async function prepareBoot(
   };
 }
 
-/** Marks the trial of `slot` as confirmed (healthy). Returns false if there was none. */
+/**
+ * Marks the trial of `slot` as confirmed (healthy): the one confirmation
+ * step, taken by the running version's updater once it is ready (see
+ * `Updater.confirm`). Returns false when `slot` is not the active trial.
+ */
 export async function confirmBoot(store: SlotStore, slot: SlotName | null): Promise<boolean> {
   const s = await store.read();
   if (!s.trial || s.trial.slot !== slot || s.active !== slot) return false;

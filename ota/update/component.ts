@@ -8,41 +8,10 @@
 import { getLogger } from "@logtape/logtape";
 import type { Component, RuntimeContext } from "../../runtime/mod.ts";
 import { updateApi } from "./api.ts";
+import { UpdateParamsError } from "./errors.ts";
 import { jittered } from "./policy.ts";
-import { EXIT_RESTART, type UpdatePhase, Updater } from "./updater.ts";
-import {
-  DiskSpaceError,
-  UpdateNotConfiguredError,
-  UpdateStateError,
-  UpdateTargetMissingError,
-} from "./errors.ts";
-import { CommandError } from "../../protocols/mod.ts";
-import { TufError } from "../tuf/mod.ts";
-
-/**
- * Runs a command's work, answering update failures with command error codes:
- * "unavailable" (as the built-in placeholder does) when no update repository
- * is configured, "not_found", "conflict", "insufficient_storage",
- * "verification_failed", else "update_failed"; never "internal".
- */
-async function commandErrors<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    const code = err instanceof UpdateNotConfiguredError
-      ? "unavailable"
-      : err instanceof UpdateTargetMissingError
-      ? "not_found"
-      : err instanceof UpdateStateError
-      ? "conflict"
-      : err instanceof DiskSpaceError
-      ? "insufficient_storage"
-      : err instanceof TufError
-      ? "verification_failed"
-      : "update_failed";
-    throw new CommandError(code, (err as Error).message, { cause: err });
-  }
-}
+import { type UpdatePhase, Updater } from "./updater.ts";
+import { EXIT } from "../../lib/mod.ts";
 
 const log = getLogger(["edged", "update"]);
 
@@ -124,7 +93,7 @@ export function updaterComponent(
     retries: u.retries,
     idleTimeoutMs: u.timeout_s * 1000,
     installModule: options.installModule,
-    requestRestart: (reason) => ctx.requestExit(EXIT_RESTART, reason),
+    requestRestart: (reason) => ctx.requestExit(EXIT.RESTART, reason),
   });
 
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -236,19 +205,17 @@ export function updaterComponent(
     attachMqtt(m) {
       mqtt = m;
       m.registerCommand("update-check", async (params) => {
-        const r = await commandErrors(() => updater.check());
-        if (r.available && params.apply === true) {
-          return { ...r, apply: await commandErrors(() => updater.apply()) };
-        }
+        const r = await updater.check();
+        if (r.available && params.apply === true) return { ...r, apply: await updater.apply() };
         return r;
       });
       m.registerCommand("module-deploy", (params) => {
         const name = params.name;
         if (typeof name !== "string" || name === "") {
-          throw new CommandError("invalid_params", "module-deploy needs a string parameter 'name'");
+          throw new UpdateParamsError("module-deploy needs a string parameter 'name'");
         }
         const version = typeof params.version === "string" ? params.version : undefined;
-        return commandErrors(() => updater.deployModule(name, version));
+        return updater.deployModule(name, version);
       });
       m.setStatusProvider(() => ({
         version: cachedVersion,

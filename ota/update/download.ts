@@ -15,8 +15,8 @@
 import { getLogger } from "@logtape/logtape";
 import { dirname } from "node:path";
 import { DiskSpaceError, UpdateDownloadError } from "./errors.ts";
-import { freeBytes, sha256File } from "./_fs.ts";
-import { syncDir, writeFileAtomic } from "../../runtime/mod.ts";
+import { freeBytes } from "./_fs.ts";
+import { sha256File, syncDir, writeFileAtomic } from "../../lib/mod.ts";
 import { sleep, type TokenBucket } from "./token_bucket.ts";
 
 const log = getLogger(["edged", "update", "download"]);

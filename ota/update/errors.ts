@@ -1,34 +1,56 @@
 /**
  * Error classes of the update pipeline. Each names the step that failed so
  * status pages, logs and tests can tell a download problem from a bad patch
- * from a refused rollback without parsing messages.
+ * from a refused rollback without parsing messages; each has its one code
+ * and HTTP status (`lib/errors.ts`), the same in the HTTP API, MQTT command
+ * answers and `edged update`.
  *
  * @module
  */
+import { EdgedError } from "../../lib/mod.ts";
 
 /** Base class of every update failure. */
-export class UpdateError extends Error {
-  /** Creates the error; `options.cause` keeps the underlying failure. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = new.target.name;
-  }
+export class UpdateError extends EdgedError {
+  override readonly code: string = "update_failed";
+  override readonly status: number = 502;
 }
 
 /** A download failed after its retries (network, HTTP status, timeout, too long). */
-export class UpdateDownloadError extends UpdateError {}
+export class UpdateDownloadError extends UpdateError {
+  override readonly code: string = "update_download_failed";
+}
 
 /** Not enough free space in the data directory for a download or a slot. */
-export class DiskSpaceError extends UpdateError {}
+export class DiskSpaceError extends UpdateError {
+  override readonly code: string = "insufficient_storage";
+  override readonly status: number = 507;
+}
 
 /** Installing into a slot failed (copy, patch, verification). */
-export class InstallError extends UpdateError {}
+export class InstallError extends UpdateError {
+  override readonly code: string = "update_install_failed";
+}
 
 /** The operation does not fit the current state (e.g. rollback with no previous slot). */
-export class UpdateStateError extends UpdateError {}
+export class UpdateStateError extends UpdateError {
+  override readonly code: string = "update_state";
+  override readonly status: number = 409;
+}
 
 /** The updater is not configured (no repository URL or no trusted root). */
-export class UpdateNotConfiguredError extends UpdateError {}
+export class UpdateNotConfiguredError extends UpdateError {
+  override readonly code: string = "update_not_configured";
+  override readonly status: number = 409;
+}
 
 /** The repository lists no target of that name (e.g. a module to deploy). */
-export class UpdateTargetMissingError extends UpdateError {}
+export class UpdateTargetMissingError extends UpdateError {
+  override readonly code: string = "target_not_found";
+  override readonly status: number = 404;
+}
+
+/** A request to the updater is missing a parameter or has a bad one. */
+export class UpdateParamsError extends UpdateError {
+  override readonly code: string = "invalid_params";
+  override readonly status: number = 400;
+}

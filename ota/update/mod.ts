@@ -8,7 +8,6 @@
  */
 export { updateApi } from "./api.ts";
 export { type BootDecision, confirmBoot, prepareBoot, type PrepareBootOptions } from "./boot.ts";
-export { updateCommand } from "./cli.ts";
 export {
   type MqttHooks,
   type UpdaterComponent,
@@ -27,10 +26,10 @@ export {
   UpdateDownloadError,
   UpdateError,
   UpdateNotConfiguredError,
+  UpdateParamsError,
   UpdateStateError,
   UpdateTargetMissingError,
 } from "./errors.ts";
-export { type LaunchFlags, runSupervised, selfCommand } from "./launch.ts";
 export { compareVersions, inRollout, jittered, rolloutPosition } from "./policy.ts";
 export {
   type BootState,
@@ -49,9 +48,9 @@ export {
   type ApplyResult,
   type Candidate,
   type CheckResult,
-  EXIT_RESTART,
   type UpdatePhase,
   Updater,
   type UpdaterOptions,
   type UpdateStatus,
 } from "./updater.ts";
+export { renderStatus } from "./summary.ts";

@@ -17,8 +17,7 @@
  */
 import { join } from "node:path";
 import { UpdateStateError } from "./errors.ts";
-import { sha256File } from "./_fs.ts";
-import { syncDir, writeFileAtomic } from "../../runtime/mod.ts";
+import { sha256File, syncDir, writeFileAtomic } from "../../lib/mod.ts";
 
 /** The two slots. */
 export type SlotName = "a" | "b";

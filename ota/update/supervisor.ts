@@ -24,7 +24,7 @@ import { getLogger } from "@logtape/logtape";
 import { type BootDecision, prepareBoot } from "./boot.ts";
 import { emptyState, rolledBack, SlotStore } from "./state.ts";
 import { sleep } from "./token_bucket.ts";
-import { EXIT_RESTART } from "./updater.ts";
+import { EXIT } from "../../lib/mod.ts";
 
 const log = getLogger(["edged", "supervisor"]);
 
@@ -133,7 +133,7 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
       child = undefined;
       if (stopping) return status.code;
       const s = await store.read();
-      if (status.code === EXIT_RESTART || forced) {
+      if (status.code === EXIT.RESTART || forced) {
         crashDelay = 1000;
         continue;
       }

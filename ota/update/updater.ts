@@ -27,16 +27,15 @@ import {
   UpdateStateError,
   UpdateTargetMissingError,
 } from "./errors.ts";
-import { freeBytes, sha256File } from "./_fs.ts";
-import { syncDir } from "../../runtime/mod.ts";
+import { freeBytes } from "./_fs.ts";
+import { sha256File, syncDir } from "../../lib/mod.ts";
 import { compareVersions, inRollout } from "./policy.ts";
+import { type ModuleCustom, parseCustom } from "../contract.ts";
 import { type BootState, otherSlot, rolledBack, type SlotName, SlotStore } from "./state.ts";
 import { TokenBucket } from "./token_bucket.ts";
+import { confirmBoot } from "./boot.ts";
 
 const log = getLogger(["edged", "update"]);
-
-/** Exit code asking the launcher to start the process again, in the (new) active slot. */
-export const EXIT_RESTART = 75;
 
 /** Phases of the updater's state machine (see the module comment). */
 export type UpdatePhase =
@@ -75,7 +74,7 @@ export interface UpdaterOptions {
   idleTimeoutMs?: number;
   /** Back-off base in ms. */
   backoffMs?: number;
-  /** Called to restart into the new slot (the runtime exits with {@linkcode EXIT_RESTART}). */
+  /** Called to restart into the new slot (the runtime exits with `EXIT.RESTART`, 75). */
   requestRestart?: (reason: string) => void;
   /** Installs a verified module (the sandbox's hot swap). */
   installModule?: (manifest: unknown, wasm: Uint8Array) => Promise<unknown>;
@@ -308,15 +307,15 @@ export class Updater {
     const s = await this.loadState();
     const run = await this.running();
     const targets = Object.fromEntries(client.listTargets().map((t) => [t.path, t]));
-    const releases: { path: string; version: string }[] = [];
+    const releases: { path: string; version: string; rollout?: number }[] = [];
     for (const [path, t] of Object.entries(targets)) {
-      const c = t.custom;
+      const c = parseCustom(t.custom);
       if (c?.kind !== "release" || c.triple !== this.#o.triple) continue;
-      releases.push({ path, version: String(c.version) });
+      releases.push({ path, version: c.version, rollout: c.rollout_percent });
       // Identify the running executable by digest: a stand-in or factory
       // build may not know which published release it is.
-      if (run.sha256 && t.hashes.sha256 === run.sha256 && run.version !== String(c.version)) {
-        run.version = String(c.version);
+      if (run.sha256 && t.hashes.sha256 === run.sha256 && run.version !== c.version) {
+        run.version = c.version;
         if (s.active) {
           await this.store.update((st) => {
             st.slots[s.active!]!.version = run.version;
@@ -331,13 +330,12 @@ export class Updater {
     let pick: { path: string; version: string } | undefined;
     for (const r of releases) {
       if (compareVersions(r.version, run.version) <= 0) break;
-      const info = targets[r.path];
       if (s.rejected?.includes(r.version)) {
         skipped.push(`${r.version}: rolled back from earlier`);
         continue;
       }
-      if (!(await inRollout(this.#o.deviceId, r.version, info.custom?.rollout_percent))) {
-        skipped.push(`${r.version}: not in its ${info.custom?.rollout_percent}% rollout`);
+      if (!(await inRollout(this.#o.deviceId, r.version, r.rollout))) {
+        skipped.push(`${r.version}: not in its ${r.rollout}% rollout`);
         continue;
       }
       pick = r;
@@ -351,7 +349,7 @@ export class Updater {
       if (!sha) throw new UpdateError(`${pick.path} lists no sha256`);
       available = { version: pick.version, path: pick.path, length: info.length, sha256: sha };
       for (const [path, t] of Object.entries(targets)) {
-        const c = t.custom;
+        const c = parseCustom(t.custom);
         if (
           c?.kind === "delta" && c.format === "BSDIFF40" && c.triple === this.#o.triple &&
           c.to_sha256 === sha && run.sha256 !== null && c.from_sha256 === run.sha256
@@ -573,26 +571,30 @@ export class Updater {
         const client = await this.#tuf();
         await client.refresh();
         const targets = Object.fromEntries(client.listTargets().map((t) => [t.path, t]));
-        const found = Object.entries(targets)
-          .filter(([, t]) =>
-            t.custom?.kind === "module" && t.custom.name === name &&
-            (version === undefined || t.custom.version === version)
-          )
-          .sort(([, a], [, b]) =>
-            compareVersions(String(b.custom!.version), String(a.custom!.version))
-          );
+        const found: { path: string; custom: ModuleCustom }[] = [];
+        for (const [path, t] of Object.entries(targets)) {
+          const c = parseCustom(t.custom);
+          if (c?.kind !== "module" || c.name !== name) continue;
+          if (version === undefined || c.version === version) found.push({ path, custom: c });
+        }
+        found.sort((a, b) => compareVersions(b.custom.version, a.custom.version));
         if (found.length === 0) {
           throw new UpdateTargetMissingError(
             `the repository has no module ${name}${version ? ` version ${version}` : ""}`,
           );
         }
-        const info = await client.requireTargetInfo(found[0][0]);
+        const info = await client.requireTargetInfo(found[0].path);
+        // 5.6.7: the entry used is the one the trusted delegation search returns.
+        const custom = parseCustom(info.custom);
+        if (custom?.kind !== "module") {
+          throw new UpdateTargetMissingError(`${found[0].path} is not a module target`);
+        }
         const file = await this.#download(client, info);
         const wasm = await Deno.readFile(file.path);
-        await this.#o.installModule(info.custom!.manifest, wasm);
+        await this.#o.installModule(custom.manifest, wasm);
         await Deno.remove(file.path).catch(() => {});
         this.#progress = null;
-        const v = String(info.custom!.version);
+        const v = custom.version;
         log.info("deployed module {name} {version} from the repository", { name, version: v });
         return { name, version: v };
       })
@@ -602,8 +604,8 @@ export class Updater {
   /** Marks the running trial healthy. */
   async confirm(): Promise<boolean> {
     const s = await this.loadState();
-    if (!s.trial || s.trial.slot !== s.active) return false;
-    this.#state = await this.store.update((st) => ({ ...st, trial: null }));
+    if (!(await confirmBoot(this.store, s.active))) return false;
+    await this.loadState();
     return true;
   }
 

@@ -33,7 +33,10 @@ export function builtinCommands(registry: CommandRegistry, ctx: BuiltinContext):
     const name = stringParam(params, "name");
     if (!ctx.modules) throw new CommandError("unavailable", "this edged runs no module host");
     if (!ctx.modules.names().includes(name)) {
-      throw new CommandError("not_found", `no module named ${JSON.stringify(name)} is installed`);
+      throw new CommandError(
+        "module_not_found",
+        `no module named ${JSON.stringify(name)} is installed`,
+      );
     }
     await ctx.modules.remove(name);
     return { removed: name };

@@ -6,24 +6,43 @@
  * A request is a JSON object, `{"id": "...", ...params}`; the answer is
  * `{"id", "command", "ok": true, "result"}` or
  * `{"id", "command", "ok": false, "error": {"code", "message"}}`. Nothing a
- * requester sends can throw out of here.
+ * requester sends can throw out of here. {@linkcode commandError} is the one
+ * place a failure becomes an answer: an `EdgedError` (`lib/errors.ts`) answers
+ * with its own code, the same code the HTTP API gives it.
  *
  * @module
  */
+import { getLogger } from "@logtape/logtape";
+import { EdgedError } from "../../lib/mod.ts";
 
-/** Runs one command; throw {@linkcode CommandError} to answer a specific error code. */
+const log = getLogger(["edged", "mqtt", "commands"]);
+
+/** Runs one command; throw an `EdgedError` (e.g. {@linkcode CommandError}) to answer its code. */
 export type CommandHandler = (params: Record<string, unknown>) => unknown | Promise<unknown>;
 
-/** A command failure with a stable `code` for the requester. */
-export class CommandError extends Error {
-  /** Machine-readable code, e.g. `invalid_params`, `unavailable`, `not_found`. */
-  readonly code: string;
-  /** Builds the error. */
+/** A refused request whose code depends on the request (bad JSON, bad parameters, ...). */
+export class CommandError extends EdgedError {
+  override readonly code: string;
+  override readonly status = 400;
+  /** Builds the error; `code` is e.g. `invalid_params`, `unavailable`. */
   constructor(code: string, message: string, options?: ErrorOptions) {
     super(message, options);
-    this.name = "CommandError";
     this.code = code;
   }
+}
+
+/**
+ * The `error` of a failed command's answer. Anything that is not an
+ * `EdgedError` is a bug of ours: logged, and answered `internal` without its
+ * message.
+ */
+export function commandError(command: string, err: unknown): { code: string; message: string } {
+  if (err instanceof EdgedError) return { code: err.code, message: err.message };
+  log.error("command {command} failed: {error}", {
+    command,
+    error: String(err instanceof Error ? err.stack ?? err.message : err),
+  });
+  return { code: "internal", message: "internal error" };
 }
 
 /** The answer to one request. */
@@ -105,9 +124,7 @@ export class CommandRegistry {
       const result = await handler(params);
       return { id, command, ok: true, result: result ?? null };
     } catch (err) {
-      const code = err instanceof CommandError ? err.code : "internal";
-      const message = err instanceof Error ? err.message : String(err);
-      return { id, command, ok: false, error: { code, message } };
+      return { id, command, ok: false, error: commandError(command, err) };
     }
   }
 }

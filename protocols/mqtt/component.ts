@@ -13,11 +13,9 @@ import {
   type Metrics,
   type ReadingLog,
   type Store,
-  topicMatches,
-  validateFilter,
-  validateTopic,
   VERSION,
 } from "../../runtime/mod.ts";
+import { topicMatches, validateFilter, validateTopic } from "../../lib/mod.ts";
 import { type CommandHandler, CommandRegistry, type CommandResult } from "./commands.ts";
 import { Connection } from "./connection.ts";
 import { Outbox } from "./outbox.ts";

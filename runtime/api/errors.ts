@@ -1,11 +1,13 @@
 /**
  * The one error shape of the HTTP API:
  * `{"error": {"code": "...", "message": "...", "field"?: "...", "details"?: [...]}}`.
- * Handlers throw {@linkcode ApiError}; the server's error handler renders it.
+ * Handlers and the libraries below them throw {@linkcode EdgedError}s (each
+ * with its one code and status); {@linkcode errorResponse}, called by the
+ * server's single error handler, turns any thrown value into the answer.
  *
  * @module
  */
-import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { EdgedError } from "../../lib/mod.ts";
 
 /** One problem with a request, naming the field and the rule it broke. */
 export interface ErrorDetail {
@@ -13,22 +15,16 @@ export interface ErrorDetail {
   message: string;
 }
 
-/** Thrown by handlers to answer with a status and the JSON error body. */
-export class ApiError extends Error {
-  /** HTTP status. */
-  readonly status: ContentfulStatusCode;
-  /** Machine-readable code, e.g. `invalid_field`. */
-  readonly code: string;
-  /** The offending field, when there is one. */
-  readonly field?: string;
-  /** Every problem found, when there are several. */
-  readonly details?: ErrorDetail[];
-  /** Extra response headers (e.g. Retry-After). */
-  readonly headers?: Record<string, string>;
+/** An HTTP-level refusal whose code depends on the request (bad input, auth, size). */
+export class ApiError extends EdgedError {
+  override readonly status: number;
+  override readonly code: string;
+  /** Every problem found, each naming its field. */
+  declare readonly details?: readonly ErrorDetail[];
 
   /** Builds the error. */
   constructor(
-    status: ContentfulStatusCode,
+    status: number,
     code: string,
     message: string,
     extra: {
@@ -38,20 +34,22 @@ export class ApiError extends Error {
       cause?: unknown;
     } = {},
   ) {
-    super(message, { cause: extra.cause });
-    this.name = "ApiError";
+    super(message, extra);
     this.status = status;
     this.code = code;
-    this.field = extra.field;
-    this.details = extra.details;
-    this.headers = extra.headers;
   }
+}
 
-  /** The JSON body. */
-  toJSON(): { error: Record<string, unknown> } {
-    const error: Record<string, unknown> = { code: this.code, message: this.message };
-    if (this.field !== undefined) error.field = this.field;
-    if (this.details !== undefined) error.details = this.details;
-    return { error };
+/** The answer to a failed request: an {@linkcode EdgedError}'s own, else a 500 `internal`. */
+export function errorResponse(
+  err: unknown,
+): { status: number; body: { error: Record<string, unknown> }; headers: Record<string, string> } {
+  if (err instanceof EdgedError) {
+    return { status: err.status, body: err.toJSON(), headers: err.headers ?? {} };
   }
+  return {
+    status: 500,
+    body: { error: { code: "internal", message: "internal error" } },
+    headers: {},
+  };
 }

@@ -83,9 +83,6 @@ export function ingestRoutes(opts: IngestOptions): Hono {
       } catch (err) {
         if (err instanceof OutboxFullError) {
           opts.readingsCounter.inc({ outcome: "full" }, readings.length);
-          throw new ApiError(503, "outbox_full", err.message, {
-            headers: { "Retry-After": String(err.retryAfter) },
-          });
         }
         throw err;
       }

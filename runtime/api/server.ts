@@ -9,7 +9,9 @@ import { routePath } from "hono/route";
 import { getLogger } from "@logtape/logtape";
 import { type Metrics, METRICS_CONTENT_TYPE } from "../metrics.ts";
 import { bearerAuth } from "./auth.ts";
-import { ApiError } from "./errors.ts";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { EdgedError } from "../../lib/mod.ts";
+import { errorResponse } from "./errors.ts";
 
 const log = getLogger(["edged", "http"]);
 
@@ -57,17 +59,19 @@ export function createApp(opts: ServerOptions): Hono {
     latency.observe((performance.now() - start) / 1000, { route });
   });
 
+  // The one place an HTTP request's failure becomes an answer: sub-apps have
+  // no error handlers of their own, so whatever they throw ends up here.
   app.onError((err, c) => {
-    if (err instanceof ApiError) {
-      if (err.headers) { for (const [k, v] of Object.entries(err.headers)) c.header(k, v); }
-      return c.json(err.toJSON(), err.status);
+    const { status, body, headers } = errorResponse(err);
+    if (status >= 500 && !(err instanceof EdgedError)) {
+      log.error("unhandled error on {method} {path}: {error}", {
+        method: c.req.method,
+        path: c.req.path,
+        error: String(err instanceof Error ? err.stack ?? err.message : err),
+      });
     }
-    log.error("unhandled error on {method} {path}: {error}", {
-      method: c.req.method,
-      path: c.req.path,
-      error: String(err instanceof Error ? err.stack ?? err.message : err),
-    });
-    return c.json({ error: { code: "internal", message: "internal error" } }, 500);
+    for (const [k, v] of Object.entries(headers)) c.header(k, v);
+    return c.json(body, status as ContentfulStatusCode);
   });
 
   app.notFound((c) =>

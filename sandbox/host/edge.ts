@@ -10,7 +10,7 @@
 import { posix } from "node:path";
 import type { FuncType } from "../wasm/parse.ts";
 import type { Manifest } from "../manifest.ts";
-import { topicMatches, topicProblem } from "../topics.ts";
+import { topicMatches, topicProblem } from "../../lib/mod.ts";
 import { MAX_KEY_BYTES } from "../kv.ts";
 import { EdgeError, MAX_PUBLISH_PER_CALL, type ModuleContext } from "./context.ts";
 

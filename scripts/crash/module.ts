@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { sha256Hex } from "../../lib/mod.ts";
 import { type EdgedProcess, startEdged } from "../../tests/_helpers/edged.ts";
 import { Rng } from "../fuzz/_prng.ts";
 import { type CrashOptions, type CrashReport, kill9, sleep } from "./_common.ts";
@@ -47,8 +48,7 @@ async function build(n: number): Promise<Version> {
       .output();
     if (!out.success) throw new Error("wat2wasm failed");
     const wasm = await Deno.readFile(`${dir}/m.wasm`);
-    const d = new Uint8Array(await crypto.subtle.digest("SHA-256", wasm));
-    const sha256 = Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+    const sha256 = await sha256Hex(wasm);
     const version = `1.0.${n}`;
     const manifest = JSON.stringify({
       name: NAME,

@@ -24,6 +24,7 @@
  *
  * @module
  */
+import { sha256Hex } from "../../lib/mod.ts";
 import { join } from "node:path";
 import { serveRepository } from "../../ota/mod.ts";
 import { Device, freePort, publishRelease, repoCli } from "../../tests/ota/_update_helpers.ts";
@@ -36,8 +37,7 @@ const RELEASE_BYTES = 2 << 20;
 const RATE = 512 * 1024;
 
 async function sha256File(path: string): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", await Deno.readFile(path)));
-  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+  return await sha256Hex(await Deno.readFile(path));
 }
 
 /** Largest durable length recorded by partial downloads. */

@@ -20,7 +20,7 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 entry=$(mktemp -d)/edged-tuf-client
 cat >"$entry" <<EOS
 #!/bin/sh
-exec deno run --allow-all --quiet "$here/ota/tuf/_cli_main.ts" "\$@"
+exec deno run --allow-all --quiet "$here/app/tuf_client_main.ts" "\$@"
 EOS
 chmod +x "$entry"
 command -v faketime >/dev/null || { echo "$0: faketime is required (apt-get install faketime)" >&2; exit 2; }

@@ -4,8 +4,8 @@
  * directory it sets, systemd accepts it, and the example configuration loads.
  */
 import assert from "node:assert/strict";
-import { EXIT, loadConfig } from "../../runtime/mod.ts";
-import { EXIT_RESTART } from "../../ota/mod.ts";
+import { loadConfig } from "../../runtime/mod.ts";
+import { EXIT } from "../../lib/mod.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const UNIT = `${ROOT}deploy/edged.service`;
@@ -28,7 +28,7 @@ Deno.test("the unit runs the launcher and restarts it on everything but a clean 
   assert.deepEqual(k.get("RestartPreventExitStatus"), [String(EXIT.USAGE)]);
   // 75 is the launcher's business (ota/update/supervisor.ts); systemd must not
   // treat it as a success that ends the service.
-  assert.ok(!(k.get("SuccessExitStatus") ?? []).join(" ").includes(String(EXIT_RESTART)));
+  assert.ok(!(k.get("SuccessExitStatus") ?? []).join(" ").includes(String(EXIT.RESTART)));
   assert.deepEqual(k.get("KillMode"), ["mixed"]);
 });
 

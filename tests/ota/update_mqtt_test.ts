@@ -74,7 +74,7 @@ Deno.test({
 
       const missing = await call("module-deploy", { id: "d2", name: "no-such-module" });
       assert.equal(missing.ok, false);
-      assert.equal(missing.error.code, "not_found");
+      assert.equal(missing.error.code, "target_not_found");
       const bad = await call("module-deploy", { id: "d3" });
       assert.equal(bad.error.code, "invalid_params");
 

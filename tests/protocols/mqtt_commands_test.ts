@@ -85,7 +85,7 @@ Deno.test("mqtt: command round trips, errors for bad requests, MQTT 5 request/re
       let r = await call("module-remove", JSON.stringify({ id: "m-1" }));
       assert.equal(r.error.code, "invalid_params");
       r = await call("module-remove", JSON.stringify({ id: "m-2", name: "no-such" }));
-      assert.equal(r.error.code, "not_found");
+      assert.equal(r.error.code, "module_not_found");
       const before = await edged.api("/api/v1/modules/relay");
       await before.body?.cancel();
       assert.equal(before.status, 200);

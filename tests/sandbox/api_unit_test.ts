@@ -1,10 +1,34 @@
-/** Error paths of the modules API, on the Hono app over a real ModuleHost. */
+/**
+ * Error paths of the modules API over a real ModuleHost, mounted in the
+ * runtime's HTTP app as edged mounts it (its one error handler answers).
+ */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { modulesApi } from "../../sandbox/mod.ts";
+import { createApp, Metrics } from "../../runtime/mod.ts";
+import { type ModuleHost, modulesApi } from "../../sandbox/mod.ts";
 import { enc, env, manifest, module } from "./_helpers.ts";
 
-const post = (app: ReturnType<typeof modulesApi>, name: string, body: string) =>
+const TOKEN = "t".repeat(32);
+
+/** The modules API as edged serves it; `request` takes paths below `/api/v1/modules`. */
+function served(host: ModuleHost) {
+  const app = createApp({
+    token: TOKEN,
+    metrics: new Metrics(),
+    notReady: () => [],
+    routes: [{ path: "/api/v1/modules", app: modulesApi(host) }],
+    dashboard: () => new Response(""),
+  });
+  return {
+    request: (path: string, init: RequestInit = {}) =>
+      app.request(`/api/v1/modules${path}`, {
+        ...init,
+        headers: { ...init.headers, authorization: `Bearer ${TOKEN}` },
+      }),
+  };
+}
+
+const post = (app: ReturnType<typeof served>, name: string, body: string) =>
   app.request(`/${name}/messages`, {
     method: "POST",
     body,
@@ -19,7 +43,7 @@ Deno.test("messages: 400 on a bad body, 413 over max_payload_bytes, 409 while qu
       await module(`(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
         (if (i32.gt_u (local.get 3) (i32.const 8)) (then unreachable)) (i32.const 0))`),
     );
-    const app = modulesApi(e.host);
+    const app = served(e.host);
     assert.equal((await post(app, "m", "{nope")).status, 400);
     assert.equal((await post(app, "m", JSON.stringify({ payload: 1 }))).status, 400);
     const big = await post(app, "m", JSON.stringify({ topic: "t", payload: "x".repeat(100) }));
@@ -61,7 +85,7 @@ Deno.test("a module corrupted on disk comes back as failed, visible and removabl
       assert.equal(s.state, "failed");
       assert.equal(s.last_error?.kind, "load");
       assert.match(s.last_error!.message, /sha256: manifest says/);
-      const app = modulesApi(again.host);
+      const app = served(again.host);
       const r = await post(app, "c", JSON.stringify({ topic: "t", payload: 1 }));
       assert.equal(r.status, 409);
       assert.equal((await r.json()).error.code, "module_failed");

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { ModuleValidationError, sha256Hex, validateModule } from "../../sandbox/mod.ts";
+import { ModuleValidationError, validateModule } from "../../sandbox/mod.ts";
+import { sha256Hex } from "../../lib/mod.ts";
 import { manifest, module, wat } from "./_helpers.ts";
 
 const ON_MESSAGE =

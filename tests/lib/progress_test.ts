@@ -1,6 +1,6 @@
 /** The shared progress display: a redrawn bar on a terminal, plain lines otherwise. */
 import assert from "node:assert/strict";
-import { createProgress, formatBytes, formatDuration } from "../../runtime/mod.ts";
+import { createProgress, formatBytes, formatDuration } from "../../lib/mod.ts";
 
 function sink(terminal: boolean) {
   const dec = new TextDecoder();

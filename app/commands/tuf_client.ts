@@ -12,10 +12,8 @@
  * @module
  */
 import { Command } from "commander";
-import { TufClient } from "./client.ts";
-import { TargetNotFoundError } from "./errors.ts";
-
-const EXIT_FAILURE = 1;
+import { TargetNotFoundError, TufClient } from "../../ota/tuf/mod.ts";
+import { EXIT } from "../../lib/mod.ts";
 
 interface GlobalOptions {
   metadataDir?: string;
@@ -33,7 +31,7 @@ function need<K extends keyof GlobalOptions>(
   const v = opts[key];
   if (v === undefined) {
     console.error(`edged tuf-client: ${flag} is required`);
-    Deno.exit(2);
+    Deno.exit(EXIT.USAGE);
   }
   return v!;
 }
@@ -41,7 +39,7 @@ function need<K extends keyof GlobalOptions>(
 function fail(command: string, err: unknown): never {
   const e = err as Error;
   console.error(`edged tuf-client ${command}: ${e?.name ?? "Error"}: ${e?.message ?? String(err)}`);
-  Deno.exit(EXIT_FAILURE);
+  Deno.exit(EXIT.FAILURE);
 }
 
 /** Builds the `tuf-client` command (CLIENT-CLI.md of tuf-conformance). */

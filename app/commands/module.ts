@@ -7,9 +7,8 @@
  */
 
 import { Command } from "commander";
-import { ModuleValidationError } from "./errors.ts";
-import { parseManifest } from "./manifest.ts";
-import { validateModule } from "./validate.ts";
+import { ModuleValidationError, parseManifest, validateModule } from "../../sandbox/mod.ts";
+import { EXIT } from "../../lib/mod.ts";
 
 /** Runs the checks and prints the verdict; returns the exit code. */
 export async function runValidate(
@@ -24,7 +23,7 @@ export async function runValidate(
     manifestText = await Deno.readTextFile(manifestPath);
   } catch (err) {
     console.error(`edged module validate: ${(err as Error).message}`);
-    return 2;
+    return EXIT.USAGE;
   }
   try {
     const v = await validateModule(bytes, parseManifest(manifestText));
@@ -32,7 +31,7 @@ export async function runValidate(
     if (json) {
       console.log(JSON.stringify({ ok: true, name: m.name, version: m.version, sha256: v.sha256 }));
     } else console.log(`ok: ${m.name} ${m.version} (${v.size} bytes, sha256 ${v.sha256})`);
-    return 0;
+    return EXIT.OK;
   } catch (err) {
     if (!(err instanceof ModuleValidationError)) throw err;
     if (json) console.log(JSON.stringify({ ok: false, reasons: err.reasons }));
@@ -40,7 +39,7 @@ export async function runValidate(
       console.error(`refused: ${wasmPath}`);
       for (const r of err.reasons) console.error(`  - ${r}`);
     }
-    return 1;
+    return EXIT.FAILURE;
   }
 }
 

@@ -14,20 +14,23 @@
  *
  * @module
  */
-import { createProgress, type Progress } from "../../runtime/mod.ts";
+import { createProgress, EXIT, type Progress } from "../../lib/mod.ts";
 import { Command } from "commander";
-import { RepoError } from "./errors.ts";
-import { addModule, addRelease } from "./releases.ts";
-import { type AddedTarget, Repository, type RoleName, ROLES } from "./repository.ts";
-import { serveRepository } from "./serve.ts";
-import { withRepoLock } from "./_util.ts";
-
-const EXIT_FAILURE = 1;
-const EXIT_USAGE = 2;
+import {
+  type AddedTarget,
+  addModule,
+  addRelease,
+  RepoError,
+  Repository,
+  type RoleName,
+  ROLES,
+  serveRepository,
+  withRepoLock,
+} from "../../ota/repo/mod.ts";
 
 function usage(message: string): never {
   console.error(`edged repo: ${message}`);
-  Deno.exit(EXIT_USAGE);
+  Deno.exit(EXIT.USAGE);
 }
 
 function fail(command: string, err: unknown): never {
@@ -35,10 +38,10 @@ function fail(command: string, err: unknown): never {
     err instanceof RepoError || err instanceof RangeError || err instanceof Deno.errors.NotFound
   ) {
     console.error(`edged repo ${command}: ${err.message}`);
-    Deno.exit(EXIT_FAILURE);
+    Deno.exit(EXIT.FAILURE);
   }
   console.error(`edged repo ${command}: ${err instanceof Error ? err.stack : String(err)}`);
-  Deno.exit(EXIT_FAILURE);
+  Deno.exit(EXIT.FAILURE);
 }
 
 function collect(v: string, prev: string[] = []): string[] {

@@ -6,8 +6,8 @@
  */
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
-import { type Config, runFlags } from "../../runtime/mod.ts";
-import { supervise } from "./supervisor.ts";
+import { type Config, runFlags } from "../runtime/mod.ts";
+import { supervise } from "../ota/update/mod.ts";
 
 /** How to start this build again: itself when compiled, `deno run main.ts` from source. */
 export function selfCommand(): string[] {

@@ -5,34 +5,29 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { Bus } from "./bus.ts";
-import type { Component, RuntimeContext } from "./component.ts";
-import { type Config, parseListen } from "./config.ts";
-import { dashboardPage } from "./dashboard.ts";
-import { createApp, type Route } from "./api/server.ts";
-import { ingestRoutes } from "./api/ingest.ts";
-import { statusComponent } from "./api/status.ts";
-import { Metrics } from "./metrics.ts";
-import { registerProcessMetrics } from "./process_metrics.ts";
-import { ReadingLog, type StoredReading } from "./readings.ts";
-import { Store } from "./store.ts";
-import { ensureApiToken } from "./token.ts";
-import { VERSION } from "./version.ts";
-import { modulesComponent } from "../sandbox/mod.ts";
-import { mqttComponent } from "../protocols/mod.ts";
-import { updaterComponent } from "../ota/mod.ts";
+import {
+  Bus,
+  type Component,
+  type Config,
+  createApp,
+  dashboardPage,
+  ensureApiToken,
+  ingestRoutes,
+  Metrics,
+  parseListen,
+  publishReadings,
+  ReadingLog,
+  registerProcessMetrics,
+  registerStoreMetrics,
+  type Route,
+  type RuntimeContext,
+  Store,
+  VERSION,
+} from "../runtime/mod.ts";
+import { EXIT } from "../lib/mod.ts";
+import { createComponents } from "./components.ts";
 
 const log = getLogger(["edged", "runtime"]);
-
-/** Process exit codes. */
-export const EXIT = {
-  /** Clean shutdown. */
-  OK: 0,
-  /** Runtime failure (could not start, or shutdown timed out). */
-  FAILURE: 1,
-  /** Bad command line or configuration. */
-  USAGE: 2,
-} as const;
 
 /** Options for {@linkcode runEdged}. */
 export interface RunOptions {
@@ -42,67 +37,6 @@ export interface RunOptions {
   onListen?: (addr: { hostname: string; port: number }) => void;
   /** Handle SIGTERM/SIGINT. @default {true} */
   handleSignals?: boolean;
-}
-
-/**
- * Builds the components of the runtime from the shared services, in start
- * order (they stop in reverse).
- */
-function createComponents(ctx: RuntimeContext): Component[] {
-  const m = ctx.config.modules;
-  const modules = modulesComponent({
-    dataDir: ctx.dataDir,
-    bus: ctx.bus,
-    store: ctx.store,
-    metrics: ctx.metrics,
-    preload: m.preload,
-    queueCapacity: m.queue_capacity,
-    faultLimit: m.fault_limit,
-    quarantineMs: m.quarantine_ms,
-    logLinesPerSecond: m.log_lines_per_second,
-    workers: m.workers,
-  });
-  // MQTT first: it starts before and stops after the modules, so their last
-  // uplink messages still reach the durable outbox.
-  const mqtt = mqttComponent({
-    config: ctx.config.mqtt,
-    deviceId: ctx.config.device_id,
-    bus: ctx.bus,
-    store: ctx.store,
-    readings: ctx.readings,
-    metrics: ctx.metrics,
-    maxPendingReadings: ctx.config.store.max_pending_readings,
-    modules: modules.host,
-  });
-  // Last: its boot confirmation waits for everything before it to be ready.
-  const update = updaterComponent(ctx, {
-    factoryVersion: VERSION,
-    installModule: (manifest, wasm) => modules.host.install(manifest, wasm),
-  });
-  update.attachMqtt(mqtt);
-  const status = statusComponent(ctx, {
-    modules: () => modules.host.names().map((n) => modules.host.status(n)),
-    update: () => update.updater.status(),
-  });
-  return [mqtt, modules, update, status];
-}
-
-const encoder = new TextEncoder();
-
-/** Publishes committed readings on the bus as `sensors/{device_id}/{metric}`. */
-function publishReadings(bus: Bus, rows: StoredReading[]): void {
-  if (bus.subscriptions === 0) return;
-  for (const r of rows) {
-    const topic = `sensors/${r.device_id}/${r.metric}`;
-    if (!bus.wants(topic)) continue;
-    const payload = encoder.encode(JSON.stringify({
-      device_id: r.device_id,
-      metric: r.metric,
-      value: r.value,
-      timestamp: r.timestamp,
-    }));
-    bus.publish(topic, payload, "ingest");
-  }
 }
 
 /**
@@ -300,41 +234,4 @@ async function ensureDir(dir: string): Promise<string> {
     });
   }
   return dir;
-}
-
-function registerStoreMetrics(
-  metrics: Metrics,
-  store: Store,
-  readings: ReadingLog,
-  bus: Bus,
-): void {
-  metrics.gauge(
-    "edged_store_size_bytes",
-    "Database plus write-ahead log on disk, in bytes.",
-    [],
-    (set) => {
-      if (store.isOpen) set(store.sizeBytes());
-    },
-  );
-  metrics.gauge(
-    "edged_readings_pending",
-    "Readings durable on disk and waiting for uplink.",
-    [],
-    (set) => set(readings.pending),
-  );
-  metrics.counterFunc(
-    "edged_store_commits_total",
-    "Group commits (each one fsync).",
-    () => readings.commits,
-  );
-  metrics.counterFunc(
-    "edged_store_readings_committed_total",
-    "Readings committed to disk.",
-    () => readings.committed,
-  );
-  metrics.counterFunc(
-    "edged_bus_messages_total",
-    "Messages published on the internal bus.",
-    () => bus.published,
-  );
 }

@@ -2,14 +2,12 @@
  * `edged delta diff OLD NEW PATCH` and `edged delta patch OLD PATCH NEW`
  * (MISSION.md, "Command line"). Exit 0 on success, 1 when the operation fails
  * (a bad patch names the broken rule), 2 on usage errors (commander).
+ *
+ * @module
  */
 import { Command } from "commander";
-import { DeltaError } from "./errors.ts";
-import { applyPatch, diffFiles } from "./files.ts";
-import { createProgress } from "../../runtime/mod.ts";
-
-// Same values as runtime's EXIT; kept local so the delta tool does not pull in the runtime.
-const EXIT_FAILURE = 1;
+import { applyPatch, DeltaError, diffFiles } from "../../ota/delta/mod.ts";
+import { createProgress, EXIT } from "../../lib/mod.ts";
 
 function fail(command: string, err: unknown): never {
   if (err instanceof DeltaError) {
@@ -19,7 +17,7 @@ function fail(command: string, err: unknown): never {
   } else {
     console.error(`edged delta ${command}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  Deno.exit(EXIT_FAILURE);
+  Deno.exit(EXIT.FAILURE);
 }
 
 /**
@@ -29,7 +27,7 @@ function fail(command: string, err: unknown): never {
  * @example
  * ```ts
  * import { Command } from "commander";
- * import { deltaCommand } from "./cli.ts";
+ * import { deltaCommand } from "./delta.ts";
  * new Command("edged").addCommand(deltaCommand());
  * ```
  */

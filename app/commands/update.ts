@@ -15,26 +15,26 @@
  *
  * @module
  */
-import { renderStatus } from "./summary.ts";
-import type { UpdateStatus } from "./updater.ts";
 import { Command } from "commander";
 import { join, resolve } from "node:path";
 import {
   type Config,
   ConfigError,
-  createProgress,
   DataDirLockedError,
   LAUNCHER_LOCK,
   loadConfig,
   lockDataDir,
   VERSION,
 } from "../../runtime/mod.ts";
-import { prepareBoot } from "./boot.ts";
-import { UpdateStateError } from "./errors.ts";
-import { rolledBack, SlotStore } from "./state.ts";
-
-const EXIT_FAILURE = 1;
-const EXIT_USAGE = 2;
+import { createProgress, EXIT } from "../../lib/mod.ts";
+import {
+  prepareBoot,
+  renderStatus,
+  rolledBack,
+  SlotStore,
+  UpdateStateError,
+  type UpdateStatus,
+} from "../../ota/update/mod.ts";
 
 interface CommonOptions {
   config?: string;
@@ -57,7 +57,7 @@ async function config(o: CommonOptions): Promise<Config> {
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`edged update: ${err.message}`);
-      Deno.exit(EXIT_USAGE);
+      Deno.exit(EXIT.USAGE);
     }
     throw err;
   }
@@ -84,14 +84,14 @@ async function api(
       `edged update: cannot reach edged at ${base}: ${(err as Error).message} ` +
         `(is it running? 'rollback --offline' works without it)`,
     );
-    Deno.exit(EXIT_FAILURE);
+    Deno.exit(EXIT.FAILURE);
   }
   return { status: res.status, body: await res.json() };
 }
 
 function done(r: { status: number; body: Record<string, unknown> }): never {
   console.log(JSON.stringify(r.body, null, 2));
-  Deno.exit(r.status < 300 ? 0 : EXIT_FAILURE);
+  Deno.exit(r.status < 300 ? 0 : EXIT.FAILURE);
 }
 
 /** Builds the `update` command and its sub-commands. */
@@ -163,7 +163,7 @@ export function updateCommand(): Command {
       locks.forEach((l) => l.release());
       if (!(err instanceof DataDirLockedError)) throw err;
       console.error(`edged update ${command}: ${err.message}`);
-      Deno.exit(EXIT_USAGE);
+      Deno.exit(EXIT.USAGE);
     }
     try {
       return await fn();
@@ -191,7 +191,7 @@ export function updateCommand(): Command {
       } catch (err) {
         if (err instanceof UpdateStateError) {
           console.error(`edged update rollback: ${err.message}`);
-          Deno.exit(EXIT_FAILURE);
+          Deno.exit(EXIT.FAILURE);
         }
         throw err;
       }

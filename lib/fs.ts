@@ -54,3 +54,20 @@ export async function syncDir(dir: string): Promise<void> {
     // Some file systems refuse fsync on directories; the rename is still atomic.
   }
 }
+
+/** Copies `src` to `dest` through a temporary file, fsync'd and renamed (atomic). */
+export async function copyFileAtomic(src: string, dest: string, mode = 0o755): Promise<void> {
+  const dir = dirname(dest);
+  const tmp = join(dir, `.tmp-${crypto.randomUUID()}`);
+  try {
+    await Deno.copyFile(src, tmp);
+    await Deno.chmod(tmp, mode);
+    using f = await Deno.open(tmp, { read: true, write: true });
+    await f.sync();
+  } catch (err) {
+    await Deno.remove(tmp).catch(() => {});
+    throw err;
+  }
+  await Deno.rename(tmp, dest);
+  await syncDir(dir);
+}

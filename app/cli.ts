@@ -1,0 +1,134 @@
+/**
+ * The edged command line (MISSION.md, "Command line"): `edged run` (the
+ * default), `edged version`, and the sub-commands each subsystem adds.
+ *
+ * @module
+ */
+import { Command, CommanderError } from "commander";
+import {
+  assertUnlocked,
+  buildInfo,
+  ConfigError,
+  type DataDirLock,
+  DataDirLockedError,
+  LAUNCHER_LOCK,
+  loadConfig,
+  lockDataDir,
+  setupLogging,
+  VERSION,
+} from "../runtime/mod.ts";
+import { EXIT } from "../lib/mod.ts";
+import { deltaCommand } from "./commands/delta.ts";
+import { moduleCommand } from "./commands/module.ts";
+import { repoCommand } from "./commands/repo.ts";
+import { tufClientCommand } from "./commands/tuf_client.ts";
+import { updateCommand } from "./commands/update.ts";
+import { runSupervised } from "./launch.ts";
+import { runEdged } from "./run.ts";
+
+/** Flags of `edged run`. */
+type RunFlags = { config?: string; dataDir?: string; listen?: string; supervise?: boolean };
+
+/** Builds the command tree (exported for tests and the compile check). */
+export function buildProgram(): Command {
+  const program = new Command("edged")
+    .description(
+      "Edge runtime for IoT gateways: HTTP ingest, WebAssembly modules, MQTT uplink, OTA updates.",
+    )
+    .showHelpAfterError("(run 'edged --help' for usage)");
+
+  program.command("run", { isDefault: true })
+    .description("start the runtime (the default command)")
+    .option("--config <file>", "TOML configuration file (also EDGED_CONFIG)")
+    .option("--data-dir <dir>", "data directory (also EDGED_DATA_DIR; default ./data)")
+    .option("--listen <host:port>", "HTTP API address (also EDGED_LISTEN; default 127.0.0.1:8080)")
+    .option("--supervise", "launcher: start the active update slot, confirm or roll back")
+    .action(async (opts: RunFlags) => {
+      let config;
+      try {
+        config = await loadConfig(opts);
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          console.error(`edged: ${err.message}`);
+          Deno.exit(EXIT.USAGE);
+        }
+        throw err;
+      }
+      // One edged per data directory (runtime/lock.ts): a second one stops
+      // here, exit 2, having written nothing. The launcher leaves the runtime
+      // lock to the edged it starts (its child takes it, and a restart into
+      // the other slot starts the next child only after the last one has
+      // exited); it checks that no other edged runs and holds its own lock.
+      let lock: DataDirLock;
+      try {
+        if (opts.supervise) {
+          await assertUnlocked(config.data_dir);
+          lock = await lockDataDir(config.data_dir, {
+            name: LAUNCHER_LOCK,
+            holder: "another edged launcher",
+          });
+        } else {
+          lock = await lockDataDir(config.data_dir);
+        }
+      } catch (err) {
+        console.error(`edged: ${(err as Error).message}`);
+        Deno.exit(err instanceof DataDirLockedError ? EXIT.USAGE : EXIT.FAILURE);
+      }
+      await setupLogging({ level: config.log_level, format: config.log_format });
+      let code: number;
+      try {
+        code = opts.supervise ? await runSupervised(config, opts, VERSION) : await runEdged(config);
+      } catch (err) {
+        console.error(`edged: ${(err as Error).message}`);
+        code = EXIT.FAILURE;
+      } finally {
+        lock.release();
+      }
+      Deno.exit(code);
+    });
+
+  program.command("version")
+    .description("print version, target triple and build info")
+    .option("--json", "print JSON for scripts")
+    .action((opts: { json?: boolean }) => {
+      const info = buildInfo();
+      if (opts.json) {
+        console.log(JSON.stringify(info));
+      } else {
+        console.log(
+          `edged ${VERSION} (${info.target}${info.compiled ? ", compiled" : ""})\n` +
+            `deno ${info.deno}, v8 ${info.v8}, typescript ${info.typescript}`,
+        );
+      }
+    });
+
+  program.addCommand(deltaCommand());
+  program.addCommand(repoCommand());
+  program.addCommand(tufClientCommand());
+  program.addCommand(moduleCommand());
+  program.addCommand(updateCommand());
+
+  return program;
+}
+
+/** Applies `fn` to a command and every sub-command (added ones inherit nothing). */
+function everyCommand(cmd: Command, fn: (c: Command) => void): void {
+  fn(cmd);
+  for (const sub of cmd.commands) everyCommand(sub, fn);
+}
+
+/** Runs the CLI with `args`; resolves with the exit code for usage problems. */
+export async function main(args: string[]): Promise<number> {
+  const program = buildProgram();
+  // Usage errors exit 2 (as getopt tools do); help and version exit 0.
+  everyCommand(program, (c) => c.exitOverride());
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return EXIT.OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * What edged is made of: the components built from the shared runtime
+ * services, in start order (they stop in reverse). The only place that wires
+ * subsystems to each other.
+ *
+ * @module
+ */
+import { type Component, type RuntimeContext, statusComponent, VERSION } from "../runtime/mod.ts";
+import { modulesComponent } from "../sandbox/mod.ts";
+import { mqttComponent } from "../protocols/mod.ts";
+import { updaterComponent } from "../ota/update/mod.ts";
+
+/**
+ * Builds the components of the runtime from the shared services, in start
+ * order (they stop in reverse).
+ */
+export function createComponents(ctx: RuntimeContext): Component[] {
+  const m = ctx.config.modules;
+  const modules = modulesComponent({
+    dataDir: ctx.dataDir,
+    bus: ctx.bus,
+    store: ctx.store,
+    metrics: ctx.metrics,
+    preload: m.preload,
+    queueCapacity: m.queue_capacity,
+    faultLimit: m.fault_limit,
+    quarantineMs: m.quarantine_ms,
+    logLinesPerSecond: m.log_lines_per_second,
+    workers: m.workers,
+  });
+  // MQTT first: it starts before and stops after the modules, so their last
+  // uplink messages still reach the durable outbox.
+  const mqtt = mqttComponent({
+    config: ctx.config.mqtt,
+    deviceId: ctx.config.device_id,
+    bus: ctx.bus,
+    store: ctx.store,
+    readings: ctx.readings,
+    metrics: ctx.metrics,
+    maxPendingReadings: ctx.config.store.max_pending_readings,
+    modules: modules.host,
+  });
+  // Last: its boot confirmation waits for everything before it to be ready.
+  const update = updaterComponent(ctx, {
+    factoryVersion: VERSION,
+    installModule: (manifest, wasm) => modules.host.install(manifest, wasm),
+  });
+  update.attachMqtt(mqtt);
+  const status = statusComponent(ctx, {
+    modules: () => modules.host.names().map((n) => modules.host.status(n)),
+    update: () => update.updater.status(),
+  });
+  return [mqtt, modules, update, status];
+}

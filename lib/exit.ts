@@ -1,0 +1,23 @@
+/**
+ * Process exit codes of every edged command (README, "Command line").
+ *
+ * @module
+ */
+
+/** Exit codes, as getopt-style tools use them, plus the launcher's restart code. */
+export const EXIT = {
+  /** Success (and `--help`). */
+  OK: 0,
+  /** The operation failed: a refused patch, a module that fails validation, a failed update. */
+  FAILURE: 1,
+  /** Bad command line or configuration. */
+  USAGE: 2,
+  /**
+   * `edged run` wants to be started again, into the other A/B slot
+   * (EX_TEMPFAIL of sysexits.h; the launcher and the systemd unit restart on it).
+   */
+  RESTART: 75,
+} as const;
+
+/** One of {@linkcode EXIT}'s values. */
+export type ExitCode = typeof EXIT[keyof typeof EXIT];

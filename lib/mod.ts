@@ -1,0 +1,28 @@
+/**
+ * The ground floor every other folder builds on: the error base, exit codes,
+ * durable file writes, hex and digests, progress display and MQTT topic
+ * rules. It imports nothing local outside `lib/` and nothing heavier than the
+ * web platform and Deno, so the TUF client and the delta tool stay small.
+ *
+ * @module
+ */
+export { EdgedError, type EdgedErrorOptions, errorCode } from "./errors.ts";
+export { EXIT, type ExitCode } from "./exit.ts";
+export { copyFileAtomic, syncDir, writeFileAtomic } from "./fs.ts";
+export { fromHex, sha256File, sha256Hex, toHex } from "./hex.ts";
+export {
+  createProgress,
+  formatBytes,
+  formatDuration,
+  type Progress,
+  type ProgressOptions,
+  type ProgressStream,
+} from "./progress.ts";
+export {
+  filterProblem,
+  TopicError,
+  topicMatches,
+  topicProblem,
+  validateFilter,
+  validateTopic,
+} from "./topics.ts";

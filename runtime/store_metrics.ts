@@ -1,0 +1,47 @@
+/**
+ * Metrics of the store, the reading log and the bus.
+ *
+ * @module
+ */
+import type { Bus } from "./bus.ts";
+import type { Metrics } from "./metrics.ts";
+import type { ReadingLog } from "./readings.ts";
+import type { Store } from "./store.ts";
+
+/** Registers the store, reading log and bus gauges and counters on `metrics`. */
+export function registerStoreMetrics(
+  metrics: Metrics,
+  store: Store,
+  readings: ReadingLog,
+  bus: Bus,
+): void {
+  metrics.gauge(
+    "edged_store_size_bytes",
+    "Database plus write-ahead log on disk, in bytes.",
+    [],
+    (set) => {
+      if (store.isOpen) set(store.sizeBytes());
+    },
+  );
+  metrics.gauge(
+    "edged_readings_pending",
+    "Readings durable on disk and waiting for uplink.",
+    [],
+    (set) => set(readings.pending),
+  );
+  metrics.counterFunc(
+    "edged_store_commits_total",
+    "Group commits (each one fsync).",
+    () => readings.commits,
+  );
+  metrics.counterFunc(
+    "edged_store_readings_committed_total",
+    "Readings committed to disk.",
+    () => readings.committed,
+  );
+  metrics.counterFunc(
+    "edged_bus_messages_total",
+    "Messages published on the internal bus.",
+    () => bus.published,
+  );
+}

@@ -1,0 +1,64 @@
+/**
+ * The modules' metrics at `/metrics`: modules by state, messages, faults and
+ * fuel per module (read from their statuses at scrape time), linear memory,
+ * and the call duration histogram.
+ *
+ * @module
+ */
+import type { Histogram, Metrics } from "../runtime/mod.ts";
+import type { ModuleState, ModuleStatus } from "./module_record.ts";
+
+/** Registers the module metrics; returns the call duration histogram to observe calls with. */
+export function registerModuleMetrics(
+  metrics: Metrics,
+  statuses: () => ModuleStatus[],
+): Histogram {
+  const each = (fn: (s: ModuleStatus) => void) => statuses().forEach(fn);
+  metrics.gauge("edged_modules", "Installed modules by state.", ["state"], (set) => {
+    const counts: Record<ModuleState, number> = { running: 0, quarantined: 0, failed: 0 };
+    each((s) => counts[s.state]++);
+    for (const [state, n] of Object.entries(counts)) set(n, { state });
+  });
+  metrics.collectedCounter(
+    "edged_module_messages_total",
+    "Messages per module since load: in (delivered), out (published), dropped.",
+    ["module", "direction"],
+    (set) =>
+      each((s) => {
+        set(s.messages_in, { module: s.name, direction: "in" });
+        set(s.messages_out, { module: s.name, direction: "out" });
+        const d = s.dropped;
+        set(d.rate + d.overflow + d.quarantine + d.oversize, {
+          module: s.name,
+          direction: "dropped",
+        });
+      }),
+  );
+  metrics.collectedCounter(
+    "edged_module_faults_total",
+    "Faults per module and kind since load.",
+    ["module", "kind"],
+    (set) =>
+      each((s) => {
+        for (const [kind, n] of Object.entries(s.faults)) set(n, { module: s.name, kind });
+      }),
+  );
+  metrics.collectedCounter(
+    "edged_module_fuel_used_total",
+    "Fuel consumed per module since load.",
+    ["module"],
+    (set) => each((s) => set(s.fuel_used, { module: s.name })),
+  );
+  metrics.gauge(
+    "edged_module_memory_bytes",
+    "Linear memory per module.",
+    ["module"],
+    (set) => each((s) => set(s.memory_bytes, { module: s.name })),
+  );
+  return metrics.histogram(
+    "edged_module_call_duration_seconds",
+    "Time one edge_on_message call takes, per module.",
+    [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
+    ["module"],
+  );
+}
