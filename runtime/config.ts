@@ -9,6 +9,7 @@
 import { parse as parseToml } from "smol-toml";
 import { z } from "zod";
 import { EdgedError } from "../lib/mod.ts";
+import { adaptersSchema } from "./adapters_config.ts";
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -137,6 +138,8 @@ export const configSchema = z.strictObject({
   mqtt: mqttSchema.default(mqttSchema.parse({})),
   update: updateSchema.default(updateSchema.parse({})),
   modules: modulesSchema.default(modulesSchema.parse({})),
+  /** Southbound adapters: `[[adapters.modbus]]` blocks (TOML only). */
+  adapters: adaptersSchema.default(adaptersSchema.parse({})),
 });
 
 /** The validated configuration. */
@@ -184,6 +187,12 @@ export function settings(): { path: string[]; env: string; kind: Leaf; options?:
         walk(inner.shape as Record<string, z.ZodType>, [...prefix, key]);
         continue;
       }
+      // Arrays of tables (`[[adapters.modbus]]`) exist only in the file: see blockSettings().
+      if (
+        inner instanceof z.ZodArray && unwrap(inner.element as z.ZodType) instanceof z.ZodObject
+      ) {
+        continue;
+      }
       const kind: Leaf = inner instanceof z.ZodNumber
         ? "number"
         : inner instanceof z.ZodBoolean
@@ -199,6 +208,65 @@ export function settings(): { path: string[]; env: string; kind: Leaf; options?:
     }
   };
   walk(configSchema.shape as unknown as Record<string, z.ZodType>, []);
+  return out;
+}
+
+/** One key of a block in an array of tables, for the reference. */
+export interface BlockSetting {
+  /** `adapters.modbus[].points[].metric` */
+  key: string;
+  kind: Leaf;
+  options?: string[];
+  /** The default, or undefined when the key is required or unset by default. */
+  default?: unknown;
+  required: boolean;
+  description?: string;
+}
+
+/**
+ * Every key of the arrays of tables (`[[adapters.modbus]]`,
+ * `[[adapters.modbus.points]]`): settings that only a configuration file
+ * can give.
+ */
+export function blockSettings(): BlockSetting[] {
+  const out: BlockSetting[] = [];
+  const walk = (shape: Record<string, z.ZodType>, prefix: string, inBlock: boolean) => {
+    for (const [key, schema] of Object.entries(shape)) {
+      const inner = unwrap(schema);
+      const path = prefix ? `${prefix}.${key}` : key;
+      if (inner instanceof z.ZodObject) {
+        walk(inner.shape as Record<string, z.ZodType>, path, inBlock);
+        continue;
+      }
+      const element = inner instanceof z.ZodArray ? unwrap(inner.element as z.ZodType) : null;
+      if (element instanceof z.ZodObject) {
+        walk(element.shape as Record<string, z.ZodType>, `${path}[]`, true);
+        continue;
+      }
+      if (!inBlock) continue;
+      const hasDefault = schema instanceof z.ZodDefault;
+      const kind: Leaf = inner instanceof z.ZodNumber
+        ? "number"
+        : inner instanceof z.ZodBoolean
+        ? "boolean"
+        : inner instanceof z.ZodArray
+        ? "array"
+        : inner instanceof z.ZodEnum
+        ? "enum"
+        : "string";
+      out.push({
+        key: path,
+        kind,
+        options: inner instanceof z.ZodEnum ? inner.options.map(String) : undefined,
+        default: hasDefault
+          ? (schema as z.ZodDefault<z.ZodType>).def.defaultValue as unknown
+          : undefined,
+        required: !hasDefault && !(schema instanceof z.ZodOptional),
+        description: schema.description ?? inner.description,
+      });
+    }
+  };
+  walk(configSchema.shape as unknown as Record<string, z.ZodType>, "", false);
   return out;
 }
 
@@ -232,6 +300,36 @@ function setPath(obj: Record<string, unknown>, path: string[], value: unknown): 
     cur = cur[key] as Record<string, unknown>;
   }
   cur[path[path.length - 1]] = value;
+}
+
+/**
+ * A setting's path as written in TOML terms (`adapters.modbus[0].points[2].type`)
+ * and, inside arrays of tables, which block it is (`adapter 'plc1', point
+ * 'temperature'`), since a long file's block numbers are hard to count.
+ */
+function displayPath(
+  path: readonly PropertyKey[],
+  raw: unknown,
+): { path: string; context: string } {
+  let text = "";
+  const names: string[] = [];
+  let cur: unknown = raw;
+  for (const key of path) {
+    cur = cur && typeof cur === "object" ? (cur as Record<PropertyKey, unknown>)[key] : undefined;
+    if (typeof key === "number") {
+      text += `[${key}]`;
+      const block = cur as Record<string, unknown> | undefined;
+      const label = typeof block?.name === "string"
+        ? `adapter '${block.name}'`
+        : typeof block?.metric === "string"
+        ? `point '${block.metric}'`
+        : null;
+      if (label) names.push(label);
+    } else {
+      text += `${text ? "." : ""}${String(key)}`;
+    }
+  }
+  return { path: text, context: names.length > 0 ? ` [${names.join(", ")}]` : "" };
 }
 
 function defaultDeviceId(): string {
@@ -279,6 +377,13 @@ export async function loadConfig(
         const p = [...prefix, k];
         if (v && typeof v === "object" && !Array.isArray(v)) {
           mark(v as Record<string, unknown>, p);
+        } else if (Array.isArray(v)) {
+          v.forEach((item, i) => {
+            if (item && typeof item === "object" && !Array.isArray(item)) {
+              mark(item as Record<string, unknown>, [...p, String(i)]);
+            }
+            origin.set([...p, String(i)].join("."), `in ${file}`);
+          });
         }
         origin.set(p.join("."), `in ${file}`);
       }
@@ -313,13 +418,17 @@ export async function loadConfig(
   if (!result.success) {
     const lines = result.error.issues.map((issue) => {
       const path = issue.path.map(String).join(".");
+      const shown = displayPath(issue.path, raw);
       if (issue.code === "unrecognized_keys") {
         const keys = issue.keys.map((k) => (path ? `${path}.${k}` : k));
         const where = keys.map((k) => origin.get(k)).find(Boolean) ?? "";
-        return `unknown setting ${keys.map((k) => `'${k}'`).join(", ")} ${where}`.trim();
+        const names = issue.keys.map((k) => `'${shown.path ? `${shown.path}.${k}` : k}'`);
+        return `unknown setting ${names.join(", ")} ${where}${shown.context}`.trim();
       }
       const where = origin.get(path);
-      return `setting '${path}'${where ? ` (${where})` : ""}: ${issue.message}`;
+      return `setting '${shown.path}'${
+        where ? ` (${where})` : ""
+      }${shown.context}: ${issue.message}`;
     });
     throw new ConfigError(`invalid configuration:\n  ${lines.join("\n  ")}`);
   }

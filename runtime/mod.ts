@@ -10,6 +10,18 @@
 export { Bus, type BusHandler, type BusMessage } from "./bus.ts";
 export type { Component, RuntimeContext } from "./component.ts";
 export {
+  type AdaptersConfig,
+  adaptersSchema,
+  MODBUS_BAUD_RATES,
+  MODBUS_TYPE_REGISTERS,
+  type ModbusAdapterConfig,
+  type ModbusPointConfig,
+  type ModbusTarget,
+  parseModbusUrl,
+} from "./adapters_config.ts";
+export {
+  type BlockSetting,
+  blockSettings,
   type Config,
   ConfigError,
   type ConfigFlags,

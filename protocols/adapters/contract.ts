@@ -36,7 +36,13 @@ export type AdapterErrorKind =
   | "not_writable"
   | "invalid_value"
   | "unknown_point"
-  | "security";
+  | "security"
+  /** Too many writes wait for the device already. */
+  | "busy"
+  /** The reading log refused the readings (its pending cap is reached). */
+  | "full"
+  /** A bus message not allowed to write (a broker message, not a module). */
+  | "forbidden";
 
 /** A failure of an adapter operation, with its protocol's own name for it in `message`. */
 export class AdapterError extends Error {
@@ -93,6 +99,10 @@ export interface AdapterStatus {
   readings: number;
   errors: number;
   reconnects: number;
+  /** Where the adapter connects (no credentials), e.g. `tcp://10.0.0.5:502`. */
+  endpoint?: string;
+  /** Readings given up because the reading log stayed full (counted, oldest first). */
+  dropped?: number;
   points: PointStatus[];
 }
 
@@ -125,4 +135,5 @@ export interface Adapter {
 export type AdapterEvent =
   | { type: "poll"; seconds: number; ok: boolean }
   | { type: "error"; kind: AdapterErrorKind; metric?: string }
-  | { type: "readings"; count: number };
+  | { type: "readings"; count: number }
+  | { type: "dropped"; count: number };
