@@ -1,6 +1,7 @@
 /**
  * Wire protocols: MQTT uplink (durable store-and-forward), retained status
- * with last will, downlink commands and broker subscriptions into the bus.
+ * with last will, downlink commands and broker subscriptions into the bus;
+ * southbound adapters (the framework in `adapters/`, Modbus in `modbus/`).
  *
  * @example
  * ```ts ignore
@@ -12,3 +13,5 @@
  * @module
  */
 export * from "./mqtt/mod.ts";
+export * from "./adapters/mod.ts";
+export * from "./modbus/mod.ts";

@@ -12,6 +12,9 @@ const PYTHON = "/usr/bin/python3";
 /** The four Modbus tables. */
 export type ModbusTable = "holding" | "input" | "coil" | "discrete";
 
+/** Register types pymodbus encodes and decodes. */
+export type WordType = "int16" | "uint16" | "int32" | "uint32" | "float32" | "float64";
+
 /** Options of {@linkcode startModbusServer}. */
 export interface ModbusServerOptions {
   /** `socket` (Modbus TCP) or `rtu` (RTU frames over TCP). @default {"socket"} */
@@ -35,6 +38,21 @@ export interface ModbusServer {
   options: ModbusServerOptions;
   set(table: ModbusTable, address: number, values: number[]): Promise<void>;
   get(table: ModbusTable, address: number, count?: number): Promise<number[]>;
+  /** Stores `value` as `type`, encoded by pymodbus (its BinaryPayloadBuilder). */
+  put(
+    table: ModbusTable,
+    address: number,
+    type: WordType,
+    value: number,
+    wordOrder?: "big" | "little",
+  ): Promise<number[]>;
+  /** Reads `type` at `address`, decoded by pymodbus (its BinaryPayloadDecoder). */
+  read(
+    table: ModbusTable,
+    address: number,
+    type: WordType,
+    wordOrder?: "big" | "little",
+  ): Promise<number>;
   /** Requests touching `address` get exception `code` (0: no answer). */
   fault(table: ModbusTable, address: number, code: number): Promise<void>;
   clear(): Promise<void>;
@@ -133,6 +151,14 @@ export async function startModbusServer(options: ModbusServerOptions = {}): Prom
     async get(table, address, count = 1) {
       return (await command({ op: "get", table, address, count })).values as number[];
     },
+    async put(table, address, type, value, wordOrder = "big") {
+      const a = await command({ op: "put", table, address, type, value, word_order: wordOrder });
+      return a.registers as number[];
+    },
+    async read(table, address, type, wordOrder = "big") {
+      return (await command({ op: "read", table, address, type, word_order: wordOrder }))
+        .value as number;
+    },
     async fault(table, address, code) {
       await command({ op: "fault", table, address, code });
     },
@@ -144,18 +170,4 @@ export async function startModbusServer(options: ModbusServerOptions = {}): Prom
     },
     stop,
   };
-}
-
-/** Registers of a float32 in big-endian word order. */
-export function float32Words(v: number): number[] {
-  const d = new DataView(new ArrayBuffer(4));
-  d.setFloat32(0, v);
-  return [d.getUint16(0), d.getUint16(2)];
-}
-
-/** Registers of a float64 in big-endian word order. */
-export function float64Words(v: number): number[] {
-  const d = new DataView(new ArrayBuffer(8));
-  d.setFloat64(0, v);
-  return [0, 2, 4, 6].map((i) => d.getUint16(i));
 }

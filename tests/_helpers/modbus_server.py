@@ -12,6 +12,10 @@ command per stdin line, one JSON answer per stdout line:
 
   {"op": "set", "table": "holding", "address": 0, "values": [1, 2]}
   {"op": "get", "table": "coil", "address": 0, "count": 1}      -> {"values": [...]}
+  {"op": "put", "table": "holding", "address": 0, "type": "float32", "word_order": "little",
+   "value": 12.5}     encoded by pymodbus's BinaryPayloadBuilder (big-endian bytes)
+  {"op": "read", "table": "holding", "address": 0, "type": "int32", "word_order": "big"}
+                      -> {"value": ...} decoded by pymodbus's BinaryPayloadDecoder
   {"op": "fault", "table": "holding", "address": 7, "code": 6}   code 0: no answer at all
   {"op": "clear"}                                                 forget every fault
   {"op": "requests"}                                              -> {"requests": N}
@@ -30,7 +34,9 @@ import tty
 
 from pymodbus.datastore import ModbusSequentialDataBlock, ModbusServerContext, ModbusSlaveContext
 from pymodbus.framer.rtu_framer import ModbusRtuFramer
+from pymodbus.constants import Endian
 from pymodbus.framer.socket_framer import ModbusSocketFramer
+from pymodbus.payload import BinaryPayloadBuilder, BinaryPayloadDecoder
 from pymodbus.server.async_io import (
     ModbusConnectedRequestHandler,
     ModbusSerialServer,
@@ -40,6 +46,12 @@ from pymodbus.server.async_io import (
 
 TABLE_OF_FUNCTION = {1: "c", 5: "c", 15: "c", 2: "d", 3: "h", 6: "h", 16: "h", 4: "i"}
 TABLE_KEY = {"coil": "c", "discrete": "d", "holding": "h", "input": "i"}
+FUNCTION_OF_TABLE = {"c": 1, "d": 2, "h": 3, "i": 4}
+WIDTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4}
+ADD = {
+    "int16": "add_16bit_int", "uint16": "add_16bit_uint", "int32": "add_32bit_int",
+    "uint32": "add_32bit_uint", "float32": "add_32bit_float", "float64": "add_64bit_float",
+}
 FAULTS = []  # (table key, address, code)
 REQUESTS = [0]
 
@@ -90,13 +102,29 @@ def control(slave):
             cmd = json.loads(line)
             op = cmd["op"]
             if op == "set":
-                fx = {"c": 1, "d": 2, "h": 3, "i": 4}[TABLE_KEY[cmd["table"]]]
+                fx = FUNCTION_OF_TABLE[TABLE_KEY[cmd["table"]]]
                 slave.setValues(fx, cmd["address"], list(cmd["values"]))
                 answer = {"ok": True}
             elif op == "get":
-                fx = {"c": 1, "d": 2, "h": 3, "i": 4}[TABLE_KEY[cmd["table"]]]
+                fx = FUNCTION_OF_TABLE[TABLE_KEY[cmd["table"]]]
                 values = slave.getValues(fx, cmd["address"], cmd.get("count", 1))
                 answer = {"ok": True, "values": [int(v) for v in values]}
+            elif op == "put":
+                order = Endian.Little if cmd.get("word_order") == "little" else Endian.Big
+                builder = BinaryPayloadBuilder(byteorder=Endian.Big, wordorder=order)
+                getattr(builder, ADD[cmd["type"]])(cmd["value"])
+                fx = FUNCTION_OF_TABLE[TABLE_KEY[cmd["table"]]]
+                slave.setValues(fx, cmd["address"], builder.to_registers())
+                answer = {"ok": True, "registers": builder.to_registers()}
+            elif op == "read":
+                order = Endian.Little if cmd.get("word_order") == "little" else Endian.Big
+                fx = FUNCTION_OF_TABLE[TABLE_KEY[cmd["table"]]]
+                regs = slave.getValues(fx, cmd["address"], WIDTH[cmd["type"]])
+                dec = BinaryPayloadDecoder.fromRegisters(
+                    list(regs), byteorder=Endian.Big, wordorder=order
+                )
+                name = ADD[cmd["type"]].replace("add_", "decode_")
+                answer = {"ok": True, "value": getattr(dec, name)()}
             elif op == "fault":
                 FAULTS.append((TABLE_KEY[cmd["table"]], cmd["address"], cmd["code"]))
                 answer = {"ok": True}

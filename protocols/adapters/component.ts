@@ -1,0 +1,316 @@
+/**
+ * The southbound adapter framework as a runtime component: builds one adapter
+ * per configured block (through the factory of its kind), starts and stops
+ * them, makes their readings durable through the reading log (the path of
+ * `POST /api/v1/data`: they appear on the bus as `sensors/{device_id}/{metric}`
+ * and go uplink), routes `devices/{adapter}/{metric}/set` bus messages to
+ * `write` and answers on `.../set/result`, and reports everything in
+ * `GET /api/v1/adapters`, `/readyz` and `/metrics`.
+ *
+ * Who may write: modules, through their manifest's `publish` grants (the
+ * topic is checked before the message reaches the bus). Messages that came
+ * from the MQTT broker (`mqtt.subscribe`, source `mqtt`) are refused: a
+ * broker client writes only through a command under the command trust model.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import { getLogger } from "@logtape/logtape";
+import {
+  type AdaptersConfig,
+  ApiError,
+  type Bus,
+  type BusMessage,
+  type Component,
+  type Metrics,
+  type ReadingLog,
+} from "../../runtime/mod.ts";
+import {
+  type Adapter,
+  AdapterError,
+  type AdapterErrorKind,
+  type AdapterStatus,
+  type PointValue,
+} from "./contract.ts";
+
+const log = getLogger(["edged", "adapters"]);
+
+/** Builds the adapter of one configuration block (may load its library first). */
+export type AdapterFactory = (block: never) => Adapter | Promise<Adapter>;
+
+/** Options of {@linkcode adaptersComponent}. */
+export interface AdaptersOptions {
+  /** The `[adapters]` section. */
+  config: AdaptersConfig;
+  /** One factory per kind with blocks (`modbus`, `opcua`, ...). */
+  factories: Record<string, AdapterFactory>;
+  bus: Bus;
+  readings: ReadingLog;
+  metrics: Metrics;
+  /** Writes that may wait per adapter before more are refused (`busy`). @default {16} */
+  maxPendingWrites?: number;
+}
+
+/** The component, with the framework's own surface for other subsystems. */
+export interface AdaptersComponent extends Component {
+  /** Every adapter's status, in configuration order (empty before start). */
+  status(): AdapterStatus[];
+  /** Writes a point of an adapter, as a bus message would. */
+  write(adapter: string, metric: string, value: PointValue): Promise<void>;
+}
+
+/** The `/set` topic filter and its levels. */
+const SET_FILTER = "devices/+/+/set";
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+const encoder = new TextEncoder();
+
+/** The body of a `/set` message: a number, a boolean, or `{"value": ..., "id": ...}`. */
+export function parseSetPayload(
+  payload: Uint8Array,
+): { value: PointValue; id?: string | number } {
+  let v: unknown;
+  try {
+    v = JSON.parse(decoder.decode(payload));
+  } catch {
+    throw new AdapterError(
+      "invalid_value",
+      "payload must be JSON: a number, true/false or {value}",
+    );
+  }
+  let id: string | number | undefined;
+  if (v && typeof v === "object" && !Array.isArray(v)) {
+    const o = v as Record<string, unknown>;
+    if (typeof o.id === "string" || typeof o.id === "number") id = o.id;
+    v = o.value;
+  }
+  if (typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v))) {
+    return { value: v, id };
+  }
+  throw new AdapterError("invalid_value", "value must be a finite number or true/false");
+}
+
+interface Entry {
+  adapter: Adapter;
+  deviceId: string;
+  controller: AbortController;
+  pendingWrites: number;
+}
+
+/** Builds the framework component. */
+export function adaptersComponent(options: AdaptersOptions): AdaptersComponent {
+  const { config, factories, bus, readings, metrics, maxPendingWrites = 16 } = options;
+  const blocks = Object.entries(config).flatMap(([kind, list]) =>
+    (list as { name: string; device_id?: string }[]).map((block) => ({ kind, block }))
+  );
+  for (const { kind } of blocks) {
+    if (!factories[kind]) throw new Error(`no adapter factory for kind '${kind}'`);
+  }
+  const entries: Entry[] = [];
+  const byName = new Map<string, Entry>();
+  let unsubscribe: (() => void) | null = null;
+
+  const polls = metrics.counter(
+    "edged_adapter_polls_total",
+    "Polls (or notifications) completed per adapter, by outcome (ok: every point read).",
+    ["adapter", "outcome"],
+  );
+  const pollSeconds = metrics.histogram(
+    "edged_adapter_poll_duration_seconds",
+    "Time one poll of all an adapter's points took.",
+    undefined,
+    ["adapter"],
+  );
+  const errors = metrics.counter(
+    "edged_adapter_errors_total",
+    "Adapter errors by kind (timeout, connection, exception, decode, ...).",
+    ["adapter", "kind"],
+  );
+  const produced = metrics.counter(
+    "edged_adapter_readings_total",
+    "Readings an adapter made durable in the reading log.",
+    ["adapter"],
+  );
+  const dropped = metrics.counter(
+    "edged_adapter_readings_dropped_total",
+    "Readings given up because the reading log stayed full.",
+    ["adapter"],
+  );
+  const writes = metrics.counter(
+    "edged_adapter_writes_total",
+    "Point writes by outcome (ok, or the error kind).",
+    ["adapter", "outcome"],
+  );
+  metrics.gauge(
+    "edged_adapter_connected",
+    "1 while the adapter is connected to its device.",
+    ["adapter"],
+    (set) => {
+      for (const e of entries) {
+        set(e.adapter.status().state === "connected" ? 1 : 0, {
+          adapter: e.adapter.name,
+        });
+      }
+    },
+  );
+  metrics.collectedCounter(
+    "edged_adapter_reconnects_total",
+    "Connections an adapter made again after losing one.",
+    ["adapter"],
+    (set) => {
+      for (const e of entries) set(e.adapter.status().reconnects, { adapter: e.adapter.name });
+    },
+  );
+
+  const write = async (name: string, metric: string, value: PointValue): Promise<void> => {
+    const e = byName.get(name);
+    if (!e) throw new AdapterError("unknown_point", `no adapter '${name}'`);
+    if (e.pendingWrites >= maxPendingWrites) {
+      throw new AdapterError("busy", `${e.pendingWrites} writes already wait for ${name}`);
+    }
+    e.pendingWrites++;
+    try {
+      await e.adapter.write(metric, value);
+    } finally {
+      e.pendingWrites--;
+    }
+  };
+
+  const answer = (msg: BusMessage, name: string, body: Record<string, unknown>) => {
+    try {
+      bus.publish(`${msg.topic}/result`, encoder.encode(JSON.stringify(body)), `adapter:${name}`);
+    } catch (err) {
+      log.error("cannot publish {topic}/result: {error}", { topic: msg.topic, error: String(err) });
+    }
+  };
+
+  const onSet = (msg: BusMessage) => {
+    const [, name, metric] = msg.topic.split("/");
+    let id: string | number | undefined;
+    const fail = (err: unknown) => {
+      const e = err instanceof AdapterError
+        ? err
+        : new AdapterError("connection", (err as Error)?.message ?? String(err));
+      writes.inc({ adapter: name, outcome: e.kind });
+      if (e.kind === "forbidden") {
+        log.warning("refused a write of {adapter}/{metric} from {source}: {error}", {
+          adapter: name,
+          metric,
+          source: msg.source,
+          error: e.message,
+        });
+      }
+      answer(msg, name, { ok: false, ...(id !== undefined ? { id } : {}), error: errorBody(e) });
+    };
+    try {
+      if (msg.source === "mqtt") {
+        throw new AdapterError(
+          "forbidden",
+          "writes from the broker go through an MQTT command, not mqtt.subscribe",
+        );
+      }
+      const parsed = parseSetPayload(msg.payload);
+      id = parsed.id;
+      write(name, metric, parsed.value).then(() => {
+        writes.inc({ adapter: name, outcome: "ok" });
+        answer(msg, name, { ok: true, ...(id !== undefined ? { id } : {}), value: parsed.value });
+      }, fail);
+    } catch (err) {
+      fail(err);
+    }
+  };
+
+  const app = new Hono();
+  app.get("/", (c) => c.json({ adapters: entries.map((e) => e.adapter.status()) }));
+  app.get("/:name", (c) => {
+    const e = byName.get(c.req.param("name"));
+    if (!e) throw new ApiError(404, "not_found", `no adapter '${c.req.param("name")}'`);
+    return c.json(e.adapter.status());
+  });
+
+  return {
+    name: "adapters",
+    async start() {
+      for (const { kind, block } of blocks) {
+        const adapter = await factories[kind](block as never);
+        const deviceId = block.device_id ?? block.name;
+        const entry: Entry = {
+          adapter,
+          deviceId,
+          controller: new AbortController(),
+          pendingWrites: 0,
+        };
+        const label = { adapter: adapter.name };
+        adapter.observe = (ev) => {
+          switch (ev.type) {
+            case "poll":
+              polls.inc({ ...label, outcome: ev.ok ? "ok" : "error" });
+              pollSeconds.observe(ev.seconds, label);
+              break;
+            case "error":
+              errors.inc({ ...label, kind: ev.kind });
+              break;
+            case "readings":
+              produced.inc(label, ev.count);
+              break;
+            case "dropped":
+              dropped.inc(label, ev.count);
+              break;
+          }
+        };
+        entries.push(entry);
+        byName.set(adapter.name, entry);
+      }
+      unsubscribe = bus.subscribe(SET_FILTER, onSet);
+      for (const e of entries) {
+        await e.adapter.start({
+          signal: e.controller.signal,
+          ingest: async (rows) => {
+            await readings.append(rows.map((r) => ({
+              device_id: e.deviceId,
+              metric: r.metric,
+              value: r.value,
+              timestamp: r.timestamp,
+            })));
+          },
+        });
+        log.info("adapter {name} ({kind}) started for device {device}", {
+          name: e.adapter.name,
+          kind: e.adapter.kind,
+          device: e.deviceId,
+        });
+      }
+    },
+    async stop() {
+      unsubscribe?.();
+      unsubscribe = null;
+      for (const e of entries) e.controller.abort();
+      await Promise.all(entries.map(async (e) => {
+        try {
+          await e.adapter.stop();
+        } catch (err) {
+          log.error("adapter {name} failed to stop: {error}", {
+            name: e.adapter.name,
+            error: String(err),
+          });
+        }
+      }));
+    },
+    notReady() {
+      const reasons: string[] = [];
+      for (const e of entries) {
+        const s = e.adapter.status();
+        if (s.state === "connected") continue;
+        reasons.push(`${s.name}: ${s.state}${s.last_error ? ` (${s.last_error.message})` : ""}`);
+      }
+      return reasons;
+    },
+    routes: [{ path: "/api/v1/adapters", app }],
+    status: () => entries.map((e) => e.adapter.status()),
+    write,
+  };
+}
+
+function errorBody(e: AdapterError): { kind: AdapterErrorKind; message: string } {
+  return { kind: e.kind, message: e.message };
+}

@@ -1,0 +1,26 @@
+/**
+ * The southbound adapter framework: the contract between the framework and
+ * one protocol's adapter, and the component that runs the configured
+ * adapters.
+ *
+ * @module
+ */
+export {
+  type Adapter,
+  AdapterError,
+  type AdapterErrorKind,
+  type AdapterEvent,
+  type AdapterReading,
+  type AdapterSink,
+  type AdapterState,
+  type AdapterStatus,
+  type PointStatus,
+  type PointValue,
+} from "./contract.ts";
+export {
+  type AdapterFactory,
+  type AdaptersComponent,
+  adaptersComponent,
+  type AdaptersOptions,
+  parseSetPayload,
+} from "./component.ts";

@@ -1,0 +1,61 @@
+/**
+ * Shared pieces of the Modbus tests: adapters built from configuration
+ * blocks as a user writes them, a sink that records what was ingested, and a
+ * poll-until helper.
+ *
+ * @module
+ */
+import { ModbusAdapter, type ModbusAdapterOptions } from "../../protocols/mod.ts";
+import type { AdapterReading, AdapterSink } from "../../protocols/mod.ts";
+import { adaptersSchema } from "../../runtime/mod.ts";
+
+/** An adapter from one `[[adapters.modbus]]` block (validated by the real schema). */
+export function modbusAdapter(
+  block: Record<string, unknown>,
+  options: ModbusAdapterOptions = {},
+): ModbusAdapter {
+  const cfg = adaptersSchema.parse({ modbus: [{ name: "plc1", poll_ms: 50, ...block }] });
+  return new ModbusAdapter(cfg.modbus[0], { reconnectMinMs: 50, reconnectMaxMs: 400, ...options });
+}
+
+/** A sink that keeps every reading it was given, or refuses while `refuse` is set. */
+export function recordingSink(): AdapterSink & {
+  got: AdapterReading[];
+  refuse: boolean;
+  controller: AbortController;
+} {
+  const controller = new AbortController();
+  const sink = {
+    got: [] as AdapterReading[],
+    refuse: false,
+    controller,
+    signal: controller.signal,
+    ingest(rows: AdapterReading[]) {
+      if (sink.refuse) return Promise.reject(new Error("outbox full (test)"));
+      sink.got.push(...rows);
+      return Promise.resolve();
+    },
+  };
+  return sink;
+}
+
+/** The last value ingested for `metric`, or undefined. */
+export function lastValue(got: AdapterReading[], metric: string): number | undefined {
+  for (let i = got.length - 1; i >= 0; i--) if (got[i].metric === metric) return got[i].value;
+  return undefined;
+}
+
+/** Polls `check` until it returns a value other than undefined/false; fails with `what`. */
+export async function until<T>(
+  what: string,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const v = await check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
