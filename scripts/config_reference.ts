@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { configSchema, settings } from "../runtime/mod.ts";
+import { blockSettings, configSchema, settings } from "../runtime/mod.ts";
 
 function defaultOf(path: string[]): unknown {
   let cur: unknown = configSchema.parse({});
@@ -26,6 +26,11 @@ export function configReference(): string {
     const type = s.options ? s.options.map((o) => `\`${o}\``).join(" \\| ") : s.kind;
     return `| \`${key}\` | \`${s.env}\` | ${type} | ${show(defaultOf(s.path))} |`;
   });
+  const blockRows = blockSettings().map((b) => {
+    const type = b.options ? b.options.map((o) => `\`${o}\``).join(" \\| ") : b.kind;
+    const dflt = b.required ? "required" : show(b.default);
+    return `| \`${b.key}\` | ${type} | ${dflt} | ${b.description ?? ""} |`;
+  });
   return [
     "# Configuration reference",
     "",
@@ -42,6 +47,20 @@ export function configReference(): string {
     "| setting | environment | type | default |",
     "|---|---|---|---|",
     ...rows,
+    "",
+    "## Southbound adapters",
+    "",
+    "Arrays of tables, given only in the configuration file (no environment variable reaches them):",
+    "`[[adapters.modbus]]` blocks, each with its `[[adapters.modbus.points]]`. An unknown key or a bad",
+    "point stops the start with a message such as",
+    "`setting 'adapters.modbus[0].points[2].type' (in edged.toml) [adapter 'plc1', point 'valve']: a",
+    "coil point is a bool, got int16`. Adapter names are unique across all kinds, and one device's",
+    "metric is read by one adapter only. The protocols are described in",
+    "[protocols/modbus/README.md](../protocols/modbus/README.md).",
+    "",
+    "| key | type | default | meaning |",
+    "|---|---|---|---|",
+    ...blockRows,
     "",
   ].join("\n");
 }
