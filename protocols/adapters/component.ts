@@ -55,6 +55,11 @@ export interface AdaptersOptions {
 export interface AdaptersComponent extends Component {
   /** Every adapter's status, in configuration order (empty before start). */
   status(): AdapterStatus[];
+  /**
+   * Every adapter's status with only its first `maxPoints` points and
+   * `points_total` (the dashboard's summary, polled every few seconds).
+   */
+  overview(maxPoints?: number): (AdapterStatus & { points_total: number })[];
   /** Writes a point of an adapter, as a bus message would. */
   write(adapter: string, metric: string, value: PointValue): Promise<void>;
 }
@@ -307,6 +312,11 @@ export function adaptersComponent(options: AdaptersOptions): AdaptersComponent {
     },
     routes: [{ path: "/api/v1/adapters", app }],
     status: () => entries.map((e) => e.adapter.status()),
+    overview: (maxPoints = 20) =>
+      entries.map((e) => {
+        const s = e.adapter.status();
+        return { ...s, points: s.points.slice(0, maxPoints), points_total: s.points.length };
+      }),
     write,
   };
 }

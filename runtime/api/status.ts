@@ -1,7 +1,7 @@
 /**
  * `GET /api/v1/status`: one summary of the device for the dashboard (and for
  * scripts): identity, uptime, readiness, uplink and outbox, update state,
- * modules, recent alerts and recent log lines.
+ * modules, southbound adapters, recent alerts and recent log lines.
  *
  * The numbers about the uplink, the store and the process are read from the
  * metrics registry (`Metrics.value`, `Metrics.sum`), the same series
@@ -20,6 +20,8 @@ import { VERSION } from "../version.ts";
 export interface StatusSources {
   /** Every installed module's status (`GET /api/v1/modules` items). */
   modules?: () => unknown[];
+  /** Every southbound adapter's status, with a few of its points (`GET /api/v1/adapters` has all). */
+  adapters?: () => unknown[];
   /** The updater's status (`GET /api/v1/update`). */
   update?: () => Promise<{ current?: { slot?: string | null } }>;
 }
@@ -161,6 +163,7 @@ export function statusComponent(
       },
       update,
       modules: sources.modules?.() ?? [],
+      adapters: sources.adapters?.() ?? [],
       alerts: alerts.slice().reverse(),
       logs: logLimit > 0 ? recentLogs(logLimit) : [],
     });

@@ -245,6 +245,44 @@ function renderModules(list) {
   $("no-modules").hidden = list.length > 0;
 }
 
+/** Southbound adapters and (up to the few the status carries) their points. */
+function renderAdapters(list) {
+  $("adapters-card").hidden = list.length === 0;
+  const td = (v, cls) => el("td", cls ? { class: cls } : {}, v);
+  const err = (e) => td(e ? `${e.kind}: ${e.message}` : "", "lasterr");
+  const time = (ms) => ms ? new Date(ms).toLocaleTimeString() : "never";
+  $("adapters").replaceChildren(...list.map((a) =>
+    el(
+      "tr",
+      { "data-adapter": a.name },
+      el("th", { scope: "row" }, `${a.name} (${a.kind})`),
+      td(a.state, `state ${a.state === "connected" ? "ok" : "bad"}`),
+      td(a.device_id),
+      td(a.endpoint ?? ""),
+      td(time(a.last_poll)),
+      td(num(a.readings), "n"),
+      td(num(a.errors), "n"),
+      err(a.last_error),
+    )
+  ));
+  $("points").replaceChildren(...list.flatMap((a) =>
+    a.points.map((p) =>
+      el(
+        "tr",
+        { "data-point": `${a.name}/${p.metric}` },
+        el("th", { scope: "row" }, `${a.name}/${p.metric}${p.writable ? " ✎" : ""}`),
+        td(p.last_value == null ? "–" : String(p.last_value), "n"),
+        td(time(p.last_time)),
+        td(num(p.errors), "n"),
+        err(p.last_error),
+      )
+    )
+  ));
+  const hidden = list.reduce((n, a) => n + (a.points_total ?? 0) - a.points.length, 0);
+  $("more-points").hidden = hidden <= 0;
+  text("more-points", `${hidden} more points: GET /api/v1/adapters`);
+}
+
 function renderAlerts(alerts) {
   const list = $("alerts");
   list.replaceChildren(
@@ -300,6 +338,7 @@ async function refresh() {
     renderUpdate(s.update);
     renderProcess(s);
     renderModules(s.modules);
+    renderAdapters(s.adapters ?? []);
     renderAlerts(s.alerts);
     renderLogs(s.logs);
   } catch (err) {
