@@ -7,7 +7,7 @@
  */
 import { type Component, type RuntimeContext, statusComponent, VERSION } from "../runtime/mod.ts";
 import { modulesComponent } from "../sandbox/mod.ts";
-import { mqttComponent } from "../protocols/mod.ts";
+import { adaptersComponent, ModbusAdapter, mqttComponent } from "../protocols/mod.ts";
 import { updaterComponent } from "../ota/update/mod.ts";
 
 /**
@@ -40,6 +40,16 @@ export function createComponents(ctx: RuntimeContext): Component[] {
     maxPendingReadings: ctx.config.store.max_pending_readings,
     modules: modules.host,
   });
+  // After the modules (their writes find the adapters) and before the
+  // updater; they stop before the modules and MQTT, so their last readings
+  // are committed and sent.
+  const adapters = adaptersComponent({
+    config: ctx.config.adapters,
+    factories: { modbus: (block) => new ModbusAdapter(block) },
+    bus: ctx.bus,
+    readings: ctx.readings,
+    metrics: ctx.metrics,
+  });
   // Last: its boot confirmation waits for everything before it to be ready.
   const update = updaterComponent(ctx, {
     factoryVersion: VERSION,
@@ -49,6 +59,7 @@ export function createComponents(ctx: RuntimeContext): Component[] {
   const status = statusComponent(ctx, {
     modules: () => modules.host.names().map((n) => modules.host.status(n)),
     update: () => update.updater.status(),
+    adapters: () => adapters.overview(),
   });
-  return [mqtt, modules, update, status];
+  return [mqtt, modules, adapters, update, status];
 }
