@@ -169,7 +169,11 @@ export function updaterComponent(
       if (busy || stopped) return;
       busy = true;
       try {
-        const reasons = (ctx.readiness?.() ?? []).filter((r) => !r.startsWith("update:"));
+        // A machine that is off (an adapter not connected) says nothing
+        // about the new version's health: it must not roll an update back.
+        const reasons = (ctx.readiness?.() ?? []).filter((r) =>
+          !r.startsWith("update:") && !r.startsWith("adapters:")
+        );
         // The MQTT component stays "ready" without a broker (uplink waits on
         // disk), but a new version must prove it can reach a configured one.
         if (ctx.config.mqtt.url && !/^edged_mqtt_connected 1$/m.test(ctx.metrics.render())) {
