@@ -87,7 +87,8 @@ export function toAdapterError(err: unknown): AdapterError {
   return new AdapterError(kind, e?.message ?? String(err), { cause: err });
 }
 
-const sleep = (ms: number, signal: AbortSignal, alsoWake?: Promise<unknown>) =>
+/** Resolves after `ms`, or at once when `signal` aborts; leaves no listener behind. */
+const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal.aborted) return resolve();
     const done = () => {
@@ -97,7 +98,6 @@ const sleep = (ms: number, signal: AbortSignal, alsoWake?: Promise<unknown>) =>
     };
     const timer = setTimeout(done, Math.max(0, ms));
     signal.addEventListener("abort", done, { once: true });
-    alsoWake?.then(done);
   });
 
 /**
@@ -315,6 +315,12 @@ export class ModbusAdapter implements Adapter {
   /** Polls until the connection ends; says whether anything answered on it. */
   async #pollLoop(client: ModbusClient): Promise<{ useful: boolean; reason: Error }> {
     const signal = this.#stopping.signal;
+    // One signal for "stop or connection lost", made once per connection:
+    // the sleeps between polls listen to it and remove their listener.
+    const wake = new AbortController();
+    const onStop = () => wake.abort();
+    signal.addEventListener("abort", onStop, { once: true });
+    void client.closed.then(() => wake.abort());
     let useful = false;
     let next = performance.now();
     while (!signal.aborted && client.open) {
@@ -334,8 +340,9 @@ export class ModbusAdapter implements Adapter {
       next += this.#cfg.poll_ms;
       const now = performance.now();
       if (next < now) next = now; // overran: skip the missed ticks, no burst
-      await sleep(next - now, signal, client.closed);
+      await sleep(next - now, wake.signal);
     }
+    signal.removeEventListener("abort", onStop);
     return { useful, reason: client.error ?? new Error("stopped") };
   }
 
