@@ -25,13 +25,8 @@ import {
   type Metrics,
   type ReadingLog,
 } from "../../runtime/mod.ts";
-import {
-  type Adapter,
-  AdapterError,
-  type AdapterErrorKind,
-  type AdapterStatus,
-  type PointValue,
-} from "./contract.ts";
+import { errorCode } from "../../lib/mod.ts";
+import { type Adapter, AdapterError, type AdapterStatus, type PointValue } from "./contract.ts";
 
 const log = getLogger(["edged", "adapters"]);
 
@@ -193,11 +188,15 @@ export function adaptersComponent(options: AdaptersOptions): AdaptersComponent {
     const [, name, metric] = msg.topic.split("/");
     let id: string | number | undefined;
     const fail = (err: unknown) => {
-      const e = err instanceof AdapterError
-        ? err
-        : new AdapterError("connection", (err as Error)?.message ?? String(err));
-      writes.inc({ adapter: name, outcome: e.kind });
-      if (e.kind === "forbidden") {
+      const e = errorCode(err);
+      writes.inc({ adapter: name, outcome: e.code });
+      if (!(err instanceof AdapterError)) {
+        log.error("write of {adapter}/{metric} failed: {error}", {
+          adapter: name,
+          metric,
+          error: String((err as Error)?.stack ?? err),
+        });
+      } else if (e.code === "forbidden") {
         log.warning("refused a write of {adapter}/{metric} from {source}: {error}", {
           adapter: name,
           metric,
@@ -205,7 +204,7 @@ export function adaptersComponent(options: AdaptersOptions): AdaptersComponent {
           error: e.message,
         });
       }
-      answer(msg, name, { ok: false, ...(id !== undefined ? { id } : {}), error: errorBody(e) });
+      answer(msg, name, { ok: false, ...(id !== undefined ? { id } : {}), error: e });
     };
     try {
       if (msg.source === "mqtt") {
@@ -319,8 +318,4 @@ export function adaptersComponent(options: AdaptersOptions): AdaptersComponent {
       }),
     write,
   };
-}
-
-function errorBody(e: AdapterError): { kind: AdapterErrorKind; message: string } {
-  return { kind: e.kind, message: e.message };
 }

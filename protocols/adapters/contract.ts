@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { EdgedError } from "../../lib/mod.ts";
 
 /** A value read from or written to a point. Booleans become readings 1 and 0. */
 export type PointValue = number | boolean;
@@ -44,15 +45,38 @@ export type AdapterErrorKind =
   /** A bus message not allowed to write (a broker message, not a module). */
   | "forbidden";
 
-/** A failure of an adapter operation, with its protocol's own name for it in `message`. */
-export class AdapterError extends Error {
+/** The HTTP status each kind answers with, wherever an adapter error is rendered. */
+const KIND_STATUS: Readonly<Record<AdapterErrorKind, number>> = {
+  timeout: 504,
+  connection: 502,
+  exception: 502,
+  bad_status: 502,
+  decode: 502,
+  security: 502,
+  not_writable: 409,
+  invalid_value: 400,
+  unknown_point: 404,
+  busy: 503,
+  full: 503,
+  forbidden: 403,
+};
+
+/**
+ * A failure of an adapter operation, with its protocol's own name for it in
+ * `message`. Its `code` is its kind, so the write result, an MQTT command
+ * answer and an HTTP answer all name it the same way.
+ */
+export class AdapterError extends EdgedError {
   /** The kind, for counters and the write result. */
   readonly kind: AdapterErrorKind;
+  override readonly code: string;
+  override readonly status: number;
   /** Builds the error. */
   constructor(kind: AdapterErrorKind, message: string, options?: ErrorOptions) {
     super(message, options);
-    this.name = "AdapterError";
     this.kind = kind;
+    this.code = kind;
+    this.status = KIND_STATUS[kind];
   }
 }
 

@@ -29,8 +29,8 @@ import {
   type AdapterStatus,
   type PointStatus,
   type PointValue,
-} from "../adapters/contract.ts";
-import { backoffDelay } from "../mqtt/backoff.ts";
+} from "../adapters/mod.ts";
+import { backoffDelay } from "../mqtt/mod.ts";
 import {
   ModbusBusyError,
   ModbusClient,

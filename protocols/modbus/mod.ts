@@ -16,8 +16,8 @@ export {
   decodeRaw,
   decodeValue,
   EncodeError,
-  type Encoding,
   encodeValue,
+  type Encoding,
   type PointType,
   REGISTERS,
 } from "./codec.ts";

@@ -21,10 +21,14 @@
  * @module
  */
 import type { BenchOptions, BenchRow } from "./_report.ts";
-import { adaptersComponent, ModbusAdapter } from "../../protocols/mod.ts";
-import { ModbusClient } from "../../protocols/modbus/client.ts";
-import { parseReadResponse, readRequest } from "../../protocols/modbus/pdu.ts";
-import { openTransport } from "../../protocols/modbus/transport.ts";
+import {
+  adaptersComponent,
+  ModbusAdapter,
+  ModbusClient,
+  openTransport,
+  parseReadResponse,
+  readRequest,
+} from "../../protocols/mod.ts";
 import {
   adaptersSchema,
   Bus,

@@ -138,16 +138,16 @@ Deno.test("adapters: writes through the bus are answered on /set/result; broker 
     set("devices/plc1/valve/set", false, "mqtt");
     r = await answer(3);
     assert.equal(r.body.ok, false);
-    assert.equal((r.body.error as { kind: string }).kind, "forbidden");
+    assert.equal((r.body.error as { code: string }).code, "forbidden");
     assert.deepEqual(await server.get("coil", 1), [1], "the broker's write did not happen");
 
     t.bus.publish("devices/plc1/valve/set", enc.encode("not json"), "module:loop");
-    assert.equal(((await answer(4)).body.error as { kind: string }).kind, "invalid_value");
+    assert.equal(((await answer(4)).body.error as { code: string }).code, "invalid_value");
     set("devices/plc1/level/set", 3, "module:loop");
-    assert.equal(((await answer(5)).body.error as { kind: string }).kind, "not_writable");
+    assert.equal(((await answer(5)).body.error as { code: string }).code, "not_writable");
     set("devices/plc9/level/set", { value: 3, id: 7 });
     r = await answer(6);
-    assert.equal((r.body.error as { kind: string }).kind, "unknown_point");
+    assert.equal((r.body.error as { code: string }).code, "unknown_point");
     assert.equal(r.body.id, 7);
 
     // One write may wait at a time (maxPendingWrites 1): the device stalls the first.
@@ -155,9 +155,9 @@ Deno.test("adapters: writes through the bus are answered on /set/result; broker 
     set("devices/plc1/setpoint/set", 1);
     set("devices/plc1/setpoint/set", 2);
     const busy = await answer(7);
-    assert.equal((busy.body.error as { kind: string }).kind, "busy");
+    assert.equal((busy.body.error as { code: string }).code, "busy");
     const stalled = await answer(8);
-    assert.equal((stalled.body.error as { kind: string }).kind, "timeout");
+    assert.equal((stalled.body.error as { code: string }).code, "timeout");
 
     assert.equal(sample(t.metrics, 'edged_adapter_writes_total{adapter="plc1",outcome="ok"}'), 2);
     assert.equal(
