@@ -177,6 +177,14 @@ function unwrap(s: z.ZodType): z.ZodType {
   return cur;
 }
 
+function leafKind(inner: z.ZodType): Leaf {
+  if (inner instanceof z.ZodNumber) return "number";
+  if (inner instanceof z.ZodBoolean) return "boolean";
+  if (inner instanceof z.ZodArray) return "array";
+  if (inner instanceof z.ZodEnum) return "enum";
+  return "string";
+}
+
 /** Every setting path with its env variable name and leaf kind. */
 export function settings(): { path: string[]; env: string; kind: Leaf; options?: string[] }[] {
   const out: { path: string[]; env: string; kind: Leaf; options?: string[] }[] = [];
@@ -193,15 +201,7 @@ export function settings(): { path: string[]; env: string; kind: Leaf; options?:
       ) {
         continue;
       }
-      const kind: Leaf = inner instanceof z.ZodNumber
-        ? "number"
-        : inner instanceof z.ZodBoolean
-        ? "boolean"
-        : inner instanceof z.ZodArray
-        ? "array"
-        : inner instanceof z.ZodEnum
-        ? "enum"
-        : "string";
+      const kind = leafKind(inner);
       const path = [...prefix, key];
       const options = inner instanceof z.ZodEnum ? inner.options.map(String) : undefined;
       out.push({ path, env: `EDGED_${path.join("_").toUpperCase()}`, kind, options });
@@ -245,15 +245,7 @@ export function blockSettings(): BlockSetting[] {
       }
       if (!inBlock) continue;
       const hasDefault = schema instanceof z.ZodDefault;
-      const kind: Leaf = inner instanceof z.ZodNumber
-        ? "number"
-        : inner instanceof z.ZodBoolean
-        ? "boolean"
-        : inner instanceof z.ZodArray
-        ? "array"
-        : inner instanceof z.ZodEnum
-        ? "enum"
-        : "string";
+      const kind = leafKind(inner);
       out.push({
         key: path,
         kind,

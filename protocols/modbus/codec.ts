@@ -10,20 +10,13 @@
  *
  * @module
  */
+import { MODBUS_TYPE_REGISTERS } from "../../runtime/mod.ts";
 
 /** The value types a point may have. */
-export type PointType = "bool" | "int16" | "uint16" | "int32" | "uint32" | "float32" | "float64";
+export type PointType = keyof typeof MODBUS_TYPE_REGISTERS;
 
 /** Registers each type spans (bits count 1). */
-export const REGISTERS: Readonly<Record<PointType, number>> = {
-  bool: 1,
-  int16: 1,
-  uint16: 1,
-  int32: 2,
-  uint32: 2,
-  float32: 2,
-  float64: 4,
-};
+export const REGISTERS: Readonly<Record<PointType, number>> = MODBUS_TYPE_REGISTERS;
 
 /** How a point's raw value becomes a reading. */
 export interface Encoding {

@@ -46,22 +46,7 @@ async function openTcp(
   const conn = await Deno.connect({ hostname: t.hostname, port: t.port, signal });
   conn.setNoDelay(true);
   conn.setKeepAlive(true);
-  let closed = false;
-  return {
-    quietMs: 100,
-    read: (buf) => conn.read(buf),
-    async write(bytes) {
-      let off = 0;
-      while (off < bytes.length) off += await conn.write(bytes.subarray(off));
-    },
-    close() {
-      if (closed) return;
-      closed = true;
-      try {
-        conn.close();
-      } catch { /* already closed */ }
-    },
-  };
+  return stream(conn, 100, (buf) => conn.read(buf));
 }
 
 /** The `stty` arguments for a Modbus RTU line (8 data bits, raw, no flow control). */
@@ -104,36 +89,49 @@ async function openSerial(
   }
   signal.throwIfAborted();
   const file = await Deno.open(t.path, { read: true, write: true });
-  let closed = false;
   // One character is 11 bits (start, 8 data, parity or stop, stop); the line
   // is quiet after 3.5 of them (2.5.1.1), but no less than the 0.1 s VTIME.
   const quietMs = Math.max(100, Math.ceil((11 * 3.5 * 1000) / t.baud));
+  const transport = stream(file, quietMs, async (buf) => {
+    // With VMIN 0 / VTIME 1 an empty read means "no byte for 0.1 s", not
+    // end of file: poll until bytes come or the line is closed.
+    while (!transport.closed) {
+      let n: number | null;
+      try {
+        n = await file.read(buf);
+      } catch (err) {
+        if (transport.closed) return null;
+        throw err;
+      }
+      if (n !== null && n > 0) return n;
+    }
+    return null;
+  });
+  return transport;
+}
+
+/** A {@linkcode Transport} over a socket or file: whole writes, an idempotent close. */
+function stream(
+  io: { write(p: Uint8Array): Promise<number>; close(): void },
+  quietMs: number,
+  read: (buf: Uint8Array) => Promise<number | null>,
+): Transport & { readonly closed: boolean } {
+  let closed = false;
   return {
     quietMs,
-    async read(buf) {
-      // With VMIN 0 / VTIME 1 an empty read means "no byte for 0.1 s", not
-      // end of file: poll until bytes come or the line is closed.
-      while (!closed) {
-        let n: number | null;
-        try {
-          n = await file.read(buf);
-        } catch (err) {
-          if (closed) return null;
-          throw err;
-        }
-        if (n !== null && n > 0) return n;
-      }
-      return null;
+    read,
+    get closed() {
+      return closed;
     },
     async write(bytes) {
       let off = 0;
-      while (off < bytes.length) off += await file.write(bytes.subarray(off));
+      while (off < bytes.length) off += await io.write(bytes.subarray(off));
     },
     close() {
       if (closed) return;
       closed = true;
       try {
-        file.close();
+        io.close();
       } catch { /* already closed */ }
     },
   };

@@ -9,24 +9,16 @@ import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { type EdgedProcess, startEdged } from "../_helpers/edged.ts";
 import { startModbusServer } from "../_helpers/modbus.ts";
+import { until } from "../_helpers/until.ts";
 
 const RESULTS = new URL("../../test-results/", import.meta.url).pathname;
 
-async function until(
-  what: string,
-  read: () => Promise<string | null>,
-  ok: (s: string) => boolean,
-  timeoutMs = 20_000,
-): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  let last: string | null = null;
-  while (Date.now() < deadline) {
-    last = await read();
-    if (last !== null && ok(last)) return last;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms`);
-}
+/** Polls a text on the page until `ok` holds for it. */
+const text = (what: string, read: () => Promise<string | null>, ok: (s: string) => boolean) =>
+  until(what, async () => {
+    const t = await read();
+    return t !== null && ok(t) ? t : undefined;
+  }, 20_000);
 
 Deno.test({
   name: "dashboard: the Machines panel shows adapters, their points and a lost device",
@@ -75,7 +67,7 @@ writable = true
       const row = page.locator('tr[data-adapter="plc1"]');
       await row.waitFor({ timeout: 20_000 });
       assert.equal(await row.locator("th").textContent(), "plc1 (modbus)");
-      await until(
+      await text(
         "connected",
         () => row.locator("td").nth(0).textContent(),
         (t) => t === "connected",
@@ -83,7 +75,7 @@ writable = true
       assert.equal(await row.locator("td").nth(1).textContent(), "press-3");
       assert.equal(await row.locator("td").nth(2).textContent(), device.url);
       const temp = page.locator('tr[data-point="plc1/temperature"] td').first();
-      await until("the temperature", () => temp.textContent(), (t) => t === "21.5");
+      await text("the temperature", () => temp.textContent(), (t) => t === "21.5");
       assert.equal(
         await page.locator('tr[data-point="plc1/valve"] th').textContent(),
         "plc1/valve ✎",
@@ -91,23 +83,23 @@ writable = true
 
       // The value follows the device.
       await device.put("holding", 0, "float32", -3.25);
-      await until("the new temperature", () => temp.textContent(), (t) => t === "-3.25");
+      await text("the new temperature", () => temp.textContent(), (t) => t === "-3.25");
       await Deno.mkdir(RESULTS, { recursive: true });
       await page.locator("#adapters-card").screenshot({ path: `${RESULTS}dashboard-adapters.png` });
 
       // The device goes away: the state and the error show, the page says not ready.
       await device.stop();
-      await until(
+      await text(
         "not connected",
         () => row.locator("td").nth(0).textContent(),
         (t) => t === "backoff" || t === "connecting",
       );
-      await until(
+      await text(
         "the error",
         () => row.locator("td").nth(6).textContent(),
         (t) => t.startsWith("connection:"),
       );
-      await until(
+      await text(
         "not ready",
         () => page.textContent("#ready"),
         (t) => t.includes("adapters: plc1"),

@@ -9,6 +9,8 @@ import { ModbusAdapter, type ModbusAdapterOptions } from "../../protocols/mod.ts
 import type { AdapterReading, AdapterSink } from "../../protocols/mod.ts";
 import { adaptersSchema } from "../../runtime/mod.ts";
 
+export { until } from "../_helpers/until.ts";
+
 /** An adapter from one `[[adapters.modbus]]` block (validated by the real schema). */
 export function modbusAdapter(
   block: Record<string, unknown>,
@@ -43,19 +45,4 @@ export function recordingSink(): AdapterSink & {
 export function lastValue(got: AdapterReading[], metric: string): number | undefined {
   for (let i = got.length - 1; i >= 0; i--) if (got[i].metric === metric) return got[i].value;
   return undefined;
-}
-
-/** Polls `check` until it returns a value other than undefined/false; fails with `what`. */
-export async function until<T>(
-  what: string,
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const v = await check();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
