@@ -19,7 +19,7 @@ const WORD_TYPES: { type: WordType; value: number }[] = [
 ];
 
 for (const framing of ["tcp", "rtu+tcp", "serial rtu"] as const) {
-  Deno.test(`modbus ${framing}: every type in both word orders, bits, scale and offset`, async () => {
+  Deno.test(`modbus ${framing}: every type in both word orders, bits, scale and offset, writes, an exception`, async () => {
     const server = await startModbusServer(
       framing === "serial rtu"
         ? { serial: true }
@@ -55,7 +55,17 @@ for (const framing of ["tcp", "rtu+tcp", "serial rtu"] as const) {
         { metric: "discrete-on", table: "discrete", address: 9 },
         { metric: "register-bool", address: 200, type: "bool" },
       );
-      const adapter = modbusAdapter({ url: server.url, points, device_id: "press-3" });
+      const writable = [
+        { metric: "w-coil", table: "coil", address: 30, writable: true },
+        { metric: "w-float", address: 300, type: "float32", word_order: "little", writable: true },
+        { metric: "w-int16", address: 310, type: "int16", writable: true },
+      ];
+      const absent = { metric: "absent", table: "input", address: 1000 }; // the table ends at 999
+      const adapter = modbusAdapter({
+        url: server.url,
+        points: [...points, ...writable, absent],
+        device_id: "press-3",
+      });
       await adapter.start(sink);
       try {
         await until(
@@ -74,8 +84,19 @@ for (const framing of ["tcp", "rtu+tcp", "serial rtu"] as const) {
         assert.equal(lastValue(sink.got, "register-bool"), 1);
         const s = adapter.status();
         assert.equal(s.state, "connected");
-        assert.equal(s.errors, 0, JSON.stringify(s.last_error));
+        const errors = s.points.filter((p) => p.last_error !== null);
+        assert.deepEqual(errors.map((p) => p.metric), ["absent"]);
+        assert.equal(errors[0].last_error!.kind, "exception");
+        assert.match(errors[0].last_error!.message, /^illegal data address/);
         assert.ok(sink.got.every((r) => Number.isInteger(r.timestamp) && r.timestamp > 1.7e12));
+
+        // Writes in this framing (functions 5, 16 and 6), as pymodbus decodes them.
+        await adapter.write("w-coil", true);
+        await adapter.write("w-float", -0.375);
+        await adapter.write("w-int16", -300);
+        assert.deepEqual(await server.get("coil", 30), [1]);
+        assert.equal(await server.read("holding", 300, "float32", "little"), -0.375);
+        assert.equal(await server.read("holding", 310, "int16"), -300);
       } finally {
         await adapter.stop();
       }
