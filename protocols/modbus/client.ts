@@ -5,8 +5,11 @@
  *
  * After a timeout a late response must never be taken for the next one's:
  * over TCP the MBAP transaction id tells them apart; RTU has no id, so the
- * client waits for the line to be quiet (discarding what arrives) before it
- * sends again (serial line guide 2.5.1.1: frames are delimited by silence).
+ * client keeps the line to itself for one more timeout, discarding what
+ * arrives, and then until it has been quiet (serial line guide 2.5.1.1:
+ * frames are delimited by silence) before it sends again. Only an answer
+ * later than twice the timeout could still be mistaken; a device that slow
+ * needs a longer `timeout_ms`.
  *
  * @module
  */
@@ -83,6 +86,8 @@ export class ModbusClient {
   #error: Error | null = null;
   #lastByteAt = 0;
   #mustWaitQuiet = false;
+  /** RTU: nothing is sent before this time (a timed-out answer may still come). */
+  #holdUntil = 0;
   #closed = Promise.withResolvers<Error>();
 
   /** Takes over `transport` and starts reading from it. */
@@ -148,6 +153,7 @@ export class ModbusClient {
       if (this.#pending !== pending) return;
       this.#pending = null;
       this.#mustWaitQuiet = true;
+      this.#holdUntil = performance.now() + this.#timeoutMs;
       reject(new ModbusTimeoutError(`no response within ${this.#timeoutMs} ms`));
     }, this.#timeoutMs);
     try {
@@ -167,11 +173,15 @@ export class ModbusClient {
     }
   }
 
-  /** RTU: drops stray bytes and waits until the line has been silent for `quietMs`. */
+  /**
+   * RTU: drops stray bytes and waits until the hold after a timeout is over
+   * and the line has been silent for `quietMs`.
+   */
   async #waitQuiet(): Promise<void> {
     if (!this.#mustWaitQuiet && this.#decoder.buffered === 0) return;
     while (!this.#error) {
-      const left = this.#lastByteAt + this.#t.quietMs - performance.now();
+      const now = performance.now();
+      const left = Math.max(this.#lastByteAt + this.#t.quietMs, this.#holdUntil) - now;
       if (left <= 0) break;
       await new Promise((r) => setTimeout(r, left));
     }

@@ -53,8 +53,8 @@ export interface ModbusServer {
     type: WordType,
     wordOrder?: "big" | "little",
   ): Promise<number>;
-  /** Requests touching `address` get exception `code` (0: no answer). */
-  fault(table: ModbusTable, address: number, code: number): Promise<void>;
+  /** Requests touching `address` get exception `code` (0: no answer; with `delayMs`: the right answer, late). */
+  fault(table: ModbusTable, address: number, code: number, delayMs?: number): Promise<void>;
   clear(): Promise<void>;
   /** Requests the server has handled. */
   requests(): Promise<number>;
@@ -159,8 +159,8 @@ export async function startModbusServer(options: ModbusServerOptions = {}): Prom
       return (await command({ op: "read", table, address, type, word_order: wordOrder }))
         .value as number;
     },
-    async fault(table, address, code) {
-      await command({ op: "fault", table, address, code });
+    async fault(table, address, code, delayMs = 0) {
+      await command({ op: "fault", table, address, code, delay_ms: delayMs });
     },
     async clear() {
       await command({ op: "clear" });

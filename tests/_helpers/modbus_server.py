@@ -17,6 +17,8 @@ command per stdin line, one JSON answer per stdout line:
   {"op": "read", "table": "holding", "address": 0, "type": "int32", "word_order": "big"}
                       -> {"value": ...} decoded by pymodbus's BinaryPayloadDecoder
   {"op": "fault", "table": "holding", "address": 7, "code": 6}   code 0: no answer at all
+  {"op": "fault", "table": "holding", "address": 7, "code": 0, "delay_ms": 300}
+                      the right answer, but late
   {"op": "clear"}                                                 forget every fault
   {"op": "requests"}                                              -> {"requests": N}
 
@@ -52,7 +54,7 @@ ADD = {
     "int16": "add_16bit_int", "uint16": "add_16bit_uint", "int32": "add_32bit_int",
     "uint32": "add_32bit_uint", "float32": "add_32bit_float", "float64": "add_64bit_float",
 }
-FAULTS = []  # (table key, address, code)
+FAULTS = []  # (table key, address, code, delay in seconds)
 REQUESTS = [0]
 
 
@@ -62,9 +64,9 @@ def fault_for(request):
     if table is None or start is None:
         return None
     count = getattr(request, "count", 1) or 1
-    for key, address, code in FAULTS:
+    for key, address, code, delay in FAULTS:
         if key == table and start <= address < start + count:
-            return code
+            return code, delay
     return None
 
 
@@ -73,9 +75,13 @@ class FaultsMixin:
 
     def execute(self, request, *addr):
         REQUESTS[0] += 1
-        code = fault_for(request)
-        if code is None:
+        fault = fault_for(request)
+        if fault is None:
             return super().execute(request, *addr)
+        code, delay = fault
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, super().execute, request, *addr)
+            return None
         if code == 0:
             return None  # silence: the client times out
         response = request.doException(code)
@@ -126,7 +132,9 @@ def control(slave):
                 name = ADD[cmd["type"]].replace("add_", "decode_")
                 answer = {"ok": True, "value": getattr(dec, name)()}
             elif op == "fault":
-                FAULTS.append((TABLE_KEY[cmd["table"]], cmd["address"], cmd["code"]))
+                FAULTS.append(
+                    (TABLE_KEY[cmd["table"]], cmd["address"], cmd["code"], cmd.get("delay_ms", 0) / 1000)
+                )
                 answer = {"ok": True}
             elif op == "clear":
                 FAULTS.clear()

@@ -378,3 +378,39 @@ Deno.test("modbus: readings the log refuses wait and are offered again, in order
     await server.stop();
   }
 });
+
+for (const framing of ["tcp", "rtu+tcp"] as const) {
+  Deno.test(`modbus ${framing}: a late answer is never taken for the next request's`, async () => {
+    const server = await startModbusServer({ framing: framing === "tcp" ? "socket" : "rtu" });
+    const sink = recordingSink();
+    try {
+      await server.set("holding", 0, [111]);
+      await server.set("holding", 10, [222]);
+      // A answers after its timeout (100 ms); B answers slowly but in time, so
+      // A's late answer arrives while B's request waits, unless guarded.
+      await server.fault("holding", 0, 0, 150);
+      await server.fault("holding", 10, 0, 60);
+      const adapter = modbusAdapter({
+        url: server.url,
+        timeout_ms: 100,
+        points: [{ metric: "a", address: 0 }, { metric: "b", address: 10 }],
+      });
+      await adapter.start(sink);
+      try {
+        await until(
+          "ten readings of b",
+          () => sink.got.filter((r) => r.metric === "b").length >= 10,
+        );
+        const b = sink.got.filter((r) => r.metric === "b").map((r) => r.value);
+        assert.deepEqual([...new Set(b)], [222], "b only ever reads its own register");
+        const a = adapter.status().points.find((p) => p.metric === "a")!;
+        assert.equal(a.last_error?.kind, "timeout");
+        assert.ok(sink.got.every((r) => r.metric !== "a" || r.value === 111));
+      } finally {
+        await adapter.stop();
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+}
