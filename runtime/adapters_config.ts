@@ -224,6 +224,9 @@ export type ModbusPointConfig = ModbusAdapterConfig["points"][number];
 
 // ---------------------------------------------------------------- all kinds
 
+/** Points of all adapters together: each keeps its status in memory and in the API's answer. */
+export const MAX_POINTS = 100_000;
+
 /**
  * The `[adapters]` section. A new protocol adds `kind: z.array(schema).default([])`
  * here; its blocks need `name` and may have `device_id` and `points[].metric`,
@@ -234,6 +237,7 @@ export const adaptersSchema = z.strictObject({
 }).superRefine((section, ctx) => {
   const names = new Map<string, string>();
   const readings = new Map<string, string>();
+  let total = 0;
   for (const [kind, blocks] of Object.entries(section)) {
     (blocks as { name: string; device_id?: string; points: { metric: string }[] }[]).forEach(
       (a, i) => {
@@ -248,6 +252,14 @@ export const adaptersSchema = z.strictObject({
         }
         names.set(a.name, where);
         const device = a.device_id ?? a.name;
+        total += a.points.length;
+        if (total > MAX_POINTS && total - a.points.length <= MAX_POINTS) {
+          ctx.addIssue({
+            code: "custom",
+            path: [kind, i, "points"],
+            message: `more than ${MAX_POINTS} points in all adapters together`,
+          });
+        }
         a.points.forEach((p, j) => {
           const key = `${device}\u0000${p.metric}`;
           const owner = readings.get(key);

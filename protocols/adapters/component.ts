@@ -8,9 +8,10 @@
  * `GET /api/v1/adapters`, `/readyz` and `/metrics`.
  *
  * Who may write: modules, through their manifest's `publish` grants (the
- * topic is checked before the message reaches the bus). Messages that came
- * from the MQTT broker (`mqtt.subscribe`, source `mqtt`) are refused: a
- * broker client writes only through a command under the command trust model.
+ * topic is checked before the message reaches the bus). Messages from any
+ * other source, in particular the MQTT broker (`mqtt.subscribe`, source
+ * `mqtt`), are refused: a broker client writes only through a command under
+ * the command trust model, which calls {@linkcode AdaptersComponent.write}.
  *
  * @module
  */
@@ -207,10 +208,13 @@ export function adaptersComponent(options: AdaptersOptions): AdaptersComponent {
       answer(msg, name, { ok: false, ...(id !== undefined ? { id } : {}), error: e });
     };
     try {
-      if (msg.source === "mqtt") {
+      // Fail closed: only a module's publish, checked against its grants,
+      // writes through the bus; a broker message (source "mqtt") never does.
+      if (!msg.source.startsWith("module:")) {
         throw new AdapterError(
           "forbidden",
-          "writes from the broker go through an MQTT command, not mqtt.subscribe",
+          `only modules write through the bus (this came from ${msg.source}); ` +
+            "the broker writes through an MQTT command",
         );
       }
       const parsed = parseSetPayload(msg.payload);

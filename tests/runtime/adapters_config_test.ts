@@ -4,7 +4,7 @@
  * stops the start with a message naming the setting and the block.
  */
 import assert from "node:assert/strict";
-import { ConfigError, loadConfig, parseModbusUrl } from "../../runtime/mod.ts";
+import { adaptersSchema, ConfigError, loadConfig, parseModbusUrl } from "../../runtime/mod.ts";
 import { runCli } from "../_helpers/edged.ts";
 
 const EXAMPLE = `
@@ -206,4 +206,19 @@ Deno.test("adapters config: edged run with a bad point exits 2 naming it", async
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("adapters config: at most 100,000 points in all adapters together", () => {
+  const adapter = (n: number) => ({
+    name: `a${n}`,
+    url: "tcp://127.0.0.1:502",
+    points: Array.from({ length: 10_000 }, (_, i) => ({ metric: `p${i}`, address: i })),
+  });
+  const ten = Array.from({ length: 10 }, (_, n) => adapter(n));
+  assert.equal(adaptersSchema.safeParse({ modbus: ten }).success, true);
+  const eleven = adaptersSchema.safeParse({ modbus: [...ten, adapter(10)] });
+  assert.equal(eleven.success, false);
+  assert.deepEqual(eleven.error!.issues.map((i) => [i.path.join("."), i.message]), [
+    ["modbus.10.points", "more than 100000 points in all adapters together"],
+  ]);
 });

@@ -102,6 +102,7 @@ Deno.test("GET /api/v1/status: the numbers /metrics shows, in the same shape", a
     "outbox",
     "update",
     "modules",
+    "adapters",
     "alerts",
     "logs",
   ]);
@@ -128,7 +129,7 @@ Deno.test("GET /api/v1/status: the numbers /metrics shows, in the same shape", a
     oldest_age_seconds: 0.5,
     dropped: 5,
   });
-  assert.deepEqual([s.modules, s.alerts, s.logs], [[], [], []]);
+  assert.deepEqual([s.modules, s.adapters, s.alerts, s.logs], [[], [], [], []]);
 });
 
 Deno.test("GET /api/v1/status without a broker or an update source: nulls, not errors", async () => {
