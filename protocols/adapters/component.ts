@@ -32,14 +32,19 @@ import { type Adapter, AdapterError, type AdapterStatus, type PointValue } from 
 const log = getLogger(["edged", "adapters"]);
 
 /** Builds the adapter of one configuration block (may load its library first). */
-export type AdapterFactory = (block: never) => Adapter | Promise<Adapter>;
+export type AdapterFactory<Block = never> = (block: Block) => Adapter | Promise<Adapter>;
+
+/** One factory per kind of `[adapters]`: a kind added to the schema needs its factory here. */
+export type AdapterFactories = {
+  [K in keyof AdaptersConfig]: AdapterFactory<AdaptersConfig[K][number]>;
+};
 
 /** Options of {@linkcode adaptersComponent}. */
 export interface AdaptersOptions {
   /** The `[adapters]` section. */
   config: AdaptersConfig;
-  /** One factory per kind with blocks (`modbus`, `opcua`, ...). */
-  factories: Record<string, AdapterFactory>;
+  /** One factory per kind (`modbus`, `opcua`, ...). */
+  factories: AdapterFactories;
   bus: Bus;
   readings: ReadingLog;
   metrics: Metrics;
@@ -104,8 +109,10 @@ export function adaptersComponent(options: AdaptersOptions): AdaptersComponent {
   const blocks = Object.entries(config).flatMap(([kind, list]) =>
     (list as { name: string; device_id?: string }[]).map((block) => ({ kind, block }))
   );
+  const factoryOf = (kind: string) =>
+    (factories as unknown as Record<string, AdapterFactory<unknown> | undefined>)[kind];
   for (const { kind } of blocks) {
-    if (!factories[kind]) throw new Error(`no adapter factory for kind '${kind}'`);
+    if (!factoryOf(kind)) throw new Error(`no adapter factory for kind '${kind}'`);
   }
   const entries: Entry[] = [];
   const byName = new Map<string, Entry>();
@@ -240,7 +247,7 @@ export function adaptersComponent(options: AdaptersOptions): AdaptersComponent {
     name: "adapters",
     async start() {
       for (const { kind, block } of blocks) {
-        const adapter = await factories[kind](block as never);
+        const adapter = await factoryOf(kind)!(block);
         const deviceId = block.device_id ?? block.name;
         const entry: Entry = {
           adapter,

@@ -18,6 +18,7 @@ export {
   type PointValue,
 } from "./contract.ts";
 export {
+  type AdapterFactories,
   type AdapterFactory,
   type AdaptersComponent,
   adaptersComponent,
