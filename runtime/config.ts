@@ -92,8 +92,14 @@ const updateSchema = z.strictObject({
   burst_bytes: z.number().int().min(1024).max(1_000_000_000).default(262_144),
   /** Download attempts in a row without progress before giving up. */
   retries: z.number().int().min(0).max(100).default(6),
-  /** Seconds without a byte before a download attempt fails (slow server). */
+  /** Seconds without a byte before a request (metadata or download) fails (slow server). */
   timeout_s: z.number().min(1).max(3600).default(30),
+  /**
+   * Lowest average download rate in bytes per second: a download not complete within
+   * `timeout_s` plus its size at this rate is given up (and resumed by the next attempt).
+   * At most half of `rate_limit_bytes_per_s` when that is set.
+   */
+  min_rate_bytes_per_s: z.number().int().min(1).max(1_000_000_000).default(8192),
   /** Seconds a new version has to become healthy before it is rolled back. */
   boot_deadline_s: z.number().min(1).max(3600).default(120),
   /** Starts of a new version that may fail before it is rolled back. */

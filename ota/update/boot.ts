@@ -1,8 +1,9 @@
 /**
  * Boot-time decisions on the slot state, shared by `edged run --supervise`
  * and `edged update boot` (a unit file's ExecStartPre): adopt the factory
- * executable as slot A, count a trial start (the boot counter), roll back
- * after too many failed starts or a damaged slot, and confirm a healthy one.
+ * executable as slot A, complete an install a crash interrupted after its
+ * switch, count a trial start (the boot counter), roll back after too many
+ * failed starts or a damaged slot, and confirm a healthy one.
  *
  * @module
  */
@@ -74,6 +75,13 @@ export async function prepareBoot(
     });
   }
 
+  for (const slot of await store.finishInstall(s)) {
+    log.info("completed the install of {version} into slot {slot} (interrupted after the switch)", {
+      version: s.slots[slot]!.version,
+      slot,
+    });
+  }
+
   if (s.active !== null && !(await store.slotIntact(s, s.active))) {
     // A damaged or missing active executable: never start it.
     const reason = `slot ${s.active} does not match its recorded SHA-256`;
@@ -116,6 +124,12 @@ export async function prepareBoot(
 export async function confirmBoot(store: SlotStore, slot: SlotName | null): Promise<boolean> {
   const s = await store.read();
   if (!s.trial || s.trial.slot !== slot || s.active !== slot) return false;
-  await store.write({ ...s, trial: null });
-  return true;
+  // Through update(): a check of this process may be changing the state too.
+  let confirmed = false;
+  await store.update((st) => {
+    if (!st.trial || st.trial.slot !== slot || st.active !== slot) return st;
+    confirmed = true;
+    return { ...st, trial: null };
+  });
+  return confirmed;
 }

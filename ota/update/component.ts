@@ -11,7 +11,7 @@ import { updateApi } from "./api.ts";
 import { UpdateParamsError } from "./errors.ts";
 import { jittered } from "./policy.ts";
 import { type UpdatePhase, Updater } from "./updater.ts";
-import { EXIT } from "../../lib/mod.ts";
+import { errorCode, EXIT } from "../../lib/mod.ts";
 
 const log = getLogger(["edged", "update"]);
 
@@ -92,6 +92,8 @@ export function updaterComponent(
     burst: u.burst_bytes,
     retries: u.retries,
     idleTimeoutMs: u.timeout_s * 1000,
+    minRateBytesPerS: u.min_rate_bytes_per_s,
+    onFailure: (operation, err) => failures.inc({ operation, code: errorCode(err).code }),
     installModule: options.installModule,
     requestRestart: (reason) => ctx.requestExit(EXIT.RESTART, reason),
   });
@@ -126,6 +128,13 @@ export function updaterComponent(
       set(p.received, { kind: "received" });
       set(p.total, { kind: "total" });
     },
+  );
+  const failures = ctx.metrics.counter(
+    "edged_update_failures_total",
+    "Failed update operations (check, apply, deploy) by error code: update_verification_failed " +
+      "(bytes or metadata that do not verify), update_download_failed (network), " +
+      "insufficient_storage, update_cancelled, update_state, ...",
+    ["operation", "code"],
   );
   const checks = ctx.metrics.counter(
     "edged_update_checks_total",
@@ -258,11 +267,12 @@ export function updaterComponent(
         timer = setTimeout(periodic, jittered(Math.min(60, u.check_interval_s) * 1000, 0.5));
       }
     },
-    stop() {
+    async stop() {
       stopped = true;
       clearTimeout(timer);
       clearInterval(confirmTimer);
-      return Promise.resolve();
+      // A download under way stops here and is resumed after the restart.
+      await updater.close();
     },
   };
 }

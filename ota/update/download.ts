@@ -10,11 +10,18 @@
  * the file name), so a resumed download cannot splice two versions of a
  * file; the length and SHA-256 are verified before the file is used anyway.
  *
+ * Every call is bounded in time: an attempt fails when no byte arrives for
+ * `idleTimeoutMs`, and the whole call when the file is not complete by a
+ * deadline scaled to what is missing (`idleTimeoutMs` plus the missing bytes
+ * at `minBytesPerSecond`), so a server trickling just fast enough to beat
+ * the idle timeout cannot hold the device for hours. What arrived before the
+ * deadline, a cancellation or a crash stays for the next call to resume.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import { dirname } from "node:path";
-import { DiskSpaceError, UpdateDownloadError } from "./errors.ts";
+import { DiskSpaceError, UpdateDownloadError, UpdateVerificationError } from "./errors.ts";
 import { freeBytes } from "./_fs.ts";
 import { sha256File, syncDir, writeFileAtomic } from "../../lib/mod.ts";
 import { sleep, type TokenBucket } from "./token_bucket.ts";
@@ -58,6 +65,13 @@ export interface DownloadOptions {
   maxBackoffMs?: number;
   /** Fail an attempt when no byte arrives for this long (slow server). @default {30000} */
   idleTimeoutMs?: number;
+  /**
+   * Give up (keeping what arrived) when the file is not complete within
+   * `idleTimeoutMs` + missing bytes / this rate. @default {8192}
+   */
+  minBytesPerSecond?: number;
+  /** Name of the target in errors. @default url */
+  target?: string;
   /** Free space that must remain after the download. @default {16 MiB} */
   reserveBytes?: number;
   /** fsync and record progress every this many bytes... @default {256 KiB} */
@@ -80,7 +94,7 @@ interface PartRecord {
   durable: number;
 }
 
-/** Thrown for answers that retrying cannot fix (4xx, too long, wrong digest). */
+/** Thrown for answers that retrying cannot fix (4xx, a wrong Content-Range). */
 class PermanentError extends UpdateDownloadError {}
 
 /** What {@linkcode download} did. */
@@ -134,6 +148,8 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
     backoffMs = 500,
     maxBackoffMs = 30000,
     idleTimeoutMs = 30000,
+    minBytesPerSecond = 8192,
+    target = url,
     reserveBytes = 16 << 20,
     syncEveryBytes = 256 << 10,
     syncEveryMs = 1000,
@@ -146,6 +162,9 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
   }
   if (!/^[0-9a-f]{64}$/.test(sha256)) {
     throw new TypeError(`sha256 must be 64 lower-case hex digits, got "${sha256}"`);
+  }
+  if (!(minBytesPerSecond > 0)) {
+    throw new RangeError(`minBytesPerSecond must be > 0, got ${minBytesPerSecond}`);
   }
   // Already complete from an earlier call (e.g. crash after the rename).
   if ((await sha256File(dest)) === sha256 && (await fileSize(dest)) === length) {
@@ -182,66 +201,98 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
   let attempt = 0;
   let failures = 0;
   let fetched = 0;
-  while (true) {
-    signal?.throwIfAborted();
-    attempt++;
-    const before = have;
-    try {
-      if (have < length || length === 0) {
-        have = await fetchRange({
+  // The deadline and the caller's signal end the call the same way: the
+  // attempt under way stops, keeps its bytes durable, and nothing is retried.
+  // (setTimeout fires at once for delays past 2^31 - 1 ms, about 24.8 days.)
+  const deadlineMs = Math.min(
+    2 ** 31 - 1,
+    idleTimeoutMs + Math.ceil((length - durable) / minBytesPerSecond * 1000),
+  );
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(signal!.reason);
+  if (signal?.aborted) onAbort();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const deadline = setTimeout(() => {
+    stop.abort(
+      new UpdateDownloadError(
+        `${target}: not complete within ${deadlineMs / 1000} s (${length - durable} bytes at ` +
+          `${minBytesPerSecond} B/s or more, plus ${idleTimeoutMs / 1000} s); the bytes that ` +
+          `arrived are kept for the next attempt`,
+      ),
+    );
+  }, deadlineMs);
+  try {
+    while (true) {
+      stop.signal.throwIfAborted();
+      attempt++;
+      const before = have;
+      try {
+        if (have < length || length === 0) {
+          have = await fetchRange({
+            url,
+            target,
+            part,
+            recordPath,
+            from: have,
+            length,
+            sha256,
+            bucket,
+            idleTimeoutMs,
+            syncEveryBytes,
+            syncEveryMs,
+            signal: stop.signal,
+            headers,
+            onChunk: (n, got) => {
+              fetched += n;
+              onProgress?.({ received: got, total: length, resumedFrom, attempt });
+            },
+          });
+        }
+        break;
+      } catch (err) {
+        if (err instanceof PartialError) have = err.have;
+        const cause = err instanceof PartialError ? err.cause : err;
+        if (stop.signal.aborted) throw stop.signal.reason;
+        if (cause instanceof PermanentError || cause instanceof UpdateVerificationError) {
+          throw cause;
+        }
+        // Progress resets the count: a long download over a flaky link still completes.
+        failures = have > before ? 1 : failures + 1;
+        if (failures > retries || attempt >= maxAttempts) {
+          throw new UpdateDownloadError(
+            `${target}: gave up after ${attempt} attempts: ${(cause as Error).message}`,
+            { cause },
+          );
+        }
+        const cap = Math.min(maxBackoffMs, backoffMs * 2 ** (failures - 1));
+        const delay = Math.round(Math.random() * cap);
+        log.info("download of {url} failed ({error}); retry {n} in {ms} ms from byte {have}", {
           url,
-          part,
-          recordPath,
-          from: have,
-          length,
-          sha256,
-          bucket,
-          idleTimeoutMs,
-          syncEveryBytes,
-          syncEveryMs,
-          signal,
-          headers,
-          onChunk: (n, got) => {
-            fetched += n;
-            onProgress?.({ received: got, total: length, resumedFrom, attempt });
-          },
+          error: (cause as Error).message,
+          n: failures,
+          ms: delay,
+          have,
         });
+        await sleep(delay, stop.signal).catch(() => {});
       }
-      break;
-    } catch (err) {
-      if (err instanceof PartialError) have = err.have;
-      const cause = err instanceof PartialError ? err.cause : err;
-      if (signal?.aborted) throw signal.reason;
-      if (cause instanceof PermanentError) throw cause;
-      // Progress resets the count: a long download over a flaky link still completes.
-      failures = have > before ? 1 : failures + 1;
-      if (failures > retries || attempt >= maxAttempts) {
-        throw new UpdateDownloadError(
-          `${url}: gave up after ${attempt} attempts: ${(cause as Error).message}`,
-          { cause },
-        );
-      }
-      const cap = Math.min(maxBackoffMs, backoffMs * 2 ** (failures - 1));
-      const delay = Math.round(Math.random() * cap);
-      log.info("download of {url} failed ({error}); retry {n} in {ms} ms from byte {have}", {
-        url,
-        error: (cause as Error).message,
-        n: failures,
-        ms: delay,
-        have,
-      });
-      await sleep(delay, signal);
     }
+  } finally {
+    clearTimeout(deadline);
+    signal?.removeEventListener("abort", onAbort);
   }
 
-  // Verify before use: length and SHA-256 of the trusted metadata.
+  // Verify before use: length and SHA-256 of the trusted metadata. Bytes
+  // that do not verify are dropped: resuming them would only repeat this.
   const got = await sha256File(part);
   const size = await fileSize(part);
   if (size !== length || got !== sha256) {
     await Deno.remove(part).catch(() => {});
     await Deno.remove(recordPath).catch(() => {});
-    throw new PermanentError(
-      `${url}: downloaded ${size} bytes with SHA-256 ${got}, expected ${length} bytes with ${sha256}`,
+    throw new UpdateVerificationError(
+      target,
+      { sha256, length },
+      { sha256: got ?? null, length: Math.max(0, size) },
+      { detail: "downloaded file does not match" },
     );
   }
   await Deno.rename(part, dest);
@@ -263,6 +314,7 @@ class PartialError extends Error {
 
 interface RangeRequest {
   url: string;
+  target: string;
   part: string;
   recordPath: string;
   from: number;
@@ -288,7 +340,7 @@ async function fetchRange(r: RangeRequest): Promise<number> {
     clearTimeout(idle);
     idle = setTimeout(() => {
       timedOut = true;
-      ctrl.abort(new UpdateDownloadError(`${r.url}: no data for ${r.idleTimeoutMs} ms`));
+      ctrl.abort(new UpdateDownloadError(`${r.target}: no data for ${r.idleTimeoutMs} ms`));
     }, r.idleTimeoutMs);
   };
   let have = r.from;
@@ -344,8 +396,11 @@ async function fetchRange(r: RangeRequest): Promise<number> {
     const declared = Number(res.headers.get("content-length") ?? NaN);
     if (declared > r.length - have) {
       await res.body?.cancel();
-      throw new PermanentError(
-        `${r.url}: Content-Length ${declared} exceeds the ${r.length - have} bytes still expected`,
+      throw new UpdateVerificationError(
+        r.target,
+        { sha256: r.sha256, length: r.length },
+        { sha256: null, length: have + declared },
+        { detail: `the server announces ${declared} bytes from byte ${have}, more than listed` },
       );
     }
     if (!res.body) return have;
@@ -357,7 +412,12 @@ async function fetchRange(r: RangeRequest): Promise<number> {
         if (done) break;
         // Endless data: never write past the trusted length.
         if (have + value.length > r.length) {
-          throw new PermanentError(`${r.url}: more than the ${r.length} bytes listed in metadata`);
+          throw new UpdateVerificationError(
+            r.target,
+            { sha256: r.sha256, length: r.length },
+            { sha256: null, length: have + value.length },
+            { detail: "the server sends more bytes than listed (endless data)" },
+          );
         }
         clearTimeout(idle);
         await r.bucket?.take(value.length, ctrl.signal);
@@ -372,7 +432,7 @@ async function fetchRange(r: RangeRequest): Promise<number> {
       }
     } catch (cause) {
       await reader.cancel().catch(() => {});
-      if (cause instanceof PermanentError) throw cause;
+      if (cause instanceof PermanentError || cause instanceof UpdateVerificationError) throw cause;
       if (timedOut) throw ctrl.signal.reason;
       if (r.signal?.aborted) throw r.signal.reason;
       throw new UpdateDownloadError(`${r.url}: ${(cause as Error).message}`, { cause });

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { EdgedError } from "../../lib/mod.ts";
+import { EdgedError, type EdgedErrorOptions } from "../../lib/mod.ts";
 
 /** Base class of every update failure. */
 export class UpdateError extends EdgedError {
@@ -53,4 +53,53 @@ export class UpdateTargetMissingError extends UpdateError {
 export class UpdateParamsError extends UpdateError {
   override readonly code: string = "invalid_params";
   override readonly status: number = 400;
+}
+
+/**
+ * A downloaded or patched file is not what the trusted metadata lists: the
+ * wrong SHA-256 or length. Not a network problem: retrying fetches the same
+ * bytes, so the release is refused until the repository (or whatever sits
+ * between it and the device) is fixed. The answer names the target and both
+ * digests.
+ */
+export class UpdateVerificationError extends UpdateError {
+  override readonly code: string = "update_verification_failed";
+  /** The target path (or URL) that failed. */
+  readonly target: string;
+  /** SHA-256 and length the trusted metadata lists. */
+  readonly expected: { sha256: string; length: number };
+  /** What arrived: its SHA-256 (null when it was not read to the end) and length. */
+  readonly actual: { sha256: string | null; length: number };
+
+  /** Builds the error; the message names the target and both digests. */
+  constructor(
+    target: string,
+    expected: { sha256: string; length: number },
+    actual: { sha256: string | null; length: number },
+    options: EdgedErrorOptions & { detail?: string } = {},
+  ) {
+    super(
+      `${target}: ${options.detail ?? "verification failed"}: got ${actual.length} bytes with ` +
+        `SHA-256 ${actual.sha256 ?? "(not computed)"}, the signed metadata lists ` +
+        `${expected.length} bytes with SHA-256 ${expected.sha256}`,
+      options,
+    );
+    this.target = target;
+    this.expected = expected;
+    this.actual = actual;
+  }
+
+  /** The error body with `target`, `expected` and `actual` beside the code and message. */
+  override toJSON(): { error: Record<string, unknown> } {
+    const { error } = super.toJSON();
+    return {
+      error: { ...error, target: this.target, expected: this.expected, actual: this.actual },
+    };
+  }
+}
+
+/** An apply or module deploy was cancelled (by a rollback or the shutdown). */
+export class UpdateCancelledError extends UpdateError {
+  override readonly code: string = "update_cancelled";
+  override readonly status: number = 409;
 }

@@ -23,13 +23,16 @@ export {
 export {
   DiskSpaceError,
   InstallError,
+  UpdateCancelledError,
   UpdateDownloadError,
   UpdateError,
   UpdateNotConfiguredError,
   UpdateParamsError,
   UpdateStateError,
   UpdateTargetMissingError,
+  UpdateVerificationError,
 } from "./errors.ts";
+export { type StagedRelease, switchToStaged } from "./install.ts";
 export { compareVersions, inRollout, jittered, rolloutPosition } from "./policy.ts";
 export {
   type BootState,
@@ -46,6 +49,7 @@ export { supervise, type SuperviseOptions } from "./supervisor.ts";
 export { sleep, TokenBucket, type TokenBucketOptions } from "./token_bucket.ts";
 export {
   type ApplyResult,
+  type ApplyStep,
   type Candidate,
   type CheckResult,
   type UpdatePhase,

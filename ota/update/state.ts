@@ -6,12 +6,24 @@
  *       slots/a/edged       slot A's executable
  *       slots/b/edged       slot B's executable
  *       current -> slots/b/edged   (derived from state.json at each boot, for unit files)
- *       downloads/          partial and complete downloads with progress records
+ *       downloads/          partial and complete downloads with progress records;
+ *                           <sha256>-edged is a verified release staged for a slot
+ *       downloads/modules/  module downloads (kept apart from the release's)
  *       tuf/                trusted TUF metadata
  *
  * `state.json` is the single source of truth and is only ever replaced by
  * rename (temp file, fsync, rename, fsync directory), so every switch and
  * every boot-counter increment is atomic and survives power loss.
+ *
+ * An install never writes into a slot that `state.json` still names: the new
+ * release is staged and verified beside the slots, then one replacement of
+ * `state.json` makes it the active slot (the old inactive slot's record is
+ * dropped at that instant, and the old active slot becomes the rollback
+ * target), and only then is the staged file renamed onto the slot's
+ * executable. A crash between the two renames leaves a state whose active
+ * slot still holds its old bytes next to the staged release;
+ * {@linkcode SlotStore.finishInstall} (run at every boot) completes the
+ * rename.
  *
  * @module
  */
@@ -94,6 +106,8 @@ export function otherSlot(s: SlotName): SlotName {
 export class SlotStore {
   /** `<data_dir>/update`. */
   readonly root: string;
+  /** Read-modify-write cycles of this process, one at a time. */
+  #writing: Promise<unknown> = Promise.resolve();
 
   /** Creates the store for `dataDir` (nothing is touched until used). */
   constructor(dataDir: string) {
@@ -107,6 +121,14 @@ export class SlotStore {
   /** Directory of partial and complete downloads. */
   get downloadsDir(): string {
     return join(this.root, "downloads");
+  }
+  /** Directory of module downloads. */
+  get moduleDownloadsDir(): string {
+    return join(this.downloadsDir, "modules");
+  }
+  /** Where the verified release with digest `sha256` waits for its slot. */
+  stagedPath(sha256: string): string {
+    return join(this.downloadsDir, `${sha256}-edged`);
   }
   /** Directory of trusted TUF metadata. */
   get tufDir(): string {
@@ -127,7 +149,8 @@ export class SlotStore {
 
   /** Creates the directories. */
   async ensure(): Promise<void> {
-    for (const d of [this.downloadsDir, this.tufDir, this.slotDir("a"), this.slotDir("b")]) {
+    const dirs = [this.moduleDownloadsDir, this.tufDir, this.slotDir("a"), this.slotDir("b")];
+    for (const d of dirs) {
       await Deno.mkdir(d, { recursive: true, mode: 0o700 });
     }
   }
@@ -160,11 +183,20 @@ export class SlotStore {
     await writeFileAtomic(this.statePath, new TextEncoder().encode(JSON.stringify(s, null, 2)));
   }
 
-  /** Reads, changes and writes the state; `fn` returns the new state. */
-  async update(fn: (s: BootState) => BootState | Promise<BootState>): Promise<BootState> {
-    const next = await fn(await this.read());
-    await this.write(next);
-    return next;
+  /**
+   * Reads, changes and writes the state; `fn` returns the new state. Calls
+   * of this process run one after the other, so concurrent operations (a
+   * check naming the running version, a rollback, a confirmation) never
+   * overwrite each other's change.
+   */
+  update(fn: (s: BootState) => BootState | Promise<BootState>): Promise<BootState> {
+    const run = this.#writing.then(async () => {
+      const next = await fn(await this.read());
+      await this.write(next);
+      return next;
+    });
+    this.#writing = run.catch(() => {});
+    return run;
   }
 
   /**
@@ -200,12 +232,37 @@ export class SlotStore {
     return (await sha256File(this.binaryPath(slot))) === info.sha256;
   }
 
-  /** Removes temporary files a crash may have left in the slot directories. */
+  /**
+   * Completes an install that a crash interrupted between the switch and
+   * the rename onto the slot: for each slot the state names whose
+   * executable does not have the recorded digest, a staged file that does is
+   * renamed into place. Returns the slots completed.
+   */
+  async finishInstall(s: BootState): Promise<SlotName[]> {
+    const done: SlotName[] = [];
+    for (const slot of new Set([s.active, s.previous])) {
+      if (slot === null || !s.slots[slot] || await this.slotIntact(s, slot)) continue;
+      const staged = this.stagedPath(s.slots[slot]!.sha256);
+      if ((await sha256File(staged)) !== s.slots[slot]!.sha256) continue;
+      await Deno.chmod(staged, 0o755);
+      await Deno.rename(staged, this.binaryPath(slot));
+      await syncDir(this.slotDir(slot));
+      await syncDir(this.downloadsDir);
+      done.push(slot);
+    }
+    return done;
+  }
+
+  /**
+   * Removes temporary files a crash may have left in the slot directories
+   * and the downloads (dot-files; partial downloads are kept for a resume).
+   */
   async cleanTemporaries(): Promise<void> {
-    for (const s of ["a", "b"] as const) {
+    const dirs = [this.slotDir("a"), this.slotDir("b"), this.downloadsDir];
+    for (const dir of [...dirs, this.moduleDownloadsDir]) {
       try {
-        for await (const e of Deno.readDir(this.slotDir(s))) {
-          if (e.name.startsWith(".")) await Deno.remove(join(this.slotDir(s), e.name));
+        for await (const e of Deno.readDir(dir)) {
+          if (e.name.startsWith(".")) await Deno.remove(join(dir, e.name));
         }
       } catch (err) {
         if (!(err instanceof Deno.errors.NotFound)) throw err;

@@ -6,32 +6,43 @@
  *     idle ─check─▶ checking ─▶ idle (up to date | available)
  *     idle ─apply─▶ checking ─▶ downloading ─▶ installing ─▶ switching ─▶ restarting (exit 75)
  *     (new process) trial ─healthy─▶ idle      trial ─deadline/crashes─▶ rolled back (exit 75)
- *     any step ─error─▶ failed (last_error kept; the running version is untouched)
+ *     any step ─error─▶ failed (last_error kept; the running version and the slots untouched)
  *
- * Nothing before the switch changes which slot starts; the switch is one
- * rename of `state.json`. A crash at any moment therefore starts either the
- * old version, or the new one as a trial that must prove healthy.
+ * Nothing before the switch changes which slot starts or what the slots
+ * hold: the new release is downloaded (or patched) and verified beside the
+ * slots, and the switch is one rename of `state.json` that makes it active
+ * and the running version the rollback target. Only then is the staged file
+ * renamed onto the slot it was meant for (see state.ts). A crash at any
+ * moment therefore starts either the old version, with its rollback target
+ * intact, or the new one as a trial that must prove healthy.
+ *
+ * Checks, rollbacks and module deploys never wait behind a release download:
+ * TUF refreshes take turns among themselves, a rollback cancels the apply
+ * under way (which keeps what it downloaded for the next attempt), and
+ * {@linkcode Updater.close} cancels everything at shutdown.
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { applyPatch } from "../delta/mod.ts";
-import { type Fetcher, type TargetInfo, TufClient } from "../tuf/mod.ts";
-import { download, type DownloadProgress } from "./download.ts";
+import { type Fetcher, HttpFetcher, type TargetInfo, TufClient, TufError } from "../tuf/mod.ts";
+import { download, type DownloadProgress, type DownloadResult } from "./download.ts";
 import {
   DiskSpaceError,
-  InstallError,
+  UpdateCancelledError,
   UpdateError,
   UpdateNotConfiguredError,
   UpdateStateError,
   UpdateTargetMissingError,
+  UpdateVerificationError,
 } from "./errors.ts";
 import { freeBytes } from "./_fs.ts";
-import { sha256File, syncDir } from "../../lib/mod.ts";
+import { sha256File } from "../../lib/mod.ts";
+import { switchToStaged } from "./install.ts";
 import { compareVersions, inRollout } from "./policy.ts";
 import { type ModuleCustom, parseCustom } from "../contract.ts";
-import { type BootState, otherSlot, rolledBack, type SlotName, SlotStore } from "./state.ts";
+import { type BootState, rolledBack, type SlotName, SlotStore } from "./state.ts";
 import { TokenBucket } from "./token_bucket.ts";
 import { confirmBoot } from "./boot.ts";
 
@@ -70,17 +81,47 @@ export interface UpdaterOptions {
   burst?: number;
   /** Download attempts without progress before giving up. */
   retries?: number;
-  /** Per-request idle timeout in ms. */
+  /** Idle timeout of every request (metadata and targets) in ms. @default {30000} */
   idleTimeoutMs?: number;
+  /**
+   * Lowest average rate, in bytes per second, a download may take: each one
+   * gives up (resumable) when not complete within the idle timeout plus its
+   * missing bytes at this rate; at most half the rate limit when one is set.
+   * @default {8192}
+   */
+  minRateBytesPerS?: number;
   /** Back-off base in ms. */
   backoffMs?: number;
   /** Called to restart into the new slot (the runtime exits with `EXIT.RESTART`, 75). */
   requestRestart?: (reason: string) => void;
   /** Installs a verified module (the sandbox's hot swap). */
   installModule?: (manifest: unknown, wasm: Uint8Array) => Promise<unknown>;
-  /** TUF fetcher for metadata (tests). */
+  /** TUF fetcher for metadata (tests). @default an HttpFetcher with `idleTimeoutMs` */
   fetcher?: Fetcher;
+  /**
+   * Called at each step of an apply (see {@linkcode ApplyStep}); the crash
+   * tests kill the process there to prove that every step is crash-safe.
+   */
+  onStep?: (step: ApplyStep) => void;
+  /** Called when a check, apply or module deploy fails (metrics). */
+  onFailure?: (operation: "check" | "apply" | "deploy", err: unknown) => void;
 }
+
+/**
+ * Steps of an apply, in order: `checked` (metadata refreshed, a release
+ * chosen), `downloading` (the first bytes of a download are on disk),
+ * `patching` (part of the delta's output is written), `staged` (the release
+ * verified beside the slots), `switched` (`state.json` names the new slot,
+ * the staged file is not yet renamed onto it), `installed` (the slot holds
+ * the release; the restart is next).
+ */
+export type ApplyStep =
+  | "checked"
+  | "downloading"
+  | "patching"
+  | "staged"
+  | "switched"
+  | "installed";
 
 /** A release this device could take. */
 export interface Candidate {
@@ -148,7 +189,7 @@ export interface ApplyResult {
   version?: string;
   /** Slot it went into. */
   slot?: SlotName;
-  /** "delta" or "full". */
+  /** "delta", or "full" (also when an earlier, interrupted attempt had staged the release). */
   method?: "delta" | "full";
   /** Why the delta was not used, when it was not. */
   deltaFallback?: string;
@@ -163,13 +204,25 @@ export class Updater {
   readonly #o: UpdaterOptions;
   readonly #bucket: TokenBucket;
   #client?: TufClient;
-  #phase: UpdatePhase = "idle";
+  /** Outcome of the last operation, or "trial"/"restarting". */
+  #base: UpdatePhase = "idle";
+  /** Where the apply under way is, if one is. */
+  #applyPhase: UpdatePhase | null = null;
+  #checks = 0;
+  #deploys = 0;
   #available: Candidate | null = null;
   #progress: UpdateStatus["progress"] = null;
   #lastCheck: string | null = null;
   #lastError: string | null = null;
   #state?: BootState;
-  #busy: Promise<unknown> = Promise.resolve();
+  /** TUF refreshes (checks, the start of an apply, module deploys) take turns. */
+  #refreshing: Promise<unknown> = Promise.resolve();
+  /** Module deploys take turns. */
+  #deploying: Promise<unknown> = Promise.resolve();
+  #apply?: { run: Promise<ApplyResult>; cancel: AbortController };
+  /** A restart into another slot was requested (after a switch or a rollback). */
+  #restarting = false;
+  readonly #closed = new AbortController();
 
   /** Creates the updater; nothing is read until used. */
   constructor(options: UpdaterOptions) {
@@ -186,9 +239,10 @@ export class Updater {
     return this.#o.url !== undefined;
   }
 
-  /** The current phase. */
+  /** The current phase: the apply's step while one runs, else "checking" or the last outcome. */
   get phase(): UpdatePhase {
-    return this.#phase;
+    return this.#applyPhase ??
+      (this.#deploys > 0 ? "downloading" : this.#checks > 0 ? "checking" : this.#base);
   }
 
   /** Progress of the download under way, if any. */
@@ -198,7 +252,7 @@ export class Updater {
 
   /** Sets the phase (the component sets "trial" and back). */
   setPhase(p: UpdatePhase): void {
-    this.#phase = p;
+    this.#base = p;
   }
 
   /** Reads the boot state (cached for status). */
@@ -227,7 +281,7 @@ export class Updater {
   async status(): Promise<UpdateStatus> {
     const s = await this.loadState();
     return {
-      phase: this.#phase,
+      phase: this.phase,
       current: await this.running(),
       available: this.#available,
       active: s.active,
@@ -242,10 +296,22 @@ export class Updater {
     };
   }
 
-  /** Runs `fn` after any update operation in progress (one at a time). */
-  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#busy.then(fn, fn);
-    this.#busy = run.catch(() => {});
+  /**
+   * Cancels whatever runs (apply, module deploy, metadata refresh) and
+   * refuses new checks, applies and deploys: the shutdown. Resolves once
+   * they have stopped; partial downloads stay for the next start.
+   */
+  async close(): Promise<void> {
+    if (!this.#closed.signal.aborted) {
+      this.#closed.abort(new UpdateCancelledError("cancelled: edged is shutting down"));
+    }
+    await Promise.allSettled([this.#apply?.run, this.#deploying, this.#refreshing]);
+  }
+
+  /** Runs `fn` after the TUF refreshes before it (one at a time). */
+  #refreshTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#refreshing.then(fn, fn);
+    this.#refreshing = run.catch(() => {});
     return run;
   }
 
@@ -267,11 +333,13 @@ export class Updater {
         await TufClient.init(this.store.tufDir, await Deno.readFile(this.#o.rootPath));
       }
       const base = this.#o.url.endsWith("/") ? this.#o.url : `${this.#o.url}/`;
+      const fetcher = this.#o.fetcher ??
+        new HttpFetcher({ idleTimeoutMs: this.#o.idleTimeoutMs ?? 30000 });
       this.#client = new TufClient({
         metadataDir: this.store.tufDir,
         metadataBaseUrl: `${base}metadata/`,
         targetBaseUrl: `${base}targets/`,
-        fetcher: this.#o.fetcher,
+        fetcher: abortable(fetcher, this.#closed.signal),
       });
     }
     return this.#client;
@@ -279,27 +347,37 @@ export class Updater {
 
   /** Checks the repository for a newer release this device should take. */
   check(): Promise<CheckResult> {
-    return this.#exclusive(() => this.#track(() => this.#check()));
+    return this.#track("check", async () => {
+      this.#closed.signal.throwIfAborted();
+      this.#checks++;
+      try {
+        return await this.#refreshTurn(() => this.#check());
+      } finally {
+        this.#checks--;
+      }
+    });
   }
 
-  async #track<T>(fn: () => Promise<T>): Promise<T> {
+  async #track<T>(operation: "check" | "apply" | "deploy", fn: () => Promise<T>): Promise<T> {
     try {
       const r = await fn();
-      if (this.#phase !== "restarting" && this.#phase !== "trial") this.#phase = "idle";
+      if (this.#base !== "restarting" && this.#base !== "trial") this.#base = "idle";
       this.#lastError = null;
       return r;
     } catch (err) {
-      this.#phase = "failed";
+      this.#base = "failed";
       this.#lastError = (err as Error).message;
-      this.#progress = null;
-      log.error("update failed: {error}", { error: (err as Error).message });
+      log.error("update {operation} failed: {error}", {
+        operation,
+        error: (err as Error).message,
+      });
+      this.#o.onFailure?.(operation, err);
       throw err;
     }
   }
 
+  /** TUF refresh and the choice of a release; call in a refresh turn. */
   async #check(): Promise<CheckResult> {
-    const prior = this.#phase;
-    this.#phase = "checking";
     const client = await this.#tuf();
     // TUF 5.3-5.6: every check starts from a full, verified refresh.
     await client.refresh();
@@ -318,7 +396,7 @@ export class Updater {
         run.version = c.version;
         if (s.active) {
           await this.store.update((st) => {
-            st.slots[s.active!]!.version = run.version;
+            if (st.active === s.active) st.slots[s.active!]!.version = run.version;
             return st;
           });
           await this.loadState();
@@ -360,7 +438,6 @@ export class Updater {
       }
     }
     this.#available = available;
-    if (prior === "trial") this.#phase = "trial";
     log.info("update check: running {current}, available {available}", {
       current: run.version,
       available: available?.version ?? "none",
@@ -370,112 +447,130 @@ export class Updater {
 
   /**
    * Checks, downloads (delta when one maps the running digest, else the whole
-   * release), installs into the inactive slot, verifies, switches, and asks
-   * for a restart. Refused while the running version is still a trial.
+   * release), stages and verifies it beside the slots, switches, and asks for
+   * a restart. Refused while the running version is still a trial. While an
+   * apply runs, another call joins it.
    */
   apply(): Promise<ApplyResult> {
-    return this.#exclusive(() => this.#track(() => this.#apply()));
+    if (this.#apply) return this.#apply.run;
+    const cancel = new AbortController();
+    const signal = AbortSignal.any([cancel.signal, this.#closed.signal]);
+    const run = this.#track("apply", () => this.#applyNow(signal)).finally(() => {
+      this.#apply = undefined;
+      this.#applyPhase = null;
+      this.#progress = null;
+    });
+    this.#apply = { run, cancel };
+    return run;
   }
 
-  async #apply(): Promise<ApplyResult> {
+  /** Cancels the apply under way, if any, and waits until it has stopped. */
+  async #cancelApply(why: string): Promise<void> {
+    const a = this.#apply;
+    if (!a) return;
+    a.cancel.abort(new UpdateCancelledError(`update cancelled: ${why}`));
+    await a.run.catch(() => {});
+  }
+
+  async #applyNow(signal: AbortSignal): Promise<ApplyResult> {
+    signal.throwIfAborted();
+    this.#applyPhase = "checking";
     const s0 = await this.loadState();
     if (s0.trial && s0.trial.slot === s0.active) {
       throw new UpdateStateError(
         `the running version ${s0.trial.version} is still on trial; apply after it is confirmed`,
       );
     }
-    const { available } = await this.#check();
-    if (!available) return { outcome: "up-to-date" };
-    const client = await this.#tuf();
-    const release = await client.requireTargetInfo(available.path);
+    // Everything later steps need from the metadata is read in this turn:
+    // a check running during the download may refresh it meanwhile.
+    const plan = await this.#refreshTurn(async () => {
+      signal.throwIfAborted();
+      const { available } = await this.#check();
+      if (!available) return undefined;
+      const client = await this.#tuf();
+      return {
+        client,
+        available,
+        release: await client.requireTargetInfo(available.path),
+        delta: available.delta ? await client.requireTargetInfo(available.delta.path) : undefined,
+      };
+    });
+    if (!plan) return { outcome: "up-to-date" };
+    const { client, available, release, delta } = plan;
+    const step = this.#o.onStep ?? (() => {});
+    step("checked");
+    const sha = release.hashes.sha256;
     await this.store.ensure();
     // Partial downloads of releases no longer wanted would only take space.
-    const keep = [release.hashes.sha256];
-    if (available.delta) {
-      keep.push((await client.requireTargetInfo(available.delta.path)).hashes.sha256);
-    }
-    await this.#cleanDownloads(keep);
+    await this.#cleanDownloads([sha, delta?.hashes.sha256]);
 
-    // The inactive slot is overwritten, so first make sure nothing points at it.
-    const s1 = await this.store.update((s) => {
-      const target = s.active ? otherSlot(s.active) : "a";
-      const slots = { ...s.slots };
-      delete slots[target];
-      return { ...s, previous: s.previous === target ? null : s.previous, slots };
-    });
-    const slot: SlotName = s1.active ? otherSlot(s1.active) : "a";
-    const dest = this.store.binaryPath(slot);
+    // The release is staged beside the slots; the slots are not touched.
+    const staged = this.store.stagedPath(sha);
     let method: "delta" | "full" = "full";
     let deltaFallback: string | undefined;
     let fetched = 0;
-
-    const source = this.#runningBinary(s1);
-    if (available.delta && source) {
+    const source = this.#runningBinary(s0);
+    if ((await sha256File(staged)) === sha) {
+      deltaFallback = "the release was staged by an earlier attempt that was interrupted";
+    } else if (delta && source) {
       try {
-        const info = await client.requireTargetInfo(available.delta.path);
-        const patch = await this.#download(client, info);
+        const patch = await this.#download(client, delta, signal, { step });
         fetched += patch.fetched;
-        this.#phase = "installing";
-        await this.#requireSpace(this.store.slotDir(slot), release.length);
-        // BSDIFF40 output straight into the slot (temp file, fsync, rename),
-        // checked against the release digest before the rename.
-        await applyPatch(source, patch.path, dest, {
+        this.#applyPhase = "installing";
+        await this.#requireSpace(this.store.downloadsDir, release.length);
+        let reported = false;
+        // BSDIFF40 output into the staged file (temp file, fsync, rename),
+        // checked against the release digest before the rename; the header
+        // may not announce more than the release's signed length.
+        await applyPatch(source, patch.path, staged, {
           mode: 0o755,
-          expectedSha256: release.hashes.sha256,
+          expectedSha256: sha,
+          maxNewSize: release.length,
+          signal,
+          onProgress: (written, total) => {
+            if (!reported && written < total) step("patching");
+            reported = true;
+          },
         });
-        await client.verifyTargetFile(release, dest);
         method = "delta";
       } catch (err) {
+        if (signal.aborted) throw signal.reason;
+        if (err instanceof DiskSpaceError) throw err;
         deltaFallback = (err as Error).message;
         log.warning("delta {path} not usable ({error}); downloading the whole release", {
-          path: available.delta.path,
+          path: delta.path,
           error: deltaFallback,
         });
-        await Deno.remove(dest).catch(() => {});
+        await Deno.remove(staged).catch(() => {});
       }
-    } else if (!available.delta) {
+    } else if (!delta) {
       deltaFallback = "no delta from the running executable's digest";
     }
     if (method === "full") {
-      const full = await this.#download(client, release);
+      const full = await this.#download(client, release, signal, { step, dest: staged });
       fetched += full.fetched;
-      this.#phase = "installing";
-      try {
-        await Deno.chmod(full.path, 0o755);
-        await Deno.rename(full.path, dest);
-        await syncDir(this.store.slotDir(slot));
-        await client.verifyTargetFile(release, dest);
-      } catch (cause) {
-        await Deno.remove(dest).catch(() => {});
-        throw new InstallError(
-          `installing ${available.version} into slot ${slot} failed: ${(cause as Error).message}`,
-          { cause },
-        );
-      }
+      this.#applyPhase = "installing";
+      await Deno.chmod(staged, 0o755);
     }
+    // TUF 5.7.3 on exactly the bytes that go into the slot.
+    await this.#verify(client, release, staged);
+    step("staged");
 
-    // The switch: one atomic replacement of state.json.
-    this.#phase = "switching";
-    const sha = release.hashes.sha256;
-    await this.store.update((s) => ({
-      ...s,
-      active: slot,
-      previous: s.active,
-      slots: {
-        ...s.slots,
-        [slot]: {
-          version: available.version,
-          sha256: sha,
-          installed_at: new Date().toISOString(),
-          source: method,
-        },
-      },
-      trial: { slot, version: available.version, attempts: 0, since: new Date().toISOString() },
-    }));
-    await this.store.linkCurrent(await this.loadState());
+    // The last moment a rollback or the shutdown can stop the apply.
+    signal.throwIfAborted();
+    this.#applyPhase = "switching";
+    const { slot, state } = await switchToStaged(
+      this.store,
+      { path: staged, version: available.version, sha256: sha, source: method },
+      () => step("switched"),
+    );
+    step("installed");
+    this.#state = state;
+    await this.store.linkCurrent(state);
     await this.#cleanDownloads();
     this.#progress = null;
-    this.#phase = "restarting";
+    this.#base = "restarting";
+    this.#restarting = true;
     log.info("installed {version} into slot {slot} by {method}; restarting", {
       version: available.version,
       slot,
@@ -492,21 +587,40 @@ export class Updater {
     };
   }
 
-  async #download(client: TufClient, info: TargetInfo) {
-    this.#phase = "downloading";
+  /** The lowest average rate a download may take before it is given up (resumable). */
+  #minRate(): number {
+    const floor = this.#o.minRateBytesPerS ?? 8192;
+    const limit = this.#o.rateLimit ?? 0;
+    return limit > 0 ? Math.min(floor, limit / 2) : floor;
+  }
+
+  /**
+   * Downloads and verifies one target: to `dest` (by default beside the
+   * other downloads); `step` is given when the download is the apply's.
+   */
+  async #download(
+    client: TufClient,
+    info: TargetInfo,
+    signal: AbortSignal,
+    o: { step?: (s: ApplyStep) => void; dest?: string } = {},
+  ): Promise<DownloadResult> {
+    if (o.step) this.#applyPhase = "downloading";
     const sha = info.hashes.sha256;
     if (!sha) throw new UpdateError(`${info.path} lists no sha256`);
-    const dest = join(this.store.downloadsDir, `${sha}-${info.path.split("/").pop()}`);
     const started = performance.now();
+    let first = true;
     const res = await download({
       url: client.targetUrl(info),
-      dest,
+      target: info.path,
+      dest: o.dest ?? join(this.store.downloadsDir, `${sha}-${basename(info.path)}`),
       length: info.length,
       sha256: sha,
       bucket: this.#bucket,
       retries: this.#o.retries,
       idleTimeoutMs: this.#o.idleTimeoutMs,
+      minBytesPerSecond: this.#minRate(),
       backoffMs: this.#o.backoffMs,
+      signal,
       onProgress: (p: DownloadProgress) => {
         const secs = (performance.now() - started) / 1000;
         this.#progress = {
@@ -516,11 +630,32 @@ export class Updater {
           resumed_from: p.resumedFrom,
           bytes_per_second: secs > 0 ? Math.round((p.received - p.resumedFrom) / secs) : 0,
         };
+        if (first) o.step?.("downloading");
+        first = false;
       },
     });
     // TUF 5.7.3: every listed hash and the length, before use.
-    await client.verifyTargetFile(info, res.path);
+    await this.#verify(client, info, res.path);
     return res;
+  }
+
+  /** TUF 5.7.3 on a local file; a mismatch is an {@linkcode UpdateVerificationError}. */
+  async #verify(client: TufClient, info: TargetInfo, path: string): Promise<void> {
+    try {
+      await client.verifyTargetFile(info, path);
+    } catch (cause) {
+      if (!(cause instanceof TufError)) throw cause;
+      await Deno.remove(path).catch(() => {});
+      throw new UpdateVerificationError(
+        info.path,
+        { sha256: info.hashes.sha256, length: info.length },
+        {
+          sha256: (await sha256File(path).catch(() => undefined)) ?? null,
+          length: (await Deno.stat(path).catch(() => ({ size: -1 }))).size,
+        },
+        { cause, detail: cause.message },
+      );
+    }
   }
 
   /** Throws {@link DiskSpaceError} unless `bytes` plus a 16 MiB reserve fit in `dir`. */
@@ -532,31 +667,35 @@ export class Updater {
     }
   }
 
-  /** Removes downloads, except those of the targets with digests in `keep`. */
-  async #cleanDownloads(keep: string[] = []): Promise<void> {
+  /** Removes release downloads, except those of the targets with digests in `keep`. */
+  async #cleanDownloads(keep: (string | undefined)[] = []): Promise<void> {
     for await (const e of Deno.readDir(this.store.downloadsDir)) {
-      if (keep.some((sha) => sha && e.name.startsWith(sha))) continue;
+      if (!e.isFile || keep.some((sha) => sha && e.name.startsWith(sha))) continue;
       await Deno.remove(join(this.store.downloadsDir, e.name)).catch(() => {});
     }
   }
 
   /**
    * Rolls back to the previous slot now (manual) and asks for a restart.
-   * The version rolled back from stays installed as the previous slot.
+   * The version rolled back from stays installed as the previous slot. An
+   * apply under way is cancelled first (its download stays for later).
    */
-  rollback(reason = "requested by operator"): Promise<BootState> {
-    return this.#exclusive(async () => {
-      const s = await this.store.update((st) => rolledBack(st, reason, { keepFrom: !st.trial }));
-      await this.store.linkCurrent(s);
-      this.#state = s;
-      this.#phase = "restarting";
-      log.warning("rolled back to {version}: {reason}", {
-        version: s.last_rollback?.to,
-        reason,
-      });
-      this.#o.requestRestart?.(`rollback to ${s.last_rollback?.to}`);
-      return s;
+  async rollback(reason = "requested by operator"): Promise<BootState> {
+    await this.#cancelApply("a rollback was requested");
+    if (this.#restarting) {
+      throw new UpdateStateError("edged is already restarting into another version; retry after");
+    }
+    const s = await this.store.update((st) => rolledBack(st, reason, { keepFrom: !st.trial }));
+    await this.store.linkCurrent(s);
+    this.#state = s;
+    this.#base = "restarting";
+    this.#restarting = true;
+    log.warning("rolled back to {version}: {reason}", {
+      version: s.last_rollback?.to,
+      reason,
     });
+    this.#o.requestRestart?.(`rollback to ${s.last_rollback?.to}`);
+    return s;
   }
 
   /**
@@ -565,9 +704,20 @@ export class Updater {
    * sandbox, which validates it and hot-swaps it in.
    */
   deployModule(name: string, version?: string): Promise<{ name: string; version: string }> {
-    return this.#exclusive(() =>
-      this.#track(async () => {
-        if (!this.#o.installModule) throw new UpdateError("no module host to install into");
+    const turn = this.#deploying.then(() =>
+      this.#track("deploy", () => this.#deploy(name, version))
+    );
+    this.#deploying = turn.catch(() => {});
+    return turn;
+  }
+
+  async #deploy(name: string, version?: string): Promise<{ name: string; version: string }> {
+    const signal = this.#closed.signal;
+    signal.throwIfAborted();
+    if (!this.#o.installModule) throw new UpdateError("no module host to install into");
+    this.#deploys++;
+    try {
+      const { client, info, custom } = await this.#refreshTurn(async () => {
         const client = await this.#tuf();
         await client.refresh();
         const targets = Object.fromEntries(client.listTargets().map((t) => [t.path, t]));
@@ -589,16 +739,23 @@ export class Updater {
         if (custom?.kind !== "module") {
           throw new UpdateTargetMissingError(`${found[0].path} is not a module target`);
         }
-        const file = await this.#download(client, info);
-        const wasm = await Deno.readFile(file.path);
-        await this.#o.installModule(custom.manifest, wasm);
-        await Deno.remove(file.path).catch(() => {});
-        this.#progress = null;
-        const v = custom.version;
-        log.info("deployed module {name} {version} from the repository", { name, version: v });
-        return { name, version: v };
-      })
-    );
+        return { client, info, custom };
+      });
+      await this.store.ensure();
+      const sha = info.hashes.sha256;
+      const file = await this.#download(client, info, signal, {
+        dest: join(this.store.moduleDownloadsDir, `${sha}-${basename(info.path)}`),
+      });
+      const wasm = await Deno.readFile(file.path);
+      await this.#o.installModule(custom.manifest, wasm);
+      await Deno.remove(file.path).catch(() => {});
+      const v = custom.version;
+      log.info("deployed module {name} {version} from the repository", { name, version: v });
+      return { name, version: v };
+    } finally {
+      this.#deploys--;
+      if (!this.#apply) this.#progress = null;
+    }
   }
 
   /** Marks the running trial healthy. */
@@ -611,13 +768,32 @@ export class Updater {
 
   /** Rolls back a trial that missed its deadline, and asks for a restart. */
   async failTrial(reason: string): Promise<void> {
-    await this.#exclusive(async () => {
-      const s = await this.store.update((st) => rolledBack(st, reason));
-      await this.store.linkCurrent(s);
-      this.#state = s;
-      this.#phase = "restarting";
-      this.#lastError = reason;
-      this.#o.requestRestart?.(`rollback: ${reason}`);
-    });
+    await this.#cancelApply("the running version failed its trial");
+    const s = await this.store.update((st) => rolledBack(st, reason));
+    await this.store.linkCurrent(s);
+    this.#state = s;
+    this.#base = "restarting";
+    this.#restarting = true;
+    this.#lastError = reason;
+    this.#o.requestRestart?.(`rollback: ${reason}`);
   }
+}
+
+/**
+ * `fetcher` whose calls reject as soon as `signal` aborts (the shutdown),
+ * instead of when the request's own timeouts end it.
+ */
+function abortable(fetcher: Fetcher, signal: AbortSignal): Fetcher {
+  const race = <T>(p: Promise<T>): Promise<T> => {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+    });
+  };
+  return {
+    fetchBytes: (url, maxLength) => race(fetcher.fetchBytes(url, maxLength)),
+    fetchToFile: (url, path, maxLength) => race(fetcher.fetchToFile(url, path, maxLength)),
+  };
 }

@@ -11,7 +11,7 @@ import {
   download,
   TokenBucket,
   UpdateDownloadError,
-  UpdateError,
+  UpdateVerificationError,
 } from "../../ota/mod.ts";
 
 function assertEquals(actual: unknown, expected: unknown): void {
@@ -242,16 +242,33 @@ Deno.test("download refuses endless data, a wrong digest, a stalled server, a fu
     const e1 = await assertRejects(() =>
       download({ url: endless.url, dest: join(dir, "a"), length: data.length, sha256: sha })
     );
-    assert(e1 instanceof UpdateDownloadError);
-    assert(/Content-Length|more than/.test((e1 as Error).message), (e1 as Error).message);
+    // More bytes than the signed length: not what was signed, not a network hiccup.
+    assert(e1 instanceof UpdateVerificationError);
+    assert(/than listed/.test((e1 as Error).message), (e1 as Error).message);
 
     const wrong = sha.replace(/^./, sha[0] === "0" ? "1" : "0");
-    await assertRejects(
-      () => download({ url: endless.url, dest: join(dir, "b"), length: 150_000, sha256: wrong }),
-      UpdateError,
-      "expected 150000 bytes",
-    );
+    const e2 = await assertRejects(
+      () =>
+        download({
+          url: endless.url,
+          dest: join(dir, "b"),
+          length: 150_000,
+          sha256: wrong,
+          target: "releases/x/1.0.0/edged",
+        }),
+      UpdateVerificationError,
+      "lists 150000 bytes",
+    ) as UpdateVerificationError;
+    // The error names the target and both digests; the bytes are not kept for a resume.
+    assertEquals(e2.target, "releases/x/1.0.0/edged");
+    assertEquals(e2.expected, { sha256: wrong, length: 150_000 });
+    const sent = new Uint8Array(150_000);
+    sent.set(data);
+    assertEquals(e2.actual, { sha256: await sha256(sent), length: 150_000 });
+    assert(e2.message.includes(wrong) && e2.message.includes(e2.actual.sha256!), e2.message);
+    assert(!(e2 instanceof UpdateDownloadError), "a verification failure is not a network one");
     await assertRejects(() => Deno.stat(join(dir, "b")), Deno.errors.NotFound);
+    await assertRejects(() => Deno.stat(join(dir, "b.part")), Deno.errors.NotFound);
 
     await assertRejects(
       () =>
