@@ -22,7 +22,7 @@
 import { getLogger } from "@logtape/logtape";
 import { dirname } from "node:path";
 import { DiskSpaceError, UpdateDownloadError, UpdateVerificationError } from "./errors.ts";
-import { freeBytes } from "./_fs.ts";
+import { freeBytes, isNoSpace } from "./_fs.ts";
 import { sha256File, syncDir, writeFileAtomic } from "../../lib/mod.ts";
 import { sleep, type TokenBucket } from "./token_bucket.ts";
 
@@ -253,7 +253,10 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
         if (err instanceof PartialError) have = err.have;
         const cause = err instanceof PartialError ? err.cause : err;
         if (stop.signal.aborted) throw stop.signal.reason;
-        if (cause instanceof PermanentError || cause instanceof UpdateVerificationError) {
+        if (
+          cause instanceof PermanentError || cause instanceof UpdateVerificationError ||
+          cause instanceof DiskSpaceError
+        ) {
           throw cause;
         }
         // Progress resets the count: a long download over a flaky link still completes.
@@ -433,6 +436,9 @@ async function fetchRange(r: RangeRequest): Promise<number> {
     } catch (cause) {
       await reader.cancel().catch(() => {});
       if (cause instanceof PermanentError || cause instanceof UpdateVerificationError) throw cause;
+      if (isNoSpace(cause)) {
+        throw new DiskSpaceError(`${r.part}: the disk filled up at byte ${have}`, { cause });
+      }
       if (timedOut) throw ctrl.signal.reason;
       if (r.signal?.aborted) throw r.signal.reason;
       throw new UpdateDownloadError(`${r.url}: ${(cause as Error).message}`, { cause });

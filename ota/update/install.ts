@@ -21,8 +21,8 @@
  */
 import { dirname } from "node:path";
 import { sha256File, syncDir } from "../../lib/mod.ts";
-import { InstallError } from "./errors.ts";
-
+import { DiskSpaceError, InstallError } from "./errors.ts";
+import { isNoSpace } from "./_fs.ts";
 import {
   type BootState,
   otherSlot,
@@ -57,7 +57,7 @@ export async function switchToStaged(
   let before!: BootState;
   let slot!: SlotName;
   const now = new Date().toISOString();
-  const state = await store.update((s) => {
+  const switched = store.update((s) => {
     before = s;
     slot = s.active ? otherSlot(s.active) : "a";
     return {
@@ -75,6 +75,11 @@ export async function switchToStaged(
       },
       trial: { slot, version: release.version, attempts: 0, since: now },
     };
+  });
+  const state = await switched.catch((err) => {
+    // state.json is replaced by rename only: a full disk leaves the old one.
+    if (!isNoSpace(err)) throw err;
+    throw new DiskSpaceError(`the disk is full: cannot write ${store.statePath}`, { cause: err });
   });
   onSwitched?.();
   const dest = store.binaryPath(slot);

@@ -37,7 +37,7 @@ import {
   UpdateTargetMissingError,
   UpdateVerificationError,
 } from "./errors.ts";
-import { freeBytes } from "./_fs.ts";
+import { freeBytes, isNoSpace } from "./_fs.ts";
 import { sha256File } from "../../lib/mod.ts";
 import { switchToStaged } from "./install.ts";
 import { compareVersions, inRollout } from "./policy.ts";
@@ -536,6 +536,10 @@ export class Updater {
       } catch (err) {
         if (signal.aborted) throw signal.reason;
         if (err instanceof DiskSpaceError) throw err;
+        if (isNoSpace(err)) {
+          await Deno.remove(staged).catch(() => {});
+          throw new DiskSpaceError(`patching ${delta.path}: the disk is full`, { cause: err });
+        }
         deltaFallback = (err as Error).message;
         log.warning("delta {path} not usable ({error}); downloading the whole release", {
           path: delta.path,

@@ -303,3 +303,55 @@ async function descendants(pid: number): Promise<number[]> {
   for (const k of kids) all.push(...await descendants(k));
   return all;
 }
+
+/** Lower-case hex SHA-256 of a file. */
+export async function sha256Of(path: string): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", await Deno.readFile(path)));
+  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Writes a data directory's update area as after a confirmed update from
+ * `older` to `newer` (release files): slot a holds `older` (the rollback
+ * target), slot b holds `newer` and is active.
+ */
+export async function installTwoSlots(
+  dataDir: string,
+  older: { file: string; version: string },
+  newer: { file: string; version: string },
+): Promise<void> {
+  const root = join(dataDir, "update");
+  const slots: Record<string, unknown> = {};
+  for (const [slot, r] of [["a", older], ["b", newer]] as const) {
+    await Deno.mkdir(join(root, "slots", slot), { recursive: true });
+    await Deno.copyFile(r.file, join(root, "slots", slot, "edged"));
+    await Deno.chmod(join(root, "slots", slot, "edged"), 0o755);
+    slots[slot] = {
+      version: r.version,
+      sha256: await sha256Of(r.file),
+      installed_at: new Date().toISOString(),
+      source: "full",
+    };
+  }
+  const state = { format: 1, active: "b", previous: "a", slots, trial: null, last_rollback: null };
+  await Deno.writeTextFile(join(root, "state.json"), JSON.stringify(state, null, 2));
+}
+
+/**
+ * The device's rollback target as `state.json` records it, and whether its
+ * slot holds exactly the recorded bytes: the oracle of the tests and crash
+ * loop of "a failed update never costs the device its way back". Null when
+ * there is none.
+ */
+export async function rollbackTarget(
+  dataDir: string,
+): Promise<{ slot: string; version: string; sha256: string; intact: boolean } | null> {
+  const root = join(dataDir, "update");
+  const state = JSON.parse(await Deno.readTextFile(join(root, "state.json")));
+  const slot = state.previous;
+  if (!slot || !state.slots?.[slot]) return null;
+  const { version, sha256 } = state.slots[slot];
+  const intact = await sha256Of(join(root, "slots", slot, "edged")).then((s) => s === sha256)
+    .catch(() => false);
+  return { slot, version, sha256, intact };
+}
