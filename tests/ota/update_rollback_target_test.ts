@@ -23,8 +23,7 @@ import {
 } from "../../ota/mod.ts";
 import {
   installTwoSlots,
-  publishRelease,
-  repoCli,
+  publishReleases,
   rollbackTarget,
   sha256Of,
   TRIPLE,
@@ -76,12 +75,9 @@ Deno.test({
   async fn(t) {
     const dir = await Deno.makeTempDir({ prefix: "edged-update-keep-" });
     const repo = join(dir, "repo");
-    const rel = (v: string) => join(dir, `edged-${v}`);
-    await repoCli("init", repo);
-    for (const [v, seed] of [["1.0.0", 1], ["2.0.0", 2], ["3.0.0", 3]] as const) {
-      // Larger than bspatch's 1 MiB piece, so the patch writes more than once.
-      await publishRelease(repo, rel(v), v, { seed, deltas: 1, size: 1100 << 10 });
-    }
+    // Larger than bspatch's 1 MiB piece, so the patch writes more than once.
+    const files = await publishReleases(repo, dir, ["1.0.0", "2.0.0", "3.0.0"], 1100 << 10);
+    const rel = (v: string) => files[v];
     const dataDir = join(dir, "data");
     await Deno.mkdir(dataDir);
     const tmpfs = await mountTmpfs(dataDir, 24);
