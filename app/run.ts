@@ -83,7 +83,16 @@ export async function runEdged(config: Config, options: RunOptions = {}): Promis
     exitCode = code;
     stopping.abort();
   };
-  const ctx: RuntimeContext = { config, dataDir, store, bus, metrics, readings, requestExit };
+  const ctx: RuntimeContext = {
+    config,
+    dataDir,
+    store,
+    bus,
+    metrics,
+    readings,
+    requestExit,
+    stopping: stopping.signal,
+  };
   const components = createComponents(ctx);
 
   let started = false;

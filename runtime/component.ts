@@ -35,6 +35,11 @@ export interface RuntimeContext {
   readings: ReadingLog;
   /** Asks the process to shut down with `code` (e.g. to restart into an update). */
   requestExit: (code: number, reason: string) => void;
+  /**
+   * Aborted when the shutdown begins, before in-flight requests are awaited:
+   * long work (a download) stops here so that those requests can finish.
+   */
+  stopping?: AbortSignal;
   /** The process's readiness reasons (what /readyz reports); empty when ready. Set once the components exist. */
   readiness?: () => string[];
 }

@@ -98,6 +98,10 @@ export function updaterComponent(
     requestRestart: (reason) => ctx.requestExit(EXIT.RESTART, reason),
   });
 
+  // The HTTP server waits for in-flight requests (an apply with ?wait=1)
+  // before components stop: the download must stop first.
+  ctx.stopping?.addEventListener("abort", () => void updater.close(), { once: true });
+
   let timer: ReturnType<typeof setTimeout> | undefined;
   let confirmTimer: ReturnType<typeof setInterval> | undefined;
   let stopped = false;

@@ -62,6 +62,8 @@ interface Behaviour {
   extra?: number;
   /** Stall after this many bytes. */
   stallAfter?: number;
+  /** Send the body at this many bytes per second (a tenth every 100 ms). */
+  bytesPerSecond?: number;
 }
 
 function serve(data: Uint8Array, b: Behaviour = {}) {
@@ -93,8 +95,9 @@ function serve(data: Uint8Array, b: Behaviour = {}) {
     const stream = new ReadableStream<Uint8Array>({
       async start(ctrl) {
         let off = 0;
+        const slice = b.bytesPerSecond ? Math.max(1, Math.round(b.bytesPerSecond / 10)) : 16384;
         while (off < body.length) {
-          const end = Math.min(body.length, off + 16384);
+          const end = Math.min(body.length, off + slice);
           if (cut >= 0 && end > cut) {
             ctrl.enqueue(body.slice(off, cut));
             ctrl.error(new Error("cut"));
@@ -108,7 +111,7 @@ function serve(data: Uint8Array, b: Behaviour = {}) {
           }
           ctrl.enqueue(body.slice(off, end));
           off = end;
-          await new Promise((r) => setTimeout(r, 0));
+          await new Promise((r) => setTimeout(r, b.bytesPerSecond ? 100 : 0));
         }
         ctrl.close();
       },
@@ -299,6 +302,51 @@ Deno.test("download refuses endless data, a wrong digest, a stalled server, a fu
   } finally {
     await endless.server.shutdown();
     await stalled.server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("download gives up at a deadline scaled to the size, and resumes afterwards", async () => {
+  // Issue 13 row M3: a server sending 600 bytes per second never trips the
+  // idle timeout; the deadline (idle timeout + size at the minimum rate) does.
+  const data = payload(2400);
+  const sha = await sha256(data);
+  const slow = serve(data, { bytesPerSecond: 600 });
+  const dir = await Deno.makeTempDir();
+  const dest = join(dir, "f");
+  try {
+    const started = performance.now();
+    await assertRejects(
+      () =>
+        download({
+          url: slow.url,
+          dest,
+          length: data.length,
+          sha256: sha,
+          idleTimeoutMs: 500,
+          minBytesPerSecond: 2400, // deadline: 0.5 s + 2400 B at 2400 B/s = 1.5 s
+          syncEveryBytes: 60,
+          backoffMs: 1,
+        }),
+      UpdateDownloadError,
+      "not complete within 1.5 s",
+    );
+    const took = performance.now() - started;
+    const { durable } = JSON.parse(await Deno.readTextFile(`${dest}.part.json`));
+    assert(durable > 0 && durable < data.length, `${durable} bytes kept after ${took} ms`);
+    assertEquals(slow.count(), 1); // the deadline ends the call: no retry
+    // The next call resumes from the kept bytes.
+    const fast = serve(data);
+    try {
+      const res = await download({ url: fast.url, dest, length: data.length, sha256: sha });
+      assertEquals(res.resumedFrom, durable);
+      assertEquals(fast.ranges, [`bytes=${durable}-`]);
+      assertEquals(await Deno.readFile(dest), data);
+    } finally {
+      await fast.server.shutdown();
+    }
+  } finally {
+    await slow.server.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
 });
