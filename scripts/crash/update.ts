@@ -4,12 +4,18 @@
  * releases from a local TUF repository (full downloads and BSDIFF40 deltas,
  * rate-limited so a download takes a couple of seconds) and loses power
  * (SIGKILL of the launcher and edged together) at a random moment: during
- * the download, the patch, the switch or the first boot. After each power
- * loss, on disk and after the restart:
+ * the download, the patch, the switch or the first boot. Before that, each
+ * trial has the server refuse the download (404, or the bytes with one byte
+ * changed: a digest mismatch), and loses power after the refusal. After each
+ * power loss, on disk and after the restart:
  *
  * - `update/state.json` parses, and every slot it names holds exactly the
  *   bytes (SHA-256) it records, which are those of a release published in the
  *   repository: the running binary is always a verified release;
+ * - a rollback target (the previous slot, holding its recorded bytes) exists
+ *   whenever one existed before the attempt, refused or interrupted;
+ * - a refused download fails with its own error (`update_failed` for the
+ *   404, `update_verification_failed` for the digest) and changes nothing;
  * - the device comes back and reports a published version;
  * - a download that had durable bytes resumes: the next full download fetches
  *   at most the rest (plus one sync interval);
@@ -26,8 +32,14 @@
  */
 import { sha256Hex } from "../../lib/mod.ts";
 import { join } from "node:path";
-import { serveRepository } from "../../ota/mod.ts";
-import { Device, freePort, publishRelease, repoCli } from "../../tests/ota/_update_helpers.ts";
+import {
+  Device,
+  freePort,
+  publishRelease,
+  repoCli,
+  rollbackTarget,
+} from "../../tests/ota/_update_helpers.ts";
+import { serveRepo } from "../../tests/ota/_repo_server.ts";
 import { Rng } from "../fuzz/_prng.ts";
 import { type CrashOptions, type CrashReport, sleep } from "./_common.ts";
 
@@ -56,8 +68,15 @@ async function partialBytes(dataDir: string): Promise<number> {
   return max;
 }
 
-/** Checks state.json and the slots against the published releases; returns problems. */
-async function checkDisk(dataDir: string, published: Map<string, string>): Promise<string[]> {
+/**
+ * Checks state.json and the slots against the published releases; returns
+ * problems. Counts power losses between a switch and its rename in `stats`.
+ */
+async function checkDisk(
+  dataDir: string,
+  published: Map<string, string>,
+  stats: Record<string, number>,
+): Promise<string[]> {
   const problems: string[] = [];
   const statePath = join(dataDir, "update", "state.json");
   let state: any;
@@ -83,9 +102,17 @@ async function checkDisk(dataDir: string, published: Map<string, string>): Promi
       continue;
     }
     if (sha !== info.sha256) {
-      problems.push(
-        `slot ${slot} holds ${sha.slice(0, 12)}, state.json says ${info.sha256.slice(0, 12)}`,
-      );
+      // Power lost between the switch and the rename onto the slot: the boot
+      // step renames the staged release (verified, with this digest) in.
+      const staged = join(dataDir, "update", "downloads", `${info.sha256}-edged`);
+      if (slot === state.active && (await sha256File(staged).catch(() => "")) === info.sha256) {
+        stats.killed_between_switch_and_rename = (stats.killed_between_switch_and_rename ?? 0) + 1;
+        sha = info.sha256;
+      } else {
+        problems.push(
+          `slot ${slot} holds ${sha.slice(0, 12)}, state.json says ${info.sha256.slice(0, 12)}`,
+        );
+      }
     }
     if (published.get(info.version) !== sha) {
       problems.push(
@@ -103,7 +130,15 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
     scenario: "update",
     trials: 0,
     violations: [],
-    stats: { releases: 0, killed_with_partial_download: 0, resumed: 0, restarted_download: 0 },
+    stats: {
+      releases: 0,
+      refused_404: 0,
+      refused_digest: 0,
+      killed_with_partial_download: 0,
+      resumed: 0,
+      restarted_download: 0,
+      rollback_target_kept: 0,
+    },
     notes: [],
   };
   const dir = await Deno.makeTempDir({ prefix: "edged-crash-update-" });
@@ -125,9 +160,9 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
   };
   await repoCli("init", repo);
   let latest = await publish(true);
-  const server = serveRepository(repo, { port: 0, onListen: () => {} });
+  const server = serveRepo(repo);
   const device = new Device(rel("1.0.0"), join(dir, "data"), freePort(), {
-    EDGED_UPDATE_URL: `http://127.0.0.1:${server.addr.port}/`,
+    EDGED_UPDATE_URL: server.url,
     EDGED_UPDATE_ROOT: join(repo, "metadata", "1.root.json"),
     EDGED_UPDATE_AUTO_APPLY: "false",
     EDGED_UPDATE_RATE_LIMIT_BYTES_PER_S: String(RATE),
@@ -137,6 +172,23 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
     EDGED_DEVICE_ID: "crash-device",
     EDGED_LOG_LEVEL: "info",
   }, { setsid: true, logFile: join(dir, "data.log") });
+  /** The oracle: a rollback target that existed before an attempt still exists, intact. */
+  const keptTarget = async (
+    trial: number,
+    what: string,
+    before: Awaited<ReturnType<typeof rollbackTarget>>,
+  ) => {
+    if (!before?.intact) return;
+    // The boot step completes a rename a power loss interrupted after the switch.
+    const after = await rollbackTarget(device.dataDir).catch(() => null);
+    if (after?.intact) report.stats.rollback_target_kept++;
+    else {
+      report.violations.push(
+        `trial ${trial}: after ${what} the rollback target ${before.version} (slot ` +
+          `${before.slot}) is gone: ${JSON.stringify(after)}`,
+      );
+    }
+  };
   const isPublished = (s: { current: { version: string; sha256: string | null } }) =>
     published.has(s.current.version) &&
     (s.current.sha256 === null || s.current.sha256 === published.get(s.current.version));
@@ -160,6 +212,48 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
         break;
       }
       if (status.current.version === latest) latest = await publish(rng.chance(0.6));
+      const ran = status.current.version;
+
+      // A refused download, then a power loss: nothing changes.
+      const refusal = rng.pick(["404", "digest"] as const);
+      let before = await rollbackTarget(device.dataDir);
+      server.mode.targetStatus = refusal === "404" ? 404 : null;
+      server.mode.corruptTargets = refusal === "digest";
+      const refused = await device.api("/api/v1/update/apply?wait=1", {
+        method: "POST",
+        timeoutMs: 120_000,
+      }).catch((e) => ({ status: 0, body: { error: { code: String(e) } } }));
+      server.mode.targetStatus = null;
+      server.mode.corruptTargets = false;
+      report.stats[`refused_${refusal}`]++;
+      const want = refusal === "404" ? "update_failed" : "update_verification_failed";
+      if (refused.body?.error?.code !== want) {
+        report.violations.push(
+          `trial ${trial}: a ${refusal} refusal answered ${refused.status} ` +
+            `${JSON.stringify(refused.body).slice(0, 300)}, expected ${want}`,
+        );
+      }
+      await device.killAll();
+      for (const p of await checkDisk(device.dataDir, published, report.stats)) {
+        report.violations.push(`trial ${trial} (after a refused download): ${p}`);
+      }
+      await keptTarget(trial, "a refused download", before);
+      device.start();
+      try {
+        status = await device.waitStatus("a published version", isPublished, 90_000);
+      } catch (err) {
+        report.violations.push(`trial ${trial}: after restart ${(err as Error).message}`);
+        break;
+      }
+      if (status.current.version !== ran) {
+        report.violations.push(
+          `trial ${trial}: a refused download changed the version: ${ran} -> ` +
+            status.current.version,
+        );
+      }
+
+      // An apply interrupted by a power loss.
+      before = await rollbackTarget(device.dataDir);
       const started = await device.api("/api/v1/update/apply", { method: "POST" });
       // The kill point: a random time, or a moment picked by what the device
       // reports (during the download, at the switch, during the first boot).
@@ -187,9 +281,10 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
         (report.stats[`killed_${phase.replace(/\W+/g, "_")}`] ?? 0) + 1;
       await device.killAll();
       const partial = await partialBytes(device.dataDir);
-      for (const p of await checkDisk(device.dataDir, published)) {
+      for (const p of await checkDisk(device.dataDir, published, report.stats)) {
         report.violations.push(`trial ${trial} (power loss at ${at} ms, ${phase}): ${p}`);
       }
+      await keptTarget(trial, `a power loss at ${at} ms (${phase})`, before);
       device.start();
       try {
         status = await device.waitStatus("a published version", isPublished, 90_000);
@@ -251,7 +346,7 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
     }
   } finally {
     await device.killAll().catch(() => {});
-    await server.shutdown();
+    await server.close();
     if (report.violations.length === 0) await Deno.remove(dir, { recursive: true }).catch(() => {});
     else report.notes.push(`data, repository and device log kept in ${dir}`);
   }

@@ -2,7 +2,8 @@
  * A repository server for the update tests that misbehaves on request:
  * `edged repo serve`'s own handler (Range, ETags) behind a switch that can
  * send target files at a few hundred bytes per second, refuse them with an
- * HTTP status, or let metadata requests stall after their headers. The
+ * HTTP status, send them with one byte changed, or let metadata requests
+ * stall after their headers. The
  * switch is `mode`, changed by the test while the server runs.
  *
  * @module
@@ -15,6 +16,8 @@ export interface RepoServerMode {
   targetRate: number;
   /** Answer target requests with this status instead (e.g. 503). */
   targetStatus: number | null;
+  /** Target bodies arrive with their first byte changed (a digest mismatch). */
+  corruptTargets: boolean;
   /** Metadata answers send their headers and then nothing. */
   stallMetadata: boolean;
 }
@@ -38,6 +41,7 @@ export function serveRepo(dir: string, mode: Partial<RepoServerMode> = {}): Repo
   const state: RepoServerMode = {
     targetRate: 0,
     targetStatus: null,
+    corruptTargets: false,
     stallMetadata: false,
     ...mode,
   };
@@ -48,6 +52,22 @@ export function serveRepo(dir: string, mode: Partial<RepoServerMode> = {}): Repo
       start: (c) => void open.add(c),
       cancel: () => {},
     });
+  /** `body` with its first byte changed. */
+  const corrupted = (body: ReadableStream<Uint8Array>) => {
+    let first = true;
+    return body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, c) {
+          if (first && chunk.length > 0) {
+            chunk = chunk.slice();
+            chunk[0] ^= 0xff;
+            first = false;
+          }
+          c.enqueue(chunk);
+        },
+      }),
+    );
+  };
   /** `body` re-sent in slices of a tenth of `rate`, one every 100 ms. */
   const throttled = (body: ReadableStream<Uint8Array>, rate: number) => {
     const reader = body.getReader();
@@ -86,11 +106,13 @@ export function serveRepo(dir: string, mode: Partial<RepoServerMode> = {}): Repo
       return new Response("unavailable", { status: state.targetStatus });
     }
     const res = await files(req);
-    if (!path.startsWith("/targets/") || state.targetRate <= 0 || !res.body) return res;
-    return new Response(throttled(res.body, state.targetRate), {
-      status: res.status,
-      headers: res.headers,
-    });
+    if (!path.startsWith("/targets/") || !res.body) return res;
+    let body: ReadableStream<Uint8Array> = res.body;
+    if (state.corruptTargets) body = corrupted(body);
+    if (state.targetRate > 0) body = throttled(body, state.targetRate);
+    return body === res.body
+      ? res
+      : new Response(body, { status: res.status, headers: res.headers });
   });
   return {
     url: `http://127.0.0.1:${server.addr.port}/`,
