@@ -13,6 +13,12 @@ export const EXIT = {
   /** Bad command line or configuration. */
   USAGE: 2,
   /**
+   * `edged update`: a release or its metadata does not verify against the
+   * signed metadata (`update_verification_failed`); retrying fetches the same
+   * bytes, unlike a network failure (1).
+   */
+  VERIFICATION_FAILED: 3,
+  /**
    * `edged run` wants to be started again, into the other A/B slot
    * (EX_TEMPFAIL of sysexits.h; the launcher and the systemd unit restart on it).
    */

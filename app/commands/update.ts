@@ -11,7 +11,8 @@
  * from `listen`; the token from `api_token` or the data directory).
  * `rollback --offline`, `boot` and `status` without a running edged work on
  * the data directory directly. Exit 0 on success, 1 when the operation
- * fails, 2 on usage errors.
+ * fails, 2 on usage errors, 3 when a release's bytes do not match the
+ * signed metadata (`update_verification_failed`: not worth retrying).
  *
  * @module
  */
@@ -91,7 +92,9 @@ async function api(
 
 function done(r: { status: number; body: Record<string, unknown> }): never {
   console.log(JSON.stringify(r.body, null, 2));
-  Deno.exit(r.status < 300 ? 0 : EXIT.FAILURE);
+  if (r.status < 300) Deno.exit(EXIT.OK);
+  const code = (r.body.error as { code?: string } | undefined)?.code;
+  Deno.exit(code === "update_verification_failed" ? EXIT.VERIFICATION_FAILED : EXIT.FAILURE);
 }
 
 /** Builds the `update` command and its sub-commands. */

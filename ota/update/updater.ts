@@ -38,7 +38,7 @@ import {
   UpdateVerificationError,
 } from "./errors.ts";
 import { freeBytes, isNoSpace } from "./_fs.ts";
-import { sha256File } from "../../lib/mod.ts";
+import { errorCode, sha256File } from "../../lib/mod.ts";
 import { switchToStaged } from "./install.ts";
 import { compareVersions, inRollout } from "./policy.ts";
 import { type ModuleCustom, parseCustom } from "../contract.ts";
@@ -175,6 +175,8 @@ export interface UpdateStatus {
   last_check: string | null;
   /** Message of the last failed operation, cleared by the next success. */
   last_error: string | null;
+  /** Its error code (`update_verification_failed`, `update_download_failed`, ...). */
+  last_error_code: string | null;
   /** The last rollback. */
   last_rollback: BootState["last_rollback"];
   /** Whether an update repository is configured. */
@@ -214,6 +216,7 @@ export class Updater {
   #progress: UpdateStatus["progress"] = null;
   #lastCheck: string | null = null;
   #lastError: string | null = null;
+  #lastErrorCode: string | null = null;
   #state?: BootState;
   /** TUF refreshes (checks, the start of an apply, module deploys) take turns. */
   #refreshing: Promise<unknown> = Promise.resolve();
@@ -291,6 +294,7 @@ export class Updater {
       progress: this.#progress,
       last_check: this.#lastCheck,
       last_error: this.#lastError,
+      last_error_code: this.#lastErrorCode,
       last_rollback: s.last_rollback,
       configured: this.configured,
     };
@@ -363,10 +367,12 @@ export class Updater {
       const r = await fn();
       if (this.#base !== "restarting" && this.#base !== "trial") this.#base = "idle";
       this.#lastError = null;
+      this.#lastErrorCode = null;
       return r;
     } catch (err) {
       this.#base = "failed";
       this.#lastError = (err as Error).message;
+      this.#lastErrorCode = errorCode(err).code;
       log.error("update {operation} failed: {error}", {
         operation,
         error: (err as Error).message,
@@ -779,6 +785,7 @@ export class Updater {
     this.#base = "restarting";
     this.#restarting = true;
     this.#lastError = reason;
+    this.#lastErrorCode = null;
     this.#o.requestRestart?.(`rollback: ${reason}`);
   }
 }
