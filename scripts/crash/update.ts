@@ -14,7 +14,7 @@
  *   repository: the running binary is always a verified release;
  * - a rollback target (the previous slot, holding its recorded bytes) exists
  *   whenever one existed before the attempt, refused or interrupted;
- * - a refused download fails with its own error (`update_failed` for the
+ * - a refused download fails with its own error (`update_download_failed` for the
  *   404, `update_verification_failed` for the digest) and changes nothing;
  * - the device comes back and reports a published version;
  * - a download that had durable bytes resumes: the next full download fetches
@@ -226,7 +226,7 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
       server.mode.targetStatus = null;
       server.mode.corruptTargets = false;
       report.stats[`refused_${refusal}`]++;
-      const want = refusal === "404" ? "update_failed" : "update_verification_failed";
+      const want = refusal === "404" ? "update_download_failed" : "update_verification_failed";
       if (refused.body?.error?.code !== want) {
         report.violations.push(
           `trial ${trial}: a ${refusal} refusal answered ${refused.status} ` +
