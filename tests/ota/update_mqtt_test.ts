@@ -3,13 +3,15 @@
  * installs a module published in the repository (verified TUF target, hot
  * swap in the sandbox), `update-check` with `apply` updates the device
  * (boot confirmation then needs the broker connection), and the retained
- * status names the new version and slot.
+ * status names the new version and slot. A release whose bytes do not match
+ * the signed metadata answers `update_verification_failed` (target and both
+ * digests in the message), a refused download `update_download_failed`.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { serveRepository } from "../../ota/mod.ts";
+import { serveRepo } from "./_repo_server.ts";
 import { pub, retained, startMosquitto, subscribe } from "../_helpers/mosquitto.ts";
-import { Device, freePort, publishRelease, repoCli } from "./_update_helpers.ts";
+import { Device, freePort, publishRelease, repoCli, sha256Of } from "./_update_helpers.ts";
 
 const RELAY = new URL("../../examples/modules/relay-wat/", import.meta.url).pathname;
 
@@ -33,7 +35,7 @@ Deno.test({
       "--manifest",
       join(RELAY, "manifest.json"),
     );
-    const server = serveRepository(repo, { port: 0, onListen: () => {} });
+    const server = serveRepo(repo);
     const broker = await startMosquitto();
     const results = await subscribe(broker, "edged/mqtt-dev/cmd/+/result");
     const device = new Device(rel("1.0.0"), join(dir, "data"), freePort(), {
@@ -41,7 +43,8 @@ Deno.test({
       EDGED_MQTT_URL: broker.url,
       EDGED_MQTT_RECONNECT_MIN_MS: "100",
       EDGED_MQTT_RECONNECT_MAX_MS: "400",
-      EDGED_UPDATE_URL: `http://127.0.0.1:${server.addr.port}/`,
+      EDGED_UPDATE_URL: server.url,
+      EDGED_UPDATE_RETRIES: "0",
       EDGED_UPDATE_ROOT: join(repo, "metadata", "1.root.json"),
       EDGED_UPDATE_AUTO_APPLY: "false",
       EDGED_UPDATE_BOOT_DEADLINE_S: "20",
@@ -78,6 +81,27 @@ Deno.test({
       const bad = await call("module-deploy", { id: "d3" });
       assert.equal(bad.error.code, "invalid_params");
 
+      server.mode.corruptTargets = true;
+      const corrupt = await call("update-check", { id: "c0", apply: true });
+      server.mode.corruptTargets = false;
+      assert.equal(corrupt.ok, false);
+      assert.equal(corrupt.error.code, "update_verification_failed", JSON.stringify(corrupt));
+      // Both digests: the signed one, and the one of what arrived (first byte changed).
+      const release = await sha256Of(rel("2.0.0"));
+      const sent = await Deno.readFile(rel("2.0.0"));
+      sent[0] ^= 0xff;
+      await Deno.writeFile(join(dir, "sent"), sent);
+      const arrived = await sha256Of(join(dir, "sent"));
+      assert.match(
+        corrupt.error.message,
+        new RegExp(`releases/.*/2\\.0\\.0/edged: .*${arrived}.*${release}`),
+      );
+      server.mode.targetStatus = 503;
+      const refused = await call("update-check", { id: "c00", apply: true });
+      server.mode.targetStatus = null;
+      assert.equal(refused.error.code, "update_download_failed", JSON.stringify(refused));
+      assert.equal((await device.state()).active, "a", "nothing was installed");
+
       const checked = await call("update-check", { id: "c1", apply: true });
       assert.equal(checked.ok, true, JSON.stringify(checked));
       assert.equal(checked.result.available.version, "2.0.0");
@@ -93,7 +117,7 @@ Deno.test({
       await device.killAll().catch(() => {});
       await results.stop();
       await broker.stop();
-      await server.shutdown();
+      await server.close();
       await Deno.remove(dir, { recursive: true });
     }
   },
