@@ -25,21 +25,18 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { basename, join } from "node:path";
-import { applyPatch } from "../delta/mod.ts";
-import { type Fetcher, HttpFetcher, type TargetInfo, TufClient, TufError } from "../tuf/mod.ts";
+import { type Fetcher, HttpFetcher, type TargetInfo, TufClient } from "../tuf/mod.ts";
 import { download, type DownloadProgress, type DownloadResult } from "./download.ts";
 import {
-  DiskSpaceError,
   UpdateCancelledError,
   UpdateError,
   UpdateNotConfiguredError,
   UpdateStateError,
   UpdateTargetMissingError,
-  UpdateVerificationError,
 } from "./errors.ts";
-import { freeBytes, isNoSpace } from "./_fs.ts";
 import { errorCode, sha256File } from "../../lib/mod.ts";
 import { switchToStaged } from "./install.ts";
+import { stageRelease, verifyTarget } from "./stage.ts";
 import { compareVersions, inRollout } from "./policy.ts";
 import { type ModuleCustom, parseCustom } from "../contract.ts";
 import { type BootState, rolledBack, type SlotName, SlotStore } from "./state.ts";
@@ -511,59 +508,17 @@ export class Updater {
     await this.#cleanDownloads([sha, delta?.hashes.sha256]);
 
     // The release is staged beside the slots; the slots are not touched.
-    const staged = this.store.stagedPath(sha);
-    let method: "delta" | "full" = "full";
-    let deltaFallback: string | undefined;
-    let fetched = 0;
-    const source = this.#runningBinary(s0);
-    if ((await sha256File(staged)) === sha) {
-      deltaFallback = "the release was staged by an earlier attempt that was interrupted";
-    } else if (delta && source) {
-      try {
-        const patch = await this.#download(client, delta, signal, { step });
-        fetched += patch.fetched;
-        this.#applyPhase = "installing";
-        await this.#requireSpace(this.store.downloadsDir, release.length);
-        let reported = false;
-        // BSDIFF40 output into the staged file (temp file, fsync, rename),
-        // checked against the release digest before the rename; the header
-        // may not announce more than the release's signed length.
-        await applyPatch(source, patch.path, staged, {
-          mode: 0o755,
-          expectedSha256: sha,
-          maxNewSize: release.length,
-          signal,
-          onProgress: (written, total) => {
-            if (!reported && written < total) step("patching");
-            reported = true;
-          },
-        });
-        method = "delta";
-      } catch (err) {
-        if (signal.aborted) throw signal.reason;
-        if (err instanceof DiskSpaceError) throw err;
-        if (isNoSpace(err)) {
-          await Deno.remove(staged).catch(() => {});
-          throw new DiskSpaceError(`patching ${delta.path}: the disk is full`, { cause: err });
-        }
-        deltaFallback = (err as Error).message;
-        log.warning("delta {path} not usable ({error}); downloading the whole release", {
-          path: delta.path,
-          error: deltaFallback,
-        });
-        await Deno.remove(staged).catch(() => {});
-      }
-    } else if (!delta) {
-      deltaFallback = "no delta from the running executable's digest";
-    }
-    if (method === "full") {
-      const full = await this.#download(client, release, signal, { step, dest: staged });
-      fetched += full.fetched;
-      this.#applyPhase = "installing";
-      await Deno.chmod(staged, 0o755);
-    }
-    // TUF 5.7.3 on exactly the bytes that go into the slot.
-    await this.#verify(client, release, staged);
+    const staged = await stageRelease({
+      store: this.store,
+      client,
+      release,
+      delta,
+      source: this.#runningBinary(s0),
+      signal,
+      download: (info, dest) => this.#download(client, info, signal, { step, dest }),
+      onInstalling: () => this.#applyPhase = "installing",
+      onPatching: () => step("patching"),
+    });
     step("staged");
 
     // The last moment a rollback or the shutdown can stop the apply.
@@ -571,7 +526,7 @@ export class Updater {
     this.#applyPhase = "switching";
     const { slot, state } = await switchToStaged(
       this.store,
-      { path: staged, version: available.version, sha256: sha, source: method },
+      { path: staged.path, version: available.version, sha256: sha, source: staged.method },
       () => step("switched"),
     );
     step("installed");
@@ -584,16 +539,16 @@ export class Updater {
     log.info("installed {version} into slot {slot} by {method}; restarting", {
       version: available.version,
       slot,
-      method,
+      method: staged.method,
     });
     this.#o.requestRestart?.(`update to ${available.version}`);
     return {
       outcome: "installed",
       version: available.version,
       slot,
-      method,
-      deltaFallback,
-      fetched,
+      method: staged.method,
+      deltaFallback: staged.deltaFallback,
+      fetched: staged.fetched,
     };
   }
 
@@ -645,36 +600,8 @@ export class Updater {
       },
     });
     // TUF 5.7.3: every listed hash and the length, before use.
-    await this.#verify(client, info, res.path);
+    await verifyTarget(client, info, res.path);
     return res;
-  }
-
-  /** TUF 5.7.3 on a local file; a mismatch is an {@linkcode UpdateVerificationError}. */
-  async #verify(client: TufClient, info: TargetInfo, path: string): Promise<void> {
-    try {
-      await client.verifyTargetFile(info, path);
-    } catch (cause) {
-      if (!(cause instanceof TufError)) throw cause;
-      await Deno.remove(path).catch(() => {});
-      throw new UpdateVerificationError(
-        info.path,
-        { sha256: info.hashes.sha256, length: info.length },
-        {
-          sha256: (await sha256File(path).catch(() => undefined)) ?? null,
-          length: (await Deno.stat(path).catch(() => ({ size: -1 }))).size,
-        },
-        { cause, detail: cause.message },
-      );
-    }
-  }
-
-  /** Throws {@link DiskSpaceError} unless `bytes` plus a 16 MiB reserve fit in `dir`. */
-  async #requireSpace(dir: string, bytes: number): Promise<void> {
-    const free = await freeBytes(dir);
-    const need = bytes + (16 << 20);
-    if (free < need) {
-      throw new DiskSpaceError(`${dir} has ${free} bytes free; installing needs ${need}`);
-    }
   }
 
   /** Removes release downloads, except those of the targets with digests in `keep`. */
