@@ -80,6 +80,13 @@ export function updaterComponent(
   const u = ctx.config.update;
   const startedAt = performance.now();
   let mqtt: MqttHooks | undefined;
+  const failures = ctx.metrics.counter(
+    "edged_update_failures_total",
+    "Failed update operations (check, apply, deploy) by error code: update_verification_failed " +
+      "(bytes or metadata that do not verify), update_download_failed (network), " +
+      "insufficient_storage, update_cancelled, update_state, ...",
+    ["operation", "code"],
+  );
   const updater = new Updater({
     dataDir: ctx.dataDir,
     url: u.url,
@@ -132,13 +139,6 @@ export function updaterComponent(
       set(p.received, { kind: "received" });
       set(p.total, { kind: "total" });
     },
-  );
-  const failures = ctx.metrics.counter(
-    "edged_update_failures_total",
-    "Failed update operations (check, apply, deploy) by error code: update_verification_failed " +
-      "(bytes or metadata that do not verify), update_download_failed (network), " +
-      "insufficient_storage, update_cancelled, update_state, ...",
-    ["operation", "code"],
   );
   const checks = ctx.metrics.counter(
     "edged_update_checks_total",
