@@ -15,7 +15,9 @@
  * - a rollback target (the previous slot, holding its recorded bytes) exists
  *   whenever one existed before the attempt, refused or interrupted;
  * - a refused download fails with its own error (`update_download_failed` for the
- *   404, `update_verification_failed` for the digest) and changes nothing;
+ *   404, `update_verification_failed` for the digest) and changes nothing,
+ *   unless an earlier power loss had left the release staged and verified
+ *   (then it installs without a download, and that is counted);
  * - the device comes back and reports a published version;
  * - a download that had durable bytes resumes: the next full download fetches
  *   at most the rest (plus one sync interval);
@@ -134,6 +136,7 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
       releases: 0,
       refused_404: 0,
       refused_digest: 0,
+      refused_but_already_staged: 0,
       killed_with_partial_download: 0,
       resumed: 0,
       restarted_download: 0,
@@ -227,7 +230,12 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
       server.mode.corruptTargets = false;
       report.stats[`refused_${refusal}`]++;
       const want = refusal === "404" ? "update_download_failed" : "update_verification_failed";
-      if (refused.body?.error?.code !== want) {
+      // An earlier power loss may have left this release staged and verified:
+      // then nothing is downloaded, and installing it is right.
+      const staged = refused.status === 200 && refused.body?.fetched === 0 &&
+        /staged by an earlier attempt/.test(String(refused.body?.deltaFallback));
+      if (staged) report.stats.refused_but_already_staged++;
+      else if (refused.body?.error?.code !== want) {
         report.violations.push(
           `trial ${trial}: a ${refusal} refusal answered ${refused.status} ` +
             `${JSON.stringify(refused.body).slice(0, 300)}, expected ${want}`,
@@ -245,7 +253,7 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
         report.violations.push(`trial ${trial}: after restart ${(err as Error).message}`);
         break;
       }
-      if (status.current.version !== ran) {
+      if (!staged && status.current.version !== ran) {
         report.violations.push(
           `trial ${trial}: a refused download changed the version: ${ran} -> ` +
             status.current.version,
@@ -253,6 +261,19 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
       }
 
       // An apply interrupted by a power loss.
+      if (staged) {
+        try {
+          status = await device.waitStatus(
+            "a confirmed published version",
+            (s) => isPublished(s) && s.trial === null,
+            150_000,
+          );
+        } catch (err) {
+          report.violations.push(`trial ${trial}: ${(err as Error).message.slice(0, 600)}`);
+          break;
+        }
+        if (status.current.version === latest) latest = await publish(rng.chance(0.6));
+      }
       before = await rollbackTarget(device.dataDir);
       const started = await device.api("/api/v1/update/apply", { method: "POST" });
       // The kill point: a random time, or a moment picked by what the device
