@@ -32,12 +32,14 @@ export class CommandError extends EdgedError {
 }
 
 /**
- * The `error` of a failed command's answer. Anything that is not an
+ * The `error` of a failed command's answer: an `EdgedError`'s own body, the
+ * same as the HTTP API's (`code`, `message` and any fields of the error such
+ * as `field`, `details` or an update's digests). Anything that is not an
  * `EdgedError` is a bug of ours: logged, and answered `internal` without its
  * message.
  */
-export function commandError(command: string, err: unknown): { code: string; message: string } {
-  if (err instanceof EdgedError) return { code: err.code, message: err.message };
+export function commandError(command: string, err: unknown): CommandResult["error"] & {} {
+  if (err instanceof EdgedError) return err.toJSON().error as { code: string; message: string };
   log.error("command {command} failed: {error}", {
     command,
     error: String(err instanceof Error ? err.stack ?? err.message : err),
@@ -51,7 +53,7 @@ export interface CommandResult {
   command: string;
   ok: boolean;
   result?: unknown;
-  error?: { code: string; message: string };
+  error?: { code: string; message: string; [field: string]: unknown };
 }
 
 const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;

@@ -96,6 +96,9 @@ Deno.test({
         corrupt.error.message,
         new RegExp(`releases/.*/2\\.0\\.0/edged: .*${arrived}.*${release}`),
       );
+      // The same fields as the HTTP answer.
+      assert.equal(corrupt.error.expected.sha256, release);
+      assert.equal(corrupt.error.actual.sha256, arrived);
       server.mode.targetStatus = 503;
       const refused = await call("update-check", { id: "c00", apply: true });
       server.mode.targetStatus = null;
