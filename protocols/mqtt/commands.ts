@@ -38,7 +38,10 @@ export class CommandError extends EdgedError {
  * `EdgedError` is a bug of ours: logged, and answered `internal` without its
  * message.
  */
-export function commandError(command: string, err: unknown): CommandResult["error"] & {} {
+export function commandError(
+  command: string,
+  err: unknown,
+): NonNullable<CommandResult["error"]> {
   if (err instanceof EdgedError) return err.toJSON().error as { code: string; message: string };
   log.error("command {command} failed: {error}", {
     command,
