@@ -271,7 +271,14 @@ export class OpcuaAdapter implements Adapter {
           : /certificate|security|BadIdentity|BadUser/i.test(e.message)
           ? "security"
           : "connection";
-        this.#adapterError(kind, `cannot connect to ${cfg.endpoint}: ${e.message}`);
+        let message = `cannot connect to ${cfg.endpoint}: ${e.message}`;
+        if (
+          /BadSecurityChecksFailed|BadCertificateUntrusted|BadCertificateInvalid/.test(e.message)
+        ) {
+          message +=
+            `; does the server trust edged's certificate ${own.path} (sha256 ${own.sha256})?`;
+        }
+        this.#adapterError(kind, message);
         this.observe?.({ type: "poll", seconds: (performance.now() - started) / 1000, ok: false });
       }
       const driver = this.#driver;

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { AdapterError } from "../../protocols/adapters/contract.ts";
 import { createOpcuaAdapter } from "../../protocols/opcua/mod.ts";
-import { startOpcuaServer, trustOnServer } from "../_helpers/opcua.ts";
+import { makeCertificate, startOpcuaServer, trustOnServer } from "../_helpers/opcua.ts";
 import { adapterConfig, certificates, openTestLog, until } from "./_opcua.ts";
 
 const POINTS = [
@@ -250,6 +250,100 @@ Deno.test("opcua: a server certificate in trusted_certificates_dir is trusted; a
     await assert.rejects(adapter.start(log.sink), /setting 'server_certificate_file'.*nonexistent/);
   } finally {
     log.close();
+    await Deno.remove(log.dataDir, { recursive: true });
+  }
+});
+
+Deno.test("opcua: a server that refuses edged's certificate, a wrong password, a missing endpoint and an unknown node each get a clear error", async () => {
+  const certs = await certificates();
+  // The server trusts edged's certificate but not `stranger`'s.
+  await trustOnServer(certs.dir, certs.client.cert);
+  const stranger = await makeCertificate(certs.dir, "stranger", { uri: "urn:edged-test:stranger" });
+  const server = await startOpcuaServer({
+    dir: certs.dir,
+    modes: ["SignAndEncrypt"],
+    users: { operator: "right" },
+    anonymous: false,
+    tickMs: 0,
+  });
+  const log = await openTestLog("line-2");
+  const secure = {
+    endpoint: server.endpoint,
+    security_mode: "SignAndEncrypt",
+    security_policy: "Basic256Sha256",
+    server_certificate_sha256: certs.server.sha256,
+    certificate_file: certs.client.cert,
+    private_key_file: certs.client.key,
+    username: "operator",
+    password: "right",
+    points: [
+      { metric: "counter", node_id: "ns=1;s=Counter" },
+      { metric: "ghost", node_id: "ns=1;s=NoSuchNode" },
+    ],
+  };
+  const lastError = async (raw: Record<string, unknown>) => {
+    const adapter = createOpcuaAdapter(adapterConfig({ ...secure, ...raw }), {
+      dataDir: log.dataDir,
+    });
+    try {
+      await adapter.start(log.sink);
+      await until(() => adapter.status().last_error !== null, 20_000, "an error");
+      assert.notEqual(adapter.status().state, "connected");
+      return adapter.status().last_error!;
+    } finally {
+      await adapter.stop();
+    }
+  };
+  try {
+    const refused = await lastError({
+      certificate_file: stranger.cert,
+      private_key_file: stranger.key,
+    });
+    assert.equal(refused.kind, "security");
+    assert.match(refused.message, /BadSecurityChecksFailed/);
+    assert.match(
+      refused.message,
+      new RegExp(`does the server trust edged's certificate .*${stranger.sha256}`),
+    );
+
+    const password = await lastError({ password: "wrong" });
+    assert.equal(password.kind, "security");
+    assert.match(
+      password.message,
+      /BadUserAccessDenied|BadIdentityTokenRejected|BadIdentityTokenInvalid/,
+    );
+
+    const sign = await lastError({ security_mode: "Sign" });
+    assert.match(
+      sign.message,
+      /Cannot find an Endpoint|BadSecurityModeRejected|BadSecurityPolicyRejected/,
+    );
+
+    // The right settings connect; the unknown node is its point's error, the other point runs.
+    const adapter = createOpcuaAdapter(adapterConfig(secure), { dataDir: log.dataDir });
+    try {
+      await adapter.start(log.sink);
+      await until(() => adapter.status().state === "connected", 20_000, "connected");
+      await log.waitFor((r) => r.some((x) => x.metric === "counter"), 10_000, "counter");
+      const ghost = adapter.status().points.find((p) => p.metric === "ghost")!;
+      assert.equal(ghost.last_error?.kind, "bad_status");
+      assert.match(ghost.last_error!.message, /BadNodeIdUnknown/);
+      // Quiet nodes (no tick) keep the session: keep-alives, not data, prove it alive.
+      const reconnects = adapter.status().reconnects;
+      await new Promise((r) => setTimeout(r, 7000));
+      assert.equal(adapter.status().state, "connected");
+      assert.equal(adapter.status().reconnects, reconnects, "no reconnect on a quiet subscription");
+    } finally {
+      await adapter.stop();
+    }
+  } catch (err) {
+    console.error(await server.log());
+    throw err;
+  } finally {
+    await server.stop();
+    log.abort();
+    log.close();
+    await Deno.remove(certs.dir, { recursive: true });
     await Deno.remove(log.dataDir, { recursive: true });
   }
 });
