@@ -30,6 +30,13 @@ export {
   parseListen,
   settings,
 } from "./config.ts";
+export {
+  OPCUA_SECURITY_POLICIES,
+  type OpcuaAdapterConfig,
+  opcuaAdapterSchema,
+  type OpcuaPointConfig,
+  opcuaPointSchema,
+} from "./config_opcua.ts";
 export { ApiError, type ErrorDetail, errorResponse } from "./api/errors.ts";
 export { createApp, type Route, type ServerOptions } from "./api/server.ts";
 export { type IngestOptions, ingestRoutes } from "./api/ingest.ts";

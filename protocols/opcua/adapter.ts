@@ -20,10 +20,10 @@ import type {
   AdapterStatus,
   PointStatus,
   PointValue,
-} from "../adapters/contract.ts";
-import { AdapterError } from "../adapters/contract.ts";
-import { backoffDelay } from "../mqtt/backoff.ts";
-import type { OpcuaAdapterConfig } from "../../runtime/config_opcua.ts";
+} from "../adapters/mod.ts";
+import { AdapterError } from "../adapters/mod.ts";
+import { backoffDelay } from "../mqtt/mod.ts";
+import type { OpcuaAdapterConfig } from "../../runtime/mod.ts";
 import { ServerTrust } from "./trust.ts";
 import {
   type ClientCertificate,

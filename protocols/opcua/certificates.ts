@@ -8,8 +8,8 @@
 import { Buffer } from "node:buffer";
 import { createPrivateKey, createPublicKey, type X509Certificate } from "node:crypto";
 import { getLogger } from "@logtape/logtape";
-import { writeFileAtomic } from "../../runtime/fs.ts";
-import type { OpcuaAdapterConfig } from "../../runtime/config_opcua.ts";
+import { writeFileAtomic } from "../../lib/mod.ts";
+import type { OpcuaAdapterConfig } from "../../runtime/mod.ts";
 import { readCertificates, sha256Hex } from "./trust.ts";
 
 const log = getLogger(["edged", "opcua"]);

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import type { OpcuaAdapterConfig } from "../../runtime/config_opcua.ts";
+import type { OpcuaAdapterConfig } from "../../runtime/mod.ts";
 import { OpcuaAdapter, type OpcuaAdapterOptions } from "./adapter.ts";
 
 export { OpcuaAdapter, type OpcuaAdapterOptions, type OpcuaAdapterStatus } from "./adapter.ts";
