@@ -9,8 +9,9 @@ import { z } from "zod";
 
 /** Adapter names: `[a-z0-9-]+`, shared by every adapter kind. */
 const ADAPTER_NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
-/** Device ids and metrics follow the reading rules of `POST /api/v1/data`. */
-const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** Device ids and metrics become topic levels: the rule of `POST /api/v1/data`. */
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+const ID_RULE = "must be 1-128 of A-Z a-z 0-9 . _ : - starting with a letter or digit";
 /**
  * An OPC UA NodeId in its string form (OPC 10000-6 5.3.1.10): an optional
  * `ns=<index>;` or `nsu=<uri>;` and one of `i=`, `s=`, `g=`, `b=`.
@@ -23,7 +24,7 @@ const SHA256_RE = /^(?:[0-9A-Fa-f]{64}|(?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2})$/;
 /** One node read into readings of `metric`. */
 export const opcuaPointSchema = z.strictObject({
   /** The reading's metric (`sensors/{device_id}/{metric}`); unique within the adapter. */
-  metric: z.string().regex(ID_RE, "must be 1-128 of A-Z a-z 0-9 . _ - starting alphanumeric"),
+  metric: z.string().regex(ID_RE, ID_RULE),
   /** The node whose Value attribute is monitored, e.g. `ns=1;s=Speed` or `ns=2;i=1001`. */
   node_id: z.string().regex(NODE_ID_RE, "must be an OPC UA NodeId such as ns=1;s=Speed or i=2258"),
   /** Whether `devices/{adapter}/{metric}/set` may write the node. */
@@ -47,8 +48,8 @@ export const opcuaAdapterSchema = z.strictObject({
     /^opc\.tcp:\/\/[^\s/:]+(?::\d{1,5})?(?:\/\S*)?$/,
     "must be an opc.tcp://HOST[:PORT][/PATH] URL",
   ),
-  /** Readings become `sensors/{device_id}/{metric}`. */
-  device_id: z.string().regex(ID_RE, "must be 1-128 of A-Z a-z 0-9 . _ - starting alphanumeric"),
+  /** Readings become `sensors/{device_id}/{metric}`; unset means the adapter's `name`. */
+  device_id: z.string().regex(ID_RE, ID_RULE).optional(),
   /** Message security of the secure channel (OPC 10000-4 7.20). */
   security_mode: z.enum(["None", "Sign", "SignAndEncrypt"]).default("SignAndEncrypt"),
   /** Security policy of the secure channel; `None` exactly when `security_mode` is `None`. */

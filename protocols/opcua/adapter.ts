@@ -479,7 +479,7 @@ export class OpcuaAdapter implements Adapter {
     return {
       name: this.name,
       kind: this.kind,
-      device_id: this.#cfg.device_id,
+      device_id: this.#cfg.device_id ?? this.name,
       state: this.#state,
       last_poll: this.#lastPoll,
       last_error: this.#lastError,

@@ -16,7 +16,8 @@
  * `tickMs`), `Speed` (Double, changes every `tickMs`), `Setpoint` (Double,
  * writable), `Valve` (Boolean, writable), `Level` (Int16, writable),
  * `Quality` (Double, status set by command), `Label` (String), `ReadOnly`
- * (Double, not writable), and `Bench0..Bench{benchVars-1}` (Double).
+ * (Double, not writable), `TankLevel` (Double, percent, set by command) and
+ * `Bench0..Bench{benchVars-1}` (Double).
  *
  * @module
  */
@@ -111,6 +112,7 @@ add("Level", DataType.Int16, 0, true);
 add("Quality", DataType.Double, 1, false);
 add("Label", DataType.String, "line 2", false);
 add("ReadOnly", DataType.Double, 7, false);
+add("TankLevel", DataType.Double, 50, false);
 const bench: UAVariable[] = [];
 for (let i = 0; i < (args.benchVars ?? 0); i++) {
   bench.push(add(`Bench${i}`, DataType.Double, 0, false));
