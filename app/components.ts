@@ -7,7 +7,12 @@
  */
 import { type Component, type RuntimeContext, statusComponent, VERSION } from "../runtime/mod.ts";
 import { modulesComponent } from "../sandbox/mod.ts";
-import { adaptersComponent, ModbusAdapter, mqttComponent } from "../protocols/mod.ts";
+import {
+  adaptersComponent,
+  createOpcuaAdapter,
+  ModbusAdapter,
+  mqttComponent,
+} from "../protocols/mod.ts";
 import { updaterComponent } from "../ota/update/mod.ts";
 
 /**
@@ -45,7 +50,11 @@ export function createComponents(ctx: RuntimeContext): Component[] {
   // are committed and sent.
   const adapters = adaptersComponent({
     config: ctx.config.adapters,
-    factories: { modbus: (block) => new ModbusAdapter(block) },
+    factories: {
+      modbus: (block) => new ModbusAdapter(block),
+      // node-opcua is loaded by the adapter's start(), only when a block exists.
+      opcua: (block) => createOpcuaAdapter(block, { dataDir: ctx.dataDir }),
+    },
     bus: ctx.bus,
     readings: ctx.readings,
     metrics: ctx.metrics,

@@ -1,7 +1,8 @@
 /**
  * Wire protocols: MQTT uplink (durable store-and-forward), retained status
  * with last will, downlink commands and broker subscriptions into the bus;
- * southbound adapters (the framework in `adapters/`, Modbus in `modbus/`).
+ * southbound adapters (the framework in `adapters/`, Modbus in `modbus/`,
+ * OPC UA in `opcua/`).
  *
  * @example
  * ```ts ignore
@@ -15,3 +16,4 @@
 export * from "./mqtt/mod.ts";
 export * from "./adapters/mod.ts";
 export * from "./modbus/mod.ts";
+export * from "./opcua/mod.ts";

@@ -8,6 +8,7 @@
  * @module
  */
 import { z } from "zod";
+import { opcuaAdapterSchema } from "./config_opcua.ts";
 
 /** Adapter names: lowercase letters, digits and `-` (they become topic levels and labels). */
 const ADAPTER_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -234,6 +235,7 @@ export const MAX_POINTS = 100_000;
  */
 export const adaptersSchema = z.strictObject({
   modbus: z.array(modbusAdapterSchema).max(256).default([]),
+  opcua: z.array(opcuaAdapterSchema).max(256).default([]),
 }).superRefine((section, ctx) => {
   const names = new Map<string, string>();
   const readings = new Map<string, string>();

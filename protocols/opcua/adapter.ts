@@ -344,18 +344,23 @@ export class OpcuaAdapter implements Adapter {
     p.last_value = v.value;
     p.last_time = v.timestamp;
     if (v.severity === "good") p.last_error = null;
-    if (this.#buffer.length >= MAX_BUFFERED) {
-      this.#buffer.shift();
-      this.#dropped++;
-      if (this.#dropped === 1 || this.#dropped % 1000 === 0) {
-        log.warning("opcua {name}: the reading log refuses values; {n} dropped so far", {
-          name: this.name,
-          n: this.#dropped,
-        });
-      }
-    }
+    if (this.#buffer.length >= MAX_BUFFERED) this.#drop(1);
     this.#buffer.push({ metric: p.metric, value: v.value, timestamp: v.timestamp });
     this.#flushSoon();
+  }
+
+  /** Gives up the `n` oldest buffered values (the reading log refused them for too long). */
+  #drop(n: number): void {
+    const before = this.#dropped;
+    this.#buffer.splice(0, n);
+    this.#dropped += n;
+    this.observe?.({ type: "dropped", count: n });
+    if (before === 0 || Math.floor(before / 1000) !== Math.floor(this.#dropped / 1000)) {
+      log.warning("opcua {name}: the reading log refuses values; {n} dropped so far", {
+        name: this.name,
+        n: this.#dropped,
+      });
+    }
   }
 
   #flushSoon(): void {
@@ -376,12 +381,9 @@ export class OpcuaAdapter implements Adapter {
         // Offered again later, ahead of what arrived meanwhile.
         this.#buffer = batch.concat(this.#buffer);
         const excess = this.#buffer.length - MAX_BUFFERED;
-        if (excess > 0) {
-          this.#buffer.splice(0, excess);
-          this.#dropped += excess;
-        }
+        if (excess > 0) this.#drop(excess);
         this.#adapterError(
-          "exception",
+          "full",
           `the reading log refused values: ${(err as Error).message}`,
         );
         this.#ingesting = false;
