@@ -8,7 +8,7 @@ import type { AdapterSink } from "../../protocols/adapters/contract.ts";
 import { type OpcuaAdapterConfig, opcuaAdapterSchema } from "../../runtime/config_opcua.ts";
 import { ReadingLog, type StoredReading } from "../../runtime/readings.ts";
 import { Store } from "../../runtime/store.ts";
-import { makeCertificate, type TestCertificate } from "../_helpers/opcua.ts";
+import { makeCertificate, type OpcuaServer, type TestCertificate } from "../_helpers/opcua.ts";
 
 /** A reading log in a temporary data directory, fed by an adapter. */
 export interface TestLog {
@@ -99,4 +99,15 @@ export async function until(
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/**
+ * Ends what a test started, pass or fail: the servers (killed), the log
+ * (closed, its data directory removed) and the other temporary directories.
+ */
+export async function teardown(servers: OpcuaServer[], log: TestLog, dirs: string[]) {
+  for (const s of servers) await s.stop();
+  log.abort();
+  log.close();
+  for (const d of [...dirs, log.dataDir]) await Deno.remove(d, { recursive: true });
 }

@@ -8,7 +8,7 @@ import { createOpcuaAdapter } from "../../protocols/opcua/mod.ts";
 import { ReadingLog } from "../../runtime/readings.ts";
 import { Store } from "../../runtime/store.ts";
 import { type OpcuaServer, startOpcuaServer, trustOnServer } from "../_helpers/opcua.ts";
-import { adapterConfig, certificates, openTestLog, until } from "./_opcua.ts";
+import { adapterConfig, certificates, openTestLog, teardown, until } from "./_opcua.ts";
 
 Deno.test("opcua SignAndEncrypt: a server crash mid-stream loses no acknowledged reading and the subscription resumes", async () => {
   const certs = await certificates();
@@ -86,11 +86,7 @@ Deno.test("opcua SignAndEncrypt: a server crash mid-stream loses no acknowledged
     for (const s of servers) console.error(await s.log());
     throw err;
   } finally {
-    for (const s of servers) await s.stop();
-    log.abort();
-    log.close();
-    await Deno.remove(certs.dir, { recursive: true });
-    await Deno.remove(log.dataDir, { recursive: true });
+    await teardown(servers, log, [certs.dir]);
   }
 });
 
@@ -147,10 +143,6 @@ Deno.test("opcua: without certificate_file edged generates its certificate once,
     console.error(await server.log());
     throw err;
   } finally {
-    await server.stop();
-    log.abort();
-    log.close();
-    await Deno.remove(certs.dir, { recursive: true });
-    await Deno.remove(log.dataDir, { recursive: true });
+    await teardown([server], log, [certs.dir]);
   }
 });

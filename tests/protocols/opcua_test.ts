@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { AdapterError } from "../../protocols/adapters/contract.ts";
 import { createOpcuaAdapter } from "../../protocols/opcua/mod.ts";
 import { makeCertificate, startOpcuaServer, trustOnServer } from "../_helpers/opcua.ts";
-import { adapterConfig, certificates, openTestLog, until } from "./_opcua.ts";
+import { adapterConfig, certificates, openTestLog, teardown, until } from "./_opcua.ts";
 
 const POINTS = [
   { metric: "counter", node_id: "ns=1;s=Counter" },
@@ -58,11 +58,7 @@ async function withSetup(
     throw err;
   } finally {
     await adapter.stop();
-    log.abort();
-    log.close();
-    await server.stop();
-    await Deno.remove(certs.dir, { recursive: true });
-    await Deno.remove(log.dataDir, { recursive: true });
+    await teardown([server], log, [certs.dir]);
   }
 }
 
@@ -340,10 +336,6 @@ Deno.test("opcua: a server that refuses edged's certificate, a wrong password, a
     console.error(await server.log());
     throw err;
   } finally {
-    await server.stop();
-    log.abort();
-    log.close();
-    await Deno.remove(certs.dir, { recursive: true });
-    await Deno.remove(log.dataDir, { recursive: true });
+    await teardown([server], log, [certs.dir]);
   }
 });
