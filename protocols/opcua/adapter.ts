@@ -268,10 +268,12 @@ export class OpcuaAdapter implements Adapter {
           ? "security"
           : e instanceof lib.TimeoutError
           ? "timeout"
-          : /certificate|security|BadIdentity|BadUser/i.test(e.message)
+          : /Bad(SecurityChecksFailed|Certificate\w*|Identity\w*|User\w*|Security\w*)|Cannot find an Endpoint/
+              .test(e.message)
           ? "security"
           : "connection";
-        let message = `cannot connect to ${cfg.endpoint}: ${e.message}`;
+        // node-opcua's messages span lines; one line reads better in logs and the API.
+        let message = `cannot connect to ${cfg.endpoint}: ${e.message.replace(/\s*\n\s*/g, " ")}`;
         if (
           /BadSecurityChecksFailed|BadCertificateUntrusted|BadCertificateInvalid/.test(e.message)
         ) {

@@ -171,9 +171,27 @@ export async function startOpcuaServer(
   };
 }
 
-/** Puts `cert` into the server's trust list (`dir/pki/trusted/certs/`). */
+/** The base64 body of a PEM certificate, for comparing files. */
+function pemBody(text: string): string {
+  return text.replace(/-----[^-]+-----/g, "").replace(/\s+/g, "");
+}
+
+/**
+ * Puts `cert` into the server's trust list (`dir/pki/trusted/certs/`) and
+ * takes it out of its rejected list, as an administrator does; node-opcua
+ * reads both when it starts.
+ */
 export async function trustOnServer(dir: string, cert: string): Promise<void> {
   await Deno.mkdir(`${dir}/pki/trusted/certs`, { recursive: true });
   const name = cert.slice(cert.lastIndexOf("/") + 1).replace(/\.crt$/, ".pem");
   await Deno.copyFile(cert, `${dir}/pki/trusted/certs/${name}`);
+  const body = pemBody(await Deno.readTextFile(cert));
+  try {
+    for await (const e of Deno.readDir(`${dir}/pki/rejected`)) {
+      const path = `${dir}/pki/rejected/${e.name}`;
+      if (e.isFile && pemBody(await Deno.readTextFile(path)) === body) await Deno.remove(path);
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
 }

@@ -42,8 +42,6 @@ export interface ServerArgs {
   port: number;
   /** Offered security: `None`, `Sign` and/or `SignAndEncrypt` (with Basic256Sha256). */
   modes: string[];
-  /** Accept any client certificate (else only those in `pki/trusted/certs/`). */
-  acceptAnyClient?: boolean;
   /** Accepted user names and passwords; anonymous is allowed unless `anonymous` is false. */
   users?: Record<string, string>;
   anonymous?: boolean;
@@ -63,7 +61,9 @@ const modeOf: Record<string, MessageSecurityMode> = {
 };
 const certificateManager = new OPCUACertificateManager({
   rootFolder: `${args.dir}/pki`,
-  automaticallyAcceptUnknownCertificate: args.acceptAnyClient ?? false,
+  // Only client certificates in pki/trusted/certs/ (node-opcua's auto-accept
+  // path also crashes under Deno: a file watch on a moved file).
+  automaticallyAcceptUnknownCertificate: false,
 });
 await certificateManager.initialize();
 const users = args.users ?? {};

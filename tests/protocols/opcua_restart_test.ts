@@ -46,6 +46,7 @@ Deno.test("opcua SignAndEncrypt: a server crash mid-stream loses no acknowledged
       await first.stop("SIGKILL");
       const ackedBeforeCrash = [...acked];
       await until(() => a.status().state !== "connected", 20_000, "the loss noticed");
+      await until(() => a.status().last_error?.kind === "connection", 20_000, "a connection error");
       await new Promise((r) => setTimeout(r, 1000));
       const second = await startOpcuaServer({
         dir: certs.dir,
@@ -90,59 +91,73 @@ Deno.test("opcua SignAndEncrypt: a server crash mid-stream loses no acknowledged
   }
 });
 
-Deno.test("opcua: without certificate_file edged generates its certificate once, key mode 0600, and shows its thumbprint", async () => {
+Deno.test("opcua: without certificate_file edged generates its certificate (key 0600); once the server's administrator trusts it, the adapter connects by itself", async () => {
   const certs = await certificates();
-  const server = await startOpcuaServer({
-    dir: certs.dir,
-    modes: ["SignAndEncrypt"],
-    tickMs: 50,
-    acceptAnyClient: true,
-  });
+  const servers: OpcuaServer[] = [];
+  servers.push(await startOpcuaServer({ dir: certs.dir, modes: ["SignAndEncrypt"], tickMs: 50 }));
   const log = await openTestLog("line-2");
   const cfg = adapterConfig({
-    endpoint: server.endpoint,
+    endpoint: servers[0].endpoint,
     security_mode: "SignAndEncrypt",
     security_policy: "Basic256Sha256",
     server_certificate_file: certs.server.cert,
     points: [{ metric: "counter", node_id: "ns=1;s=Counter" }],
   });
+  const crt = `${log.dataDir}/opcua/line2/client.crt`;
   try {
-    let shaFirst: string | null = null;
-    for (let round = 0; round < 2; round++) {
-      const adapter = createOpcuaAdapter(cfg, { dataDir: log.dataDir });
-      try {
-        await adapter.start(log.sink);
-        await until(() => adapter.status().state === "connected", 20_000, "connected");
-        const sha = adapter.status().client_certificate_sha256;
-        assert.match(sha ?? "", /^[0-9a-f]{64}$/);
-        if (round === 0) shaFirst = sha;
-        else assert.equal(sha, shaFirst, "the same certificate on the next start");
-      } finally {
-        await adapter.stop();
-      }
+    const adapter = createOpcuaAdapter(cfg, { dataDir: log.dataDir });
+    let sha: string;
+    try {
+      await adapter.start(log.sink);
+      sha = adapter.status().client_certificate_sha256!;
+      assert.match(sha, /^[0-9a-f]{64}$/);
+      assert.equal((await Deno.stat(`${log.dataDir}/opcua/line2/client.key`)).mode! & 0o777, 0o600);
+      // The server does not know edged's certificate yet: the error says which one to trust.
+      await until(() => adapter.status().last_error !== null, 20_000, "the refusal");
+      const refused = adapter.status().last_error!;
+      assert.equal(refused.kind, "security");
+      assert.match(refused.message, /BadSecurityChecksFailed/);
+      assert.ok(refused.message.includes(`${crt} (sha256 ${sha})`), refused.message);
+      // The administrator trusts exactly that file; the server picks it up on its restart.
+      await servers[0].stop();
+      await trustOnServer(certs.dir, crt);
+      servers.push(
+        await startOpcuaServer({
+          dir: certs.dir,
+          port: servers[0].port,
+          modes: ["SignAndEncrypt"],
+          tickMs: 50,
+        }),
+      );
+      await until(
+        () => adapter.status().state === "connected",
+        40_000,
+        `connected (last error: ${JSON.stringify(adapter.status().last_error)})`,
+      );
+      await log.waitFor((r) => r.some((x) => x.metric === "counter"), 10_000, "a reading");
+    } finally {
+      await adapter.stop();
     }
-    const key = await Deno.stat(`${log.dataDir}/opcua/line2/client.key`);
-    assert.equal(key.mode! & 0o777, 0o600);
-    const pem = await Deno.readTextFile(`${log.dataDir}/opcua/line2/client.crt`);
+    // The next start keeps the same certificate (the server trusts it already).
+    const again = createOpcuaAdapter(cfg, { dataDir: log.dataDir });
+    try {
+      await again.start(log.sink);
+      assert.equal(again.status().client_certificate_sha256, sha);
+      await until(() => again.status().state === "connected", 20_000, "connected again");
+    } finally {
+      await again.stop();
+    }
+    const pem = await Deno.readTextFile(crt);
     const der = Uint8Array.from(
       atob(pem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, "")),
       (c) => c.charCodeAt(0),
     );
     const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", der));
-    const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-    assert.equal(hex, shaFirst);
-    // The server saw (and accepted) exactly that certificate.
-    const seen: string[] = [];
-    for (const sub of ["trusted/certs", "rejected"]) {
-      try {
-        for await (const e of Deno.readDir(`${certs.dir}/pki/${sub}`)) seen.push(e.name);
-      } catch { /* absent */ }
-    }
-    assert.ok(seen.length >= 1, "the server stored the client certificate");
+    assert.equal(Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join(""), sha);
   } catch (err) {
-    console.error(await server.log());
+    for (const s of servers) console.error(await s.log());
     throw err;
   } finally {
-    await teardown([server], log, [certs.dir]);
+    await teardown(servers, log, [certs.dir]);
   }
 });
