@@ -339,3 +339,51 @@ Deno.test("opcua: a server that refuses edged's certificate, a wrong password, a
     await teardown([server], log, [certs.dir]);
   }
 });
+
+Deno.test("opcua: values the reading log refuses (full) are offered again in order, none lost", async () => {
+  const certs = await certificates();
+  const server = await startOpcuaServer({ dir: certs.dir, modes: ["None"], tickMs: 50 });
+  const log = await openTestLog("line-2");
+  let refuse = 3;
+  const adapter = createOpcuaAdapter(
+    adapterConfig({
+      endpoint: server.endpoint,
+      security_mode: "None",
+      security_policy: "None",
+      sampling_interval_ms: 0,
+      queue_size: 100,
+      points: [{ metric: "counter", node_id: "ns=1;s=Counter" }],
+    }),
+    { dataDir: log.dataDir },
+  );
+  try {
+    await adapter.start({
+      signal: log.sink.signal,
+      async ingest(batch) {
+        // The first offers fail as a full reading log does (OutboxFullError).
+        if (refuse > 0) {
+          refuse--;
+          throw new Error("reading log full: 1000000 readings wait for uplink");
+        }
+        await log.sink.ingest(batch);
+      },
+    });
+    const rows = await log.waitFor(
+      (r) => r.filter((x) => x.metric === "counter").length >= 40,
+      30_000,
+      "40 counter readings after the refusals",
+    );
+    assert.equal(refuse, 0);
+    const values = rows.map((r) => r.value);
+    for (let i = 1; i < values.length; i++) assert.equal(values[i], values[i - 1] + 1);
+    const st = adapter.status();
+    assert.equal(st.last_error?.kind, "full");
+    assert.equal(st.dropped, 0);
+  } catch (err) {
+    console.error(await server.log());
+    throw err;
+  } finally {
+    await adapter.stop();
+    await teardown([server], log, [certs.dir]);
+  }
+});
