@@ -66,6 +66,13 @@ const certificateManager = new OPCUACertificateManager({
   automaticallyAcceptUnknownCertificate: false,
 });
 await certificateManager.initialize();
+// X.509 user tokens are checked against a store of their own, kept here too
+// (node-opcua's default is a folder in the home directory).
+const userCertificateManager = new OPCUACertificateManager({
+  rootFolder: `${args.dir}/user-pki`,
+  automaticallyAcceptUnknownCertificate: false,
+});
+await userCertificateManager.initialize();
 const users = args.users ?? {};
 const server = new OPCUAServer({
   port: args.port,
@@ -76,6 +83,7 @@ const server = new OPCUAServer({
   certificateFile: `${args.dir}/server.crt`,
   privateKeyFile: `${args.dir}/server.key`,
   serverCertificateManager: certificateManager,
+  userCertificateManager,
   securityModes: args.modes.map((m) => modeOf[m]),
   securityPolicies: args.modes.map((m) =>
     m === "None" ? SecurityPolicy.None : SecurityPolicy.Basic256Sha256

@@ -387,3 +387,62 @@ Deno.test("opcua: values the reading log refuses (full) are offered again in ord
     await teardown([server], log, [certs.dir]);
   }
 });
+
+Deno.test("opcua: an X.509 user certificate logs in where anonymous is refused", async () => {
+  const certs = await certificates();
+  await trustOnServer(certs.dir, certs.client.cert);
+  const user = await makeCertificate(certs.dir, "operator", { uri: "urn:edged-test:operator" });
+  // The server's user store trusts the operator's certificate.
+  await Deno.mkdir(`${certs.dir}/user-pki/trusted/certs`, { recursive: true });
+  await Deno.copyFile(user.cert, `${certs.dir}/user-pki/trusted/certs/operator.pem`);
+  const server = await startOpcuaServer({
+    dir: certs.dir,
+    modes: ["SignAndEncrypt"],
+    anonymous: false,
+    tickMs: 50,
+  });
+  const log = await openTestLog("line-2");
+  const base = {
+    endpoint: server.endpoint,
+    security_mode: "SignAndEncrypt",
+    security_policy: "Basic256Sha256",
+    server_certificate_sha256: certs.server.sha256,
+    certificate_file: certs.client.cert,
+    private_key_file: certs.client.key,
+    points: [{ metric: "counter", node_id: "ns=1;s=Counter" }],
+  };
+  try {
+    const anonymous = createOpcuaAdapter(adapterConfig(base), { dataDir: log.dataDir });
+    try {
+      await anonymous.start(log.sink);
+      await until(() => anonymous.status().last_error !== null, 20_000, "the refusal");
+      assert.equal(anonymous.status().last_error!.kind, "security");
+    } finally {
+      await anonymous.stop();
+    }
+    const adapter = createOpcuaAdapter(
+      adapterConfig({
+        ...base,
+        user_certificate_file: user.cert,
+        user_private_key_file: user.key,
+      }),
+      { dataDir: log.dataDir },
+    );
+    try {
+      await adapter.start(log.sink);
+      await until(
+        () => adapter.status().state === "connected",
+        20_000,
+        `connected (${JSON.stringify(adapter.status().last_error)})`,
+      );
+      await log.waitFor((r) => r.some((x) => x.metric === "counter"), 10_000, "a reading");
+    } finally {
+      await adapter.stop();
+    }
+  } catch (err) {
+    console.error(await server.log());
+    throw err;
+  } finally {
+    await teardown([server], log, [certs.dir]);
+  }
+});
