@@ -37,6 +37,7 @@ import {
   CertificatePurpose,
   createSelfSignedCertificate,
   generatePrivateKey,
+  keyOperationsFromPrivateKey,
   makePrivateKeyFromPem,
   privateKeyToPEM,
 } from "node-opcua-crypto";
@@ -192,8 +193,8 @@ function toUserIdentity(identity: Identity): UserIdentityInfo {
       return {
         type: UserTokenType.Certificate,
         certificateData: Buffer.from(identity.certificateDer),
-        privateKey: makePrivateKeyFromPem(identity.privateKeyPem),
-      } as unknown as UserIdentityInfo;
+        keyOperations: keyOperationsFromPrivateKey(makePrivateKeyFromPem(identity.privateKeyPem)),
+      };
   }
 }
 

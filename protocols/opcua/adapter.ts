@@ -268,7 +268,7 @@ export class OpcuaAdapter implements Adapter {
           ? "security"
           : e instanceof lib.TimeoutError
           ? "timeout"
-          : /Bad(SecurityChecksFailed|Certificate\w*|Identity\w*|User\w*|Security\w*)|Cannot find an Endpoint/
+          : /Bad(SecurityChecksFailed|Certificate\w*|Identity\w*|User\w*|Security\w*)|Cannot find an Endpoint|user token policy/i
               .test(e.message)
           ? "security"
           : "connection";

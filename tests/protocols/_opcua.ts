@@ -88,19 +88,6 @@ export function adapterConfig(raw: Record<string, unknown>): OpcuaAdapterConfig 
   });
 }
 
-/** Polls `pred` until it holds, or throws after `ms`. */
-export async function until(
-  pred: () => boolean | Promise<boolean>,
-  ms: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 /**
  * Ends what a test started, pass or fail: the servers (killed), the log
  * (closed, its data directory removed) and the other temporary directories.

@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import { type EdgedProcess, startEdged } from "../_helpers/edged.ts";
 import { startMosquitto, subscribe } from "../_helpers/mosquitto.ts";
 import { startOpcuaServer, trustOnServer } from "../_helpers/opcua.ts";
-import { certificates, until } from "./_opcua.ts";
+import { certificates } from "./_opcua.ts";
+import { until } from "../_helpers/until.ts";
 
 const MODULE = new URL("../../examples/modules/level-control-c/", import.meta.url).pathname;
 
@@ -97,15 +98,15 @@ writable = true
     assert.deepEqual(await server.command({ get: "Valve" }), { value: false });
     await server.command({ set: "TankLevel", value: 85.3 });
     await until(
+      "the valve opened",
       async () => (await server.command({ get: "Valve" })).value === true,
       20_000,
-      "the valve opened",
     );
     await server.command({ set: "TankLevel", value: 12 });
     await until(
+      "the valve closed",
       async () => (await server.command({ get: "Valve" })).value === false,
       20_000,
-      "the valve closed",
     );
 
     const [tank] = await adapters(edged);

@@ -8,7 +8,8 @@ import { createOpcuaAdapter } from "../../protocols/opcua/mod.ts";
 import { ReadingLog } from "../../runtime/readings.ts";
 import { Store } from "../../runtime/store.ts";
 import { type OpcuaServer, startOpcuaServer, trustOnServer } from "../_helpers/opcua.ts";
-import { adapterConfig, certificates, openTestLog, teardown, until } from "./_opcua.ts";
+import { adapterConfig, certificates, openTestLog, teardown } from "./_opcua.ts";
+import { until } from "../_helpers/until.ts";
 
 Deno.test("opcua SignAndEncrypt: a server crash mid-stream loses no acknowledged reading and the subscription resumes", async () => {
   const certs = await certificates();
@@ -42,11 +43,11 @@ Deno.test("opcua SignAndEncrypt: a server crash mid-stream loses no acknowledged
     const a = createOpcuaAdapter(cfg, { dataDir: log.dataDir });
     try {
       await a.start(sink);
-      await until(() => acked.length >= 30, 20_000, "30 acknowledged counter values");
+      await until("30 acknowledged counter values", () => acked.length >= 30, 20_000);
       await first.stop("SIGKILL");
       const ackedBeforeCrash = [...acked];
-      await until(() => a.status().state !== "connected", 20_000, "the loss noticed");
-      await until(() => a.status().last_error?.kind === "connection", 20_000, "a connection error");
+      await until("the loss noticed", () => a.status().state !== "connected", 20_000);
+      await until("a connection error", () => a.status().last_error?.kind === "connection", 20_000);
       await new Promise((r) => setTimeout(r, 1000));
       const second = await startOpcuaServer({
         dir: certs.dir,
@@ -57,9 +58,9 @@ Deno.test("opcua SignAndEncrypt: a server crash mid-stream loses no acknowledged
       });
       servers.push(second);
       await until(
+        "values from the restarted server",
         () => acked.some((v) => v > 1_000_000 + 20),
         40_000,
-        "values from the restarted server",
       );
       const st = a.status();
       assert.equal(st.state, "connected");
@@ -113,7 +114,7 @@ Deno.test("opcua: without certificate_file edged generates its certificate (key 
       assert.match(sha, /^[0-9a-f]{64}$/);
       assert.equal((await Deno.stat(`${log.dataDir}/opcua/line2/client.key`)).mode! & 0o777, 0o600);
       // The server does not know edged's certificate yet: the error says which one to trust.
-      await until(() => adapter.status().last_error !== null, 20_000, "the refusal");
+      await until("the refusal", () => adapter.status().last_error !== null, 20_000);
       const refused = adapter.status().last_error!;
       assert.equal(refused.kind, "security");
       assert.match(refused.message, /BadSecurityChecksFailed/);
@@ -130,9 +131,9 @@ Deno.test("opcua: without certificate_file edged generates its certificate (key 
         }),
       );
       await until(
+        `connected (last error: ${JSON.stringify(adapter.status().last_error)})`,
         () => adapter.status().state === "connected",
         40_000,
-        `connected (last error: ${JSON.stringify(adapter.status().last_error)})`,
       );
       await log.waitFor((r) => r.some((x) => x.metric === "counter"), 10_000, "a reading");
     } finally {
@@ -143,7 +144,7 @@ Deno.test("opcua: without certificate_file edged generates its certificate (key 
     try {
       await again.start(log.sink);
       assert.equal(again.status().client_certificate_sha256, sha);
-      await until(() => again.status().state === "connected", 20_000, "connected again");
+      await until("connected again", () => again.status().state === "connected", 20_000);
     } finally {
       await again.stop();
     }

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { AdapterError } from "../../protocols/adapters/contract.ts";
 import { createOpcuaAdapter } from "../../protocols/opcua/mod.ts";
 import { makeCertificate, startOpcuaServer, trustOnServer } from "../_helpers/opcua.ts";
-import { adapterConfig, certificates, openTestLog, teardown, until } from "./_opcua.ts";
+import { adapterConfig, certificates, openTestLog, teardown } from "./_opcua.ts";
+import { until } from "../_helpers/until.ts";
 
 const POINTS = [
   { metric: "counter", node_id: "ns=1;s=Counter" },
@@ -69,7 +70,7 @@ Deno.test("opcua None: data changes become durable readings with the server's so
     // samples at the publishing interval, 100 ms here, slower than the 50 ms ticks).
     config: () => ({ security_mode: "None", security_policy: "None", sampling_interval_ms: 0 }),
   }, async ({ adapter, log, server }) => {
-    await until(() => adapter.status().state === "connected", 20_000, "connected");
+    await until("connected", () => adapter.status().state === "connected", 20_000);
     const rows = await log.waitFor(
       (r) => r.filter((x) => x.metric === "counter").length >= 10,
       20_000,
@@ -104,13 +105,13 @@ Deno.test("opcua: a bad status code is counted and reported per point, and the n
     modes: ["None"],
     config: () => ({ security_mode: "None", security_policy: "None" }),
   }, async ({ adapter, log, server }) => {
-    await until(() => adapter.status().state === "connected", 20_000, "connected");
+    await until("connected", () => adapter.status().state === "connected", 20_000);
     await log.waitFor((r) => r.some((x) => x.metric === "quality"), 10_000, "first quality");
     await server.command({ status: "Quality", code: "BadSensorFailure" });
     await until(
+      "the bad status counted",
       () => adapter.status().points.find((p) => p.metric === "quality")!.errors >= 1,
       10_000,
-      "the bad status counted",
     );
     let q = adapter.status().points.find((p) => p.metric === "quality")!;
     assert.equal(q.last_error?.kind, "bad_status");
@@ -148,7 +149,7 @@ Deno.test("opcua Basic256Sha256 SignAndEncrypt + user name: values arrive and wr
       password: "s3cret-pass",
     }),
   }, async ({ adapter, log, server }) => {
-    await until(() => adapter.status().state === "connected", 20_000, "connected");
+    await until("connected", () => adapter.status().state === "connected", 20_000);
     await log.waitFor(
       (r) => r.filter((x) => x.metric === "counter").length >= 5,
       20_000,
@@ -200,7 +201,7 @@ Deno.test("opcua: an untrusted server certificate is refused with an error namin
       private_key_file: c.client.key,
     }),
   }, async ({ adapter, log, certs }) => {
-    await until(() => adapter.status().last_error !== null, 20_000, "an error");
+    await until("an error", () => adapter.status().last_error !== null, 20_000);
     const st = adapter.status();
     assert.notEqual(st.state, "connected");
     assert.equal(st.last_error!.kind, "security");
@@ -227,7 +228,7 @@ Deno.test("opcua: a server certificate in trusted_certificates_dir is trusted; a
         };
       },
     }, async ({ adapter, log }) => {
-      await until(() => adapter.status().state === "connected", 20_000, "connected");
+      await until("connected", () => adapter.status().state === "connected", 20_000);
       await log.waitFor((r) => r.length > 0, 10_000, "a reading");
     });
   } finally {
@@ -283,7 +284,7 @@ Deno.test("opcua: a server that refuses edged's certificate, a wrong password, a
     });
     try {
       await adapter.start(log.sink);
-      await until(() => adapter.status().last_error !== null, 20_000, "an error");
+      await until("an error", () => adapter.status().last_error !== null, 20_000);
       assert.notEqual(adapter.status().state, "connected");
       return adapter.status().last_error!;
     } finally {
@@ -319,7 +320,7 @@ Deno.test("opcua: a server that refuses edged's certificate, a wrong password, a
     const adapter = createOpcuaAdapter(adapterConfig(secure), { dataDir: log.dataDir });
     try {
       await adapter.start(log.sink);
-      await until(() => adapter.status().state === "connected", 20_000, "connected");
+      await until("connected", () => adapter.status().state === "connected", 20_000);
       await log.waitFor((r) => r.some((x) => x.metric === "counter"), 10_000, "counter");
       const ghost = adapter.status().points.find((p) => p.metric === "ghost")!;
       assert.equal(ghost.last_error?.kind, "bad_status");
@@ -415,8 +416,9 @@ Deno.test("opcua: an X.509 user certificate logs in where anonymous is refused",
     const anonymous = createOpcuaAdapter(adapterConfig(base), { dataDir: log.dataDir });
     try {
       await anonymous.start(log.sink);
-      await until(() => anonymous.status().last_error !== null, 20_000, "the refusal");
+      await until("the refusal", () => anonymous.status().last_error !== null, 20_000);
       assert.equal(anonymous.status().last_error!.kind, "security");
+      assert.match(anonymous.status().last_error!.message, /ANONYMOUS user token policy/);
     } finally {
       await anonymous.stop();
     }
@@ -430,10 +432,10 @@ Deno.test("opcua: an X.509 user certificate logs in where anonymous is refused",
     );
     try {
       await adapter.start(log.sink);
-      await until(
-        () => adapter.status().state === "connected",
-        20_000,
-        `connected (${JSON.stringify(adapter.status().last_error)})`,
+      await until("connected", () => adapter.status().state === "connected", 20_000).catch(
+        (err) => {
+          throw new Error(`${err.message}: ${JSON.stringify(adapter.status().last_error)}`);
+        },
       );
       await log.waitFor((r) => r.some((x) => x.metric === "counter"), 10_000, "a reading");
     } finally {

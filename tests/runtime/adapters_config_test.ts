@@ -88,7 +88,7 @@ Deno.test("adapters config: the issue's example, and the defaults of a minimal b
     offset: 0,
     writable: false,
   });
-  assert.deepEqual((await load("")).adapters, { modbus: [] });
+  assert.deepEqual((await load("")).adapters, { modbus: [], opcua: [] });
 });
 
 Deno.test("adapters config: bad keys and points are named with their block", async () => {
