@@ -212,7 +212,12 @@ async function changeToDurable(server: ModbusServer, changes: number) {
         points: [{ metric: "level", address: 900 }],
       }],
     }),
-    factories: { modbus: (b) => new ModbusAdapter(b) },
+    factories: {
+      modbus: (b) => new ModbusAdapter(b),
+      opcua: () => {
+        throw new Error("this bench configures no OPC UA adapter");
+      },
+    },
     bus: new Bus(),
     readings,
     metrics: new Metrics(),

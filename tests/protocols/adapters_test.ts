@@ -38,6 +38,9 @@ async function setup(server: ModbusServer, block: Record<string, unknown> = {}) 
     config,
     factories: {
       modbus: (b) => new ModbusAdapter(b, { reconnectMinMs: 50, reconnectMaxMs: 300 }),
+      opcua: () => {
+        throw new Error("this test configures no OPC UA adapter");
+      },
     },
     bus,
     readings,
