@@ -212,15 +212,15 @@ Deno.test("opcua: an untrusted server certificate is refused with an error namin
   });
 });
 
-Deno.test("opcua: a server certificate in trusted_certificates_dir is trusted; a missing pin file stops the start naming the setting", async () => {
+Deno.test("opcua Sign: a server certificate in trusted_certificates_dir is trusted; a missing pin file stops the start naming the setting", async () => {
   const trusted = await Deno.makeTempDir();
   try {
     await withSetup({
-      modes: ["SignAndEncrypt"],
+      modes: ["Sign"],
       config: (c) => {
         Deno.copyFileSync(c.server.cert, `${trusted}/server.pem`);
         return {
-          security_mode: "SignAndEncrypt",
+          security_mode: "Sign",
           security_policy: "Basic256Sha256",
           trusted_certificates_dir: trusted,
           certificate_file: c.client.cert,
