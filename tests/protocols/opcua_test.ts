@@ -87,7 +87,7 @@ Deno.test("opcua None: data changes become durable readings with the server's so
     const { ts } = await server.command({ set: "Setpoint", value: 42.25 }) as { ts: number };
     const [sp] = (await log.waitFor(
       (r) => r.some((x) => x.metric === "setpoint" && x.value === 42.25),
-      10_000,
+      30_000,
       "setpoint 42.25",
     )).filter((x) => x.metric === "setpoint" && x.value === 42.25);
     assert.equal(sp.timestamp, ts);
@@ -106,12 +106,12 @@ Deno.test("opcua: a bad status code is counted and reported per point, and the n
     config: () => ({ security_mode: "None", security_policy: "None" }),
   }, async ({ adapter, log, server }) => {
     await until("connected", () => adapter.status().state === "connected", 20_000);
-    await log.waitFor((r) => r.some((x) => x.metric === "quality"), 10_000, "first quality");
+    await log.waitFor((r) => r.some((x) => x.metric === "quality"), 30_000, "first quality");
     await server.command({ status: "Quality", code: "BadSensorFailure" });
     await until(
       "the bad status counted",
       () => adapter.status().points.find((p) => p.metric === "quality")!.errors >= 1,
-      10_000,
+      30_000,
     );
     let q = adapter.status().points.find((p) => p.metric === "quality")!;
     assert.equal(q.last_error?.kind, "bad_status");
@@ -125,7 +125,7 @@ Deno.test("opcua: a bad status code is counted and reported per point, and the n
     await server.command({ set: "Quality", value: 0.5 });
     await log.waitFor(
       (r) => r.some((x) => x.metric === "quality" && x.value === 0.5),
-      10_000,
+      30_000,
       "0.5",
     );
     q = adapter.status().points.find((p) => p.metric === "quality")!;
@@ -164,7 +164,7 @@ Deno.test("opcua Basic256Sha256 SignAndEncrypt + user name: values arrive and wr
     // The written value comes back through the subscription as a reading.
     await log.waitFor(
       (r) => r.some((x) => x.metric === "setpoint" && x.value === 17.5),
-      10_000,
+      30_000,
       "17.5",
     );
 
@@ -229,7 +229,7 @@ Deno.test("opcua Sign: a server certificate in trusted_certificates_dir is trust
       },
     }, async ({ adapter, log }) => {
       await until("connected", () => adapter.status().state === "connected", 20_000);
-      await log.waitFor((r) => r.length > 0, 10_000, "a reading");
+      await log.waitFor((r) => r.length > 0, 30_000, "a reading");
     });
   } finally {
     await Deno.remove(trusted, { recursive: true });
@@ -321,7 +321,7 @@ Deno.test("opcua: a server that refuses edged's certificate, a wrong password, a
     try {
       await adapter.start(log.sink);
       await until("connected", () => adapter.status().state === "connected", 20_000);
-      await log.waitFor((r) => r.some((x) => x.metric === "counter"), 10_000, "counter");
+      await log.waitFor((r) => r.some((x) => x.metric === "counter"), 30_000, "counter");
       const ghost = adapter.status().points.find((p) => p.metric === "ghost")!;
       assert.equal(ghost.last_error?.kind, "bad_status");
       assert.match(ghost.last_error!.message, /BadNodeIdUnknown/);
@@ -437,7 +437,7 @@ Deno.test("opcua: an X.509 user certificate logs in where anonymous is refused",
           throw new Error(`${err.message}: ${JSON.stringify(adapter.status().last_error)}`);
         },
       );
-      await log.waitFor((r) => r.some((x) => x.metric === "counter"), 10_000, "a reading");
+      await log.waitFor((r) => r.some((x) => x.metric === "counter"), 30_000, "a reading");
     } finally {
       await adapter.stop();
     }
