@@ -18,6 +18,8 @@ import {
 import { edgeImports } from "./host/edge.ts";
 import { flushOutput, WASI_MODULE, WasiExit, wasiImports } from "./host/wasi.ts";
 import type { KvStore } from "./kv.ts";
+import { NN_MODULE } from "./nn/abi.ts";
+import type { NnGuest } from "./nn/host.ts";
 import {
   FUEL_GET_EXPORT,
   FUEL_SET_EXPORT,
@@ -47,6 +49,8 @@ export interface InstanceDeps {
   sensor?: SensorReader;
   logSink: LogSink;
   logRate?: { perSecond: number; burst: number };
+  /** Builds the WASI-NN imports of a module granted `nn` (see `nn/host.ts`). */
+  nn?: (ctx: ModuleContext) => NnGuest;
 }
 
 type Exports = {
@@ -82,6 +86,8 @@ export class GuestInstance {
     const ctx = new ModuleContext(m.name, m, deps.kv, deps.logSink, deps.logRate, deps.sensor);
     const imports: WebAssembly.Imports = { edge: edgeImports(ctx) };
     if (m.grants.wasi) imports[WASI_MODULE] = wasiImports(ctx);
+    const nn = m.grants.nn.length > 0 ? deps.nn?.(ctx) : undefined;
+    if (nn) imports[NN_MODULE] = nn.imports;
     let raw: WebAssembly.Instance;
     try {
       raw = new WebAssembly.Instance(validated.module, imports);
@@ -90,6 +96,7 @@ export class GuestInstance {
     }
     const exports = raw.exports as unknown as Exports;
     ctx.memory = exports.memory;
+    nn?.bindFuel(exports[FUEL_GET_EXPORT], exports[FUEL_SET_EXPORT]);
     const inst = new GuestInstance(validated, ctx, exports);
     for (
       const [what, fn] of [

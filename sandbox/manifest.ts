@@ -8,6 +8,7 @@
 import { z } from "zod";
 import { filterProblem } from "../lib/mod.ts";
 import { ModuleValidationError } from "./errors.ts";
+import { MODEL_NAME_MESSAGE, MODEL_NAME_RE } from "./nn/names.ts";
 
 /** Hard ceilings no manifest may exceed, whatever it asks for. */
 export const CEILINGS = {
@@ -53,6 +54,10 @@ export const manifestSchema = z.strictObject({
     clock: z.boolean().default(false),
     random: z.boolean().default(false),
     wasi: z.boolean().default(false),
+    /** Models (installed by the operator) the module may use through WASI-NN. */
+    nn: z.array(z.string().regex(MODEL_NAME_RE, { message: MODEL_NAME_MESSAGE })).max(16).default(
+      [],
+    ),
   }).prefault({}),
   limits: z.strictObject({
     memory_bytes: int(65536, CEILINGS.memoryBytes).default(16 * 1024 * 1024),

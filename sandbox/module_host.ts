@@ -39,6 +39,7 @@ import {
 import { registerModuleMetrics } from "./module_metrics.ts";
 import { Quarantine } from "./quarantine.ts";
 import { Dispatcher } from "./dispatch.ts";
+import type { NnPoolLink } from "./nn/service.ts";
 
 const log = getLogger(["edged", "modules"]);
 const LEVELS = ["debug", "info", "warning", "error"] as const;
@@ -69,11 +70,16 @@ export interface ModuleHostOptions {
   workers?: number;
   /** Registry for per-module gauges (scraped at /metrics). */
   metrics?: Metrics;
+  /** The inference engine's side (`nn/service.ts`), for modules granted `nn`. */
+  nn?: NnPoolLink;
 }
 
 /** Runs installed modules. Create one per runtime; see {@link ModuleHost.component}. */
 export class ModuleHost {
-  readonly #opts: Required<Omit<ModuleHostOptions, "preload" | "metrics">> & { preload: string[] };
+  readonly #opts:
+    & Required<Omit<ModuleHostOptions, "preload" | "metrics" | "nn">>
+    & Pick<ModuleHostOptions, "nn">
+    & { preload: string[] };
   #pool: WorkerPool | undefined;
   #stopped = false;
   readonly #records = new Map<string, ModuleRecord>();
@@ -201,6 +207,7 @@ export class ModuleHost {
           }
         },
         onCrash: (lane, why) => this.#recover(lane, why),
+        nn: this.#opts.nn,
       });
     }
     return this.#pool;

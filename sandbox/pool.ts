@@ -14,6 +14,7 @@ import { globMatcher, MAX_SENSOR_BYTES, type PathMatcher, readGrantedSensor } fr
 import type { RunnableModule } from "./instance.ts";
 import type { KvStore } from "./kv.ts";
 import { CEILINGS, type Manifest } from "./manifest.ts";
+import type { NnPoolLink } from "./nn/service.ts";
 import {
   type FromWorker,
   type LogRate,
@@ -38,6 +39,8 @@ export interface PoolOptions {
   onSink(lines: SinkLine[]): void;
   /** A Worker died (a bug of ours, not a guest fault): its instances are gone. */
   onCrash(lane: number, error: string): void;
+  /** The inference engine, for modules granted `nn` (`nn/service.ts`). */
+  nn?: NnPoolLink;
 }
 
 interface Lane {
@@ -108,7 +111,12 @@ export class WorkerPool {
     if (this.#lanes[lane] !== l) return;
     l.worker.terminate();
     this.#lanes[lane] = undefined;
-    for (const [id, info] of this.#insts) if (info.lane === lane) this.#insts.delete(id);
+    for (const [id, info] of this.#insts) {
+      if (info.lane !== lane) continue;
+      this.#insts.delete(id);
+      this.#opts.nn?.release(id);
+    }
+    this.#opts.nn?.laneGone(lane);
     const gone = new WorkerGoneError(lane, why);
     for (const settle of l.pending.values()) settle(gone);
     l.pending.clear();
@@ -148,6 +156,11 @@ export class WorkerPool {
     });
     let reply: FromWorker;
     try {
+      if (m.grants.nn.length > 0 && this.#opts.nn) {
+        // The engine learns the grant (and the Worker its link) before the instance can call.
+        const link = await this.#opts.nn.admit(lane, inst, m.grants.nn, m.name);
+        if (link) this.#send(this.#lane(lane), { t: "nn", ...link });
+      }
       reply = await this.#request(lane, (req) => ({
         t: "load",
         req,
@@ -156,11 +169,13 @@ export class WorkerPool {
       }));
     } catch (err) {
       this.#insts.delete(inst);
+      this.#opts.nn?.release(inst);
       throw err;
     }
     if (reply.t !== "loaded") throw new Error(`sandbox worker ${lane} answered ${reply.t} to load`);
     if (reply.error) {
       this.#insts.delete(inst);
+      this.#opts.nn?.release(inst);
       throw new ModuleFault(reply.error.kind, reply.error.message);
     }
     return { inst, memoryBytes: reply.memoryBytes };
@@ -176,15 +191,20 @@ export class WorkerPool {
   unload(inst: number, { revoke = false }: { revoke?: boolean } = {}): Promise<void> {
     const info = this.#insts.get(inst);
     if (!info) return Promise.resolve();
-    if (revoke) info.revoked = true;
+    if (revoke) {
+      info.revoked = true;
+      this.#opts.nn?.release(inst); // no more inference either
+    }
     if (this.#terminated || !this.#lanes[info.lane]) {
       this.#insts.delete(inst);
+      this.#opts.nn?.release(inst);
       return Promise.resolve();
     }
     return this.#request(info.lane, (req) => ({ t: "unload", req, inst }))
       .then(() => {}, () => {}) // the Worker died: #lost dropped its instances already
       .finally(() => {
         this.#insts.delete(inst);
+        this.#opts.nn?.release(inst);
       });
   }
 

@@ -9,6 +9,7 @@
 
 import type { FaultKind } from "./errors.ts";
 import type { CallOutcome, RunnableModule } from "./instance.ts";
+import type { NnLinkInit } from "./nn/link.ts";
 
 /** Module log lines per second and burst that reach the device log. */
 export interface LogRate {
@@ -45,7 +46,9 @@ export type ToWorker =
   | { t: "init"; sab: SharedArrayBuffer; logRate: LogRate }
   | { t: "load"; req: number; inst: number; module: RunnableModule }
   | { t: "unload"; req: number; inst: number }
-  | { t: "run"; req: number; calls: WireCall[] };
+  | { t: "run"; req: number; calls: WireCall[] }
+  /** Connects the Worker to the inference engine (before its first module granted `nn` loads). */
+  | ({ t: "nn" } & NnLinkInit);
 
 /** Worker → runtime. */
 export type FromWorker =

@@ -15,6 +15,7 @@ import { ModuleValidationError } from "./errors.ts";
 import type { Manifest } from "./manifest.ts";
 import { EDGE_SIGNATURES, grantFor } from "./host/edge.ts";
 import { WASI_MODULE, WASI_SIGNATURES } from "./host/wasi.ts";
+import { NN_MODULE, NN_SIGNATURES } from "./nn/abi.ts";
 
 /** Modules up to this size (after instrumentation) are compiled synchronously. */
 const SYNC_COMPILE_BYTES = 256 * 1024;
@@ -96,9 +97,23 @@ export function checkImports(info: ModuleInfo, manifest: Manifest): string[] {
         reasons.push(`${what}: not granted by the manifest (needs grants.wasi)`);
         continue;
       }
+    } else if (imp.module === NN_MODULE) {
+      expected = NN_SIGNATURES[imp.name];
+      if (!expected) {
+        reasons.push(
+          `${what}: unknown WASI-NN function (${Object.keys(NN_SIGNATURES).join(", ")})`,
+        );
+        continue;
+      }
+      if (manifest.grants.nn.length === 0) {
+        reasons.push(
+          `${what}: not granted by the manifest (needs grants.nn, the models it may use)`,
+        );
+        continue;
+      }
     } else {
       reasons.push(
-        `${what}: unknown import module "${imp.module}" (only "edge" and "${WASI_MODULE}")`,
+        `${what}: unknown import module "${imp.module}" (only "edge", "${WASI_MODULE}" and "${NN_MODULE}")`,
       );
       continue;
     }

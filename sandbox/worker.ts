@@ -14,6 +14,8 @@ import { type FaultKind, ModuleFault } from "./errors.ts";
 import { EdgeError } from "./host/context.ts";
 import { GuestInstance, type RunnableModule } from "./instance.ts";
 import type { KvStore } from "./kv.ts";
+import { nnGuest } from "./nn/host.ts";
+import { NnLink } from "./nn/link.ts";
 import {
   type FromWorker,
   type LogRate,
@@ -44,6 +46,7 @@ let ctrl: Int32Array;
 let logRate: LogRate = { perSecond: 20, burst: 100 };
 let seq = 0;
 let sink: SinkLine[] = [];
+let nnLink: NnLink | undefined;
 
 function post(msg: FromWorker): void {
   self.postMessage(msg);
@@ -158,6 +161,7 @@ function create(inst: number, module: RunnableModule): GuestInstance {
     },
     logRate,
     logSink: (_module, level, line) => sink.push({ module: name, level, line }),
+    nn: (ctx) => nnGuest(ctx, nnLink, inst),
   });
 }
 
@@ -218,6 +222,9 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
       sab = msg.sab;
       ctrl = new Int32Array(sab, 0, 4);
       logRate = msg.logRate;
+      return;
+    case "nn":
+      nnLink = new NnLink(msg);
       return;
     case "load": {
       try {

@@ -1,0 +1,17 @@
+/**
+ * WASI-NN for modules: operator-installed ONNX models run by onnxruntime-web
+ * in an engine Worker, reached by guests through `wasi_ephemeral_nn`. See
+ * README.md.
+ *
+ * @module
+ */
+
+export { NnService } from "./service.ts";
+export type { InstallModelOptions, ModelStatus, NnPoolLink, NnServiceOptions } from "./service.ts";
+export type { ModelRecord } from "./store.ts";
+export type { ModelInfo, TensorSpec } from "./channel.ts";
+export { ModelInvalidError, ModelNotFoundError } from "./errors.ts";
+export { EngineError, EngineStoppedError, NnEngine } from "./engine.ts";
+export { NN_MODULE, NN_SIGNATURES, NnErrno, TensorType } from "./abi.ts";
+export { MODEL_NAME_RE } from "./names.ts";
+export { EMBED_DIR, loadEngineFiles, ORT_FILES, ORT_VERSION } from "./ort_files.ts";
