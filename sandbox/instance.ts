@@ -148,7 +148,8 @@ export class GuestInstance {
       status = (fn() as number | undefined) ?? 0;
     } catch (err) {
       const kind = this.#classify(err);
-      const message = kind === "fuel"
+      // A host function that charged the fuel (wasi-nn compute) says what used it.
+      const message = kind === "fuel" && !(err instanceof ModuleFault)
         ? `fuel exhausted: the call used more than limits.fuel_per_message (${this.#budget})`
         : err instanceof Error
         ? err.message

@@ -54,6 +54,19 @@ export interface TensorSpec {
   dims: number[];
 }
 
+/**
+ * The work of one inference, measured when the model was installed: the
+ * fastest of a few runs on zero inputs with every open dimension set to 1.
+ * `compute` is charged `ms × (input elements / elements)` of it, so the
+ * charge follows the work, not the engine's wall time (which a preemption
+ * or a GC pause would inflate).
+ */
+export interface ComputeCost {
+  ms: number;
+  /** Input elements of the measured runs. */
+  elements: number;
+}
+
 /** What a model takes and gives. */
 export interface ModelInfo {
   inputs: TensorSpec[];
@@ -74,7 +87,14 @@ export type ChannelRequest =
 
 /** Answers of the engine (with a status in the control words). */
 export type ChannelAnswer =
-  | { op: "load"; sha256: string; info: ModelInfo; maxElements: number }
+  | {
+    op: "load";
+    sha256: string;
+    info: ModelInfo;
+    maxElements: number;
+    /** Null when the model could not be measured (then the engine's time is charged). */
+    cost: ComputeCost | null;
+  }
   | { op: "compute"; sha256: string; ms: number; outputs: WireTensor[] }
   | { op: "error"; message: string; ms?: number };
 

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { ModelInfo } from "./channel.ts";
+import type { ComputeCost, ModelInfo } from "./channel.ts";
 import type { EngineReply, EngineRequest } from "./engine_protocol.ts";
 import { type EngineFiles, loadEngineFiles } from "./ort_files.ts";
 import { WARMUP_MODEL } from "./_warmup.ts";
@@ -167,14 +167,15 @@ export class NnEngine {
   }
 
   /**
-   * Creates a session of `bytes` and releases it.
-   * @returns the model's inputs and outputs.
+   * Creates a session of `bytes`, measures one inference and releases it.
+   * @returns the model's inputs, outputs and cost.
    * @throws {EngineError} with onnxruntime's reason when the model does not load.
    */
-  async validate(bytes: Uint8Array): Promise<ModelInfo> {
+  async validate(bytes: Uint8Array): Promise<{ info: ModelInfo; cost: ComputeCost | null }> {
     const msg: EngineRequest = { t: "validate", req: 0, bytes };
     const r = bytes === WARMUP_MODEL ? await this.#call(msg) : await this.#started(msg);
-    return (r as Extract<EngineReply, { t: "info" }>).info;
+    const { info, cost } = r as Extract<EngineReply, { t: "info" }>;
+    return { info, cost };
   }
 
   /** Loads (or replaces, between two computations) model `name`. */
@@ -183,8 +184,9 @@ export class NnEngine {
     sha256: string,
     bytes: Uint8Array,
     maxElements: number,
+    cost: ComputeCost | null,
   ): Promise<ModelInfo> {
-    const r = await this.#started({ t: "put", req: 0, name, sha256, bytes, maxElements });
+    const r = await this.#started({ t: "put", req: 0, name, sha256, bytes, maxElements, cost });
     return (r as Extract<EngineReply, { t: "info" }>).info;
   }
 

@@ -16,6 +16,7 @@ import { NnErrno, type NnErrnoValue } from "./abi.ts";
 import {
   type ChannelAnswer,
   type ChannelRequest,
+  type ComputeCost,
   type ModelInfo,
   readMessage,
   REQ_LEN,
@@ -27,7 +28,7 @@ import {
   type WireTensor,
   writeMessage,
 } from "./channel.ts";
-import { checkTensor, dimsOf, specOf } from "./tensors.ts";
+import { checkTensor, dimsOf, isElementType, specOf } from "./tensors.ts";
 import type { EngineReply, EngineRequest } from "./engine_protocol.ts";
 
 /** The part of onnxruntime-web's API used here. */
@@ -63,6 +64,7 @@ interface Model {
   session: OrtSession;
   info: ModelInfo;
   maxElements: number;
+  cost: ComputeCost | null;
 }
 
 let ort: Ort | undefined;
@@ -130,6 +132,40 @@ async function createSession(bytes: Uint8Array): Promise<{ session: OrtSession; 
   return { session, info };
 }
 
+/** Inputs of more elements than this are not measured (the cost is then the engine's time). */
+const MEASURE_MAX_ELEMENTS = 1 << 22;
+
+/**
+ * The model's {@link ComputeCost}: the fastest of 5 runs (after one to warm
+ * up) on zero inputs with open dimensions set to 1; null when the model
+ * cannot run on such inputs.
+ */
+async function measure(session: OrtSession, info: ModelInfo): Promise<ComputeCost | null> {
+  const feeds: Record<string, OrtTensor> = {};
+  let elements = 0;
+  for (const spec of info.inputs) {
+    if (!isElementType(spec.type)) return null;
+    const dims = spec.dims.map((d) => (d < 0 ? 1 : d));
+    const n = dims.reduce((a, b) => a * b, 1);
+    elements += n;
+    if (elements > MEASURE_MAX_ELEMENTS) return null;
+    feeds[spec.name] = new ort!.Tensor(spec.type, new ARRAYS[spec.type](n), dims);
+  }
+  try {
+    await session.run(feeds);
+    let best = Infinity;
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      await session.run(feeds);
+      best = Math.min(best, performance.now() - t0);
+    }
+    return { ms: best, elements: Math.max(1, elements) };
+  } catch (err) {
+    if (isFatal(err)) throw err;
+    return null;
+  }
+}
+
 /** True when `err` means the engine's wasm instance is no longer usable. */
 function isFatal(err: unknown): boolean {
   return err instanceof WebAssembly.RuntimeError || /\bAborted\b/.test(String(err));
@@ -147,16 +183,20 @@ async function control(msg: EngineRequest): Promise<void> {
       return;
     case "validate": {
       const { session, info } = await createSession(msg.bytes);
-      await session.release();
-      post({ t: "info", req: msg.req, info });
+      try {
+        post({ t: "info", req: msg.req, info, cost: await measure(session, info) });
+      } finally {
+        await session.release();
+      }
       return;
     }
     case "put": {
       const { session, info } = await createSession(msg.bytes);
       const old = models.get(msg.name);
-      models.set(msg.name, { sha256: msg.sha256, session, info, maxElements: msg.maxElements });
+      const { sha256, maxElements, cost } = msg;
+      models.set(msg.name, { sha256, session, info, maxElements, cost });
       await old?.session.release();
-      post({ t: "info", req: msg.req, info });
+      post({ t: "info", req: msg.req, info, cost });
       return;
     }
     case "drop": {
@@ -268,7 +308,13 @@ async function handle(lane: number, req: ChannelRequest, area: Uint8Array): Prom
   if (req.op === "load") {
     return {
       status: NnErrno.SUCCESS,
-      reply: { op: "load", sha256: model.sha256, info: model.info, maxElements: model.maxElements },
+      reply: {
+        op: "load",
+        sha256: model.sha256,
+        info: model.info,
+        maxElements: model.maxElements,
+        cost: model.cost,
+      },
       blobs: [],
     };
   }

@@ -13,13 +13,20 @@
 import { ModuleFault } from "../errors.ts";
 import type { ModuleContext } from "../host/context.ts";
 import {
+  ELEMENT_BYTES,
   type ElementType,
   elementTypeOf,
   NnErrno,
   type NnErrnoValue,
   TENSOR_RECORD,
 } from "./abi.ts";
-import { blobOffsets, type ModelInfo, tensorBytes, type WireTensor } from "./channel.ts";
+import {
+  blobOffsets,
+  type ComputeCost,
+  type ModelInfo,
+  tensorBytes,
+  type WireTensor,
+} from "./channel.ts";
 import type { NnLink } from "./link.ts";
 import { checkTensor, MAX_RANK } from "./tensors.ts";
 
@@ -35,7 +42,8 @@ interface Graph {
   sha256: string;
   info: ModelInfo;
   maxElements: number;
-  /** Engine milliseconds of the last compute, to refuse one the fuel left cannot pay for. */
+  cost: ComputeCost | null;
+  /** Engine milliseconds of the last compute (the estimate when the model has no cost). */
   lastMs: number;
 }
 
@@ -136,8 +144,9 @@ export function nnGuest(ctx: ModuleContext, link: NnLink | undefined, inst: numb
         const why = r.answer.op === "error" ? r.answer.message : "unexpected answer";
         return refuse("load_by_name", r.status || NnErrno.RUNTIME_ERROR, why);
       }
-      const { sha256, info, maxElements } = r.answer;
-      const g = { model: name, sha256, info, maxElements, lastMs: graphs[again]?.lastMs ?? 0 };
+      const { sha256, info, maxElements, cost } = r.answer;
+      const lastMs = graphs[again]?.lastMs ?? 0;
+      const g = { model: name, sha256, info, maxElements, cost, lastMs };
       if (again >= 0) graphs[again] = g;
       else graphs.push(g);
       out32(graphOut, again >= 0 ? again : graphs.length - 1);
@@ -230,11 +239,13 @@ export function nnGuest(ctx: ModuleContext, link: NnLink | undefined, inst: numb
         return refuse("compute", NnErrno.INVALID_ARGUMENT, `input ${missing} is not set`);
       }
       if (!link) return refuse("compute", NnErrno.RUNTIME_ERROR, "no inference engine here");
-      // Not started when the fuel left cannot pay for what the last computation of this graph cost.
-      if (getFuel && getFuel() < COMPUTE_BASE_FUEL + g.lastMs * link.fuelPerMs) {
-        charge(COMPUTE_BASE_FUEL + g.lastMs * link.fuelPerMs, `compute of "${g.model}"`);
-      }
       const ins = ec.inputs as Tensor[];
+      // The charge: the model's measured work scaled by the input elements (see ComputeCost),
+      // known before the call, so a call the fuel left cannot pay for is not started.
+      const elements = ins.reduce((n, t) => n + t.bytes.length / ELEMENT_BYTES[t.type], 0);
+      const estimate = g.cost ? g.cost.ms * (elements / g.cost.elements) : g.lastMs;
+      const fuel = COMPUTE_BASE_FUEL + Math.ceil(estimate * link.fuelPerMs);
+      if (getFuel && getFuel() < fuel) charge(fuel, `compute of "${g.model}"`);
       const blobs = ins.map((t) => t.bytes);
       const offsets = blobOffsets(blobs);
       const wire: WireTensor[] = ins.map((t, i) => ({
@@ -243,24 +254,23 @@ export function nnGuest(ctx: ModuleContext, link: NnLink | undefined, inst: numb
         offset: offsets[i],
         length: t.bytes.length,
       }));
+      const deadline = Date.now() + link.deadlineMs;
       const r = link.request(
-        {
-          op: "compute",
-          inst,
-          model: g.model,
-          deadline: Date.now() + link.deadlineMs,
-          inputs: wire,
-        },
+        { op: "compute", inst, model: g.model, deadline, inputs: wire },
         blobs,
       );
-      const engineMs = r.answer.op === "compute"
-        ? r.answer.ms
-        : r.answer.op === "error" && r.answer.ms !== undefined
-        ? r.answer.ms
-        : r.status === NnErrno.RUNTIME_ERROR && r.waitedMs >= link.deadlineMs
-        ? r.waitedMs // timed out: the engine's time is unknown, the guest's Worker waited this long
-        : 0;
-      charge(COMPUTE_BASE_FUEL + Math.ceil(engineMs * link.fuelPerMs), `compute of "${g.model}"`);
+      const timedOut = r.status === NnErrno.RUNTIME_ERROR && r.waitedMs >= link.deadlineMs;
+      const engineMs = r.answer.op === "compute" ? r.answer.ms : 0;
+      // A timed-out call held the guest's Worker until the deadline: that is what is charged.
+      // Without a measured cost, the engine's time is.
+      const charged = timedOut
+        ? Math.max(fuel, COMPUTE_BASE_FUEL + Math.ceil(r.waitedMs * link.fuelPerMs))
+        : r.answer.op !== "compute"
+        ? COMPUTE_BASE_FUEL
+        : g.cost
+        ? fuel
+        : COMPUTE_BASE_FUEL + Math.ceil(engineMs * link.fuelPerMs);
+      charge(charged, `compute of "${g.model}"`);
       if (r.answer.op !== "compute") {
         const why = r.answer.op === "error" ? r.answer.message : "unexpected answer";
         return refuse("compute", r.status || NnErrno.RUNTIME_ERROR, why);

@@ -162,7 +162,7 @@ export class NnService implements NnPoolLink {
     const bytes = await this.store.bytes(name);
     if (!bytes) return;
     try {
-      await this.engine.put(name, record.sha256, bytes, record.max_elements);
+      await this.engine.put(name, record.sha256, bytes, record.max_elements, record.cost ?? null);
       this.#loaded.set(name, record.sha256);
     } catch (err) {
       // An installed model that no longer loads (a smaller memory cap since): the
@@ -266,12 +266,17 @@ export class NnService implements NnPoolLink {
         );
       }
       const sha256 = await sha256Hex(bytes);
-      let info;
+      let info, cost;
       try {
-        info = await this.engine.validate(bytes);
+        ({ info, cost } = await this.engine.validate(bytes));
       } catch (err) {
         if (!(err instanceof EngineError)) throw err;
-        throw new ModelInvalidError(`the engine cannot load it: ${err.message}`, { cause: err });
+        const hint = /alloc|memory/i.test(err.message)
+          ? ` (the engine's memory is capped at ${this.#o.memoryBytes} bytes, nn.memory_bytes)`
+          : "";
+        throw new ModelInvalidError(`the engine cannot load it: ${err.message}${hint}`, {
+          cause: err,
+        });
       } finally {
         this.#idleCheck();
       }
@@ -296,6 +301,7 @@ export class NnService implements NnPoolLink {
         max_elements: maxElements,
         inputs: info.inputs,
         outputs: info.outputs,
+        cost,
         installed_at: new Date().toISOString(),
       };
       await this.store.save(record, bytes);

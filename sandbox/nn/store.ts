@@ -12,7 +12,7 @@
 
 import { join } from "node:path";
 import { syncDir, writeFileAtomic } from "../../runtime/fs.ts";
-import type { TensorSpec } from "./channel.ts";
+import type { ComputeCost, TensorSpec } from "./channel.ts";
 
 /** An installed model's record (`model.json`; the API's answer). */
 export interface ModelRecord {
@@ -26,6 +26,8 @@ export interface ModelRecord {
   max_elements: number;
   inputs: TensorSpec[];
   outputs: TensorSpec[];
+  /** One inference measured at install (what `compute` is charged); null when not measurable. */
+  cost: ComputeCost | null;
   installed_at: string;
 }
 

@@ -62,14 +62,20 @@ export interface Graph {
 }
 
 class Writer {
-  #parts: number[] = [];
+  #chunks: Uint8Array[] = [];
+  #small: number[] = [];
+  #flush(): void {
+    if (this.#small.length === 0) return;
+    this.#chunks.push(Uint8Array.from(this.#small));
+    this.#small = [];
+  }
   varint(v: number | bigint): this {
     let x = BigInt.asUintN(64, BigInt(v));
     while (x >= 0x80n) {
-      this.#parts.push(Number(x & 0x7fn) | 0x80);
+      this.#small.push(Number(x & 0x7fn) | 0x80);
       x >>= 7n;
     }
-    this.#parts.push(Number(x));
+    this.#small.push(Number(x));
     return this;
   }
   /** Field key: field number and wire type (Protocol Buffers encoding, "Message structure"). */
@@ -81,7 +87,8 @@ class Writer {
   }
   bytes(field: number, b: Uint8Array): this {
     this.key(field, 2).varint(b.length);
-    for (const x of b) this.#parts.push(x);
+    this.#flush();
+    this.#chunks.push(b);
     return this;
   }
   string(field: number, s: string): this {
@@ -94,11 +101,18 @@ class Writer {
     this.key(field, 5);
     const b = new Uint8Array(4);
     new DataView(b.buffer).setFloat32(0, v, true);
-    for (const x of b) this.#parts.push(x);
+    this.#small.push(...b);
     return this;
   }
   done(): Uint8Array {
-    return Uint8Array.from(this.#parts);
+    this.#flush();
+    const out = new Uint8Array(this.#chunks.reduce((n, c) => n + c.length, 0));
+    let at = 0;
+    for (const c of this.#chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    return out;
   }
 }
 
