@@ -20,6 +20,7 @@ import {
 import { EXIT } from "../lib/mod.ts";
 import { deltaCommand } from "./commands/delta.ts";
 import { moduleCommand } from "./commands/module.ts";
+import { modelCommand } from "./commands/model.ts";
 import { repoCommand } from "./commands/repo.ts";
 import { tufClientCommand } from "./commands/tuf_client.ts";
 import { updateCommand } from "./commands/update.ts";
@@ -106,6 +107,7 @@ export function buildProgram(): Command {
   program.addCommand(repoCommand());
   program.addCommand(tufClientCommand());
   program.addCommand(moduleCommand());
+  program.addCommand(modelCommand());
   program.addCommand(updateCommand());
 
   return program;

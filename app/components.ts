@@ -6,7 +6,7 @@
  * @module
  */
 import { type Component, type RuntimeContext, statusComponent, VERSION } from "../runtime/mod.ts";
-import { modulesComponent } from "../sandbox/mod.ts";
+import { modelsComponent, modulesComponent } from "../sandbox/mod.ts";
 import {
   adaptersComponent,
   createOpcuaAdapter,
@@ -21,7 +21,20 @@ import { updaterComponent } from "../ota/update/mod.ts";
  */
 export function createComponents(ctx: RuntimeContext): Component[] {
   const m = ctx.config.modules;
+  const n = ctx.config.nn;
+  // Stops after the modules: their instances let go of the engine first.
+  const models = modelsComponent({
+    dataDir: ctx.dataDir,
+    metrics: ctx.metrics,
+    memoryBytes: n.memory_bytes,
+    deadlineMs: n.deadline_ms,
+    fuelPerMs: n.fuel_per_ms,
+    maxElements: n.max_elements,
+    maxModelBytes: n.max_model_bytes,
+    idleStopMs: n.idle_stop_s * 1000,
+  });
   const modules = modulesComponent({
+    nn: models.nn,
     dataDir: ctx.dataDir,
     bus: ctx.bus,
     store: ctx.store,
@@ -70,5 +83,5 @@ export function createComponents(ctx: RuntimeContext): Component[] {
     update: () => update.updater.status(),
     adapters: () => adapters.overview(),
   });
-  return [mqtt, modules, adapters, update, status];
+  return [models, mqtt, modules, adapters, update, status];
 }

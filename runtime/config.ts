@@ -125,6 +125,22 @@ const modulesSchema = z.strictObject({
   workers: z.number().int().min(1).max(64).default(2),
 });
 
+const MIB = 1024 * 1024;
+const nnSchema = z.strictObject({
+  /** Cap of the inference engine's memory (its wasm heap: models and activations). */
+  memory_bytes: z.number().int().min(32 * MIB).max(4096 * MIB - 65536).default(256 * MIB),
+  /** Longest one WASI-NN compute may keep a module waiting. */
+  deadline_ms: z.number().int().min(1).max(60_000).default(1000),
+  /** Fuel a compute is charged per millisecond of the model's work (measured at install). */
+  fuel_per_ms: z.number().int().min(1).max(1_000_000_000).default(1_000_000),
+  /** Element limit of a model's tensors unless its install sets one. */
+  max_elements: z.number().int().min(1).max(256 * MIB).default(MIB),
+  /** Largest model file accepted. */
+  max_model_bytes: z.number().int().min(1).max(1024 * MIB).default(128 * MIB),
+  /** The engine stops this many seconds after the last module granted nn is gone. */
+  idle_stop_s: z.number().min(0).max(86_400).default(60),
+});
+
 /** The whole configuration schema. */
 export const configSchema = z.strictObject({
   data_dir: z.string().min(1).default("./data"),
@@ -146,6 +162,7 @@ export const configSchema = z.strictObject({
   modules: modulesSchema.default(modulesSchema.parse({})),
   /** Southbound adapters: `[[adapters.modbus]]` blocks (TOML only). */
   adapters: adaptersSchema.default(adaptersSchema.parse({})),
+  nn: nnSchema.default(nnSchema.parse({})),
 });
 
 /** The validated configuration. */

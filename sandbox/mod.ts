@@ -36,3 +36,14 @@ export { EdgeError } from "./host/context.ts";
 export type { StoreLike } from "./kv.ts";
 export { KV_MIGRATIONS } from "./kv.ts";
 export { modulesComponent } from "./component.ts";
+export {
+  EngineError,
+  MODEL_NAME_RE,
+  ModelInvalidError,
+  ModelNotFoundError,
+  modelsComponent,
+  type ModelStatus,
+  NnEngine,
+  NnService,
+  type TensorSpec,
+} from "./nn/mod.ts";
