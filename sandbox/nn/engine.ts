@@ -215,11 +215,11 @@ export class NnEngine {
     if (this.running) await this.#call({ t: "detach", req: 0, lane });
   }
 
-  /** The engine's wasm heap size and loaded models. */
-  async stats(): Promise<{ heapBytes: number; models: string[] }> {
-    if (!this.running) return { heapBytes: 0, models: [] };
+  /** The engine's wasm heap size, its Worker's JS heap in use, and its loaded models. */
+  async stats(): Promise<{ heapBytes: number; jsHeapBytes: number; models: string[] }> {
+    if (!this.running) return { heapBytes: 0, jsHeapBytes: 0, models: [] };
     const r = await this.#call({ t: "stats", req: 0 });
-    const s = r as Extract<EngineReply, { t: "stats" }>;
-    return { heapBytes: s.heapBytes, models: s.models };
+    const { heapBytes, jsHeapBytes, models } = r as Extract<EngineReply, { t: "stats" }>;
+    return { heapBytes, jsHeapBytes, models };
   }
 }

@@ -31,7 +31,7 @@ export type EngineRequest =
 export type EngineReply =
   | { t: "ok"; req: number }
   | { t: "info"; req: number; info: ModelInfo; cost: ComputeCost | null }
-  | { t: "stats"; req: number; heapBytes: number; models: string[] }
+  | { t: "stats"; req: number; heapBytes: number; jsHeapBytes: number; models: string[] }
   | { t: "error"; req: number; message: string }
   /** The engine's wasm instance aborted (out of memory, a bug): the Worker must be replaced. */
   | { t: "fatal"; message: string };

@@ -225,14 +225,18 @@ async function control(msg: EngineRequest): Promise<void> {
       post({ t: "ok", req: msg.req });
       return;
     }
-    case "stats":
+    case "stats": {
+      // With --expose-gc (the soak runs with it) the JS heap is measured after a collection.
+      (globalThis as { gc?: () => void }).gc?.();
       post({
         t: "stats",
         req: msg.req,
         heapBytes: heap?.buffer.byteLength ?? 0,
+        jsHeapBytes: Deno.memoryUsage().heapUsed,
         models: [...models.keys()],
       });
       return;
+    }
   }
 }
 

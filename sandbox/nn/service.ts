@@ -357,13 +357,24 @@ export class NnService implements NnPoolLink {
 
   /** The engine's state, for the API and metrics. */
   async engineStatus(): Promise<
-    { running: boolean; start_ms: number; heap_bytes: number; models: string[] }
+    {
+      running: boolean;
+      start_ms: number;
+      heap_bytes: number;
+      js_heap_bytes: number;
+      models: string[];
+    }
   > {
-    const s = await this.engine.stats().catch(() => ({ heapBytes: 0, models: [] as string[] }));
+    const s = await this.engine.stats().catch(() => ({
+      heapBytes: 0,
+      jsHeapBytes: 0,
+      models: [] as string[],
+    }));
     return {
       running: this.engine.running,
       start_ms: Math.round(this.engine.startMs),
       heap_bytes: s.heapBytes,
+      js_heap_bytes: s.jsHeapBytes,
       models: s.models,
     };
   }

@@ -2,12 +2,13 @@
  * Model-swap soak: a module computes with a model while the operator
  * installs a new version of it again and again, in this process (a real
  * ModuleHost, NnService and engine Worker). Samples the process's RSS after
- * each swap and reports its growth after a warm-up.
+ * each swap and reports its growth after a warm-up. Run it in a process of
+ * its own: RSS is the whole process's.
  *
  * The default tests run a short round (`tests/sandbox/nn/soak_test.ts`); the
  * long one runs here:
  *
- *     deno task soak-nn [--swaps 1000] [--calls 20]
+ *     deno task soak-nn [--swaps 1000] [--warmup 20] [--calls 20] [--json]
  *
  * @module
  */
@@ -49,9 +50,20 @@ export interface SoakResult {
   /** The engine's wasm heap after the warm-up and at the end (it never shrinks: a leak shows). */
   heapBaselineMiB: number;
   heapFinalMiB: number;
+  /** JS heap in use in the engine's Worker and in this thread, after the warm-up and at the end
+   * (after a collection when run with --v8-flags=--expose-gc, as `deno task soak-nn` does). */
+  engineJsBaselineMiB: number;
+  engineJsFinalMiB: number;
+  mainJsBaselineMiB: number;
+  mainJsFinalMiB: number;
 }
 
 const mib = () => Deno.memoryUsage().rss / (1 << 20);
+const M = 1 << 20;
+const mainJs = () => {
+  (globalThis as { gc?: () => void }).gc?.();
+  return Deno.memoryUsage().heapUsed / M;
+};
 
 /** Runs the soak in a temporary data directory. */
 export async function modelSwapSoak(o: SoakOptions): Promise<SoakResult> {
@@ -84,6 +96,8 @@ export async function modelSwapSoak(o: SoakOptions): Promise<SoakResult> {
     const swapMs: number[] = [];
     let baseline = 0;
     let heapBaseline = 0;
+    let engineJsBaseline = 0;
+    let mainJsBaseline = 0;
     for (let i = 0; i < warmup + swaps; i++) {
       const t0 = performance.now();
       await nn.install("m", versions[i % 2].bytes);
@@ -98,7 +112,10 @@ export async function modelSwapSoak(o: SoakOptions): Promise<SoakResult> {
       const rss = mib();
       if (i === warmup - 1) {
         baseline = rss;
-        heapBaseline = (await nn.engineStatus()).heap_bytes / (1 << 20);
+        const s = await nn.engineStatus();
+        heapBaseline = s.heap_bytes / M;
+        engineJsBaseline = s.js_heap_bytes / M;
+        mainJsBaseline = mainJs();
       }
       if (i >= warmup) samples.push(rss);
       onSwap?.(i, rss);
@@ -106,6 +123,7 @@ export async function modelSwapSoak(o: SoakOptions): Promise<SoakResult> {
     const q = Math.max(1, Math.floor(samples.length / 4));
     const mean = (a: number[]) => a.reduce((s, x) => s + x, 0) / a.length;
     swapMs.sort((a, b) => a - b);
+    const end = await nn.engineStatus();
     return {
       swaps,
       baselineMiB: baseline,
@@ -115,7 +133,11 @@ export async function modelSwapSoak(o: SoakOptions): Promise<SoakResult> {
       failures,
       swapP50Ms: swapMs[Math.floor(swapMs.length / 2)],
       heapBaselineMiB: heapBaseline,
-      heapFinalMiB: (await nn.engineStatus()).heap_bytes / (1 << 20),
+      heapFinalMiB: end.heap_bytes / M,
+      engineJsBaselineMiB: engineJsBaseline,
+      engineJsFinalMiB: end.js_heap_bytes / M,
+      mainJsBaselineMiB: mainJsBaseline,
+      mainJsFinalMiB: mainJs(),
     };
   } finally {
     await host.stop();
@@ -130,15 +152,16 @@ if (import.meta.main) {
     const i = Deno.args.indexOf(`--${name}`);
     return i >= 0 ? Number(Deno.args[i + 1]) : d;
   };
+  const json = Deno.args.includes("--json");
   const { guest } = await import("../../tests/sandbox/nn/_helpers.ts");
-  const swaps = arg("swaps", 1000);
   const r = await modelSwapSoak({
-    swaps,
+    swaps: arg("swaps", 1000),
+    warmup: arg("warmup", 20),
     calls: arg("calls", 20),
     wasm: await guest(),
     onSwap: (i, rss) => {
-      if (i % 50 === 0) console.log(`swap ${i}: RSS ${rss.toFixed(1)} MiB`);
+      if (!json && i % 50 === 0) console.log(`swap ${i}: RSS ${rss.toFixed(1)} MiB`);
     },
   });
-  console.log(JSON.stringify(r, null, 2));
+  console.log(JSON.stringify(r, null, json ? 0 : 2));
 }

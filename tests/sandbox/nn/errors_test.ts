@@ -139,20 +139,31 @@ Deno.test("compute is charged the model's measured work in fuel, the same every 
 });
 
 Deno.test("a compute past nn.deadline_ms answers runtime_error, later calls busy until the engine is done, then work again", async () => {
-  const e = await nnEnv({ deadlineMs: 20 });
+  const e = await nnEnv({ deadlineMs: 5 });
   try {
-    // 32 × (256·2048 + 2048·2048 + 2048·8) ≈ 1.5·10⁸ multiply-adds: far past 20 ms here.
+    // 128 × (256·2048 + 2048·2048 + 2048·8) ≈ 6·10⁸ multiply-adds: far past 5 ms here.
     await e.nn.install("big", mlp([256, 2048, 2048, 8], 9).bytes);
     await e.nn.install("tiny", mlp([256, 4]).bytes);
-    await e.host.install(nnManifest("g", ["big", "tiny"]), await guest());
-    const x = tensorPayload([32, 256], new Float32Array(32 * 256).fill(0.5));
+    // Fuel enough for the big model's measured work: the deadline is what stops the wait here.
+    await e.host.install(
+      nnManifest("g", ["big", "tiny"], {
+        limits: { fuel_per_message: 10_000_000_000, max_payload_bytes: 1 << 20 },
+      }),
+      await guest(),
+    );
+    const x = tensorPayload([128, 256], new Float32Array(128 * 256).fill(0.5));
     const out = await e.host.deliver("g", "run/big", x);
-    assert.equal(out.status, 400 + NnErrno.RUNTIME_ERROR, JSON.stringify(out.logs));
-    assert.match(out.logs.map((l) => l.message).join("\n"), /deadline of 20 ms/);
-    assert.ok(out.fuelUsed >= 20 * 1_000_000, `the wait is charged (${out.fuelUsed})`);
-    const busy = await e.host.deliver("g", "run/tiny", x);
-    assert.equal(busy.status, 100 + NnErrno.BUSY, JSON.stringify(busy.logs));
-    assert.match(busy.logs[0].message, /still working on an earlier call/);
+    if (out.status === 400 + NnErrno.BUSY) {
+      // On a loaded machine the engine may pick the request up after its deadline: not started.
+      assert.match(out.logs[0].message, /deadline passed while the call waited/);
+    } else {
+      assert.equal(out.status, 400 + NnErrno.RUNTIME_ERROR, JSON.stringify(out.logs));
+      assert.match(out.logs.map((l) => l.message).join("\n"), /deadline of 5 ms/);
+      assert.ok(out.fuelUsed >= 5 * 1_000_000, `the wait is charged (${out.fuelUsed})`);
+      const busy = await e.host.deliver("g", "run/tiny", x);
+      assert.equal(busy.status, 100 + NnErrno.BUSY, JSON.stringify(busy.logs));
+      assert.match(busy.logs[0].message, /still working on an earlier call/);
+    }
     const end = Date.now() + 10_000;
     let status = -1;
     while (status !== 0 && Date.now() < end) {

@@ -5,19 +5,40 @@
  */
 import assert from "node:assert/strict";
 import { mlp } from "../../../scripts/nn/models.ts";
-import { modelSwapSoak } from "../../../scripts/nn/soak.ts";
+import type { SoakResult } from "../../../scripts/nn/soak.ts";
 import { ModelInvalidError } from "../../../sandbox/nn/mod.ts";
 import { floats, guest, maxDiff, nnEnv, nnManifest, tensorPayload } from "./_helpers.ts";
 
 Deno.test("40 model swaps under use: every call answers, the engine's heap stays flat, RSS growth is bounded", async () => {
-  const r = await modelSwapSoak({ swaps: 40, warmup: 10, calls: 3, wasm: await guest() });
+  // In a process of its own: RSS is per process, and the tests run in parallel.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      "--unstable-worker-options",
+      "--v8-flags=--expose-gc",
+      new URL("../../../scripts/nn/soak.ts", import.meta.url).pathname,
+      ...["--swaps", "40", "--warmup", "10", "--calls", "3", "--json"],
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  const r = JSON.parse(
+    new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!,
+  ) as SoakResult;
   assert.equal(r.failures, 0);
+  // The leak detectors: the engine's wasm heap never shrinks, so a session kept per swap
+  // (~1.3 MiB here) would show; the JS heaps are measured after a collection.
   assert.ok(
     r.heapFinalMiB <= r.heapBaselineMiB + 4,
     `engine heap ${r.heapBaselineMiB} → ${r.heapFinalMiB} MiB`,
   );
-  // Measured here: 4-10 MiB over 200 swaps; a leaked session (~1.3 MiB each) would pass 48.
-  assert.ok(r.growthMiB < 32, `RSS grew ${r.growthMiB.toFixed(1)} MiB over ${r.swaps} swaps`);
+  assert.ok(r.engineJsFinalMiB <= r.engineJsBaselineMiB + 8, `engine JS ${JSON.stringify(r)}`);
+  assert.ok(r.mainJsFinalMiB <= r.mainJsBaselineMiB + 8, `main JS ${JSON.stringify(r)}`);
+  // RSS follows the collectors' timing (tens of MiB on a loaded machine over a short run):
+  // bounded here against gross growth only; deno task soak-nn shows the long trend.
+  assert.ok(r.growthMiB < 128, `RSS grew ${r.growthMiB.toFixed(1)} MiB over ${r.swaps} swaps`);
 });
 
 Deno.test("the engine's memory is capped: a model too big for nn.memory_bytes is refused with the reason, the engine keeps working", async () => {
