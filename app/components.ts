@@ -76,6 +76,8 @@ export function createComponents(ctx: RuntimeContext): Component[] {
   const update = updaterComponent(ctx, {
     factoryVersion: VERSION,
     installModule: (manifest, wasm) => modules.host.install(manifest, wasm),
+    installModel: (name, bytes, version) => models.nn.install(name, bytes, { version }),
+    installedModel: (name) => models.nn.installed(name),
   });
   update.attachMqtt(mqtt);
   const status = statusComponent(ctx, {

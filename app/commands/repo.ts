@@ -6,6 +6,7 @@
  *                         [--root-keys-dir PATH] [--deltas K]
  *     edged repo add DIR --release FILE --triple T --version V [--rollout PCT] [--deltas K]
  *     edged repo add DIR --module FILE.wasm --manifest MANIFEST.json
+ *     edged repo add DIR --model FILE.onnx --name NAME --version V
  *     edged repo refresh DIR                  (cron: re-sign snapshot and timestamp)
  *     edged repo rotate DIR --role ROLE [--threshold N] [--root-keys-dir PATH]
  *     edged repo serve DIR [--listen HOST:PORT]
@@ -18,6 +19,7 @@ import { createProgress, EXIT, type Progress } from "../../lib/mod.ts";
 import { Command } from "commander";
 import {
   type AddedTarget,
+  addModel,
   addModule,
   addRelease,
   RepoError,
@@ -83,6 +85,8 @@ interface AddOptions {
   deltas?: number;
   module?: string;
   manifest?: string;
+  model?: string;
+  name?: string;
 }
 
 async function add(dir: string, o: AddOptions): Promise<void> {
@@ -105,6 +109,9 @@ async function add(dir: string, o: AddOptions): Promise<void> {
     });
     for (const bar of bars.values()) bar.done();
     targets.forEach(report);
+  } else if (o.model !== undefined) {
+    (await addModel(r, o.model, { name: o.name!, version: o.version!, deltas: o.deltas }))
+      .forEach(report);
   } else {
     report(await addModule(r, o.module!, o.manifest!));
   }
@@ -143,7 +150,9 @@ export function repoCommand(): Command {
     );
 
   repo.command("add")
-    .description("publish a release binary (with deltas) or a module with its manifest")
+    .description(
+      "publish a release binary (with deltas), a module with its manifest, or a model (with deltas)",
+    )
     .argument("<dir>", "repository directory")
     .option("--release <file>", "release binary")
     .option("--triple <triple>", "target triple of the release, e.g. x86_64-unknown-linux-gnu")
@@ -156,11 +165,18 @@ export function repoCommand(): Command {
     )
     .option("--module <file>", "WebAssembly module")
     .option("--manifest <file>", "module manifest (JSON)")
+    .option("--model <file>", "ONNX model for modules granted nn (with deltas)")
+    .option("--name <name>", "model name")
     .action(async (dir: string, o: AddOptions) => {
-      if ((o.release === undefined) === (o.module === undefined)) {
+      const kinds = [o.release, o.module, o.model].filter((x) => x !== undefined).length;
+      if (kinds !== 1) {
         usage(
-          "add takes either --release FILE --triple T --version V or --module FILE --manifest FILE",
+          "add takes either --release FILE --triple T --version V, --module FILE --manifest FILE " +
+            "or --model FILE --name NAME --version V",
         );
+      }
+      if (o.model !== undefined && (!o.name || !o.version)) {
+        usage("--model needs --name and --version");
       }
       if (o.release !== undefined && (!o.triple || !o.version)) {
         usage("--release needs --triple and --version");

@@ -21,6 +21,12 @@ export {
 } from "./repository.ts";
 export { addModule, addRelease, type AddReleaseOptions } from "./releases.ts";
 export {
+  addModel,
+  type AddModelOptions,
+  type ModelCustom,
+  type ModelDeltaCustom,
+} from "./models.ts";
+export {
   type ServeOptions,
   serveRepository,
   staticHandler,

@@ -43,6 +43,10 @@ export interface MqttHooks {
 export interface UpdaterComponentOptions {
   /** The sandbox's install (hot swap) for module deploys. */
   installModule?: (manifest: unknown, wasm: Uint8Array) => Promise<unknown>;
+  /** The model store's install for model deploys. */
+  installModel?: (name: string, bytes: Uint8Array, version: string) => Promise<unknown>;
+  /** The installed version of a model (the source of model deltas). */
+  installedModel?: (name: string) => Promise<{ sha256: string; path: string } | undefined>;
   /** Version of this executable when no slot is active. */
   factoryVersion: string;
 }
@@ -51,7 +55,7 @@ export interface UpdaterComponentOptions {
 export interface UpdaterComponent extends Component {
   /** The pipeline itself. */
   updater: Updater;
-  /** Registers `update-check` and `module-deploy` and the status fields with MQTT. */
+  /** Registers `update-check`, `module-deploy`, `model-deploy` and the status fields with MQTT. */
   attachMqtt(mqtt: MqttHooks): void;
 }
 
@@ -102,6 +106,8 @@ export function updaterComponent(
     minRateBytesPerS: u.min_rate_bytes_per_s,
     onFailure: (operation, err) => failures.inc({ operation, code: errorCode(err).code }),
     installModule: options.installModule,
+    installModel: options.installModel,
+    installedModel: options.installedModel,
     requestRestart: (reason) => ctx.requestExit(EXIT.RESTART, reason),
   });
 
@@ -233,6 +239,14 @@ export function updaterComponent(
         }
         const version = typeof params.version === "string" ? params.version : undefined;
         return updater.deployModule(name, version);
+      });
+      m.registerCommand("model-deploy", (params) => {
+        const name = params.name;
+        if (typeof name !== "string" || name === "") {
+          throw new UpdateParamsError("model-deploy needs a string parameter 'name'");
+        }
+        const version = typeof params.version === "string" ? params.version : undefined;
+        return updater.deployModel(name, version);
       });
       m.setStatusProvider(() => ({
         version: cachedVersion,

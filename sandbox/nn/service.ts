@@ -343,6 +343,16 @@ export class NnService implements NnPoolLink {
     });
   }
 
+  /** The installed version's digest and file (the source of a model delta), if any. */
+  installed(name: string): Promise<{ sha256: string; path: string } | undefined> {
+    return this.#serial(async () => {
+      if (!MODEL_NAME_RE.test(name)) return undefined;
+      const record = await this.store.get(name);
+      const path = await this.store.file(name);
+      return record && path ? { sha256: record.sha256, path } : undefined;
+    });
+  }
+
   /** Every installed model. */
   async list(): Promise<ModelStatus[]> {
     return (await this.store.list()).map((r) => this.#status(r));

@@ -90,6 +90,12 @@ export class ModelStore {
     return JSON.parse(await Deno.readTextFile(join(dir, RECORD_FILE))) as ModelRecord;
   }
 
+  /** The path of model `name`'s ONNX file, or undefined when it is not installed. */
+  async file(name: string): Promise<string | undefined> {
+    const dir = await this.#current(name);
+    return dir ? join(dir, MODEL_FILE) : undefined;
+  }
+
   /** The ONNX bytes of model `name`, or undefined when it is not installed. */
   async bytes(name: string): Promise<Uint8Array | undefined> {
     const dir = await this.#current(name);
