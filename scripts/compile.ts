@@ -15,15 +15,38 @@
  */
 import { sha256File } from "../lib/mod.ts";
 import { runFlags, TARGETS } from "./_flags.ts";
+import { EMBED_DIR, npmCacheDist, ORT_FILES } from "../sandbox/nn/mod.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
 /**
  * Modules loaded at run time that must be embedded (resolved relative to the
- * repo): the sandbox Worker's entry point, which `deno compile` does not find
- * by itself.
+ * repo): the entry points of the sandbox Workers and of the inference
+ * engine's Worker, which `deno compile` does not find by itself.
  */
-export const INCLUDE: readonly string[] = ["sandbox/worker.ts"];
+export const INCLUDE: readonly string[] = ["sandbox/worker.ts", "sandbox/nn/engine_worker.ts"];
+
+/** The inference engine's two files as staged for embedding (see {@link stageEngineFiles}). */
+export const ENGINE_FILES: readonly string[] = [ORT_FILES.bundle, ORT_FILES.wasm].map((f) =>
+  decodeURIComponent(new URL(f, EMBED_DIR).pathname)
+);
+
+/**
+ * Copies onnxruntime-web's two files (the pinned version, from Deno's npm
+ * cache) into `sandbox/nn/engine/`, where the engine looks first and from
+ * where `--include` embeds them: only these two, not the 165 MB package.
+ * @returns the bytes they add to the binary.
+ */
+export async function stageEngineFiles(): Promise<number> {
+  // Always from the pinned package, so a version bump never embeds stale copies.
+  const dist = await npmCacheDist();
+  await Deno.mkdir(decodeURIComponent(EMBED_DIR.pathname), { recursive: true });
+  await Deno.copyFile(`${dist}/${ORT_FILES.bundle}`, ENGINE_FILES[0]);
+  await Deno.copyFile(`${dist}/${ORT_FILES.wasm}`, ENGINE_FILES[1]);
+  let bytes = 0;
+  for (const f of ENGINE_FILES) bytes += (await Deno.stat(f)).size;
+  return bytes;
+}
 
 /** Thrown when a target cannot be built here. */
 export class CompileError extends Error {
@@ -46,6 +69,7 @@ export function compileArgs(target: string, output: string): string[] {
     output,
     ...runFlags(),
     ...INCLUDE.flatMap((f) => ["--include", `${ROOT}${f}`]),
+    ...ENGINE_FILES.flatMap((f) => ["--include", f]),
     `${ROOT}main.ts`,
   ];
 }
@@ -58,6 +82,7 @@ function denortFor(target: string, env: Record<string, string>): string | undefi
 /** Builds `target` into `outDir`; throws {@linkcode CompileError} with the reason. */
 export async function compileTarget(target: string, outDir: string): Promise<string> {
   const output = `${outDir}/edged-${target}`;
+  await stageEngineFiles();
   const env: Record<string, string> = {};
   const denort = denortFor(target, Deno.env.toObject());
   if (denort) env.DENORT_BIN = denort;

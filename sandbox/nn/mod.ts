@@ -14,6 +14,13 @@ export { ModelInvalidError, ModelNotFoundError } from "./errors.ts";
 export { EngineError, EngineStoppedError, NnEngine } from "./engine.ts";
 export { NN_MODULE, NN_SIGNATURES, NnErrno, TensorType } from "./abi.ts";
 export { MODEL_NAME_RE } from "./names.ts";
-export { EMBED_DIR, loadEngineFiles, ORT_FILES, ORT_VERSION } from "./ort_files.ts";
+export {
+  EMBED_DIR,
+  loadEngineFiles,
+  npmCacheDist,
+  npmPackageDir,
+  ORT_FILES,
+  ORT_VERSION,
+} from "./ort_files.ts";
 export { MAX_MODEL_UPLOAD_BYTES, modelsApi } from "./api.ts";
 export { type ModelsComponent, modelsComponent } from "./component.ts";

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { compileTarget, INCLUDE } from "../../scripts/compile.ts";
+import {
+  compileArgs,
+  compileTarget,
+  ENGINE_FILES,
+  INCLUDE,
+  stageEngineFiles,
+} from "../../scripts/compile.ts";
 import { runFlags, RUNTIME_PERMISSIONS } from "../../scripts/_flags.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 
@@ -19,6 +25,16 @@ Deno.test("compile: every module of the binary's graph is local or npm, so it ca
   const broken = (info.modules as { specifier: string; error?: string }[]).filter((m) => m.error);
   assert.deepEqual(broken, [], "every module resolves");
   for (const f of INCLUDE) await Deno.stat(`${ROOT}${f}`); // every embedded file exists
+});
+
+Deno.test("compile: only onnxruntime-web's bundle and wasm are staged and embedded for the engine", async () => {
+  const bytes = await stageEngineFiles();
+  const sizes = await Promise.all(ENGINE_FILES.map(async (f) => (await Deno.stat(f)).size));
+  assert.equal(bytes, sizes[0] + sizes[1]);
+  assert.ok(sizes[1] > 10_000_000 && sizes[1] < 20_000_000, `wasm ${sizes[1]} bytes`);
+  const args = compileArgs(Deno.build.target, "/tmp/x");
+  for (const f of ENGINE_FILES) assert.ok(args.includes(f), `--include ${f}`);
+  assert.ok(!args.some((a) => a.includes("node_modules") || a.includes("onnxruntime-web/dist")));
 });
 
 Deno.test("compile: deno.json's dev task runs with exactly the baked-in flags", () => {
