@@ -7,6 +7,8 @@
  * - `POST /apply`: check and install (202 at once; `?wait=1` answers when done)
  * - `POST /rollback`: go back to the previous slot and restart
  * - `POST /modules/{name}/deploy` (`?version=`): install a module from the repository
+ * - `POST /models/{name}/deploy` (`?version=`): install a model from the repository (by delta
+ *   from the installed version when the repository has one)
  *
  * Failures are thrown (each update error has its code and status) and
  * answered by the server's one error handler.
@@ -41,6 +43,14 @@ export function updateApi(updater: Updater): Hono {
     "/modules/:name/deploy",
     async (c) => c.json(await updater.deployModule(c.req.param("name"), c.req.query("version"))),
   );
+
+  app.post("/models/:name/deploy", async (c) => {
+    try {
+      return c.json(await updater.deployModel(c.req.param("name"), c.req.query("version")));
+    } catch (err) {
+      return answerError(c, err);
+    }
+  });
 
   return app;
 }
