@@ -47,8 +47,44 @@ export interface ModuleCustom {
   manifest: Record<string, unknown>;
 }
 
+/** One input or output of a model as the repository records it (the engine's report). */
+export interface ModelTensor {
+  name: string;
+  /** Element type, e.g. "float32". */
+  type: string;
+  /** Dimensions; -1 where the model leaves one open. */
+  dims: number[];
+}
+
+/** `custom` of a model target ({@linkcode modelPath}): an ONNX model for modules granted `nn`. */
+export interface ModelCustom {
+  kind: "model";
+  name: string;
+  version: string;
+  inputs: ModelTensor[];
+  outputs: ModelTensor[];
+}
+
+/** `custom` of a BSDIFF40 delta between two versions of a model ({@linkcode modelDeltaPath}). */
+export interface ModelDeltaCustom {
+  kind: "model_delta";
+  format: "BSDIFF40";
+  name: string;
+  from_version: string;
+  to_version: string;
+  /** SHA-256 of the model version the patch applies to. */
+  from_sha256: string;
+  /** SHA-256 of the model version the patch produces. */
+  to_sha256: string;
+}
+
 /** Any target's `custom`, told apart by `kind`. */
-export type TargetCustom = ReleaseCustom | DeltaCustom | ModuleCustom;
+export type TargetCustom =
+  | ReleaseCustom
+  | DeltaCustom
+  | ModuleCustom
+  | ModelCustom
+  | ModelDeltaCustom;
 
 /** Path of the release binary of `version` for `triple`. */
 export function releasePath(triple: string, version: string): string {
@@ -65,13 +101,29 @@ export function modulePath(name: string, version: string): string {
   return `modules/${name}/${version}/${name}.wasm`;
 }
 
+/** Path of model `name` at `version`. */
+export function modelPath(name: string, version: string): string {
+  return `models/${name}/${version}/${name}.onnx`;
+}
+
+/** Path of the delta from version `from` to version `to` of model `name`. */
+export function modelDeltaPath(name: string, from: string, to: string): string {
+  return `deltas/models/${name}/${from}_to_${to}.bsdiff`;
+}
+
 const isString = (v: unknown): v is string => typeof v === "string" && v.length > 0;
+const isTensors = (v: unknown): v is ModelTensor[] =>
+  Array.isArray(v) &&
+  v.every((t) =>
+    isObject(t) && isString(t.name) && isString(t.type) && Array.isArray(t.dims) &&
+    t.dims.every((d) => Number.isInteger(d))
+  );
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 
 /**
  * Reads a target's `custom` as the device does: the typed value when it is a
- * well-formed release, delta or module entry, else undefined (an unknown kind
+ * well-formed release, delta, module, model or model delta entry, else undefined (an unknown kind
  * or a malformed entry is not offered to the device; the metadata around it
  * is still verified by TUF).
  */
@@ -111,6 +163,29 @@ export function parseCustom(custom: unknown): TargetCustom | undefined {
       const { name, version, manifest } = custom;
       if (!isString(name) || !isString(version) || !isObject(manifest)) return undefined;
       return { kind: "module", name, version, manifest };
+    }
+    case "model": {
+      const { name, version, inputs, outputs } = custom;
+      if (!isString(name) || !isString(version) || !isTensors(inputs) || !isTensors(outputs)) {
+        return undefined;
+      }
+      return { kind: "model", name, version, inputs, outputs };
+    }
+    case "model_delta": {
+      const c = custom;
+      if (
+        c.format !== "BSDIFF40" || !isString(c.name) || !isString(c.from_version) ||
+        !isString(c.to_version) || !isString(c.from_sha256) || !isString(c.to_sha256)
+      ) return undefined;
+      return {
+        kind: "model_delta",
+        format: "BSDIFF40",
+        name: c.name,
+        from_version: c.from_version,
+        to_version: c.to_version,
+        from_sha256: c.from_sha256,
+        to_sha256: c.to_sha256,
+      };
     }
     default:
       return undefined;

@@ -20,12 +20,7 @@ export {
   ROLES,
 } from "./repository.ts";
 export { addModule, addRelease, type AddReleaseOptions } from "./releases.ts";
-export {
-  addModel,
-  type AddModelOptions,
-  type ModelCustom,
-  type ModelDeltaCustom,
-} from "./models.ts";
+export { addModel, type AddModelOptions } from "./models.ts";
 export {
   type ServeOptions,
   serveRepository,

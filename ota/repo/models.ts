@@ -11,33 +11,12 @@
  * @module
  */
 import { bsdiff } from "../delta/mod.ts";
-import { EngineError, MODEL_NAME_RE, NnEngine, type TensorSpec } from "../../sandbox/mod.ts";
+import { EngineError, MODEL_NAME_RE, NnEngine } from "../../sandbox/mod.ts";
+import { type ModelCustom, type ModelDeltaCustom, modelDeltaPath, modelPath } from "../contract.ts";
 import { compareVersions } from "../semver.ts";
 import { RepoError } from "./errors.ts";
 import type { AddedTarget, Repository } from "./repository.ts";
 import { checkSegment } from "./_util.ts";
-
-/** `custom` of a model target. */
-export interface ModelCustom {
-  kind: "model";
-  name: string;
-  version: string;
-  inputs: TensorSpec[];
-  outputs: TensorSpec[];
-}
-
-/** `custom` of a model delta target. */
-export interface ModelDeltaCustom {
-  kind: "model_delta";
-  format: "BSDIFF40";
-  name: string;
-  from_version: string;
-  to_version: string;
-  /** SHA-256 of the model version the patch applies to. */
-  from_sha256: string;
-  /** SHA-256 of the model version the patch produces. */
-  to_sha256: string;
-}
 
 /** Options of {@link addModel}. */
 export interface AddModelOptions {
@@ -62,7 +41,7 @@ export async function addModel(
     );
   }
   checkSegment("model version", version);
-  const path = `models/${name}/${version}/${name}.onnx`;
+  const path = modelPath(name, version);
   if (repo.targets.targets[path]) {
     throw new RepoError(`model ${name} ${version} is already published`);
   }
@@ -101,7 +80,7 @@ export async function addModel(
       to_sha256: model.sha256,
     };
     added.push(
-      await repo.putTarget(`deltas/models/${name}/${prev.version}_to_${version}.bsdiff`, patch, {
+      await repo.putTarget(modelDeltaPath(name, prev.version, version), patch, {
         ...delta,
       }),
     );

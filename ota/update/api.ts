@@ -44,13 +44,10 @@ export function updateApi(updater: Updater): Hono {
     async (c) => c.json(await updater.deployModule(c.req.param("name"), c.req.query("version"))),
   );
 
-  app.post("/models/:name/deploy", async (c) => {
-    try {
-      return c.json(await updater.deployModel(c.req.param("name"), c.req.query("version")));
-    } catch (err) {
-      return answerError(c, err);
-    }
-  });
+  app.post(
+    "/models/:name/deploy",
+    async (c) => c.json(await updater.deployModel(c.req.param("name"), c.req.query("version"))),
+  );
 
   return app;
 }

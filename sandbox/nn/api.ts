@@ -4,41 +4,24 @@
  * and the engine's state), `GET|PUT|DELETE /{name}`. `PUT` takes
  * `multipart/form-data` with the ONNX file in part `model` and optional
  * fields `version` and `max_elements`; a model the engine cannot load gets
- * 422 with the reason. Errors answer `{"error": {"code", "message", "details"?}}`.
+ * 422 `model_invalid` with the reason. Failures are thrown (each error class
+ * has its code and status) and answered by the server's one error handler.
  *
  * @module
  */
 
 import { Hono } from "hono";
-import type { Context } from "hono";
-import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { ModelInvalidError, ModelNotFoundError } from "./errors.ts";
+import { ApiError } from "../../runtime/mod.ts";
 import type { NnService } from "./service.ts";
 
 /** Largest upload `PUT` reads (the service's `maxModelBytes` applies to the file itself). */
 export const MAX_MODEL_UPLOAD_BYTES = 256 * 1024 * 1024;
 
-function fail(
-  c: Context,
-  status: ContentfulStatusCode,
-  code: string,
-  message: string,
-  details?: string[],
-) {
-  return c.json({ error: { code, message, ...(details ? { details } : {}) } }, status);
-}
+const badRequest = (message: string) => new ApiError(400, "bad_request", message);
 
 /** Builds the Hono app of the models API over `nn`. */
 export function modelsApi(nn: NnService): Hono {
   const app = new Hono();
-
-  app.onError((err, c) => {
-    if (err instanceof ModelNotFoundError) return fail(c, 404, "model_not_found", err.message);
-    if (err instanceof ModelInvalidError) {
-      return fail(c, 422, "model_invalid", err.message, [err.reason]);
-    }
-    throw err;
-  });
 
   app.get("/", async (c) => c.json({ models: await nn.list(), engine: await nn.engineStatus() }));
   app.get("/:name", async (c) => c.json(await nn.get(c.req.param("name"))));
@@ -47,8 +30,7 @@ export function modelsApi(nn: NnService): Hono {
     const name = c.req.param("name");
     const length = Number(c.req.header("content-length") ?? "0");
     if (length > MAX_MODEL_UPLOAD_BYTES) {
-      return fail(
-        c,
+      throw new ApiError(
         413,
         "payload_too_large",
         `upload is ${length} bytes, at most ${MAX_MODEL_UPLOAD_BYTES}`,
@@ -58,27 +40,20 @@ export function modelsApi(nn: NnService): Hono {
     try {
       form = await c.req.formData();
     } catch {
-      return fail(c, 400, "bad_request", "body must be multipart/form-data with a part model");
+      throw badRequest("body must be multipart/form-data with a part model");
     }
     const part = form.get("model");
-    if (!(part instanceof File)) {
-      return fail(c, 400, "bad_request", "part model (the ONNX file) is missing");
-    }
+    if (!(part instanceof File)) throw badRequest("part model (the ONNX file) is missing");
     const version = form.get("version");
-    const maxElements = form.get("max_elements");
     if (version !== null && typeof version !== "string") {
-      return fail(c, 400, "bad_request", "field version must be text");
+      throw badRequest("field version must be text");
     }
+    const maxElements = form.get("max_elements");
     let max: number | undefined;
     if (maxElements !== null) {
       max = Number(maxElements);
       if (typeof maxElements !== "string" || !Number.isInteger(max)) {
-        return fail(
-          c,
-          400,
-          "bad_request",
-          `field max_elements must be an integer, got ${maxElements}`,
-        );
+        throw badRequest(`field max_elements must be an integer, got ${maxElements}`);
       }
     }
     const existed = (await nn.list()).some((m) => m.name === name);

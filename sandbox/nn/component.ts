@@ -7,7 +7,7 @@
  */
 
 import type { Hono } from "hono";
-import type { MetricsLike } from "../module_host.ts";
+import type { Metrics } from "../../runtime/mod.ts";
 import { modelsApi } from "./api.ts";
 import { NnService, type NnServiceOptions } from "./service.ts";
 
@@ -21,7 +21,7 @@ export interface ModelsComponent {
 
 /** Builds the models component; pass `nn` to the modules component as its `nn` option. */
 export function modelsComponent(
-  options: NnServiceOptions & { metrics?: MetricsLike },
+  options: NnServiceOptions & { metrics?: Metrics },
 ): ModelsComponent {
   const nn = new NnService(options);
   if (options.metrics) {

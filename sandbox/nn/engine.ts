@@ -11,6 +11,9 @@ import type { ComputeCost, ModelInfo } from "./channel.ts";
 import type { EngineReply, EngineRequest } from "./engine_protocol.ts";
 import { type EngineFiles, loadEngineFiles } from "./ort_files.ts";
 import { WARMUP_MODEL } from "./_warmup.ts";
+import { EngineError, EngineStoppedError } from "./errors.ts";
+
+export { EngineError, EngineStoppedError };
 
 /** Options of {@link NnEngine}. */
 export interface NnEngineOptions {
@@ -24,22 +27,6 @@ export interface NnEngineOptions {
 
 /** Smallest engine memory cap: onnxruntime starts with a 16 MiB heap. */
 export const MIN_ENGINE_MEMORY_BYTES = 32 * 1024 * 1024;
-
-/** The engine refused a model or failed an operation; `message` is its reason. */
-export class EngineError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "EngineError";
-  }
-}
-
-/** Thrown to callers when the engine stopped or died before answering. */
-export class EngineStoppedError extends Error {
-  constructor(why: string) {
-    super(`the inference engine ${why}`);
-    this.name = "EngineStoppedError";
-  }
-}
 
 const WORKER_URL = new URL("./engine_worker.ts", import.meta.url);
 

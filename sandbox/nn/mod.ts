@@ -10,7 +10,7 @@ export { NnService } from "./service.ts";
 export type { InstallModelOptions, ModelStatus, NnPoolLink, NnServiceOptions } from "./service.ts";
 export type { ModelRecord } from "./store.ts";
 export type { ModelInfo, TensorSpec } from "./channel.ts";
-export { ModelInvalidError, ModelNotFoundError } from "./errors.ts";
+export { EngineFilesError, ModelInvalidError, ModelNotFoundError } from "./errors.ts";
 export { EngineError, EngineStoppedError, NnEngine } from "./engine.ts";
 export { NN_MODULE, NN_SIGNATURES, NnErrno, TensorType } from "./abi.ts";
 export { MODEL_NAME_RE } from "./names.ts";

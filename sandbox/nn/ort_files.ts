@@ -14,6 +14,9 @@
  */
 
 import { join } from "node:path";
+import { EngineFilesError } from "./errors.ts";
+
+export { EngineFilesError };
 
 /** The onnxruntime-web version edged is built and tested with (pinned in deno.json). */
 export const ORT_VERSION = "1.31.1";
@@ -32,14 +35,6 @@ export interface EngineFiles {
   wasm: Uint8Array;
   /** Where they were read from. */
   from: string;
-}
-
-/** Thrown when the engine's files cannot be found. */
-export class EngineFilesError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "EngineFilesError";
-  }
 }
 
 async function readFrom(dir: string): Promise<EngineFiles> {

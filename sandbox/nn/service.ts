@@ -14,7 +14,7 @@
 
 import { join } from "node:path";
 import { getLogger } from "@logtape/logtape";
-import { sha256Hex } from "../validate.ts";
+import { sha256Hex } from "../../lib/mod.ts";
 import { CHANNEL_INITIAL_BYTES, DATA_OFFSET } from "./channel.ts";
 import { EngineError, MIN_ENGINE_MEMORY_BYTES, NnEngine } from "./engine.ts";
 import { ModelInvalidError, ModelNotFoundError } from "./errors.ts";

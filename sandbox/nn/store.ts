@@ -11,7 +11,7 @@
  */
 
 import { join } from "node:path";
-import { syncDir, writeFileAtomic } from "../../runtime/fs.ts";
+import { syncDir, writeFileAtomic } from "../../lib/mod.ts";
 import type { ComputeCost, TensorSpec } from "./channel.ts";
 
 /** An installed model's record (`model.json`; the API's answer). */

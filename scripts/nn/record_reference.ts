@@ -19,7 +19,7 @@ import {
   REFERENCE_FILE,
   SEEDS,
 } from "../../tests/sandbox/nn/_real_model.ts";
-import { sha256Hex } from "../../sandbox/validate.ts";
+import { sha256Hex } from "../../lib/mod.ts";
 
 const NODE_ORT = "onnxruntime-node";
 const ort = await import(NODE_ORT) as {

@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { serveRepository, Updater, UpdateTargetMissingError } from "../../ota/mod.ts";
-import { NnService, sha256Hex } from "../../sandbox/mod.ts";
+import { NnService } from "../../sandbox/mod.ts";
+import { sha256Hex } from "../../lib/mod.ts";
 import { mlp } from "../../scripts/nn/models.ts";
 import { repoCli, TRIPLE } from "./_update_helpers.ts";
 
@@ -71,6 +72,7 @@ Deno.test({
     try {
       let r = await updater.deployModel("m", "1.0.0");
       assert.deepEqual(r, { name: "m", version: "1.0.0", method: "full" });
+      assert.equal((await updater.deployModel("m", "1.0.0")).method, "unchanged");
       let m = await nn.get("m");
       assert.equal(m.sha256, await sha256Hex(v1));
       assert.equal(m.version, "1.0.0");

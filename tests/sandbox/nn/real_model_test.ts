@@ -4,7 +4,7 @@
  * onnxruntime recorded for the same inputs (scripts/nn/record_reference.ts).
  */
 import assert from "node:assert/strict";
-import { sha256Hex } from "../../../sandbox/mod.ts";
+import { sha256Hex } from "../../../lib/mod.ts";
 import { realModelBytes, realModelInput, REFERENCE_FILE } from "./_real_model.ts";
 import { floats, guest, maxDiff, nnEnv, nnManifest, tensorPayload } from "./_helpers.ts";
 
