@@ -42,6 +42,7 @@ import { type ModuleCustom, parseCustom } from "../contract.ts";
 import { type BootState, rolledBack, type SlotName, SlotStore } from "./state.ts";
 import { TokenBucket } from "./token_bucket.ts";
 import { confirmBoot } from "./boot.ts";
+import { fetchModel, pickModel } from "./model_deploy.ts";
 
 const log = getLogger(["edged", "update"]);
 
@@ -93,6 +94,10 @@ export interface UpdaterOptions {
   requestRestart?: (reason: string) => void;
   /** Installs a verified module (the sandbox's hot swap). */
   installModule?: (manifest: unknown, wasm: Uint8Array) => Promise<unknown>;
+  /** Installs a verified model (validated again by the engine, replaced between computations). */
+  installModel?: (name: string, bytes: Uint8Array, version: string) => Promise<unknown>;
+  /** The installed version of a model, the source of model deltas. */
+  installedModel?: (name: string) => Promise<{ sha256: string; path: string } | undefined>;
   /** TUF fetcher for metadata (tests). @default an HttpFetcher with `idleTimeoutMs` */
   fetcher?: Fetcher;
   /**
@@ -689,6 +694,77 @@ export class Updater {
       const v = custom.version;
       log.info("deployed module {name} {version} from the repository", { name, version: v });
       return { name, version: v };
+    } finally {
+      this.#deploys--;
+      if (!this.#apply) this.#progress = null;
+    }
+  }
+
+  /**
+   * Installs model `name` from the repository (newest version, or
+   * `version`), by BSDIFF40 delta from the installed version when the
+   * repository has one (see `model_deploy.ts`); deploys run one at a time,
+   * like module deploys.
+   */
+  deployModel(
+    name: string,
+    version?: string,
+  ): Promise<{ name: string; version: string; method: "delta" | "full" | "unchanged" }> {
+    const turn = this.#deploying.then(() =>
+      this.#track("deploy", () => this.#deployModel(name, version))
+    );
+    this.#deploying = turn.catch(() => {});
+    return turn;
+  }
+
+  async #deployModel(
+    name: string,
+    version?: string,
+  ): Promise<{ name: string; version: string; method: "delta" | "full" | "unchanged" }> {
+    const signal = this.#closed.signal;
+    signal.throwIfAborted();
+    const install = this.#o.installModel;
+    if (!install) throw new UpdateError("no model store to install into");
+    this.#deploys++;
+    try {
+      const { client, info, targets } = await this.#refreshTurn(async () => {
+        const client = await this.#tuf();
+        await client.refresh();
+        const targets = client.listTargets().map((t) => ({
+          path: t.path,
+          custom: parseCustom(t.custom),
+        }));
+        const info = await client.requireTargetInfo(pickModel(targets, name, version));
+        return { client, info, targets };
+      });
+      const installed = await this.#o.installedModel?.(name);
+      const listed = parseCustom(info.custom);
+      if (installed?.sha256 === info.hashes.sha256 && listed?.kind === "model") {
+        return { name, version: listed.version, method: "unchanged" };
+      }
+      await this.store.ensure();
+      const got = await fetchModel({
+        client,
+        info,
+        targets,
+        installed,
+        dir: this.store.moduleDownloadsDir,
+        download: (i) =>
+          this.#download(client, i, signal, {
+            dest: join(this.store.moduleDownloadsDir, `${i.hashes.sha256}-${basename(i.path)}`),
+          }),
+      });
+      try {
+        await install(name, await Deno.readFile(got.path), got.custom.version);
+      } finally {
+        await Deno.remove(got.path).catch(() => {});
+      }
+      log.info("deployed model {name} {version} from the repository ({method})", {
+        name,
+        version: got.custom.version,
+        method: got.method,
+      });
+      return { name, version: got.custom.version, method: got.method };
     } finally {
       this.#deploys--;
       if (!this.#apply) this.#progress = null;
