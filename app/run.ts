@@ -9,18 +9,23 @@ import {
   Bus,
   type Component,
   type Config,
+  connectionsWithin,
   createApp,
   dashboardPage,
   ensureApiToken,
+  type HttpServer,
   ingestRoutes,
   Metrics,
   parseListen,
   publishReadings,
+  raiseOpenFileLimit,
   ReadingLog,
   registerProcessMetrics,
+  registerServerMetrics,
   registerStoreMetrics,
   type Route,
   type RuntimeContext,
+  serveHttp,
   Store,
   VERSION,
 } from "../runtime/mod.ts";
@@ -133,43 +138,8 @@ export async function runEdged(config: Config, options: RunOptions = {}): Promis
     dashboard: () => dashboardPage({ deviceId: config.device_id, version: VERSION }),
   });
 
-  const listen = parseListen(config.listen)!;
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    server = await new Promise<Deno.HttpServer<Deno.NetAddr>>((resolve, reject) => {
-      try {
-        const s = Deno.serve({
-          hostname: listen.hostname,
-          port: listen.port,
-          onListen: (addr) => {
-            log.info("listening on http://{host}:{port}", {
-              host: addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname,
-              port: addr.port,
-              url: `http://${
-                addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname
-              }:${addr.port}`,
-            });
-            options.onListen?.(addr);
-          },
-          onError: (err) => {
-            log.error("HTTP server error: {error}", { error: String(err) });
-            return new Response(
-              JSON.stringify({ error: { code: "internal", message: "internal error" } }),
-              { status: 500, headers: { "content-type": "application/json" } },
-            );
-          },
-        }, app.fetch);
-        resolve(s);
-      } catch (err) {
-        reject(err);
-      }
-    });
-  } catch (err) {
-    store.close();
-    stopProcessMetrics();
-    throw new Error(`cannot listen on ${config.listen}: ${(err as Error).message}`, { cause: err });
-  }
-
+  // Before listening: Deno sets up its signal thread on the first listener and
+  // needs a descriptor for it, which a flood of connections may leave none of.
   const onSignal = (name: string) => () => requestExit(EXIT.OK, `received ${name}`);
   const sigterm = onSignal("SIGTERM");
   const sigint = onSignal("SIGINT");
@@ -177,6 +147,48 @@ export async function runEdged(config: Config, options: RunOptions = {}): Promis
     Deno.addSignalListener("SIGTERM", sigterm);
     Deno.addSignalListener("SIGINT", sigint);
   }
+
+  const listen = parseListen(config.listen)!;
+  const maxConnections = openFileLimits(config.http.max_connections);
+  let server: HttpServer;
+  try {
+    server = serveHttp({
+      hostname: listen.hostname,
+      port: listen.port,
+      maxConnections,
+      headerTimeoutMs: config.http.header_timeout_s * 1000,
+      idleTimeoutMs: config.http.idle_timeout_s * 1000,
+      requestTimeoutMs: config.http.request_timeout_s * 1000,
+      onListen: (addr) => {
+        const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+        log.info("listening on http://{host}:{port}", {
+          host,
+          port: addr.port,
+          url: `http://${host}:${addr.port}`,
+        });
+        options.onListen?.(addr);
+      },
+      onError: (err) => {
+        log.error("HTTP handler failed: {error}", { error: String(err) });
+      },
+      onAcceptError: rateLimited(10_000, (err, delayMs) => {
+        log.warning("accepting HTTP connections failed ({error}); retrying in {delay} ms", {
+          error: err.message,
+          delay: delayMs,
+        });
+      }),
+    }, (req, info) => app.fetch(req, info));
+  } catch (err) {
+    store.close();
+    stopProcessMetrics();
+    if (handleSignals) {
+      Deno.removeSignalListener("SIGTERM", sigterm);
+      Deno.removeSignalListener("SIGINT", sigint);
+    }
+    throw new Error(`cannot listen on ${config.listen}: ${(err as Error).message}`, { cause: err });
+  }
+  registerServerMetrics(metrics, server);
+
   options.signal?.addEventListener("abort", () => requestExit(EXIT.OK, "stop requested"));
 
   const startedComponents: Component[] = [];
@@ -232,6 +244,45 @@ export async function runEdged(config: Config, options: RunOptions = {}): Promis
   }
   log.info("stopped");
   return exitCode;
+}
+
+/**
+ * Raises the open-file limit to the hard limit and returns the connection cap
+ * that fits it, saying so when either is lower than asked.
+ */
+function openFileLimits(wanted: number): number {
+  const limit = raiseOpenFileLimit();
+  if (limit.raisedFrom !== undefined) {
+    log.info("raised the open-file limit from {from} to {to}", {
+      from: limit.raisedFrom,
+      to: limit.soft,
+    });
+  } else if (limit.error && limit.soft < limit.hard) {
+    log.warning("cannot raise the open-file limit ({soft} of {hard}): {error}", { ...limit });
+  }
+  const cap = connectionsWithin(limit, wanted);
+  if (cap < wanted) {
+    log.warning(
+      "http.max_connections is {wanted} but the open-file limit ({soft}) allows {cap}; " +
+        "raise LimitNOFILE (systemd) or ulimit -n",
+      { wanted, soft: limit.soft, cap },
+    );
+  }
+  return cap;
+}
+
+/** `fn`, called at most once per `ms` (a flood must not flood the log too). */
+function rateLimited<A extends unknown[]>(
+  ms: number,
+  fn: (...args: A) => void,
+): (...args: A) => void {
+  let last = -Infinity;
+  return (...args) => {
+    const now = performance.now();
+    if (now - last < ms) return;
+    last = now;
+    fn(...args);
+  };
 }
 
 async function ensureDir(dir: string): Promise<string> {

@@ -25,6 +25,17 @@ const httpSchema = z.strictObject({
   max_batch: z.number().int().min(1).max(100_000).default(1000),
   /** How far in the future a reading's timestamp may lie. */
   max_future_skew_s: z.number().int().min(0).max(366 * 86400).default(86400),
+  /**
+   * Open connections at most (lowered to fit the open-file limit); at the cap a
+   * new connection replaces the one idle longest, or gets 503.
+   */
+  max_connections: z.number().int().min(1).max(1_000_000).default(1024),
+  /** Seconds for a request's line and headers to arrive; slower clients are closed. */
+  header_timeout_s: z.number().min(0.1).max(3600).default(10),
+  /** Seconds a connection may sit without a request, or a body or answer without progress. */
+  idle_timeout_s: z.number().min(0.1).max(3600).default(30),
+  /** Seconds for a whole request, body included, to arrive. */
+  request_timeout_s: z.number().min(1).max(86400).default(300),
 });
 
 const storeSchema = z.strictObject({

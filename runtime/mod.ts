@@ -39,6 +39,23 @@ export {
 } from "./config_opcua.ts";
 export { ApiError, type ErrorDetail, errorResponse } from "./api/errors.ts";
 export { createApp, type Route, type ServerOptions } from "./api/server.ts";
+export {
+  CLOSE_REASONS,
+  type CloseReason,
+  type HttpHandler,
+  type HttpServer,
+  type HttpServerOptions,
+  type HttpServerStats,
+  serveHttp,
+} from "./api/http_server.ts";
+export { registerServerMetrics } from "./api/server_metrics.ts";
+export {
+  connectionsWithin,
+  FD_RESERVE,
+  LIBC_PATHS,
+  type OpenFileLimit,
+  raiseOpenFileLimit,
+} from "./rlimit.ts";
 export { type IngestOptions, ingestRoutes } from "./api/ingest.ts";
 export { statusComponent } from "./api/status.ts";
 export { dashboardPage } from "./dashboard.ts";

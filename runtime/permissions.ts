@@ -7,7 +7,12 @@
  * @module
  */
 
-/** Deno permissions the runtime needs (no `--allow-all`, no FFI). */
+import { LIBC_PATHS } from "./rlimit.ts";
+
+/**
+ * Deno permissions the runtime needs (no `--allow-all`). FFI is allowed for
+ * libc only: `setrlimit` raises the open-file limit at start (`rlimit.ts`).
+ */
 export const RUNTIME_PERMISSIONS: readonly string[] = [
   "--allow-net",
   "--allow-read",
@@ -15,6 +20,7 @@ export const RUNTIME_PERMISSIONS: readonly string[] = [
   "--allow-env",
   "--allow-sys",
   "--allow-run",
+  `--allow-ffi=${LIBC_PATHS.join(",")}`,
 ];
 
 /**

@@ -40,6 +40,8 @@ export interface StartOptions {
   timeoutMs?: number;
   /** Wait until /readyz answers 200. @default {true} */
   waitReady?: boolean;
+  /** A command that runs deno, e.g. `["prlimit", "--nofile=256"]` (it must exec, keeping the pid). */
+  wrapper?: string[];
 }
 
 /** Runs `edged` with arbitrary arguments and collects its output. */
@@ -62,8 +64,10 @@ export async function runCli(
 export async function startEdged(options: StartOptions = {}): Promise<EdgedProcess> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "edged-test-" });
   const token = options.env?.EDGED_API_TOKEN ?? "test-token-0123456789abcdef";
-  const child = new Deno.Command(Deno.execPath(), {
+  const [program, ...pre] = [...(options.wrapper ?? []), Deno.execPath()];
+  const child = new Deno.Command(program, {
     args: [
+      ...pre,
       "run",
       ...RUN_FLAGS,
       MAIN,

@@ -1,0 +1,183 @@
+/**
+ * The request head of HTTP/1.1 (RFC 9112): the request line (section 3), the
+ * header fields (section 5) and the message framing they imply (section 6).
+ * Strict on purpose: anything two parsers could read differently (both
+ * `Content-Length` and `Transfer-Encoding`, differing lengths, obs-fold, a
+ * bare CR) is refused, so a proxy in front of edged and edged itself always
+ * agree where one request ends and the next begins.
+ *
+ * @module
+ */
+import { ApiError } from "./errors.ts";
+
+/** Most header fields in one request (431 beyond). */
+export const MAX_HEADER_FIELDS = 100;
+
+/** A parsed request head. */
+export interface RequestHead {
+  method: string;
+  /** The request target as sent: origin-form (`/path?q`) or absolute-form. */
+  target: string;
+  /** `HTTP/1.0` or `HTTP/1.1`. */
+  version: "1.0" | "1.1";
+  /** Every field in order, names lower-cased. */
+  headers: [string, string][];
+  /** The `Host` field (required in HTTP/1.1). */
+  host: string | null;
+  /** Body length from `Content-Length`, or null. */
+  contentLength: number | null;
+  /** Whether the body is `Transfer-Encoding: chunked`. */
+  chunked: boolean;
+  /** Whether the connection may carry another request after this one. */
+  keepAlive: boolean;
+  /** `Expect: 100-continue` (RFC 9110 section 10.1.1). */
+  expectContinue: boolean;
+}
+
+/** RFC 9110 section 5.6.2: tchar. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Field values: visible ASCII, obs-text, SP and HTAB (RFC 9110 section 5.5). */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/** Request targets: visible ASCII only. */
+const TARGET = /^[\x21-\x7e]+$/;
+/** Host: reg-name, IPv4 or an IP literal, with an optional port. */
+const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::\d{0,5})?$/;
+
+const badRequest = (message: string, field?: string) =>
+  new ApiError(400, "bad_request", message, field ? { field } : {});
+
+/** The head's bytes (without the final empty line) as a string of one char per byte. */
+export function latin1(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
+  }
+  return s;
+}
+
+/**
+ * Parses a request head: the bytes before the empty line that ends it.
+ * Throws an `ApiError` with the status to answer (400, 417, 431, 501, 505).
+ *
+ * @example
+ * ```ts
+ * const head = parseHead(new TextEncoder().encode("GET /healthz HTTP/1.1\r\nHost: x"));
+ * head.method; // "GET"
+ * ```
+ */
+export function parseHead(bytes: Uint8Array): RequestHead {
+  const lines = latin1(bytes).split("\r\n");
+  const [method, target, version, extra] = lines[0].split(" ");
+  if (extra !== undefined || !method || !target || !version) {
+    throw badRequest("the request line must be METHOD TARGET HTTP-VERSION");
+  }
+  if (!TOKEN.test(method)) throw badRequest("the method is not a token");
+  if (!/^HTTP\/1\.[01]$/.test(version)) {
+    if (/^HTTP\/\d\.\d$/.test(version)) {
+      throw new ApiError(505, "http_version_not_supported", `${version} is not supported`);
+    }
+    throw badRequest("the HTTP version is malformed");
+  }
+  if (!TARGET.test(target)) throw badRequest("the request target is malformed");
+  if (!target.startsWith("/") && !/^https?:\/\//i.test(target)) {
+    throw badRequest("the request target must be a path or an absolute http URL");
+  }
+  if (lines.length - 1 > MAX_HEADER_FIELDS) {
+    throw new ApiError(
+      431,
+      "header_fields_too_large",
+      `more than ${MAX_HEADER_FIELDS} header fields`,
+    );
+  }
+
+  const headers: [string, string][] = [];
+  let host: string | null = null;
+  let hosts = 0;
+  let lengths: string[] = [];
+  const codings: string[] = [];
+  const connection: string[] = [];
+  let expect: string | null = null;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i];
+    if (line.includes("\r") || line.includes("\n")) throw badRequest("a bare CR or LF in the head");
+    if (line[0] === " " || line[0] === "\t") {
+      throw badRequest("obsolete line folding is not accepted (RFC 9112 section 5.2)");
+    }
+    const colon = line.indexOf(":");
+    if (colon <= 0) throw badRequest("a header field without a name");
+    const name = line.slice(0, colon).toLowerCase();
+    if (!TOKEN.test(name)) throw badRequest(`header field name ${JSON.stringify(name)} is invalid`);
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+    if (!FIELD_VALUE.test(value)) throw badRequest(`header ${name} has a control character`, name);
+    headers.push([name, value]);
+    switch (name) {
+      case "host":
+        hosts++;
+        host = value;
+        break;
+      case "content-length":
+        lengths = lengths.concat(value.split(",").map((v) => v.trim()));
+        break;
+      case "transfer-encoding":
+        for (const c of value.split(",")) codings.push(c.trim().toLowerCase());
+        break;
+      case "connection":
+        for (const c of value.split(",")) connection.push(c.trim().toLowerCase());
+        break;
+      case "expect":
+        expect = value.toLowerCase();
+        break;
+    }
+  }
+
+  const v = version === "HTTP/1.1" ? "1.1" : "1.0";
+  if (v === "1.1" && hosts !== 1) {
+    throw badRequest("HTTP/1.1 needs exactly one Host header (RFC 9112 section 3.2)", "host");
+  }
+  if (hosts > 1) throw badRequest("more than one Host header", "host");
+  if (host !== null && !HOST.test(host)) throw badRequest("the Host header is malformed", "host");
+
+  // RFC 9112 section 6.3: the framing of the body.
+  let contentLength: number | null = null;
+  let chunked = false;
+  if (codings.length > 0) {
+    if (v === "1.0") throw badRequest("Transfer-Encoding in an HTTP/1.0 request");
+    if (lengths.length > 0) {
+      throw badRequest("both Transfer-Encoding and Content-Length (RFC 9112 section 6.1)");
+    }
+    if (codings.length !== 1 || codings[0] !== "chunked") {
+      throw new ApiError(
+        501,
+        "not_implemented",
+        `Transfer-Encoding ${JSON.stringify(codings.join(", "))}: only chunked is supported`,
+      );
+    }
+    chunked = true;
+  } else if (lengths.length > 0) {
+    if (!lengths.every((l) => /^\d{1,15}$/.test(l) && l === lengths[0])) {
+      throw badRequest("Content-Length is malformed or repeated with different values");
+    }
+    contentLength = Number(lengths[0]);
+  }
+
+  let expectContinue = false;
+  if (expect !== null) {
+    if (expect !== "100-continue") {
+      throw new ApiError(417, "expectation_failed", `Expect: ${expect} is not supported`);
+    }
+    expectContinue = v === "1.1";
+  }
+
+  const keepAlive = v === "1.1" ? !connection.includes("close") : connection.includes("keep-alive");
+  return {
+    method,
+    target,
+    version: v,
+    headers,
+    host,
+    contentLength,
+    chunked,
+    keepAlive,
+    expectContinue,
+  };
+}

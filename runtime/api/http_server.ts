@@ -1,0 +1,473 @@
+/**
+ * The API's HTTP/1.1 server: its own accept loop on `Deno.listen`, with the
+ * accounting `Deno.serve` does not offer (it has no connection cap, no header
+ * or idle timeout, and its accept loop ends the server on `EMFILE`):
+ *
+ * - **a cap on open connections**: at the cap, a new connection takes the
+ *   place of the one that has waited longest without a request under way
+ *   (idle between requests, or still sending its head), so a flood of
+ *   half-open connections cannot keep a prompt client such as a `/healthz`
+ *   probe out; when every connection has a request under way, the new one is
+ *   answered 503 and closed;
+ * - **timeouts**: the request head must arrive within `headerTimeoutMs` of
+ *   the connection (or of the first byte of a later request); a connection
+ *   without a request is closed after `idleTimeoutMs`; a body must keep
+ *   arriving (`idleTimeoutMs` between reads) and be complete within
+ *   `requestTimeoutMs`; an answer the client does not read is abandoned
+ *   after `idleTimeoutMs`;
+ * - **accept errors** (descriptors exhausted, ...) never end the server: it
+ *   closes the oldest idle connection, backs off (10 ms doubling to 1 s) and
+ *   accepts again.
+ *
+ * Each request is handed to the handler as a web `Request` whose body is read
+ * from the connection only as the handler pulls it (`http_body.ts`).
+ *
+ * @module
+ */
+import { ApiError, errorResponse } from "./errors.ts";
+import { parseHead, type RequestHead } from "./http_parse.ts";
+import { ConnReader } from "./http_reader.ts";
+import { type BodyState, requestBody } from "./http_body.ts";
+import { type ByteWriter, cannedResponse, writeAll, writeResponse } from "./http_write.ts";
+
+/** Why a connection was closed (the label of `edged_http_connections_closed_total`). */
+export type CloseReason =
+  | "done"
+  | "header_timeout"
+  | "idle_timeout"
+  | "body_timeout"
+  | "write_timeout"
+  | "evicted"
+  | "refused"
+  | "bad_request"
+  | "shutdown"
+  | "error";
+
+/** Every close reason, for metrics. */
+export const CLOSE_REASONS: readonly CloseReason[] = [
+  "done",
+  "header_timeout",
+  "idle_timeout",
+  "body_timeout",
+  "write_timeout",
+  "evicted",
+  "refused",
+  "bad_request",
+  "shutdown",
+  "error",
+];
+
+/** A request handler; `info` says who is asking. */
+export type HttpHandler = (
+  req: Request,
+  info: { remoteAddr: Deno.NetAddr },
+) => Response | Promise<Response>;
+
+/** Options of {@linkcode serveHttp}. */
+export interface HttpServerOptions {
+  hostname: string;
+  port: number;
+  /** Open connections at most (see the module comment for what happens at the cap). */
+  maxConnections: number;
+  /** Time for a request head to arrive, in ms. */
+  headerTimeoutMs: number;
+  /** Time a connection may sit without a request, or a body or an answer without progress, in ms. */
+  idleTimeoutMs: number;
+  /** Time for a whole request, body included, to arrive, in ms. */
+  requestTimeoutMs: number;
+  /** Longest request head in bytes (431 beyond). @default {32768} */
+  maxHeadBytes?: number;
+  /** Called once listening. */
+  onListen?: (addr: Deno.NetAddr) => void;
+  /** The handler threw instead of answering (answered 500). */
+  onError?: (err: unknown) => void;
+  /** `accept` failed; the server waits `delayMs` and tries again. */
+  onAcceptError?: (err: Error, delayMs: number) => void;
+}
+
+/** Counters of {@linkcode HttpServer}. */
+export interface HttpServerStats {
+  /** Connections accepted. */
+  accepted: number;
+  /** Connections closed, by reason. */
+  closed: Record<CloseReason, number>;
+  /** `accept` calls that failed. */
+  acceptErrors: number;
+}
+
+/** A running server. */
+export interface HttpServer {
+  /** Where it listens. */
+  readonly addr: Deno.NetAddr;
+  /** Open connections. */
+  readonly connections: number;
+  /** The cap in force. */
+  readonly maxConnections: number;
+  readonly stats: HttpServerStats;
+  /**
+   * Stops accepting, closes connections without a request under way, lets
+   * the requests under way be answered, and resolves when every connection
+   * is closed.
+   */
+  shutdown(): Promise<void>;
+}
+
+type Phase = "head" | "idle" | "request" | "linger";
+
+/** Phases in which a connection may be closed to make room for a new one. */
+const EVICTABLE: ReadonlySet<Phase> = new Set(["head", "idle", "linger"]);
+
+/** Longest time and most bytes read and dropped after an answer that left a body unread. */
+const LINGER_MS = 1000;
+const LINGER_BYTES = 1024 * 1024;
+
+/** One open connection and its clock. */
+class Connection {
+  readonly conn: Deno.TcpConn;
+  phase: Phase = "head";
+  /** When the pending read or write fails (performance.now() ms), and as what. */
+  deadline = Infinity;
+  deadlineReason: CloseReason = "header_timeout";
+  /** Whether any byte of the current head has arrived. */
+  headStarted = false;
+  closed = false;
+  reason: CloseReason = "done";
+
+  #onClose: (reason: CloseReason) => void;
+
+  constructor(conn: Deno.TcpConn, onClose: (reason: CloseReason) => void) {
+    this.conn = conn;
+    this.#onClose = onClose;
+  }
+
+  arm(ms: number, reason: CloseReason): void {
+    this.deadline = performance.now() + ms;
+    this.deadlineReason = reason;
+  }
+
+  close(reason: CloseReason): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.reason = reason;
+    this.#onClose(reason);
+    try {
+      this.conn.close();
+    } catch { /* already closed */ }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Starts the server; rejects when it cannot listen.
+ *
+ * @example
+ * ```ts ignore
+ * const server = serveHttp({ hostname: "127.0.0.1", port: 0, maxConnections: 64,
+ *   headerTimeoutMs: 10_000, idleTimeoutMs: 30_000, requestTimeoutMs: 300_000 },
+ *   () => new Response("ok"));
+ * await server.shutdown();
+ * ```
+ */
+export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServer {
+  if (!(o.maxConnections >= 1)) {
+    throw new RangeError(`maxConnections must be at least 1, got ${o.maxConnections}`);
+  }
+  const maxHead = o.maxHeadBytes ?? 32768;
+  const listener = Deno.listen({ hostname: o.hostname, port: o.port, transport: "tcp" });
+  const addr = listener.addr;
+  const live = new Set<Connection>();
+  // Insertion-ordered: the first entry has waited longest without a request.
+  const evictable = new Set<Connection>();
+  const stats: HttpServerStats = {
+    accepted: 0,
+    closed: Object.fromEntries(CLOSE_REASONS.map((r) => [r, 0])) as Record<CloseReason, number>,
+    acceptErrors: 0,
+  };
+  let stopping = false;
+  const drained = Promise.withResolvers<void>();
+
+  const setPhase = (c: Connection, phase: Phase) => {
+    c.phase = phase;
+    evictable.delete(c);
+    if (EVICTABLE.has(phase)) evictable.add(c);
+  };
+
+  const evictOne = (): boolean => {
+    for (const c of evictable) {
+      c.close("evicted");
+      evictable.delete(c);
+      return true;
+    }
+    return false;
+  };
+
+  const tick = Math.max(50, Math.min(1000, o.headerTimeoutMs / 4, o.idleTimeoutMs / 4));
+  const sweeper = setInterval(() => {
+    const now = performance.now();
+    for (const c of live) {
+      if (c.deadline < now) expire(c);
+    }
+  }, tick);
+  Deno.unrefTimer(sweeper);
+
+  /** A deadline passed: say 408 if a request had begun, and close. */
+  const expire = (c: Connection) => {
+    const reason = c.deadlineReason;
+    if (reason === "header_timeout" && c.headStarted) {
+      const { status, body, headers } = errorResponse(
+        new ApiError(408, "request_timeout", "the request head did not arrive in time"),
+      );
+      // Best effort: the socket's buffer takes this at once or not at all.
+      c.conn.write(cannedResponse(status, JSON.stringify(body), {
+        ...headers,
+        "content-type": "application/json",
+      })).catch(() => {}).finally(() => c.close(reason));
+      c.deadline = Infinity;
+      return;
+    }
+    c.close(reason);
+  };
+
+  const writer = (c: Connection): ByteWriter => ({
+    write(p: Uint8Array): Promise<number> {
+      c.arm(o.idleTimeoutMs, "write_timeout");
+      return c.conn.write(p).finally(() => {
+        c.deadline = Infinity;
+      });
+    },
+  });
+
+  /** Reads up to the end of a head; null when the client closed between requests. */
+  const readHead = async (c: Connection, reader: ConnReader): Promise<Uint8Array | null> => {
+    let searched = 0;
+    for (;;) {
+      if (searched === 0) reader.skipEmptyLines();
+      if (reader.buffered > 0 && !c.headStarted) {
+        c.headStarted = true;
+        if (c.phase === "idle") {
+          setPhase(c, "head");
+          c.arm(o.headerTimeoutMs, "header_timeout");
+        }
+      }
+      const head = reader.takeHead(searched);
+      if (head) return head;
+      if (reader.full) {
+        throw new ApiError(431, "header_fields_too_large", `request head over ${maxHead} bytes`);
+      }
+      searched = reader.buffered;
+      if (!await reader.fill()) {
+        if (reader.buffered > 0) throw new ApiError(400, "bad_request", "incomplete request head");
+        return null;
+      }
+    }
+  };
+
+  /** Writes a refusal, stops writing, and reads (and drops) what the client still sends. */
+  const refuse = async (c: Connection, err: unknown, reader: ConnReader) => {
+    const { status, body, headers } = errorResponse(err);
+    await writeAll(
+      writer(c),
+      cannedResponse(status, JSON.stringify(body), {
+        ...headers,
+        "content-type": "application/json",
+      }),
+    );
+    await linger(c, reader);
+  };
+
+  /** After a last answer that left bytes unread: half-close, drain briefly, so the client reads the answer rather than a reset. */
+  const linger = async (c: Connection, reader: ConnReader) => {
+    setPhase(c, "linger");
+    c.arm(LINGER_MS, "done");
+    try {
+      await c.conn.closeWrite();
+      let dropped = 0;
+      while (dropped < LINGER_BYTES) {
+        const chunk = await reader.readChunk(65536);
+        if (chunk === null) break;
+        dropped += chunk.length;
+      }
+    } catch { /* closed by the deadline or the peer */ }
+  };
+
+  const toRequest = (head: RequestHead, body: ReadableStream<Uint8Array> | null): Request => {
+    const url = head.target.startsWith("/")
+      ? `http://${
+        head.host || (addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname)
+      }${head.target}`
+      : head.target;
+    try {
+      return new Request(url, {
+        method: head.method,
+        headers: head.headers,
+        body: head.method === "GET" || head.method === "HEAD" ? null : body,
+        // @ts-ignore: duplex is required for stream bodies (fetch spec), not yet in lib.dom
+        duplex: "half",
+      });
+    } catch (err) {
+      throw new ApiError(400, "bad_request", `malformed request: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  };
+
+  const serveConnection = async (c: Connection) => {
+    const reader = new ConnReader(c.conn, maxHead);
+    const w = writer(c);
+    setPhase(c, "head");
+    c.arm(o.headerTimeoutMs, "header_timeout");
+    try {
+      for (;;) {
+        let head: RequestHead;
+        try {
+          const bytes = await readHead(c, reader);
+          if (bytes === null) break;
+          head = parseHead(bytes);
+        } catch (err) {
+          if (c.closed || !(err instanceof ApiError)) break;
+          await refuse(c, err, reader);
+          c.close("bad_request");
+          break;
+        }
+        setPhase(c, "request");
+        c.deadline = Infinity;
+        const requestDeadline = performance.now() + o.requestTimeoutMs;
+        const state: BodyState = { done: false, error: undefined };
+        const body = requestBody(reader, head, state, {
+          beforeFirstRead: async () => {
+            if (head.expectContinue) await writeAll(w, CONTINUE);
+          },
+          reading: (active) => {
+            if (!active) {
+              c.deadline = Infinity;
+              return;
+            }
+            c.deadlineReason = "body_timeout";
+            c.deadline = Math.min(requestDeadline, performance.now() + o.idleTimeoutMs);
+          },
+        });
+        let res: Response;
+        try {
+          res = await handler(toRequest(head, body), { remoteAddr: c.conn.remoteAddr });
+        } catch (err) {
+          if (!(err instanceof ApiError)) o.onError?.(err);
+          const { status, body, headers } = errorResponse(err);
+          res = Response.json(body, { status, headers });
+        }
+        if (c.closed) break;
+        if (state.error instanceof ApiError) {
+          // The body itself failed (malformed chunking): that is the answer.
+          await res.body?.cancel();
+          const { status, body, headers } = errorResponse(state.error);
+          res = Response.json(body, { status, headers });
+        } else if (state.error !== undefined) {
+          break; // the connection failed under the body
+        }
+        const keep = head.keepAlive && state.done && !stopping;
+        await writeResponse(w, res, {
+          headOnly: head.method === "HEAD",
+          close: !keep,
+          version: head.version,
+        });
+        if (!keep) {
+          if (!state.done) await linger(c, reader);
+          c.close(stopping ? "shutdown" : "done");
+          break;
+        }
+        c.headStarted = false;
+        setPhase(c, "idle");
+        c.arm(o.idleTimeoutMs, "idle_timeout");
+      }
+    } catch {
+      // The peer reset, a deadline closed it, or the server is stopping.
+    } finally {
+      c.close("done");
+      live.delete(c);
+      evictable.delete(c);
+      if (stopping && live.size === 0) drained.resolve();
+    }
+  };
+
+  const refuseAtCap = (conn: Deno.TcpConn) => {
+    stats.closed.refused++;
+    const { status, body, headers } = errorResponse(
+      new ApiError(503, "too_many_connections", "too many open connections; try again", {
+        headers: { "retry-after": "1" },
+      }),
+    );
+    const bytes = cannedResponse(status, JSON.stringify(body), {
+      ...headers,
+      "content-type": "application/json",
+    });
+    const t = setTimeout(() => close(), 1000);
+    const close = () => {
+      clearTimeout(t);
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    };
+    conn.write(bytes).catch(() => {}).finally(close);
+  };
+
+  const acceptLoop = async () => {
+    let delay = 0;
+    while (!stopping) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept() as Deno.TcpConn;
+        delay = 0;
+      } catch (err) {
+        if (stopping || err instanceof Deno.errors.BadResource) break;
+        // Out of descriptors (EMFILE, ENFILE) or buffers: free one by closing
+        // the connection idle longest, wait, and accept again; the kernel
+        // keeps the waiting connections in the listen queue meanwhile.
+        stats.acceptErrors++;
+        evictOne();
+        delay = Math.min(1000, Math.max(10, delay * 2));
+        o.onAcceptError?.(err as Error, delay);
+        await sleep(delay);
+        continue;
+      }
+      stats.accepted++;
+      if (live.size >= o.maxConnections && !evictOne()) {
+        refuseAtCap(conn);
+        continue;
+      }
+      try {
+        conn.setNoDelay(true);
+      } catch { /* closed already */ }
+      const c = new Connection(conn, (reason) => stats.closed[reason]++);
+      live.add(c);
+      void serveConnection(c);
+    }
+  };
+
+  o.onListen?.(addr);
+  const accepting = acceptLoop();
+
+  return {
+    addr,
+    get connections() {
+      return live.size;
+    },
+    maxConnections: o.maxConnections,
+    stats,
+    async shutdown() {
+      if (!stopping) {
+        stopping = true;
+        try {
+          listener.close();
+        } catch { /* closed */ }
+        for (const c of live) if (c.phase !== "request") c.close("shutdown");
+      }
+      await accepting;
+      if (live.size > 0) await drained.promise;
+      clearInterval(sweeper);
+    },
+  };
+}
+
+const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");

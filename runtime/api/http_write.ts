@@ -1,0 +1,174 @@
+/**
+ * Responses of the HTTP/1.1 server (RFC 9112 sections 4 and 6): the status
+ * line, the fields, and the body with a `Content-Length` when it is known
+ * (a handler's own, or learnt by reading the answer whole).
+ *
+ * @module
+ */
+
+const encoder = new TextEncoder();
+
+/** The write half of a connection. */
+export interface ByteWriter {
+  /** Writes some of `p`; resolves with how many bytes. */
+  write(p: Uint8Array): Promise<number>;
+}
+
+const REASONS: Record<number, string> = {
+  100: "Continue",
+  200: "OK",
+  201: "Created",
+  202: "Accepted",
+  204: "No Content",
+  206: "Partial Content",
+  301: "Moved Permanently",
+  302: "Found",
+  304: "Not Modified",
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  409: "Conflict",
+  411: "Length Required",
+  413: "Content Too Large",
+  415: "Unsupported Media Type",
+  417: "Expectation Failed",
+  422: "Unprocessable Content",
+  429: "Too Many Requests",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  501: "Not Implemented",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  505: "HTTP Version Not Supported",
+};
+
+/** Fields the server owns: a handler's values for them are replaced. */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "content-length",
+  "keep-alive",
+  "transfer-encoding",
+  "upgrade",
+  "date",
+]);
+
+/** Writes all of `bytes`. */
+export async function writeAll(conn: ByteWriter, bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
+}
+
+let dateSecond = -1;
+let dateValue = "";
+
+/** The `Date` field (RFC 9110 section 6.6.1), formatted once a second. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateValue = new Date(now).toUTCString();
+  }
+  return dateValue;
+}
+
+function statusLine(status: number): string {
+  return `HTTP/1.1 ${status} ${REASONS[status] ?? ""}\r\ndate: ${httpDate()}\r\n`;
+}
+
+function head(
+  res: Response,
+  extra: string,
+  close: boolean,
+  version: "1.0" | "1.1",
+): string {
+  let s = statusLine(res.status);
+  for (const [k, v] of res.headers) {
+    if (!HOP_BY_HOP.has(k)) s += `${k}: ${v}\r\n`;
+  }
+  if (close) s += "connection: close\r\n";
+  else if (version === "1.0") s += "connection: keep-alive\r\n";
+  return s + extra + "\r\n";
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** What {@linkcode writeResponse} needs to know about the request. */
+export interface WriteOptions {
+  /** The request was HEAD: fields only. */
+  headOnly: boolean;
+  /** Say `connection: close`. */
+  close: boolean;
+  version: "1.0" | "1.1";
+}
+
+/** Answers at least this long, with a `Content-Length` set by the handler, are streamed. */
+const STREAM_FROM = 65536;
+
+/**
+ * Writes `res` to `conn`, always with a `Content-Length`: an answer whose
+ * handler set one of at least 64 KiB is streamed, any other is read whole
+ * first (the API's answers are small; reading a body through a stream reader
+ * costs more than the rest of a small request) and written at once. Resolves
+ * once everything was written; rejects (and the connection must close) when
+ * the body failed or was shorter than its `Content-Length`.
+ */
+export async function writeResponse(
+  conn: ByteWriter,
+  res: Response,
+  o: WriteOptions,
+): Promise<void> {
+  const known = res.headers.get("content-length");
+  if (o.headOnly || res.status === 204 || res.status === 304 || res.status < 200) {
+    // A HEAD answer repeats the GET answer's length when the handler knew it.
+    const length = o.headOnly && known ? `content-length: ${known}\r\n` : "";
+    await writeAll(conn, encoder.encode(head(res, length, o.close, o.version)));
+    return;
+  }
+  const declared = known !== null && /^\d{1,15}$/.test(known) ? Number(known) : null;
+  if (declared === null || declared < STREAM_FROM) {
+    const body = await res.bytes();
+    const h = encoder.encode(head(res, `content-length: ${body.length}\r\n`, o.close, o.version));
+    await writeAll(conn, concat(h, body));
+    return;
+  }
+  await writeAll(
+    conn,
+    encoder.encode(head(res, `content-length: ${declared}\r\n`, o.close, o.version)),
+  );
+  const reader = res.body!.getReader();
+  let left = declared;
+  try {
+    while (left > 0) {
+      const r = await reader.read();
+      if (r.done) throw new Error(`the answer ended ${left} bytes before its Content-Length`);
+      const part = r.value.length > left ? r.value.subarray(0, left) : r.value;
+      await writeAll(conn, part);
+      left -= part.length;
+    }
+  } finally {
+    if (left > 0) await reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+}
+
+/** A complete response as bytes, for answers the server writes itself (refusals). */
+export function cannedResponse(
+  status: number,
+  body: string,
+  headers: Record<string, string>,
+): Uint8Array {
+  let s = statusLine(status);
+  for (const [k, v] of Object.entries(headers)) s += `${k}: ${v}\r\n`;
+  const b = encoder.encode(body);
+  s += `content-length: ${b.length}\r\nconnection: close\r\n\r\n`;
+  return concat(encoder.encode(s), b);
+}

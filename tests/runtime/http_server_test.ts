@@ -1,0 +1,297 @@
+import assert from "node:assert/strict";
+import { parseHead } from "../../runtime/api/http_parse.ts";
+import { type HttpServer, type HttpServerOptions, serveHttp } from "../../runtime/mod.ts";
+import { ApiError } from "../../runtime/mod.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function head(text: string) {
+  return parseHead(enc.encode(text));
+}
+
+function refused(text: string): number {
+  try {
+    head(text);
+  } catch (err) {
+    assert.ok(err instanceof ApiError, String(err));
+    return err.status;
+  }
+  return 0;
+}
+
+Deno.test("request heads: framing is read as RFC 9112 says", () => {
+  const h = head("POST /api/v1/data?x=1 HTTP/1.1\r\nHost: a:80\r\nContent-Length: 12");
+  assert.equal(h.method, "POST");
+  assert.equal(h.target, "/api/v1/data?x=1");
+  assert.equal(h.contentLength, 12);
+  assert.equal(h.keepAlive, true);
+  const c = head("PUT / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: Chunked\r\nconnection: close");
+  assert.equal(c.chunked, true);
+  assert.equal(c.keepAlive, false);
+  const old = head("GET / HTTP/1.0");
+  assert.equal(old.keepAlive, false);
+  assert.equal(head("GET / HTTP/1.0\r\nConnection: keep-alive").keepAlive, true);
+  assert.equal(head("PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue").expectContinue, true);
+  assert.equal(head("GET / HTTP/1.1\r\nHost: a\r\nX:  spaced  ").headers[1][1], "spaced");
+});
+
+Deno.test("request heads: anything two parsers could read differently is refused", () => {
+  const cases: [string, number][] = [
+    ["GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked", 400],
+    ["GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6", 400],
+    ["GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6", 400],
+    ["GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1", 400],
+    ["GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10", 400],
+    ["GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked", 501],
+    ["GET / HTTP/1.0\r\nTransfer-Encoding: chunked", 400],
+    ["GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b", 400], // obs-fold
+    ["GET / HTTP/1.1\r\nHost: a\r\nX : b", 400], // space before the colon
+    ["GET / HTTP/1.1\r\nHost: a\r\nX: a\rb", 400], // bare CR
+    ["GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b", 400],
+    ["GET / HTTP/1.1", 400], // no Host
+    ["GET / HTTP/1.1\r\nHost: a\r\nHost: b", 400],
+    ["GET  / HTTP/1.1\r\nHost: a", 400],
+    ["GET / HTTP/2.0\r\nHost: a", 505],
+    ["GET / HTTP/1.1\r\nHost: a\r\nExpect: something", 417],
+    ["GET foo HTTP/1.1\r\nHost: a", 400],
+    ["G(T / HTTP/1.1\r\nHost: a", 400],
+    ["GET / HTTP/1.1\r\nHost: a b", 400],
+    [`GET / HTTP/1.1\r\nHost: a${"\r\nX: y".repeat(100)}`, 431],
+  ];
+  for (const [text, status] of cases) assert.equal(refused(text), status, JSON.stringify(text));
+});
+
+const TIMEOUTS = { headerTimeoutMs: 400, idleTimeoutMs: 600, requestTimeoutMs: 2000 };
+
+async function withServer(
+  opts: Partial<HttpServerOptions>,
+  handler: (req: Request) => Response | Promise<Response>,
+  fn: (server: HttpServer, port: number) => Promise<void>,
+): Promise<void> {
+  const server = serveHttp(
+    { hostname: "127.0.0.1", port: 0, maxConnections: 16, ...TIMEOUTS, ...opts },
+    handler,
+  );
+  try {
+    await fn(server, server.addr.port);
+  } finally {
+    await server.shutdown();
+  }
+}
+
+/** Sends raw bytes on a fresh connection and reads until the server closes it (or `ms`). */
+async function exchange(port: number, raw: string | Uint8Array, ms = 3000): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const timer = setTimeout(() => conn.close(), ms);
+  try {
+    await conn.write(typeof raw === "string" ? enc.encode(raw) : raw);
+    let out = "";
+    const buf = new Uint8Array(65536);
+    for (;;) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) break;
+      out += dec.decode(buf.subarray(0, n));
+    }
+    return out;
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* closed by the timer */ }
+  }
+}
+
+const echo = async (req: Request) => {
+  const body = await req.text();
+  return Response.json({ method: req.method, path: new URL(req.url).pathname, body });
+};
+
+Deno.test("HTTP server: keep-alive, pipelining, chunked bodies and HEAD", async () => {
+  await withServer({}, echo, async (_s, port) => {
+    const res = await fetch(`http://127.0.0.1:${port}/x`, { method: "POST", body: "hello" });
+    assert.deepEqual(await res.json(), { method: "POST", path: "/x", body: "hello" });
+    // Two requests in one write, the second chunked with an extension and a trailer.
+    const out = await exchange(
+      port,
+      "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc" +
+        "POST /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+        "4;ext=1\r\nwiki\r\n5\r\npedia\r\n0\r\nTrailer: x\r\n\r\n",
+    );
+    const bodies = [...out.matchAll(/\{[^}]*\}/g)].map((m) => JSON.parse(m[0]));
+    assert.deepEqual(bodies, [
+      { method: "POST", path: "/a", body: "abc" },
+      { method: "POST", path: "/b", body: "wikipedia" },
+    ]);
+    assert.match(out, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(out, /connection: close/);
+    const h = await exchange(port, "HEAD /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    assert.match(h, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.ok(h.endsWith("\r\n\r\n"), "a HEAD answer has no body");
+  });
+});
+
+Deno.test("HTTP server: 100-continue is sent only when the handler reads the body", async () => {
+  let reads = 0;
+  await withServer({}, async (req) => {
+    if (new URL(req.url).pathname === "/read") {
+      reads++;
+      return new Response(await req.text());
+    }
+    return new Response("no thanks", { status: 413 });
+  }, async (_s, port) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await conn.write(enc.encode(
+        "PUT /read HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+      ));
+      const buf = new Uint8Array(1024);
+      const n = await conn.read(buf);
+      assert.equal(dec.decode(buf.subarray(0, n!)), "HTTP/1.1 100 Continue\r\n\r\n");
+      await conn.write(enc.encode("ok"));
+      const m = await conn.read(buf);
+      assert.match(dec.decode(buf.subarray(0, m!)), /^HTTP\/1\.1 200 OK[\s\S]*\r\n\r\nok$/);
+    } finally {
+      conn.close();
+    }
+    const refusedEarly = await exchange(
+      port,
+      "PUT /no HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999\r\nExpect: 100-continue\r\n\r\n",
+    );
+    assert.match(refusedEarly, /^HTTP\/1\.1 413 /);
+    assert.doesNotMatch(refusedEarly, /100 Continue/);
+    assert.match(refusedEarly, /connection: close/, "a body left unread closes the connection");
+    assert.equal(reads, 1);
+  });
+});
+
+Deno.test("HTTP server: malformed requests get a JSON 4xx and the connection closes", async () => {
+  await withServer({}, echo, async (_s, port) => {
+    const smuggle = await exchange(
+      port,
+      "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert.match(smuggle, /^HTTP\/1\.1 400 /);
+    assert.equal(
+      JSON.parse(smuggle.slice(smuggle.indexOf("\r\n\r\n") + 4)).error.code,
+      "bad_request",
+    );
+    const long = await exchange(
+      port,
+      `GET / HTTP/1.1\r\nHost: h\r\nX: ${"a".repeat(40000)}\r\n\r\n`,
+    );
+    assert.match(long, /^HTTP\/1\.1 431 /);
+    const chunk = await exchange(
+      port,
+      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    );
+    assert.match(chunk, /^HTTP\/1\.1 400 /);
+    assert.match(chunk, /malformed chunked body/);
+  });
+});
+
+Deno.test("HTTP server: slow and silent clients are closed", async (t) => {
+  await withServer({}, echo, async (server, port) => {
+    await t.step("a head that stops half-way gets 408 after the header timeout", async () => {
+      const t0 = performance.now();
+      const out = await exchange(port, "GET / HTTP/1.1\r\nHost: h\r\n");
+      const ms = performance.now() - t0;
+      assert.match(out, /^HTTP\/1\.1 408 /);
+      assert.ok(ms >= TIMEOUTS.headerTimeoutMs && ms < 2500, `closed after ${ms} ms`);
+    });
+    await t.step("a connection that never sends a byte is closed silently", async () => {
+      assert.equal(await exchange(port, ""), "");
+    });
+    await t.step("a kept-alive connection without a next request is closed", async () => {
+      const out = await exchange(port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+      assert.match(out, /^HTTP\/1\.1 200 /);
+    });
+    await t.step("a body that stops arriving is dropped", async () => {
+      const out = await exchange(
+        port,
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc",
+      );
+      assert.doesNotMatch(out, /200 OK/);
+    });
+    assert.ok(server.stats.closed.header_timeout >= 2, JSON.stringify(server.stats));
+    assert.ok(server.stats.closed.idle_timeout >= 1, JSON.stringify(server.stats));
+    assert.ok(server.stats.closed.body_timeout >= 1, JSON.stringify(server.stats));
+  });
+});
+
+Deno.test("HTTP server: at the cap, a new client replaces the oldest idle one, or gets 503", async () => {
+  const release = Promise.withResolvers<void>();
+  let holding = 0;
+  await withServer({ maxConnections: 4, headerTimeoutMs: 10_000 }, async (req) => {
+    if (new URL(req.url).pathname === "/hold") {
+      holding++;
+      await release.promise;
+    }
+    return new Response("ok");
+  }, async (server, port) => {
+    const open: Deno.Conn[] = [];
+    try {
+      // Four clients that never finish their head fill the cap ...
+      for (let i = 0; i < 4; i++) {
+        const c = await Deno.connect({ hostname: "127.0.0.1", port });
+        await c.write(enc.encode("GET / HTTP/1.1\r\nHost: h\r\n"));
+        open.push(c);
+      }
+      while (server.connections < 4) await new Promise((r) => setTimeout(r, 10));
+      // ... and a prompt client still gets its answer, one of them making room.
+      for (let i = 0; i < 3; i++) {
+        const out = await exchange(
+          port,
+          "GET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        );
+        assert.match(out, /^HTTP\/1\.1 200 /);
+      }
+      assert.ok(server.stats.closed.evicted >= 1, JSON.stringify(server.stats));
+      assert.ok(server.connections <= 4);
+      // Four requests under way cannot be evicted: the fifth client is told so.
+      const held = Array.from(
+        { length: 4 },
+        () => exchange(port, "GET /hold HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", 5000),
+      );
+      while (holding < 4) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(server.stats.closed.evicted, 4, "every half-open client made room");
+      const busy = await exchange(port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+      assert.match(busy, /^HTTP\/1\.1 503 /);
+      assert.match(busy, /retry-after: 1/);
+      release.resolve();
+      for (const out of await Promise.all(held)) assert.match(out, /^HTTP\/1\.1 200 /);
+    } finally {
+      release.resolve();
+      for (const c of open) {
+        try {
+          c.close();
+        } catch { /* evicted */ }
+      }
+    }
+  });
+});
+
+Deno.test("HTTP server: shutdown answers the request under way and closes the rest", async () => {
+  const entered = Promise.withResolvers<void>();
+  const server = serveHttp(
+    { hostname: "127.0.0.1", port: 0, maxConnections: 8, ...TIMEOUTS },
+    async () => {
+      entered.resolve();
+      await new Promise((r) => setTimeout(r, 200));
+      return new Response("late but answered");
+    },
+  );
+  const port = server.addr.port;
+  const idle = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const pending = exchange(port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    await entered.promise;
+    await server.shutdown();
+    const out = await pending;
+    assert.match(out, /^HTTP\/1\.1 200 [\s\S]*connection: close[\s\S]*late but answered$/);
+    assert.equal(await idle.read(new Uint8Array(16)).catch(() => null), null);
+    await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port }));
+  } finally {
+    idle.close();
+  }
+});
