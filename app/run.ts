@@ -136,6 +136,7 @@ export async function runEdged(config: Config, options: RunOptions = {}): Promis
     notReady,
     routes,
     dashboard: () => dashboardPage({ deviceId: config.device_id, version: VERSION }),
+    bodyLimitBytes: config.http.body_limit_bytes,
   });
 
   // Before listening: Deno sets up its signal thread on the first listener and

@@ -38,6 +38,7 @@ export {
   opcuaPointSchema,
 } from "./config_opcua.ts";
 export { ApiError, type ErrorDetail, errorResponse } from "./api/errors.ts";
+export { bodyLimit, BodyTooLargeError, defaultBodyLimit } from "./api/body_limit.ts";
 export { createApp, type Route, type ServerOptions } from "./api/server.ts";
 export {
   CLOSE_REASONS,

@@ -10,15 +10,17 @@
  */
 
 import { Hono } from "hono";
-import { ApiError } from "../runtime/mod.ts";
+import { ApiError, bodyLimit } from "../runtime/mod.ts";
 import { ModuleValidationError } from "./errors.ts";
 import type { ModuleHost } from "./module_host.ts";
 import type { CallOutcome } from "./instance.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-/** Largest module upload (manifest plus wasm) `PUT` accepts. */
+/** Largest module (wasm) `PUT` accepts. */
 export const MAX_UPLOAD_BYTES = 32 * 1024 * 1024;
+/** Largest `PUT` body: the module, its manifest and the multipart framing. */
+const MAX_PUT_BODY = MAX_UPLOAD_BYTES + 1024 * 1024;
 
 const badRequest = (message: string) => new ApiError(400, "bad_request", message);
 const tooLarge = (message: string) => new ApiError(413, "payload_too_large", message);
@@ -55,12 +57,10 @@ export function modulesApi(host: ModuleHost): Hono {
   app.get("/", (c) => c.json({ modules: host.names().map((n) => host.status(n)) }));
   app.get("/:name", (c) => c.json(host.status(c.req.param("name"))));
 
-  app.put("/:name", async (c) => {
+  // The body streams through its limit (runtime/api/body_limit.ts), so a
+  // refused upload, chunked or not, costs at most MAX_PUT_BODY in memory.
+  app.put("/:name", bodyLimit(MAX_PUT_BODY), async (c) => {
     const name = c.req.param("name");
-    const length = Number(c.req.header("content-length") ?? "0");
-    if (length > MAX_UPLOAD_BYTES) {
-      throw tooLarge(`upload is ${length} bytes, at most ${MAX_UPLOAD_BYTES}`);
-    }
     let form: FormData;
     try {
       form = await c.req.formData();

@@ -4,7 +4,7 @@
  * @module
  */
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
+import { bodyLimit } from "./body_limit.ts";
 import { OutboxFullError, type ReadingLog } from "../readings.ts";
 import type { Counter } from "../metrics.ts";
 import { ApiError } from "./errors.ts";
@@ -39,17 +39,7 @@ export function ingestRoutes(opts: IngestOptions): Hono {
       }
       return next();
     },
-    bodyLimit({
-      maxSize: opts.bodyLimitBytes,
-      onError: () => {
-        throw new ApiError(
-          413,
-          "body_too_large",
-          `request body exceeds ${opts.bodyLimitBytes} bytes`,
-          { field: "body" },
-        );
-      },
-    }),
+    bodyLimit(opts.bodyLimitBytes),
     async (c) => {
       const text = await c.req.text();
       let body: unknown;

@@ -12,6 +12,7 @@ import { bearerAuth } from "./auth.ts";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { EdgedError } from "../../lib/mod.ts";
 import { errorResponse } from "./errors.ts";
+import { defaultBodyLimit } from "./body_limit.ts";
 
 const log = getLogger(["edged", "http"]);
 
@@ -31,6 +32,8 @@ export interface ServerOptions {
   routes: Route[];
   /** The page served at `/`. */
   dashboard: () => Response | Promise<Response>;
+  /** Largest request body of a route that sets no limit of its own (`bodyLimit`). */
+  bodyLimitBytes: number;
 }
 
 /** Builds the Hono application. */
@@ -58,6 +61,7 @@ export function createApp(opts: ServerOptions): Hono {
     requests.inc({ route, method: c.req.method, status: String(c.res.status) });
     latency.observe((performance.now() - start) / 1000, { route });
   });
+  app.use(defaultBodyLimit(opts.bodyLimitBytes));
 
   // The one place an HTTP request's failure becomes an answer: sub-apps have
   // no error handlers of their own, so whatever they throw ends up here.

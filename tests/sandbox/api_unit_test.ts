@@ -18,6 +18,7 @@ function served(host: ModuleHost) {
     notReady: () => [],
     routes: [{ path: "/api/v1/modules", app: modulesApi(host) }],
     dashboard: () => new Response(""),
+    bodyLimitBytes: 1024 * 1024,
   });
   return {
     request: (path: string, init: RequestInit = {}) =>
