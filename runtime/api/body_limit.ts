@@ -45,6 +45,10 @@ function declaredLength(c: Context): number | null {
 function meterBody(c: Context, meter: Meter): void {
   const raw = c.req.raw;
   if (!raw.body) return;
+  // The HTTP server delivers exactly Content-Length bytes (RFC 9112 section
+  // 6.2), so a declared length within the limit needs no counting.
+  const declared = declaredLength(c);
+  if (declared !== null && declared <= meter.limit) return;
   const reader = raw.body.getReader();
   const counted = new ReadableStream<Uint8Array>({
     async pull(controller) {

@@ -39,7 +39,8 @@ const truncated = () =>
   });
 
 /**
- * The body of `head` as a stream, or null when the request has none; `state`
+ * The body of `head`: its bytes when they are all buffered already, else a
+ * stream that reads them as pulled; null when the request has none. `state`
  * records whether it was read to its end.
  */
 export function requestBody(
@@ -47,10 +48,16 @@ export function requestBody(
   head: RequestHead,
   state: BodyState,
   hooks: BodyHooks,
-): ReadableStream<Uint8Array> | null {
+): ReadableStream<Uint8Array> | Uint8Array | null {
   if (!head.chunked && !head.contentLength) {
     state.done = true;
     return null;
+  }
+  // Most bodies arrive with their head: hand them over as bytes, which the
+  // handler reads without the cost of a stream.
+  if (!head.chunked && !head.expectContinue && head.contentLength! <= reader.buffered) {
+    state.done = true;
+    return reader.take(head.contentLength!);
   }
   let started = false;
   const next = head.chunked ? chunkedSource(reader) : fixedSource(reader, head.contentLength!);

@@ -6,8 +6,6 @@
  * @module
  */
 
-const encoder = new TextEncoder();
-
 /** The write half of a connection. */
 export interface ByteWriter {
   /** Writes some of `p`; resolves with how many bytes. */
@@ -94,10 +92,14 @@ function head(
   return s + extra + "\r\n";
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
+/**
+ * A head as bytes, one per char (field values are byte strings, RFC 9110
+ * section 5.5, not UTF-8), followed by `body`, in one buffer.
+ */
+function bytesOf(head: string, body?: Uint8Array): Uint8Array {
+  const out = new Uint8Array(head.length + (body?.length ?? 0));
+  for (let i = 0; i < head.length; i++) out[i] = head.charCodeAt(i);
+  if (body) out.set(body, head.length);
   return out;
 }
 
@@ -130,19 +132,19 @@ export async function writeResponse(
   if (o.headOnly || res.status === 204 || res.status === 304 || res.status < 200) {
     // A HEAD answer repeats the GET answer's length when the handler knew it.
     const length = o.headOnly && known ? `content-length: ${known}\r\n` : "";
-    await writeAll(conn, encoder.encode(head(res, length, o.close, o.version)));
+    await writeAll(conn, bytesOf(head(res, length, o.close, o.version)));
     return;
   }
   const declared = known !== null && /^\d{1,15}$/.test(known) ? Number(known) : null;
   if (declared === null || declared < STREAM_FROM) {
     const body = await res.bytes();
-    const h = encoder.encode(head(res, `content-length: ${body.length}\r\n`, o.close, o.version));
-    await writeAll(conn, concat(h, body));
+    const h = head(res, `content-length: ${body.length}\r\n`, o.close, o.version);
+    await writeAll(conn, bytesOf(h, body));
     return;
   }
   await writeAll(
     conn,
-    encoder.encode(head(res, `content-length: ${declared}\r\n`, o.close, o.version)),
+    bytesOf(head(res, `content-length: ${declared}\r\n`, o.close, o.version)),
   );
   const reader = res.body!.getReader();
   let left = declared;
@@ -168,7 +170,7 @@ export function cannedResponse(
 ): Uint8Array {
   let s = statusLine(status);
   for (const [k, v] of Object.entries(headers)) s += `${k}: ${v}\r\n`;
-  const b = encoder.encode(body);
+  const b = new TextEncoder().encode(body);
   s += `content-length: ${b.length}\r\nconnection: close\r\n\r\n`;
-  return concat(encoder.encode(s), b);
+  return bytesOf(s, b);
 }

@@ -191,7 +191,10 @@ Deno.test("HTTP server: malformed requests get a JSON 4xx and the connection clo
 });
 
 Deno.test("HTTP server: slow and silent clients are closed", async (t) => {
-  await withServer({}, echo, async (server, port) => {
+  const big = new Uint8Array(32 * 1024 * 1024);
+  const handler = (req: Request) =>
+    new URL(req.url).pathname === "/big" ? new Response(big) : echo(req);
+  await withServer({}, handler, async (server, port) => {
     await t.step("a head that stops half-way gets 408 after the header timeout", async () => {
       const t0 = performance.now();
       const out = await exchange(port, "GET / HTTP/1.1\r\nHost: h\r\n");
@@ -213,6 +216,19 @@ Deno.test("HTTP server: slow and silent clients are closed", async (t) => {
       );
       assert.doesNotMatch(out, /200 OK/);
     });
+    await t.step("an answer the client does not read is abandoned", async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      try {
+        await conn.write(enc.encode("GET /big HTTP/1.1\r\nHost: h\r\n\r\n"));
+        const t0 = performance.now();
+        while (server.stats.closed.write_timeout === 0 && performance.now() - t0 < 5000) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      } finally {
+        conn.close();
+      }
+    });
+    assert.equal(server.stats.closed.write_timeout, 1, JSON.stringify(server.stats));
     assert.ok(server.stats.closed.header_timeout >= 2, JSON.stringify(server.stats));
     assert.ok(server.stats.closed.idle_timeout >= 1, JSON.stringify(server.stats));
     assert.ok(server.stats.closed.body_timeout >= 1, JSON.stringify(server.stats));
