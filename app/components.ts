@@ -78,6 +78,8 @@ export function createComponents(ctx: RuntimeContext): Component[] {
     installModule: (manifest, wasm) => modules.host.install(manifest, wasm),
     installModel: (name, bytes, version) => models.nn.install(name, bytes, { version }),
     installedModel: (name) => models.nn.installed(name),
+    moduleVersion: (name) =>
+      modules.host.names().includes(name) ? modules.host.status(name).version ?? null : null,
   });
   update.attachMqtt(mqtt);
   const status = statusComponent(ctx, {

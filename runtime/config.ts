@@ -45,6 +45,25 @@ const storeSchema = z.strictObject({
   retain_uplinked: z.number().int().min(0).max(1_000_000_000).default(10_000),
 });
 
+/** Commands a device answers out of the box: none of them removes anything or downgrades. */
+export const DEFAULT_ALLOWED_COMMANDS: readonly string[] = [
+  "ping",
+  "update-check",
+  "module-deploy",
+];
+
+const commandsSchema = z.strictObject({
+  /** Commands answered on `PREFIX/cmd/{command}`; any other gets `command_not_allowed`. */
+  allow: z.array(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "must be a command name"))
+    .default([...DEFAULT_ALLOWED_COMMANDS]),
+  /** Whether `update-check` may install what it finds (`"apply": true`) with `update.auto_apply` off. */
+  allow_apply: z.boolean().default(false),
+  /** Whether `module-deploy` may install an older version than the one installed. */
+  allow_downgrade: z.boolean().default(false),
+  /** Requests per minute each command answers (a burst of as many); more get `rate_limited`. */
+  rate_per_minute: z.number().int().min(1).max(60_000).default(30),
+});
+
 const mqttSchema = z.strictObject({
   /** Broker URL; unset means no broker (uplink waits on disk). */
   url: z.string().regex(
@@ -86,6 +105,8 @@ const mqttSchema = z.strictObject({
   outbox_policy: z.enum(["refuse-new", "drop-oldest"]).default("refuse-new"),
   /** Seconds between refreshes of the retained status (uptime). */
   status_interval_s: z.number().int().min(1).max(86400).default(60),
+  /** Who may do what over `PREFIX/cmd/` (docs/operators.md, "Trust"). */
+  commands: commandsSchema.default(commandsSchema.parse({})),
 });
 
 const updateSchema = z.strictObject({

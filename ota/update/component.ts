@@ -8,8 +8,8 @@
 import { getLogger } from "@logtape/logtape";
 import type { Component, RuntimeContext } from "../../runtime/mod.ts";
 import { updateApi } from "./api.ts";
-import { UpdateParamsError } from "./errors.ts";
-import { jittered } from "./policy.ts";
+import { ApplyNotAllowedError, DowngradeRefusedError, UpdateParamsError } from "./errors.ts";
+import { compareVersions, jittered } from "./policy.ts";
 import { type UpdatePhase, Updater } from "./updater.ts";
 import { errorCode, EXIT } from "../../lib/mod.ts";
 
@@ -49,6 +49,8 @@ export interface UpdaterComponentOptions {
   installedModel?: (name: string) => Promise<{ sha256: string; path: string } | undefined>;
   /** Version of this executable when no slot is active. */
   factoryVersion: string;
+  /** The installed version of a module, or null (module deploys refuse downgrades by it). */
+  moduleVersion?: (name: string) => string | null;
 }
 
 /** The component plus its updater and hooks. */
@@ -227,7 +229,16 @@ export function updaterComponent(
     routes: [{ path: "/api/v1/update", app: updateApi(updater) }],
     attachMqtt(m) {
       mqtt = m;
+      // Commands obey local policy (docs/operators.md, "Trust"): an install
+      // only where update.auto_apply or mqtt.commands.allow_apply says so, no
+      // module downgrade unless mqtt.commands.allow_downgrade says so.
+      const policy = ctx.config.mqtt.commands;
       m.registerCommand("update-check", async (params) => {
+        if (params.apply === true && !u.auto_apply && !policy.allow_apply) {
+          throw new ApplyNotAllowedError(
+            "update-check may not apply here: update.auto_apply and mqtt.commands.allow_apply are off",
+          );
+        }
         const r = await updater.check();
         if (r.available && params.apply === true) return { ...r, apply: await updater.apply() };
         return r;
@@ -238,7 +249,17 @@ export function updaterComponent(
           throw new UpdateParamsError("module-deploy needs a string parameter 'name'");
         }
         const version = typeof params.version === "string" ? params.version : undefined;
-        return updater.deployModule(name, version);
+        return updater.deployModule(name, version, (found) => {
+          const installed = options.moduleVersion?.(name) ?? null;
+          if (
+            installed !== null && compareVersions(found, installed) < 0 && !policy.allow_downgrade
+          ) {
+            throw new DowngradeRefusedError(
+              `module ${name} ${found} is older than the installed ${installed} ` +
+                "(mqtt.commands.allow_downgrade is off)",
+            );
+          }
+        });
       });
       m.registerCommand("model-deploy", (params) => {
         const name = params.name;

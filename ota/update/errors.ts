@@ -103,3 +103,15 @@ export class UpdateCancelledError extends UpdateError {
   override readonly code: string = "update_cancelled";
   override readonly status: number = 409;
 }
+
+/** `update-check` asked to apply where neither `update.auto_apply` nor `mqtt.commands.allow_apply` allows it. */
+export class ApplyNotAllowedError extends UpdateError {
+  override readonly code: string = "apply_not_allowed";
+  override readonly status: number = 403;
+}
+
+/** A module deploy that would install an older version than the one installed. */
+export class DowngradeRefusedError extends UpdateError {
+  override readonly code: string = "downgrade_refused";
+  override readonly status: number = 409;
+}

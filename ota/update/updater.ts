@@ -643,17 +643,26 @@ export class Updater {
   /**
    * Installs module `name` from the repository (newest version, or
    * `version`): a TUF target verified like any other, then handed to the
-   * sandbox, which validates it and hot-swaps it in.
+   * sandbox, which validates it and hot-swaps it in. `accept` sees the version
+   * found before anything is downloaded, and throws to refuse it (policy).
    */
-  deployModule(name: string, version?: string): Promise<{ name: string; version: string }> {
+  deployModule(
+    name: string,
+    version?: string,
+    accept?: (version: string) => void,
+  ): Promise<{ name: string; version: string }> {
     const turn = this.#deploying.then(() =>
-      this.#track("deploy", () => this.#deploy(name, version))
+      this.#track("deploy", () => this.#deploy(name, version, accept))
     );
     this.#deploying = turn.catch(() => {});
     return turn;
   }
 
-  async #deploy(name: string, version?: string): Promise<{ name: string; version: string }> {
+  async #deploy(
+    name: string,
+    version?: string,
+    accept?: (version: string) => void,
+  ): Promise<{ name: string; version: string }> {
     const signal = this.#closed.signal;
     signal.throwIfAborted();
     if (!this.#o.installModule) throw new UpdateError("no module host to install into");
@@ -683,6 +692,7 @@ export class Updater {
         }
         return { client, info, custom };
       });
+      accept?.(custom.version);
       await this.store.ensure();
       const sha = info.hashes.sha256;
       const file = await this.#download(client, info, signal, {

@@ -9,7 +9,8 @@ import { CommandError, type CommandRegistry, stringParam } from "./commands.ts";
 
 /** What `module-remove` needs from the module host. */
 export interface ModuleRemover {
-  remove(name: string): Promise<void>;
+  /** Unloads and deletes a module, and its kv state unless `keepState`. */
+  remove(name: string, options: { keepState: boolean }): Promise<void>;
   names(): string[];
 }
 
@@ -29,8 +30,15 @@ export function builtinCommands(registry: CommandRegistry, ctx: BuiltinContext):
     ts: new Date().toISOString(),
   }));
 
+  // Keeps the module's kv state unless the request says `"keep_state": false`
+  // (the HTTP API's DELETE deletes it by default: a bearer of the token is the
+  // operator; a command is whoever the broker let publish).
   registry.register("module-remove", async (params) => {
     const name = stringParam(params, "name");
+    const keep = params.keep_state ?? true;
+    if (typeof keep !== "boolean") {
+      throw new CommandError("invalid_params", "parameter 'keep_state' must be true or false");
+    }
     if (!ctx.modules) throw new CommandError("unavailable", "this edged runs no module host");
     if (!ctx.modules.names().includes(name)) {
       throw new CommandError(
@@ -38,8 +46,8 @@ export function builtinCommands(registry: CommandRegistry, ctx: BuiltinContext):
         `no module named ${JSON.stringify(name)} is installed`,
       );
     }
-    await ctx.modules.remove(name);
-    return { removed: name };
+    await ctx.modules.remove(name, { keepState: keep });
+    return { removed: name, kept_state: keep };
   });
 
   for (const name of ["update-check", "module-deploy"]) {

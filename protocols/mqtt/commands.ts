@@ -3,6 +3,11 @@
  * out (or the MQTT 5 Response Topic with its Correlation Data, MQTT 5
  * section 4.10, when the requester set them).
  *
+ * Local policy comes first (docs/operators.md, "Trust"): a command must be on
+ * the allow-list (`mqtt.commands.allow`) and within its rate
+ * (`mqtt.commands.rate_per_minute`, a token bucket per command), else it is
+ * refused before its handler runs.
+ *
  * A request is a JSON object, `{"id": "...", ...params}`; the answer is
  * `{"id", "command", "ok": true, "result"}` or
  * `{"id", "command", "ok": false, "error": {"code", "message"}}`. Nothing a
@@ -28,6 +33,30 @@ export class CommandError extends EdgedError {
   constructor(code: string, message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;
+  }
+}
+
+/** A command this device's configuration does not allow (`mqtt.commands.allow`). */
+export class CommandNotAllowedError extends EdgedError {
+  override readonly code = "command_not_allowed";
+  override readonly status = 403;
+  /** Builds the error for `command`. */
+  constructor(command: string) {
+    super(
+      `command ${JSON.stringify(command)} is not allowed on this device (mqtt.commands.allow)`,
+    );
+  }
+}
+
+/** A command asked for more often than `mqtt.commands.rate_per_minute`. */
+export class CommandRateLimitedError extends EdgedError {
+  override readonly code = "rate_limited";
+  override readonly status = 429;
+  /** Builds the error for `command`. */
+  constructor(command: string, perMinute: number) {
+    super(`command ${JSON.stringify(command)} is limited to ${perMinute} requests per minute`, {
+      headers: { "Retry-After": String(Math.ceil(60 / perMinute)) },
+    });
   }
 }
 
@@ -64,6 +93,38 @@ const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 export const MAX_REQUEST_BYTES = 65536;
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
+/** Local policy of {@linkcode CommandRegistry}. */
+export interface CommandPolicy {
+  /** Commands that may run; others are refused. @default {every registered command} */
+  allow?: readonly string[];
+  /** Requests per minute per command, with a burst of as many. @default {Infinity} */
+  ratePerMinute?: number;
+}
+
+/** One token bucket per command name (unknown names share one), refilled continuously. */
+class RateLimiter {
+  #perMs: number;
+  #burst: number;
+  #buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(perMinute: number) {
+    this.#perMs = perMinute / 60_000;
+    this.#burst = perMinute;
+  }
+
+  take(name: string): boolean {
+    if (!Number.isFinite(this.#burst)) return true;
+    const now = performance.now();
+    const b = this.#buckets.get(name) ?? { tokens: this.#burst, at: now };
+    b.tokens = Math.min(this.#burst, b.tokens + (now - b.at) * this.#perMs);
+    b.at = now;
+    this.#buckets.set(name, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+}
+
 /**
  * The command registry.
  *
@@ -77,6 +138,19 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
  */
 export class CommandRegistry {
   #handlers = new Map<string, CommandHandler>();
+  #allow: ReadonlySet<string> | null;
+  #rate: RateLimiter;
+  #perMinute: number;
+
+  /** Builds the registry; `policy` says which commands may run and how often. */
+  constructor(policy: CommandPolicy = {}) {
+    this.#allow = policy.allow ? new Set(policy.allow) : null;
+    this.#perMinute = policy.ratePerMinute ?? Infinity;
+    if (!(this.#perMinute > 0)) {
+      throw new RangeError(`ratePerMinute must be positive, got ${policy.ratePerMinute}`);
+    }
+    this.#rate = new RateLimiter(this.#perMinute);
+  }
 
   /** Adds (or replaces) the handler of `name`. */
   register(name: string, handler: CommandHandler): void {
@@ -91,6 +165,11 @@ export class CommandRegistry {
     return [...this.#handlers.keys()].sort();
   }
 
+  /** Whether the policy lets `name` run. */
+  allowed(name: string): boolean {
+    return this.#allow === null || this.#allow.has(name);
+  }
+
   /** Parses, runs and answers one request; never throws. */
   async handle(command: string, payload: Uint8Array): Promise<CommandResult> {
     let id: string | number | null = null;
@@ -101,6 +180,7 @@ export class CommandRegistry {
           `request is ${payload.length} bytes, more than ${MAX_REQUEST_BYTES}`,
         );
       }
+
       let body: unknown;
       try {
         const text = decoder.decode(payload);
@@ -120,12 +200,16 @@ export class CommandRegistry {
         throw new CommandError("invalid_request", "id must be a string or a number");
       }
       const handler = this.#handlers.get(command);
+      if (!this.#rate.take(handler ? command : "")) {
+        throw new CommandRateLimitedError(command, this.#perMinute);
+      }
       if (!handler) {
         throw new CommandError(
           "unknown_command",
           `unknown command ${JSON.stringify(command)}; known: ${this.names().join(", ")}`,
         );
       }
+      if (!this.allowed(command)) throw new CommandNotAllowedError(command);
       const result = await handler(params);
       return { id, command, ok: true, result: result ?? null };
     } catch (err) {

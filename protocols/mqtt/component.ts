@@ -88,6 +88,10 @@ export function mqttComponent(options: MqttComponentOptions): MqttComponent {
     "edged_mqtt_received_total",
     "Messages from broker subscriptions fed into the bus.",
   );
+  const refusedReplyTopics = metrics.counter(
+    "edged_mqtt_response_topics_refused_total",
+    "MQTT 5 Response Topics outside PREFIX/cmd/{command}/ that were ignored (answered on .../result instead).",
+  );
 
   const outbox = new Outbox(store, {
     maxMessages: c.outbox_max_messages,
@@ -146,7 +150,10 @@ export function mqttComponent(options: MqttComponentOptions): MqttComponent {
     conn: () => conn,
   });
 
-  const commands = new CommandRegistry();
+  const commands = new CommandRegistry({
+    allow: c.commands.allow,
+    ratePerMinute: c.commands.rate_per_minute,
+  });
   builtinCommands(commands, {
     version: VERSION,
     startedAt,
@@ -170,13 +177,33 @@ export function mqttComponent(options: MqttComponentOptions): MqttComponent {
       cl.publish(statusTopic, status(state), { qos: 1, retain: true }, () => resolve());
     });
 
+  // Answers stay below PREFIX/cmd/{command}/, whatever Response Topic is asked
+  // (MQTT 5 section 4.10): never a request topic (a loop), the retained
+  // status, the uplink or anybody else's topics (docs/operators.md, "Trust").
+  let lastRefusalLog = -Infinity;
+  const replyTopic = (command: string, asked: string | undefined): string => {
+    const fallback = `${cmdPrefix}${command}/result`;
+    if (asked === undefined) return fallback;
+    if (isReplyTopic(asked, cmdPrefix)) return asked;
+    refusedReplyTopics.inc();
+    if (performance.now() - lastRefusalLog > 60_000) {
+      lastRefusalLog = performance.now();
+      log.warning("ignored Response Topic {asked} of a {command} request: answered on {topic}", {
+        asked: asked.slice(0, 200),
+        command,
+        topic: fallback,
+      });
+    }
+    return fallback;
+  };
+
   const answer = (
     cl: MqttClient,
     command: string,
     res: CommandResult,
     props: { responseTopic?: string; correlationData?: Uint8Array },
   ) => {
-    const topic = props.responseTopic ?? `${cmdPrefix}${command}/result`;
+    const topic = replyTopic(command, props.responseTopic);
     cl.publish(topic, JSON.stringify(res), {
       qos: 1,
       properties: props.correlationData
@@ -267,6 +294,12 @@ export function mqttComponent(options: MqttComponentOptions): MqttComponent {
     name: "mqtt",
     prefix,
     async start() {
+      const unknown = c.commands.allow.filter((n) => !commands.names().includes(n));
+      if (unknown.length > 0) {
+        log.warning("mqtt.commands.allow names commands this edged does not have: {unknown}", {
+          unknown: unknown.join(", "),
+        });
+      }
       unsubscribeBus = bus.subscribe("uplink/#", (msg) => {
         const rest = msg.topic.slice("uplink/".length);
         if (rest !== "") outbox.add(rest, msg.payload); // bare `uplink` has no cloud topic
@@ -312,6 +345,20 @@ export function mqttComponent(options: MqttComponentOptions): MqttComponent {
       if (client) void publishStatus(client, "online");
     },
   };
+}
+
+/** Whether `topic` is a valid topic at least two levels below `cmdPrefix` (`PREFIX/cmd/`). */
+export function isReplyTopic(topic: string, cmdPrefix: string): boolean {
+  if (!topic.startsWith(cmdPrefix)) return false;
+  const rest = topic.slice(cmdPrefix.length);
+  const slash = rest.indexOf("/");
+  if (slash <= 0) return false;
+  try {
+    validateTopic(topic);
+  } catch {
+    return false;
+  }
+  return true;
 }
 
 function safeProvider(p: StatusProvider | undefined): Record<string, unknown> {

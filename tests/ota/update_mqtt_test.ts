@@ -47,6 +47,8 @@ Deno.test({
       EDGED_UPDATE_RETRIES: "0",
       EDGED_UPDATE_ROOT: join(repo, "metadata", "1.root.json"),
       EDGED_UPDATE_AUTO_APPLY: "false",
+      // update-check with apply: allowed by the operator (docs/operators.md, "Trust").
+      EDGED_MQTT_COMMANDS_ALLOW_APPLY: "true",
       EDGED_UPDATE_BOOT_DEADLINE_S: "20",
     }).start();
     const call = async (command: string, body: Record<string, unknown>) => {

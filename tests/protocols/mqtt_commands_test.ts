@@ -15,7 +15,12 @@ const RELAY = new URL("../../examples/modules/relay-wat", import.meta.url).pathn
 Deno.test("mqtt: command round trips, errors for bad requests, MQTT 5 request/response", async (t) => {
   const broker = await startMosquitto();
   const sub = await subscribe(broker, "edged/dev1/cmd/+/result");
-  const edged = await startEdged({ env: mqttEnv(broker.url, { EDGED_MODULES_PRELOAD: RELAY }) });
+  const edged = await startEdged({
+    env: mqttEnv(broker.url, {
+      EDGED_MODULES_PRELOAD: RELAY,
+      EDGED_MQTT_COMMANDS_ALLOW: "ping,update-check,module-deploy,module-remove",
+    }),
+  });
   let n = 0;
   const call = async (command: string, payload: string) => {
     const before = sub.messages.length;
@@ -94,7 +99,7 @@ Deno.test("mqtt: command round trips, errors for bad requests, MQTT 5 request/re
         id: "m-3",
         command: "module-remove",
         ok: true,
-        result: { removed: "relay" },
+        result: { removed: "relay", kept_state: true },
       });
       const after = await edged.api("/api/v1/modules/relay");
       await after.body?.cancel();
@@ -115,17 +120,17 @@ Deno.test("mqtt: command round trips, errors for bad requests, MQTT 5 request/re
             corr: packet.properties?.correlationData?.toString(),
           });
         });
-        await client.subscribeAsync("replies/test-client", { qos: 1 });
+        await client.subscribeAsync("edged/dev1/cmd/ping/result/test-client", { qos: 1 });
         await client.publishAsync("edged/dev1/cmd/ping", JSON.stringify({ id: "v5" }), {
           qos: 1,
           properties: {
-            responseTopic: "replies/test-client",
+            responseTopic: "edged/dev1/cmd/ping/result/test-client",
             correlationData: Buffer.from("corr-123"),
           },
         });
         const timer = setTimeout(() => got.reject(new Error("no response within 10 s")), 10000);
         const res = await got.promise.finally(() => clearTimeout(timer));
-        assert.equal(res.topic, "replies/test-client");
+        assert.equal(res.topic, "edged/dev1/cmd/ping/result/test-client");
         assert.equal(res.corr, "corr-123");
         assert.equal(JSON.parse(res.payload).id, "v5");
       } finally {
