@@ -105,6 +105,11 @@ const mqttSchema = z.strictObject({
   outbox_policy: z.enum(["refuse-new", "drop-oldest"]).default("refuse-new"),
   /** Seconds between refreshes of the retained status (uptime). */
   status_interval_s: z.number().int().min(1).max(86400).default(60),
+  /**
+   * Largest packet taken from the broker: declared as Maximum Packet Size in an
+   * MQTT 5 CONNECT, and larger PUBLISHes are dropped unread with either version.
+   */
+  max_packet_bytes: z.number().int().min(1024).max(268_435_455).default(1_048_576),
   /** Who may do what over `PREFIX/cmd/` (docs/operators.md, "Trust"). */
   commands: commandsSchema.default(commandsSchema.parse({})),
 });

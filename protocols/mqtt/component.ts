@@ -92,6 +92,10 @@ export function mqttComponent(options: MqttComponentOptions): MqttComponent {
     "edged_mqtt_response_topics_refused_total",
     "MQTT 5 Response Topics outside PREFIX/cmd/{command}/ that were ignored (answered on .../result instead).",
   );
+  const oversized = metrics.counter(
+    "edged_mqtt_oversized_dropped_total",
+    "PUBLISHes from the broker larger than mqtt.max_packet_bytes, dropped unread.",
+  );
 
   const outbox = new Outbox(store, {
     maxMessages: c.outbox_max_messages,
@@ -248,6 +252,14 @@ export function mqttComponent(options: MqttComponentOptions): MqttComponent {
       keepaliveS: c.keepalive_s,
       protocolVersion: c.protocol === "5" ? 5 : 4,
       connectTimeoutMs: c.connect_timeout_s * 1000,
+      maxPacketBytes: c.max_packet_bytes,
+      onOversized: (p) => {
+        oversized.inc();
+        log.warning("dropped a {bytes}-byte PUBLISH on {topic}: over mqtt.max_packet_bytes", {
+          bytes: p.bytes,
+          topic: p.topic ?? "?",
+        });
+      },
       reconnectMinMs: c.reconnect_min_ms,
       reconnectMaxMs: Math.max(c.reconnect_max_ms, c.reconnect_min_ms),
       will: () => ({ topic: statusTopic, payload: status("offline"), retain: true }),

@@ -10,7 +10,10 @@
 import { getLogger } from "@logtape/logtape";
 import { Buffer } from "node:buffer";
 import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from "mqtt";
+import type { Duplex } from "node:stream";
 import { backoffDelay } from "./backoff.ts";
+import { type DroppedPacket, PacketGuard } from "./packet_guard.ts";
+import { BrokerSocket } from "./socket.ts";
 
 const log = getLogger(["edged", "mqtt"]);
 
@@ -38,6 +41,13 @@ export interface ConnectionOptions {
   /** 4 is MQTT 3.1.1, 5 is MQTT 5. */
   protocolVersion: 4 | 5;
   connectTimeoutMs: number;
+  /**
+   * Largest packet taken from the broker: sent as Maximum Packet Size in an
+   * MQTT 5 CONNECT; larger PUBLISHes are dropped unread (`packet_guard.ts`).
+   */
+  maxPacketBytes: number;
+  /** An oversized PUBLISH was dropped. */
+  onOversized?: (p: DroppedPacket) => void;
   reconnectMinMs: number;
   reconnectMaxMs: number;
   /**
@@ -88,6 +98,52 @@ async function tlsOptions(o: ConnectionOptions): Promise<Partial<IClientOptions>
 }
 
 /**
+ * Guards what the broker sends (`packet_guard.ts`). npm `mqtt` builds its
+ * stream in `connect()` (with `manualConnect` we call it) and pipes it into
+ * its parser once: for `mqtt://` and `mqtts://` the stream is our own
+ * {@linkcode BrokerSocket}, which never copies a dropped packet; for `ws://`
+ * and `wss://` the library's stream is kept and a {@linkcode PacketGuard}
+ * goes into that pipe.
+ */
+function guardInbound(
+  client: MqttClient,
+  o: ConnectionOptions,
+  tls: { ca?: string; cert?: string; key?: string },
+  onDropped: (p: DroppedPacket) => void,
+): void {
+  const c = client as unknown as { streamBuilder: (c: MqttClient) => Duplex };
+  const url = new URL(o.url);
+  if (url.protocol === "mqtt:" || url.protocol === "mqtts:") {
+    const secure = url.protocol === "mqtts:";
+    c.streamBuilder = () =>
+      new BrokerSocket({
+        hostname: url.hostname.replace(/^\[|\]$/g, ""),
+        port: Number(url.port || (secure ? 8883 : 1883)),
+        tls: secure ? tls : undefined,
+        maxPacketBytes: o.maxPacketBytes,
+        onDropped,
+      });
+    return;
+  }
+  const build = c.streamBuilder;
+  c.streamBuilder = (cl) => {
+    const stream = build(cl);
+    const pipe = stream.pipe.bind(stream);
+    stream.pipe = (<T extends NodeJS.WritableStream>(dest: T, opts?: { end?: boolean }) => {
+      const guard = new PacketGuard({
+        maxPacketBytes: o.maxPacketBytes,
+        send: (bytes) => stream.write(bytes),
+        onDropped,
+      });
+      guard.on("error", (err) => stream.destroy(err));
+      pipe(guard);
+      return guard.pipe(dest, opts);
+    }) as typeof stream.pipe;
+    return stream;
+  };
+}
+
+/**
  * Keeps one connection to the broker, retrying with back-off and jitter.
  *
  * @example
@@ -99,6 +155,7 @@ async function tlsOptions(o: ConnectionOptions): Promise<Partial<IClientOptions>
 export class Connection {
   #o: ConnectionOptions;
   #tls: Partial<IClientOptions> = {};
+  #tlsFiles: { ca?: string; cert?: string; key?: string } = {};
   #client: MqttClient | null = null;
   #live: MqttClient | null = null;
   #attempt = 0;
@@ -127,6 +184,11 @@ export class Connection {
   /** Reads TLS files (failing fast on bad ones) and starts connecting in the background. */
   async start(): Promise<void> {
     this.#tls = await tlsOptions(this.#o);
+    this.#tlsFiles = {
+      ca: this.#tls.ca as string | undefined,
+      cert: this.#tls.cert as string | undefined,
+      key: this.#tls.key as string | undefined,
+    };
     this.#connect();
   }
 
@@ -149,7 +211,12 @@ export class Connection {
       will: will
         ? { topic: will.topic, payload: Buffer.from(will.payload), qos: 1, retain: will.retain }
         : undefined,
+      // MQTT 5 section 3.1.2.11.4: the broker must not send larger packets.
+      properties: o.protocolVersion === 5 ? { maximumPacketSize: o.maxPacketBytes } : undefined,
+      manualConnect: true,
     });
+    guardInbound(client, o, this.#tlsFiles, (p) => o.onOversized?.(p));
+    client.connect();
     this.#client = client;
     let established = false;
     client.on("connect", (connack) => {
