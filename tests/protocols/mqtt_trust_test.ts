@@ -9,7 +9,7 @@ import { join } from "node:path";
 import mqtt from "mqtt";
 import { serveRepository } from "../../ota/mod.ts";
 import { type EdgedProcess, startEdged } from "../_helpers/edged.ts";
-import { type Mosquitto, retained, startMosquitto, subscribe } from "../_helpers/mosquitto.ts";
+import { type Mosquitto, retained, startMosquitto } from "../_helpers/mosquitto.ts";
 import { repoCli } from "../ota/_update_helpers.ts";
 import { mqttEnv } from "./_mqtt.ts";
 
@@ -31,6 +31,10 @@ async function moduleRepo(dir: string): Promise<string> {
   return repo;
 }
 
+/** A command's answer as JSON. */
+// deno-lint-ignore no-explicit-any
+type Answer = Record<string, any>;
+
 /** A device on a broker and a repository, and an MQTT 5 client of that broker. */
 interface Setup {
   broker: Mosquitto;
@@ -41,7 +45,7 @@ interface Setup {
     command: string,
     body: Record<string, unknown>,
     responseTopic?: string,
-  ): Promise<{ topic: string; answer: Record<string, any>; correlation?: string }>;
+  ): Promise<{ topic: string; answer: Answer; correlation?: string }>;
   /** Every message the client saw, by topic. */
   seen: { topic: string; payload: string }[];
   close(): Promise<void>;
@@ -68,7 +72,7 @@ async function setup(env: Record<string, string>): Promise<Setup> {
     const seen: { topic: string; payload: string }[] = [];
     const answers = new Map<
       string,
-      (m: { topic: string; answer: any; correlation?: string }) => void
+      (m: { topic: string; answer: Answer; correlation?: string }) => void
     >();
     client.on("message", (topic, payload, packet) => {
       seen.push({ topic, payload: payload.toString() });
@@ -84,7 +88,7 @@ async function setup(env: Record<string, string>): Promise<Setup> {
     await client.subscribeAsync([`${PREFIX}/cmd/+/result/#`, "pwn/#"], { qos: 1 });
     const c = client;
     const call: Setup["call"] = (command, body, responseTopic) => {
-      const got = Promise.withResolvers<{ topic: string; answer: any; correlation?: string }>();
+      const got = Promise.withResolvers<{ topic: string; answer: Answer; correlation?: string }>();
       answers.set(String(body.id), got.resolve);
       const timer = setTimeout(() => got.reject(new Error(`no answer to ${command}`)), 30000);
       c.publish(`${PREFIX}/cmd/${command}`, JSON.stringify(body), {
