@@ -14,6 +14,7 @@ import {
   LAUNCHER_LOCK,
   loadConfig,
   lockDataDir,
+  privateUmask,
   setupLogging,
   VERSION,
 } from "../runtime/mod.ts";
@@ -55,6 +56,9 @@ export function buildProgram(): Command {
         }
         throw err;
       }
+      // Everything edged and its launcher create is private to their user
+      // (runtime/data_dir.ts): readings, kv, outbox, token, slots.
+      privateUmask();
       // One edged per data directory (runtime/lock.ts): a second one stops
       // here, exit 2, having written nothing. The launcher leaves the runtime
       // lock to the edged it starts (its child takes it, and a restart into
@@ -81,7 +85,7 @@ export function buildProgram(): Command {
         code = opts.supervise ? await runSupervised(config, opts, VERSION) : await runEdged(config);
       } catch (err) {
         console.error(`edged: ${(err as Error).message}`);
-        code = EXIT.FAILURE;
+        code = err instanceof ConfigError ? EXIT.USAGE : EXIT.FAILURE;
       } finally {
         lock.release();
       }

@@ -25,6 +25,7 @@ import {
   registerStoreMetrics,
   type Route,
   type RuntimeContext,
+  secureDataDir,
   serveHttp,
   Store,
   VERSION,
@@ -51,6 +52,16 @@ export interface RunOptions {
 export async function runEdged(config: Config, options: RunOptions = {}): Promise<number> {
   const { handleSignals = true } = options;
   const dataDir = await Deno.realPath(await ensureDir(config.data_dir));
+  const narrowed = await secureDataDir(dataDir);
+  if (narrowed.length > 0) {
+    log.warning(
+      "made {count} paths in the data directory private to edged's user (0700/0600): {paths}",
+      {
+        count: narrowed.length,
+        paths: narrowed.slice(0, 10).join(", ") + (narrowed.length > 10 ? ", ..." : ""),
+      },
+    );
+  }
   const { token, generated, path: tokenPath } = await ensureApiToken(dataDir, config.api_token);
   if (generated) {
     log.warning(
@@ -162,6 +173,7 @@ export async function runEdged(config: Config, options: RunOptions = {}): Promis
       requestTimeoutMs: config.http.request_timeout_s * 1000,
       onListen: (addr) => {
         const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+        if (!isLoopback(addr.hostname)) warnCleartext(`${host}:${addr.port}`);
         log.info("listening on http://{host}:{port}", {
           host,
           port: addr.port,
@@ -247,6 +259,23 @@ export async function runEdged(config: Config, options: RunOptions = {}): Promis
   return exitCode;
 }
 
+/** Whether `host` is a loopback address (127.0.0.0/8, ::1, also IPv4-mapped). */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^(::ffff:)?127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+/** The API speaks plain HTTP: say loudly what that means off loopback (issue 13, L1). */
+function warnCleartext(where: string): void {
+  log.warning(
+    "THE API LISTENS ON {where}, BEYOND LOOPBACK, WITHOUT TLS: the bearer token, readings and " +
+      "module uploads cross the network in clear, and /, /healthz, /readyz and /metrics answer " +
+      "anyone who reaches it. Listen on 127.0.0.1 behind a TLS reverse proxy " +
+      "(docs/operators.md, 'Configure').",
+    { where },
+  );
+}
+
 /**
  * Raises the open-file limit to the hard limit and returns the connection cap
  * that fits it, saying so when either is lower than asked.
@@ -288,7 +317,7 @@ function rateLimited<A extends unknown[]>(
 
 async function ensureDir(dir: string): Promise<string> {
   try {
-    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 }); // an existing one: secureDataDir
   } catch (err) {
     throw new Error(`cannot create data directory ${dir}: ${(err as Error).message}`, {
       cause: err,

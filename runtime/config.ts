@@ -12,6 +12,8 @@ import { EdgedError } from "../lib/mod.ts";
 import { adaptersSchema } from "./adapters_config.ts";
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** A bearer token travels in `Authorization: Bearer TOKEN` (RFC 6750): one run of visible ASCII. */
+export const TOKEN_RE = /^[\x21-\x7e]+$/;
 
 /** host:port, with IPv6 hosts in brackets. */
 const listenSchema = z.string().refine((v) => parseListen(v) !== null, {
@@ -183,7 +185,8 @@ export const configSchema = z.strictObject({
   data_dir: z.string().min(1).default("./data"),
   listen: listenSchema.default("127.0.0.1:8080"),
   /** Bearer token for /api/v1/; generated and stored in the data dir when unset. */
-  api_token: z.string().min(16, "must be at least 16 characters").max(512).optional(),
+  api_token: z.string().min(16, "must be at least 16 characters").max(512)
+    .regex(TOKEN_RE, "must be visible ASCII: no spaces, tabs or control characters").optional(),
   /** This device's id; defaults to the host name. */
   device_id: z.string().regex(NAME_RE, "must be 1-128 of A-Z a-z 0-9 . _ - starting alphanumeric")
     .optional(),

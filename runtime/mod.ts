@@ -82,6 +82,7 @@ export {
 export { OutboxFullError, type Reading, ReadingLog, type StoredReading } from "./readings.ts";
 export { publishReadings, readingPayload, readingTopic } from "./reading_messages.ts";
 export { Store, StoreError } from "./store.ts";
+export { privateUmask, secureDataDir } from "./data_dir.ts";
 export { ensureApiToken, TOKEN_FILE } from "./token.ts";
 export { type BuildInfo, buildInfo, VERSION } from "./version.ts";
 export { runFlags, RUNTIME_PERMISSIONS, UNSTABLE_FLAGS, V8_FLAGS } from "./permissions.ts";

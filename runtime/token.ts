@@ -5,6 +5,7 @@
  * @module
  */
 import { toHex, writeFileAtomic } from "../lib/mod.ts";
+import { ConfigError, TOKEN_RE } from "./config.ts";
 
 /** File name of the stored token inside the data directory. */
 export const TOKEN_FILE = "api-token";
@@ -22,7 +23,15 @@ export async function ensureApiToken(
   if (configured) return { token: configured, generated: false, path };
   try {
     const stored = (await Deno.readTextFile(path)).trim();
-    if (stored.length >= 16) return { token: stored, generated: false, path };
+    if (stored.length >= 16) {
+      if (!TOKEN_RE.test(stored)) {
+        // No client could ever send it: refuse rather than answer every request 401.
+        throw new ConfigError(
+          `${path} holds a token with spaces or control characters; fix it or delete the file`,
+        );
+      }
+      return { token: stored, generated: false, path };
+    }
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
