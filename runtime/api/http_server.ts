@@ -7,8 +7,10 @@
  *   place of the one that has waited longest without a request under way
  *   (idle between requests, or still sending its head), so a flood of
  *   half-open connections cannot keep a prompt client such as a `/healthz`
- *   probe out; when every connection has a request under way, the new one is
- *   answered 503 and closed;
+ *   probe out (after each such replacement the loop lets the event loop read
+ *   what the connections already sent before it accepts again); when every
+ *   connection has a request under way, the new one is answered 503 and
+ *   closed;
  * - **timeouts**: the request head must arrive within `headerTimeoutMs` of
  *   the connection (or of the first byte of a later request); a connection
  *   without a request is closed after `idleTimeoutMs`; a body must keep
@@ -24,6 +26,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import { ApiError, errorResponse } from "./errors.ts";
 import { parseHead, type RequestHead } from "./http_parse.ts";
 import { ConnReader } from "./http_reader.ts";
@@ -197,6 +200,7 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
     if (EVICTABLE.has(phase)) evictable.add(c);
   };
 
+  /** Closes the connection that has waited longest without a request under way. */
   const evictOne = (): boolean => {
     for (const c of evictable) {
       c.close("evicted");
@@ -428,7 +432,12 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
 
   const acceptLoop = async () => {
     let delay = 0;
+    let yieldToIo = false;
     while (!stopping) {
+      if (yieldToIo) {
+        yieldToIo = false;
+        await new Promise((r) => setImmediate(r));
+      }
       let conn: Deno.TcpConn;
       try {
         conn = await listener.accept() as Deno.TcpConn;
@@ -446,9 +455,15 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
         continue;
       }
       stats.accepted++;
-      if (live.size >= o.maxConnections && !evictOne()) {
-        refuseAtCap(conn);
-        continue;
+      if (live.size >= o.maxConnections) {
+        if (!evictOne()) {
+          refuseAtCap(conn);
+          continue;
+        }
+        // A flood fills the listen queue, and accepts that complete at once
+        // could replace a prompt client whose request has arrived but is not
+        // read yet: let the event loop read before accepting again.
+        yieldToIo = true;
       }
       try {
         conn.setNoDelay(true);
