@@ -63,6 +63,17 @@ Deno.test("L2: a token with whitespace or control characters stops the start (ex
   }
 });
 
+/** Every path below `dir`. */
+function below(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of Deno.readDirSync(dir)) {
+    const p = join(dir, e.name);
+    out.push(p);
+    if (e.isDirectory) out.push(...below(p));
+  }
+  return out;
+}
+
 Deno.test("L3: the data directory and everything in it become private at start", async () => {
   const parent = await Deno.makeTempDir({ prefix: "edged-perm-" });
   const dataDir = join(parent, "data");
@@ -81,15 +92,7 @@ Deno.test("L3: the data directory and everything in it become private at start",
     await Deno.writeTextFile(join(dataDir, "update", "state.json"), "{}");
     await Deno.writeFile(join(dataDir, "update", "slots", "edged-a"), new Uint8Array(8));
     await Deno.chmod(join(dataDir, "update", "slots", "edged-a"), 0o755);
-    const paths: string[] = [];
-    const walk = (dir: string) => {
-      for (const e of Deno.readDirSync(dir)) {
-        const p = join(dir, e.name);
-        paths.push(p);
-        if (e.isDirectory) walk(p);
-      }
-    };
-    walk(dataDir);
+    const paths = below(dataDir);
     for (const p of [dataDir, ...paths]) {
       Deno.chmodSync(p, Deno.statSync(p).isDirectory ? 0o755 : 0o644);
     }
@@ -101,15 +104,7 @@ Deno.test("L3: the data directory and everything in it become private at start",
     try {
       const mode = (p: string) => Deno.statSync(p).mode! & 0o777;
       assert.equal(mode(dataDir), 0o700);
-      const now: string[] = [];
-      const walkNow = (dir: string) => {
-        for (const e of Deno.readDirSync(dir)) {
-          const p = join(dir, e.name);
-          now.push(p);
-          if (e.isDirectory) walkNow(p);
-        }
-      };
-      walkNow(dataDir);
+      const now = below(dataDir);
       for (const p of now) {
         const m = mode(p);
         assert.equal(m & 0o077, 0, `${p} is ${m.toString(8)}`);
