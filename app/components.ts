@@ -80,6 +80,7 @@ export function createComponents(ctx: RuntimeContext): Component[] {
     installedModel: (name) => models.nn.installed(name),
     moduleVersion: (name) =>
       modules.host.names().includes(name) ? modules.host.status(name).version ?? null : null,
+    modelVersion: (name) => models.nn.get(name).then((m) => m.version ?? null, () => null),
   });
   update.attachMqtt(mqtt);
   const status = statusComponent(ctx, {

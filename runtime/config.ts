@@ -52,6 +52,7 @@ export const DEFAULT_ALLOWED_COMMANDS: readonly string[] = [
   "ping",
   "update-check",
   "module-deploy",
+  "model-deploy",
 ];
 
 const commandsSchema = z.strictObject({
@@ -60,7 +61,7 @@ const commandsSchema = z.strictObject({
     .default([...DEFAULT_ALLOWED_COMMANDS]),
   /** Whether `update-check` may install what it finds (`"apply": true`) with `update.auto_apply` off. */
   allow_apply: z.boolean().default(false),
-  /** Whether `module-deploy` may install an older version than the one installed. */
+  /** Whether `module-deploy` and `model-deploy` may install an older version than the one installed. */
   allow_downgrade: z.boolean().default(false),
   /** Requests per minute each command answers (a burst of as many); more get `rate_limited`. */
   rate_per_minute: z.number().int().min(1).max(60_000).default(30),

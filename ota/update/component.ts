@@ -51,6 +51,8 @@ export interface UpdaterComponentOptions {
   factoryVersion: string;
   /** The installed version of a module, or null (module deploys refuse downgrades by it). */
   moduleVersion?: (name: string) => string | null;
+  /** The installed version of a model, or null (model deploys refuse downgrades by it). */
+  modelVersion?: (name: string) => Promise<string | null>;
 }
 
 /** The component plus its updater and hooks. */
@@ -59,6 +61,24 @@ export interface UpdaterComponent extends Component {
   updater: Updater;
   /** Registers `update-check`, `module-deploy`, `model-deploy` and the status fields with MQTT. */
   attachMqtt(mqtt: MqttHooks): void;
+}
+
+/**
+ * Throws `downgrade_refused` when `found` is older than the `installed`
+ * version and the operator did not allow downgrades over MQTT.
+ */
+function refuseDowngrade(
+  kind: "module" | "model",
+  name: string,
+  found: string,
+  installed: string | null,
+  allowed: boolean,
+): void {
+  if (allowed || installed === null || compareVersions(found, installed) >= 0) return;
+  throw new DowngradeRefusedError(
+    `${kind} ${name} ${found} is older than the installed ${installed} ` +
+      "(mqtt.commands.allow_downgrade is off)",
+  );
 }
 
 /**
@@ -251,23 +271,19 @@ export function updaterComponent(
         const version = typeof params.version === "string" ? params.version : undefined;
         return updater.deployModule(name, version, (found) => {
           const installed = options.moduleVersion?.(name) ?? null;
-          if (
-            installed !== null && compareVersions(found, installed) < 0 && !policy.allow_downgrade
-          ) {
-            throw new DowngradeRefusedError(
-              `module ${name} ${found} is older than the installed ${installed} ` +
-                "(mqtt.commands.allow_downgrade is off)",
-            );
-          }
+          refuseDowngrade("module", name, found, installed, policy.allow_downgrade);
         });
       });
-      m.registerCommand("model-deploy", (params) => {
+      m.registerCommand("model-deploy", async (params) => {
         const name = params.name;
         if (typeof name !== "string" || name === "") {
           throw new UpdateParamsError("model-deploy needs a string parameter 'name'");
         }
         const version = typeof params.version === "string" ? params.version : undefined;
-        return updater.deployModel(name, version);
+        const installed = (await options.modelVersion?.(name)) ?? null;
+        return updater.deployModel(name, version, (found) => {
+          refuseDowngrade("model", name, found, installed, policy.allow_downgrade);
+        });
       });
       m.setStatusProvider(() => ({
         version: cachedVersion,

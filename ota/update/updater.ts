@@ -714,14 +714,16 @@ export class Updater {
    * Installs model `name` from the repository (newest version, or
    * `version`), by BSDIFF40 delta from the installed version when the
    * repository has one (see `model_deploy.ts`); deploys run one at a time,
-   * like module deploys.
+   * like module deploys. `accept` sees the version found before anything is
+   * downloaded, and throws to refuse it (policy).
    */
   deployModel(
     name: string,
     version?: string,
+    accept?: (version: string) => void,
   ): Promise<{ name: string; version: string; method: "delta" | "full" | "unchanged" }> {
     const turn = this.#deploying.then(() =>
-      this.#track("deploy", () => this.#deployModel(name, version))
+      this.#track("deploy", () => this.#deployModel(name, version, accept))
     );
     this.#deploying = turn.catch(() => {});
     return turn;
@@ -730,6 +732,7 @@ export class Updater {
   async #deployModel(
     name: string,
     version?: string,
+    accept?: (version: string) => void,
   ): Promise<{ name: string; version: string; method: "delta" | "full" | "unchanged" }> {
     const signal = this.#closed.signal;
     signal.throwIfAborted();
@@ -752,6 +755,7 @@ export class Updater {
       if (installed?.sha256 === info.hashes.sha256 && listed?.kind === "model") {
         return { name, version: listed.version, method: "unchanged" };
       }
+      if (listed?.kind === "model") accept?.(listed.version);
       await this.store.ensure();
       const got = await fetchModel({
         client,

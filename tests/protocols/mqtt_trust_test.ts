@@ -11,6 +11,7 @@ import { serveRepository } from "../../ota/mod.ts";
 import { type EdgedProcess, startEdged } from "../_helpers/edged.ts";
 import { type Mosquitto, retained, startMosquitto } from "../_helpers/mosquitto.ts";
 import { repoCli } from "../ota/_update_helpers.ts";
+import { mlp } from "../../scripts/nn/models.ts";
 import { mqttEnv } from "./_mqtt.ts";
 
 const EXAMPLES = new URL("../../examples/modules/", import.meta.url).pathname;
@@ -18,7 +19,7 @@ const RELAY = join(EXAMPLES, "relay-wat");
 const THRESHOLD = join(EXAMPLES, "threshold-alert-c");
 const PREFIX = "edged/dev1";
 
-/** A repository holding module `relay` as 1.0.0 and 1.1.0 (the same wasm). */
+/** A repository holding module `relay` and model `m`, each as 1.0.0 and 1.1.0. */
 async function moduleRepo(dir: string): Promise<string> {
   const repo = join(dir, "repo");
   await repoCli("init", repo);
@@ -27,6 +28,14 @@ async function moduleRepo(dir: string): Promise<string> {
     const path = join(dir, `relay-${version}.json`);
     await Deno.writeTextFile(path, JSON.stringify({ ...manifest, version }));
     await repoCli("add", repo, "--module", join(RELAY, "module.wasm"), "--manifest", path);
+  }
+  const model = mlp([8, 16, 2], 1).bytes;
+  for (const [i, version] of ["1.0.0", "1.1.0"].entries()) {
+    const path = join(dir, `m-${version}.onnx`);
+    const bytes = model.slice();
+    bytes[Math.floor(bytes.length / 2)] ^= i; // another version, another digest
+    await Deno.writeFile(path, bytes);
+    await repoCli("add", repo, "--model", path, "--name", "m", "--version", version);
   }
   return repo;
 }
@@ -172,6 +181,19 @@ Deno.test({
         assert.equal(relay.version, "1.1.0");
       });
 
+      await t.step("model-deploy installs the newest, and refuses an older version", async () => {
+        const { answer } = await s.call("model-deploy", { id: "m1", name: "m" });
+        assert.equal(answer.result?.version, "1.1.0", JSON.stringify(answer));
+        const { answer: down } = await s.call("model-deploy", {
+          id: "m2",
+          name: "m",
+          version: "1.0.0",
+        });
+        assert.equal(down.error?.code, "downgrade_refused", JSON.stringify(down));
+        const m = await (await s.edged.api("/api/v1/models/m")).json();
+        assert.equal(m.version, "1.1.0");
+      });
+
       await t.step("module-remove is not allowed unless configured", async () => {
         const { answer } = await s.call("module-remove", { id: "r1", name: "relay" });
         assert.equal(answer.error?.code, "command_not_allowed");
@@ -234,7 +256,7 @@ Deno.test({
   async fn(t) {
     const s = await setup({
       EDGED_UPDATE_AUTO_APPLY: "false",
-      EDGED_MQTT_COMMANDS_ALLOW: "ping,update-check,module-deploy,module-remove",
+      EDGED_MQTT_COMMANDS_ALLOW: "ping,update-check,module-deploy,model-deploy,module-remove",
       EDGED_MQTT_COMMANDS_ALLOW_APPLY: "true",
       EDGED_MQTT_COMMANDS_ALLOW_DOWNGRADE: "true",
     });
@@ -264,7 +286,7 @@ Deno.test({
         assert.equal(answer.ok, true, JSON.stringify(answer));
       });
 
-      await t.step("module-deploy may downgrade with mqtt.commands.allow_downgrade", async () => {
+      await t.step("deploys may downgrade with mqtt.commands.allow_downgrade", async () => {
         await s.call("module-deploy", { id: "d1", name: "relay" });
         const { answer } = await s.call("module-deploy", {
           id: "d2",
@@ -272,6 +294,13 @@ Deno.test({
           version: "1.0.0",
         });
         assert.deepEqual(answer.result, { name: "relay", version: "1.0.0" });
+        await s.call("model-deploy", { id: "m1", name: "m" });
+        const { answer: model } = await s.call("model-deploy", {
+          id: "m2",
+          name: "m",
+          version: "1.0.0",
+        });
+        assert.equal(model.result?.version, "1.0.0", JSON.stringify(model));
       });
 
       await t.step("module-remove keeps the module's kv state", async () => {
