@@ -11,7 +11,7 @@
  */
 
 import { Hono } from "hono";
-import { ApiError } from "../../runtime/mod.ts";
+import { ApiError, bodyLimit } from "../../runtime/mod.ts";
 import type { NnService } from "./service.ts";
 
 /** Largest upload `PUT` reads (the service's `maxModelBytes` applies to the file itself). */
@@ -26,16 +26,10 @@ export function modelsApi(nn: NnService): Hono {
   app.get("/", async (c) => c.json({ models: await nn.list(), engine: await nn.engineStatus() }));
   app.get("/:name", async (c) => c.json(await nn.get(c.req.param("name"))));
 
-  app.put("/:name", async (c) => {
+  // The body streams through its limit (runtime/api/body_limit.ts): a larger
+  // upload, chunked or not, gets 413 without being kept in memory.
+  app.put("/:name", bodyLimit(MAX_MODEL_UPLOAD_BYTES), async (c) => {
     const name = c.req.param("name");
-    const length = Number(c.req.header("content-length") ?? "0");
-    if (length > MAX_MODEL_UPLOAD_BYTES) {
-      throw new ApiError(
-        413,
-        "payload_too_large",
-        `upload is ${length} bytes, at most ${MAX_MODEL_UPLOAD_BYTES}`,
-      );
-    }
     let form: FormData;
     try {
       form = await c.req.formData();

@@ -140,7 +140,7 @@ async function upload(
   }
 }
 
-Deno.test("M1: 300 MB bodies to messages, modules and ingest get 413 without filling memory", async () => {
+Deno.test("M1: 300 MB bodies to messages, modules, models and ingest get 413 without filling memory", async () => {
   const edged = await startEdged({
     env: {
       EDGED_MODULES_PRELOAD: new URL("../../examples/modules/threshold-alert-c", import.meta.url)
@@ -168,6 +168,14 @@ Deno.test("M1: 300 MB bodies to messages, modules and ingest get 413 without fil
         prefix: '--xx\r\nContent-Disposition: form-data; name="module"; filename="m.wasm"\r\n\r\n',
         chunked: true,
         limit: 33 * MiB,
+      },
+      {
+        what: "PUT model, Content-Length",
+        head: `PUT /api/v1/models/big HTTP/1.1\r\n${auth}` +
+          `Content-Type: multipart/form-data; boundary=xx\r\nContent-Length: ${total}\r\n\r\n`,
+        prefix: '--xx\r\nContent-Disposition: form-data; name="model"; filename="m.onnx"\r\n\r\n',
+        chunked: false,
+        limit: 256 * MiB,
       },
       {
         what: "POST data, chunked",
