@@ -9,7 +9,7 @@
 
 import { sha256Hex } from "../lib/mod.ts";
 import { formatFuncType, type FuncType, type ModuleInfo, parseModule } from "./wasm/parse.ts";
-import { FUEL_GET_EXPORT, FUEL_SET_EXPORT, instrumentThen } from "./wasm/meter.ts";
+import { FUEL_GET_EXPORT, FUEL_SET_EXPORT, instrumentThen } from "./wasm/instrument.ts";
 import { WasmFormatError } from "./wasm/reader.ts";
 import { ModuleValidationError } from "./errors.ts";
 import type { Manifest } from "./manifest.ts";

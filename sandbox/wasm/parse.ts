@@ -8,7 +8,7 @@
  */
 
 import { Reader, WasmFormatError } from "./reader.ts";
-import { skipConstExpr } from "./ops.ts";
+import { skipConstExpr } from "./instructions.ts";
 
 /** A value type byte (5.3.1 numtype/vectype/reftype). */
 export type ValType = "i32" | "i64" | "f32" | "f64" | "v128" | "funcref" | "externref";
@@ -80,7 +80,7 @@ export interface ModuleInfo {
 const EXTERN_KINDS = ["func", "table", "memory", "global", "tag"] as const;
 
 /** Canonical order of the non-custom sections (5.5.2, with tag 13 and datacount 12). */
-const SECTION_ORDER = [1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11];
+export const SECTION_ORDER = [1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11];
 
 /** Reads a value type; GC reference types are refused as unsupported. */
 export function readValType(r: Reader): ValType {
