@@ -41,6 +41,7 @@ export function createComponents(ctx: RuntimeContext): Component[] {
     metrics: ctx.metrics,
     preload: m.preload,
     queueCapacity: m.queue_capacity,
+    queueBytes: m.queue_bytes,
     faultLimit: m.fault_limit,
     quarantineMs: m.quarantine_ms,
     logLinesPerSecond: m.log_lines_per_second,

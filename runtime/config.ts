@@ -102,9 +102,13 @@ const mqttSchema = z.strictObject({
   inflight_window: z.number().int().min(1).max(65535).default(1000),
   /** Bus messages (from `uplink/#`) that may wait in the outbox; readings use `store.max_pending_readings`. */
   outbox_max_messages: z.number().int().min(1).max(1_000_000_000).default(1_000_000),
+  /** Bytes (topics plus payloads) of bus messages that may wait in the outbox, beside the message cap. */
+  outbox_max_bytes: z.number().int().min(1024).max(Number.MAX_SAFE_INTEGER).default(
+    256 * 1024 * 1024,
+  ),
   /** Messages and readings older than this are dropped unsent (counted); 0 keeps them forever. */
   outbox_max_age_s: z.number().int().min(0).max(10 * 366 * 86400).default(0),
-  /** When full: `refuse-new` (ingest answers 503, module messages are refused) or `drop-oldest`. */
+  /** When full (messages or bytes): `refuse-new` (ingest answers 503, module messages are refused) or `drop-oldest`. */
   outbox_policy: z.enum(["refuse-new", "drop-oldest"]).default("refuse-new"),
   /** Seconds between refreshes of the retained status (uptime). */
   status_interval_s: z.number().int().min(1).max(86400).default(60),
@@ -155,6 +159,8 @@ const modulesSchema = z.strictObject({
   preload: z.array(z.string().min(1)).default([]),
   /** Messages waiting per module before new ones are dropped (counted). */
   queue_capacity: z.number().int().min(1).max(1_000_000).default(256),
+  /** Payload bytes waiting per module before new messages are dropped (counted); one message always fits. */
+  queue_bytes: z.number().int().min(1024).max(1 << 30).default(8 * 1024 * 1024),
   /** Consecutive faults that put a module in quarantine. */
   fault_limit: z.number().int().min(1).max(1000).default(3),
   /** First quarantine back-off in milliseconds; doubles up to 5 minutes. */

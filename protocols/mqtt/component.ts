@@ -99,6 +99,7 @@ export function mqttComponent(options: MqttComponentOptions): MqttComponent {
 
   const outbox = new Outbox(store, {
     maxMessages: c.outbox_max_messages,
+    maxBytes: c.outbox_max_bytes,
     policy: c.outbox_policy,
     readingMark: () => readings.lastId,
     onDropped: (reason, n) => dropped.inc({ reason }, n),

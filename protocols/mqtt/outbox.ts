@@ -8,6 +8,12 @@
  * commit, so the window in which a power cut can lose a module message is one
  * event-loop turn; everything committed survives and is sent at least once.
  *
+ * The outbox is bounded in messages and in bytes (topic plus payload, queued
+ * and committed): under `refuse-new` a message that does not fit is refused,
+ * under `drop-oldest` the oldest rows go until it fits; both are counted. So
+ * whatever modules publish, the disk it takes and the memory waiting for the
+ * next commit stay within the caps.
+ *
  * Each row remembers the reading log's last id when it was accepted
  * (`reading_mark`), so the uplink can merge both streams in arrival order and
  * keep per-topic order even when a module publishes on a reading's topic.
@@ -34,6 +40,8 @@ export type OutboxPolicy = "refuse-new" | "drop-oldest";
 export interface OutboxOptions {
   /** Rows that may wait. @default {1000000} */
   maxMessages?: number;
+  /** Bytes (topics plus payloads) that may wait. @default {268435456} (256 MiB) */
+  maxBytes?: number;
   /** @default {"refuse-new"} */
   policy?: OutboxPolicy;
   /** The reading log's last id now (for `reading_mark`). */
@@ -58,7 +66,19 @@ interface Queued {
   topic: string;
   payload: Uint8Array;
   mark: number;
+  /** Bytes of topic and payload. */
+  size: number;
 }
+
+const utf8 = new TextEncoder();
+
+/** Bytes a row takes: its topic in UTF-8 plus its payload (as {@link ROW_BYTES} counts them). */
+function rowBytes(topic: string, payload: Uint8Array): number {
+  return utf8.encode(topic).length + payload.length;
+}
+
+/** SQL of a row's bytes, the same count as {@link rowBytes}. */
+const ROW_BYTES = "length(CAST(topic AS BLOB)) + length(payload)";
 
 /**
  * The outbox table with group commit, size policy and age expiry.
@@ -74,8 +94,13 @@ export class Outbox {
   #queue: Queued[] = [];
   #scheduled = false;
   #count: number;
+  /** Bytes of the committed rows. */
+  #bytes: number;
+  /** Bytes of {@link Outbox.#queue}. */
+  #queueBytes = 0;
   #lastId: number;
   #maxMessages: number;
+  #maxBytes: number;
   #policy: OutboxPolicy;
   #readingMark: () => number;
   #onDropped: NonNullable<OutboxOptions["onDropped"]>;
@@ -89,6 +114,7 @@ export class Outbox {
   constructor(store: Store, options: OutboxOptions = {}) {
     const {
       maxMessages = 1_000_000,
+      maxBytes = 256 * 1024 * 1024,
       policy = "refuse-new",
       readingMark = () => 0,
       onDropped = () => {},
@@ -97,18 +123,25 @@ export class Outbox {
     if (!Number.isInteger(maxMessages) || maxMessages < 1) {
       throw new RangeError(`maxMessages must be a positive integer, got ${maxMessages}`);
     }
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
+      throw new RangeError(`maxBytes must be a positive integer, got ${maxBytes}`);
+    }
     this.#store = store;
     this.#maxMessages = maxMessages;
+    this.#maxBytes = maxBytes;
     this.#policy = policy;
     this.#readingMark = readingMark;
     this.#onDropped = onDropped;
     this.#onCommitted = onCommitted;
     store.migrate("mqtt_outbox", MIGRATIONS);
     const db = store.db;
-    const stats = db.prepare("SELECT count(*) AS n, coalesce(max(id), 0) AS last FROM mqtt_outbox")
-      .get() as { n: number; last: number };
+    const stats = db.prepare(
+      `SELECT count(*) AS n, coalesce(max(id), 0) AS last, coalesce(sum(${ROW_BYTES}), 0) AS bytes
+       FROM mqtt_outbox`,
+    ).get() as { n: number; last: number; bytes: number };
     this.#count = stats.n;
     this.#lastId = stats.last;
+    this.#bytes = stats.bytes;
     this.#insert = db.prepare(
       "INSERT INTO mqtt_outbox (id, topic, payload, reading_mark, created_ms) VALUES (?, ?, ?, ?, ?)",
     );
@@ -127,16 +160,34 @@ export class Outbox {
     return this.#count + this.#queue.length;
   }
 
+  /** Bytes (topics plus payloads) of the messages durable or queued and not yet acknowledged. */
+  get pendingBytes(): number {
+    return this.#bytes + this.#queueBytes;
+  }
+
   /**
-   * Accepts one message for uplink; returns false when the refuse-new policy
-   * refused it (counted). It becomes durable with the next group commit.
+   * Accepts one message for uplink; returns false when it was refused
+   * (counted): by the refuse-new policy when the outbox is full, or under any
+   * policy when the message alone is larger than the byte cap. It becomes
+   * durable with the next group commit.
    */
   add(topic: string, payload: Uint8Array): boolean {
-    if (this.#policy === "refuse-new" && this.pending >= this.#maxMessages) {
+    const size = rowBytes(topic, payload);
+    if (
+      size > this.#maxBytes ||
+      (this.#policy === "refuse-new" &&
+        (this.pending >= this.#maxMessages || this.pendingBytes + size > this.#maxBytes))
+    ) {
       this.#onDropped("refused", 1);
       return false;
     }
-    this.#queue.push({ topic, payload, mark: this.#readingMark() });
+    this.#queue.push({ topic, payload, mark: this.#readingMark(), size });
+    this.#queueBytes += size;
+    // drop-oldest: what waits for the commit is bounded too (the store may be closed).
+    while (this.#queueBytes > this.#maxBytes || this.#queue.length > this.#maxMessages) {
+      this.#queueBytes -= this.#queue.shift()!.size;
+      this.#onDropped("full", 1);
+    }
     if (!this.#scheduled) {
       this.#scheduled = true;
       // setImmediate, not setTimeout(0), which Deno clamps to ~2 ms a hop.
@@ -150,28 +201,59 @@ export class Outbox {
     this.#scheduled = false;
     const batch = this.#queue;
     if (batch.length === 0 || !this.#store.isOpen) return;
+    const batchBytes = this.#queueBytes;
     this.#queue = [];
+    this.#queueBytes = 0;
     const now = Date.now();
-    let dropped = 0;
+    let dropped = { rows: 0, bytes: 0 };
     this.#store.transaction(() => {
       let id = this.#lastId;
       for (const m of batch) this.#insert.run(++id, m.topic, m.payload, m.mark, now);
-      const over = this.#count + batch.length - this.#maxMessages;
-      if (over > 0) dropped = this.#deleteOldest(over);
+      const overRows = this.#count + batch.length - this.#maxMessages;
+      const overBytes = this.#bytes + batchBytes - this.#maxBytes;
+      if (overRows > 0 || overBytes > 0) dropped = this.#deleteOldest(overRows, overBytes);
       this.#lastId = id;
     });
-    this.#count += batch.length - dropped;
+    this.#count += batch.length - dropped.rows;
+    this.#bytes += batchBytes - dropped.bytes;
     this.commits++;
-    if (dropped > 0) this.#onDropped("full", dropped);
+    if (dropped.rows > 0) this.#onDropped("full", dropped.rows);
     this.#onCommitted();
   }
 
-  #deleteOldest(n: number): number {
-    return Number(
-      this.#store.db.prepare(
-        "DELETE FROM mqtt_outbox WHERE id IN (SELECT id FROM mqtt_outbox ORDER BY id LIMIT ?)",
-      ).run(n).changes,
-    );
+  /** Deletes the oldest rows until at least `rows` rows and `bytes` bytes are gone. */
+  #deleteOldest(rows: number, bytes: number): { rows: number; bytes: number } {
+    const db = this.#store.db;
+    let upTo = 0;
+    let n = 0;
+    let freed = 0;
+    // Sizes in pages of 1,000 rows, oldest first, until enough is found.
+    for (let after = 0; n < rows || freed < bytes;) {
+      const page = db.prepare(
+        `SELECT id, ${ROW_BYTES} AS size FROM mqtt_outbox WHERE id > ? ORDER BY id LIMIT 1000`,
+      ).all(after) as { id: number; size: number }[];
+      if (page.length === 0) break;
+      for (const row of page) {
+        if (n >= rows && freed >= bytes) break;
+        upTo = row.id;
+        n++;
+        freed += row.size;
+      }
+      after = page[page.length - 1].id;
+    }
+    if (n === 0) return { rows: 0, bytes: 0 };
+    db.prepare("DELETE FROM mqtt_outbox WHERE id <= ?").run(upTo);
+    return { rows: n, bytes: freed };
+  }
+
+  /** Deletes every row up to `id`; returns how many rows and bytes went. */
+  #deleteUpTo(id: number): { rows: number; bytes: number } {
+    const db = this.#store.db;
+    const gone = db.prepare(
+      `SELECT count(*) AS rows, coalesce(sum(${ROW_BYTES}), 0) AS bytes FROM mqtt_outbox WHERE id <= ?`,
+    ).get(id) as { rows: number; bytes: number };
+    if (gone.rows > 0) db.prepare("DELETE FROM mqtt_outbox WHERE id <= ?").run(id);
+    return gone;
   }
 
   /** Up to `limit` rows above `afterId`, in order. */
@@ -193,10 +275,9 @@ export class Outbox {
   /** Deletes every row up to `id`: their PUBACKs have arrived. */
   ackUpTo(id: number): void {
     if (!this.#store.isOpen) return;
-    const changes = Number(
-      this.#store.db.prepare("DELETE FROM mqtt_outbox WHERE id <= ?").run(id).changes,
-    );
-    this.#count -= changes;
+    const gone = this.#deleteUpTo(id);
+    this.#count -= gone.rows;
+    this.#bytes -= gone.bytes;
   }
 
   /** Drops rows created before `cutoffMs` (the age limit); returns how many. */
@@ -207,12 +288,11 @@ export class Outbox {
       "SELECT id FROM mqtt_outbox WHERE created_ms >= ? ORDER BY id LIMIT 1",
     ).get(cutoffMs) as { id: number } | undefined;
     const upTo = row ? row.id - 1 : this.#lastId;
-    const n = Number(
-      this.#store.db.prepare("DELETE FROM mqtt_outbox WHERE id <= ?").run(upTo).changes,
-    );
-    this.#count -= n;
-    if (n > 0) this.#onDropped("expired", n);
-    return n;
+    const gone = this.#deleteUpTo(upTo);
+    this.#count -= gone.rows;
+    this.#bytes -= gone.bytes;
+    if (gone.rows > 0) this.#onDropped("expired", gone.rows);
+    return gone.rows;
   }
 
   /** When the oldest waiting row was accepted (UTC ms), or null. */
