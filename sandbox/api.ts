@@ -25,6 +25,15 @@ const MAX_PUT_BODY = MAX_UPLOAD_BYTES + 1024 * 1024;
 const badRequest = (message: string) => new ApiError(400, "bad_request", message);
 const tooLarge = (message: string) => new ApiError(413, "payload_too_large", message);
 
+/** Base64 of `bytes` of any size (a spread of megabytes into fromCharCode overflows the stack). */
+function base64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
 /** A published payload as JSON: parsed JSON, else text, else base64. */
 function payloadJson(bytes: Uint8Array): Record<string, unknown> {
   try {
@@ -35,7 +44,7 @@ function payloadJson(bytes: Uint8Array): Record<string, unknown> {
       return { payload: text };
     }
   } catch {
-    return { payload_base64: btoa(String.fromCharCode(...bytes)) };
+    return { payload_base64: base64(bytes) };
   }
 }
 

@@ -15,6 +15,8 @@ const log = getLogger(["edged", "modules"]);
 
 /** Messages sent to a Worker in one batch. */
 const BATCH = 128;
+/** Payload bytes sent to a Worker in one batch (one message always goes, whatever its size). */
+const BATCH_BYTES = 16 << 20;
 
 /** What the dispatcher needs from the module host. */
 export interface DispatchHost {
@@ -62,19 +64,21 @@ export class Dispatcher {
     const start = turn % records.length;
     const calls: WireCall[] = [];
     const sent: { r: ModuleRecord; msg: BusMessage }[] = [];
+    let bytes = 0;
+    const room = () => calls.length < BATCH && bytes < BATCH_BYTES;
     let more = true;
-    while (more && calls.length < BATCH) {
+    while (more && room()) {
       more = false;
-      for (let i = 0; i < records.length && calls.length < BATCH; i++) {
+      for (let i = 0; i < records.length && room(); i++) {
         const r = records[(start + i) % records.length];
         if (r.queue.length === 0 || r.inst === undefined) continue;
         this.host.release(r);
         if (r.state === "quarantined") {
-          r.s.dropped.quarantine += r.queue.length;
-          r.queue = [];
+          r.s.dropped.quarantine += r.clearQueue();
           continue;
         }
-        const msg = r.queue.shift()!;
+        const msg = r.dequeue()!;
+        bytes += msg.payload.length;
         calls.push({ inst: r.inst, topic: msg.topic, payload: msg.payload });
         sent.push({ r, msg });
         r.inFlight++;
@@ -95,7 +99,7 @@ export class Dispatcher {
       });
       for (const [r, msgs] of back) {
         if (r.state === "quarantined") r.s.dropped.quarantine += msgs.length;
-        else r.queue.unshift(...msgs);
+        else r.requeue(msgs);
       }
     }, (err) => {
       for (const { r } of sent) r.inFlight--;

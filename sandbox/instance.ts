@@ -13,6 +13,7 @@ import {
   type LogSink,
   ModuleContext,
   type Published,
+  type PublishRate,
   type SensorReader,
 } from "./host/context.ts";
 import { edgeImports } from "./host/edge.ts";
@@ -21,6 +22,7 @@ import type { KvStore } from "./kv.ts";
 import { NN_MODULE } from "./nn/abi.ts";
 import type { NnGuest } from "./nn/host.ts";
 import {
+  FUEL_CHARGE_EXPORT,
   FUEL_GET_EXPORT,
   FUEL_SET_EXPORT,
   START_EXPORT,
@@ -51,6 +53,10 @@ export interface InstanceDeps {
   logRate?: { perSecond: number; burst: number };
   /** Builds the WASI-NN imports of a module granted `nn` (see `nn/host.ts`). */
   nn?: (ctx: ModuleContext) => NnGuest;
+  /** What the module may publish per second, when it outlives this instance (a Worker's slot). */
+  publishRate?: PublishRate;
+  /** Called with the instance's context before anything runs (to charge host work done elsewhere). */
+  bind?: (ctx: ModuleContext) => void;
 }
 
 type Exports = {
@@ -61,6 +67,7 @@ type Exports = {
   _initialize?: () => void;
   [FUEL_SET_EXPORT]?: (fuel: number) => void;
   [FUEL_GET_EXPORT]?: () => number;
+  [FUEL_CHARGE_EXPORT]?: (fuel: number) => number;
   [START_EXPORT]?: () => void;
 };
 
@@ -83,7 +90,16 @@ export class GuestInstance {
    */
   static create(validated: RunnableModule, deps: InstanceDeps): GuestInstance {
     const m = validated.manifest;
-    const ctx = new ModuleContext(m.name, m, deps.kv, deps.logSink, deps.logRate, deps.sensor);
+    const ctx = new ModuleContext(
+      m.name,
+      m,
+      deps.kv,
+      deps.logSink,
+      deps.logRate,
+      deps.sensor,
+      deps.publishRate,
+    );
+    deps.bind?.(ctx);
     const imports: WebAssembly.Imports = { edge: edgeImports(ctx) };
     if (m.grants.wasi) imports[WASI_MODULE] = wasiImports(ctx);
     const nn = m.grants.nn.length > 0 ? deps.nn?.(ctx) : undefined;
@@ -97,6 +113,7 @@ export class GuestInstance {
     const exports = raw.exports as unknown as Exports;
     ctx.memory = exports.memory;
     nn?.bindFuel(exports[FUEL_GET_EXPORT], exports[FUEL_SET_EXPORT]);
+    ctx.bindFuel(exports[FUEL_CHARGE_EXPORT]);
     const inst = new GuestInstance(validated, ctx, exports);
     for (
       const [what, fn] of [
@@ -148,7 +165,7 @@ export class GuestInstance {
       status = (fn() as number | undefined) ?? 0;
     } catch (err) {
       const kind = this.#classify(err);
-      // A host function that charged the fuel (wasi-nn compute) says what used it.
+      // A host function that ran out of fuel says which (ModuleContext.charge, wasi-nn compute).
       const message = kind === "fuel" && !(err instanceof ModuleFault)
         ? `fuel exhausted: the call used more than limits.fuel_per_message (${this.#budget})`
         : err instanceof Error

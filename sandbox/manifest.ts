@@ -18,7 +18,17 @@ export const CEILINGS = {
   maxPayloadBytes: 16 * 1024 * 1024,
   messagesPerSecond: 100_000,
   kvMaxBytes: 64 * 1024 * 1024,
+  /** One kv value: also the most the Worker's shared buffer grows to for a kv_get. */
+  kvMaxValueBytes: 16 * 1024 * 1024,
+  publishMessagesPerCall: 10_000,
+  /** What one call may publish in all: what one message may make the runtime hold. */
+  publishBytesPerCall: 16 * 1024 * 1024,
+  publishMessagesPerSecond: 100_000,
+  publishBytesPerSecond: 256 * 1024 * 1024,
 } as const;
+
+/** `limits.publish_bytes_per_call` when the manifest does not say: at least one largest payload. */
+export const DEFAULT_PUBLISH_BYTES_PER_CALL = 1024 * 1024;
 
 const filter = z.string().superRefine((f, ctx) => {
   const p = filterProblem(f);
@@ -50,7 +60,11 @@ export const manifestSchema = z.strictObject({
     log: z.boolean().default(false),
     publish: z.array(filter).max(64).default([]),
     sensor: z.array(sensorGlob).max(64).default([]),
-    kv: z.strictObject({ max_bytes: int(0, CEILINGS.kvMaxBytes) }).optional(),
+    kv: z.strictObject({
+      max_bytes: int(0, CEILINGS.kvMaxBytes),
+      /** One value; larger ones get TOO_BIG. */
+      max_value_bytes: int(0, CEILINGS.kvMaxValueBytes).default(65536),
+    }).optional(),
     clock: z.boolean().default(false),
     random: z.boolean().default(false),
     wasi: z.boolean().default(false),
@@ -66,7 +80,16 @@ export const manifestSchema = z.strictObject({
     fuel_per_message: int(1, CEILINGS.fuelPerMessage).default(10_000_000),
     max_payload_bytes: int(0, CEILINGS.maxPayloadBytes).default(65536),
     messages_per_second: int(1, CEILINGS.messagesPerSecond).default(1000),
-  }).prefault({}),
+    publish_messages_per_call: int(0, CEILINGS.publishMessagesPerCall).default(1000),
+    // Absent: max(1 MiB, max_payload_bytes), filled in below.
+    publish_bytes_per_call: int(0, CEILINGS.publishBytesPerCall).optional(),
+    publish_messages_per_second: int(1, CEILINGS.publishMessagesPerSecond).default(1000),
+    publish_bytes_per_second: int(1, CEILINGS.publishBytesPerSecond).default(1024 * 1024),
+  }).prefault({}).transform((l) => ({
+    ...l,
+    publish_bytes_per_call: l.publish_bytes_per_call ??
+      Math.max(DEFAULT_PUBLISH_BYTES_PER_CALL, l.max_payload_bytes),
+  })),
 });
 
 /** A parsed manifest with defaults applied. */

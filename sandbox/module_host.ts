@@ -40,6 +40,7 @@ import { registerModuleMetrics } from "./module_metrics.ts";
 import { Quarantine } from "./quarantine.ts";
 import { Dispatcher } from "./dispatch.ts";
 import type { NnPoolLink } from "./nn/service.ts";
+import { callDeadlineMs } from "./costs.ts";
 
 const log = getLogger(["edged", "modules"]);
 const LEVELS = ["debug", "info", "warning", "error"] as const;
@@ -53,6 +54,8 @@ export interface ModuleHostOptions {
   store: StoreLike;
   /** Messages waiting per module before new ones are dropped. @default 256 */
   queueCapacity?: number;
+  /** Payload bytes waiting per module before new messages are dropped (one always fits). @default 8 MiB */
+  queueBytes?: number;
   /** Consecutive faults that quarantine a module. @default 3 */
   faultLimit?: number;
   /** First quarantine back-off; doubles per quarantine up to 5 minutes. @default 1000 */
@@ -72,6 +75,11 @@ export interface ModuleHostOptions {
   metrics?: Metrics;
   /** The inference engine's side (`nn/service.ts`), for modules granted `nn`. */
   nn?: NnPoolLink;
+  /**
+   * The wall-clock deadline of one call, from its fuel budget.
+   * @default callDeadlineMs (`costs.ts`: 4 × the budget's calibrated time + 100 ms)
+   */
+  deadlineMs?: (fuelPerMessage: number) => number;
 }
 
 /** Runs installed modules. Create one per runtime; see {@link ModuleHost.component}. */
@@ -96,12 +104,14 @@ export class ModuleHost {
   constructor(options: ModuleHostOptions) {
     this.#opts = {
       queueCapacity: 256,
+      queueBytes: 8 << 20,
       faultLimit: 3,
       quarantineMs: 1000,
       logLinesPerSecond: 20,
       meter: true,
       workers: 2,
       preload: [],
+      deadlineMs: callDeadlineMs,
       ...options,
     };
     if (this.#opts.queueCapacity < 1) {
@@ -208,6 +218,8 @@ export class ModuleHost {
         },
         onCrash: (lane, why) => this.#recover(lane, why),
         nn: this.#opts.nn,
+        deadlineMs: (m) => this.#opts.deadlineMs(m.limits.fuel_per_message),
+        onOverrun: (lane, inst, heldMs, running) => this.#overrun(lane, inst, heldMs, running),
       });
     }
     return this.#pool;
@@ -407,11 +419,14 @@ export class ModuleHost {
       r.s.dropped.rate++;
       return;
     }
-    if (r.queue.length >= this.#opts.queueCapacity) {
+    if (
+      r.queue.length >= this.#opts.queueCapacity ||
+      (r.queue.length > 0 && r.queueBytes + msg.payload.length > this.#opts.queueBytes)
+    ) {
       r.s.dropped.overflow++;
       return;
     }
-    r.queue.push(msg);
+    r.enqueue(msg);
     this.#dispatch.kick(r.lane);
   }
 
@@ -452,16 +467,44 @@ export class ModuleHost {
     }
   }
 
+  /**
+   * A call held its Worker past its deadline (see the wall-clock guard in
+   * `pool.ts`): counted, and the module moves to the probation Worker so its
+   * next slow call holds up nobody else. The call itself is not stopped (it
+   * cannot be) and its outcome stands when it completes.
+   */
+  #overrun(lane: number, inst: number, heldMs: number, running: boolean): void {
+    const r = [...this.#records.values()].find((r) => r.inst === inst);
+    if (!r) return;
+    r.s.overruns++;
+    const deadline = this.#opts.deadlineMs(r.manifest.limits.fuel_per_message);
+    log.warn(
+      "module {name} held sandbox worker {lane} for {ms} ms{still}, past its deadline of {deadline} ms",
+      {
+        name: r.manifest.name,
+        lane,
+        ms: heldMs,
+        still: running ? " and still runs" : "",
+        deadline: Math.round(deadline),
+      },
+    );
+    this.#toProbation(r);
+  }
+
+  /** Moves `r` to the probation Worker, unless it is there already. */
+  #toProbation(r: ModuleRecord): void {
+    const probation = this.#opts.workers;
+    if (r.lane === probation || this.#records.get(r.manifest.name) !== r) return;
+    log.warn("module {name} moves to the probation worker", { name: r.manifest.name });
+    this.#reload(r, probation, "move to the probation worker");
+  }
+
   #fault(r: ModuleRecord, error: { kind: FaultKind; message: string }): void {
     this.#quarantine.fault(r, error);
-    const probation = this.#opts.workers;
-    if (error.kind === "fuel" && r.lane !== probation && this.#records.get(r.manifest.name) === r) {
-      // A module that used up its fuel may do it again, holding its Worker for the whole
-      // budget each time: it goes on in the probation Worker, away from well-behaved modules.
-      // (A fault discards the instance anyway, so the move costs it nothing.)
-      log.warn("module {name} moves to the probation worker", { name: r.manifest.name });
-      this.#reload(r, probation, "move to the probation worker");
-    }
+    // A module that used up its fuel may do it again, holding its Worker for the whole
+    // budget each time: it goes on in the probation Worker, away from well-behaved modules.
+    // (A fault discards the instance anyway, so the move costs it nothing.)
+    if (error.kind === "fuel") this.#toProbation(r);
   }
 
   async #serialised<T>(name: string, fn: () => Promise<T>): Promise<T> {

@@ -49,6 +49,12 @@ export function registerModuleMetrics(
     ["module"],
     (set) => each((s) => set(s.fuel_used, { module: s.name })),
   );
+  metrics.collectedCounter(
+    "edged_module_overruns_total",
+    "Calls per module that held their Worker past their wall-clock deadline (fuel budget's calibrated time × 4 + 100 ms).",
+    ["module"],
+    (set) => each((s) => set(s.overruns, { module: s.name })),
+  );
   metrics.gauge(
     "edged_module_memory_bytes",
     "Linear memory per module.",

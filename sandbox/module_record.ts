@@ -29,10 +29,14 @@ export interface ModuleStatus {
   dropped: { rate: number; overflow: number; quarantine: number; oversize: number };
   /** Messages queued, plus those sent to the module's Worker and not yet done. */
   queue_depth: number;
+  /** Payload bytes queued (not counting those sent to the Worker). */
+  queue_bytes: number;
   /** The Worker running the module (0-based; `modules.workers` is the probation Worker), or null. */
   worker: number | null;
   fuel_used: number;
   last_fuel_used: number;
+  /** Calls that held their Worker past their wall-clock deadline. */
+  overruns: number;
   memory_bytes: number;
   kv_bytes: number;
   logs_dropped: number;
@@ -73,9 +77,11 @@ export function failedStatus(name: string, f: FailedModule): ModuleStatus {
     faults: zeroFaults(),
     dropped: { rate: 0, overflow: 0, quarantine: 0, oversize: 0 },
     queue_depth: 0,
+    queue_bytes: 0,
     worker: null,
     fuel_used: 0,
     last_fuel_used: 0,
+    overruns: 0,
     memory_bytes: 0,
     kv_bytes: 0,
     logs_dropped: 0,
@@ -89,7 +95,10 @@ export class ModuleRecord {
   /** The running instance's id in the pool (undefined while it moves or reloads). */
   inst: number | undefined;
   state: ModuleState = "running";
+  /** Messages waiting for the module, oldest first (change it through the methods below). */
   queue: BusMessage[] = [];
+  /** Payload bytes in {@link ModuleRecord.queue}. */
+  queueBytes = 0;
   unsubscribe: (() => void)[] = [];
   bucket: TokenBucket;
   loadedAt = new Date();
@@ -113,6 +122,7 @@ export class ModuleRecord {
     dropped: { rate: 0, overflow: 0, quarantine: 0, oversize: 0 },
     fuel_used: 0,
     last_fuel_used: 0,
+    overruns: 0,
     last_error: null as ModuleStatus["last_error"],
   };
 
@@ -126,6 +136,33 @@ export class ModuleRecord {
     const mps = validated.manifest.limits.messages_per_second;
     this.bucket = new TokenBucket(mps, mps);
     this.backoffMs = quarantineMs;
+  }
+
+  /** Appends a message to the queue. */
+  enqueue(msg: BusMessage): void {
+    this.queue.push(msg);
+    this.queueBytes += msg.payload.length;
+  }
+
+  /** Takes the oldest message off the queue. */
+  dequeue(): BusMessage | undefined {
+    const msg = this.queue.shift();
+    if (msg) this.queueBytes -= msg.payload.length;
+    return msg;
+  }
+
+  /** Puts messages back at the front of the queue, in order. */
+  requeue(msgs: BusMessage[]): void {
+    this.queue.unshift(...msgs);
+    for (const m of msgs) this.queueBytes += m.payload.length;
+  }
+
+  /** Empties the queue; returns how many messages it held. */
+  clearQueue(): number {
+    const n = this.queue.length;
+    this.queue = [];
+    this.queueBytes = 0;
+    return n;
   }
 
   /** The running version's manifest. */
@@ -155,6 +192,7 @@ export class ModuleRecord {
       loaded_at: this.loadedAt.toISOString(),
       ...structuredClone(this.s),
       queue_depth: this.queue.length + this.inFlight,
+      queue_bytes: this.queueBytes,
       worker: this.lane,
       memory_bytes: this.memoryBytes,
       kv_bytes: kvBytes,

@@ -16,6 +16,9 @@ import type { KvStore } from "./kv.ts";
 import { CEILINGS, type Manifest } from "./manifest.ts";
 import type { NnPoolLink } from "./nn/service.ts";
 import {
+  CALL_INST,
+  CALL_START,
+  clockMs,
   type FromWorker,
   type LogRate,
   RPC_DATA_OFFSET,
@@ -41,7 +44,17 @@ export interface PoolOptions {
   onCrash(lane: number, error: string): void;
   /** The inference engine, for modules granted `nn` (`nn/service.ts`). */
   nn?: NnPoolLink;
+  /** The wall-clock deadline of one call of a module with `manifest` (ms). */
+  deadlineMs(manifest: Manifest): number;
+  /**
+   * A call of instance `inst` held Worker `lane` past its deadline: reported once
+   * per call, while it still runs (`running`) or when its outcome comes back.
+   */
+  onOverrun(lane: number, inst: number, heldMs: number, running: boolean): void;
 }
+
+/** How often the wall-clock guard looks at the Workers that have work out. */
+const GUARD_INTERVAL_MS = 10;
 
 interface Lane {
   worker: Worker;
@@ -68,6 +81,11 @@ export class WorkerPool {
   #nextInst = 1;
   #nextReq = 1;
   #terminated = false;
+  /** The clock the Workers stamp their calls with (see `clockMs`). */
+  readonly #epoch = performance.timeOrigin + performance.now();
+  #guard: ReturnType<typeof setInterval> | undefined;
+  /** Calls reported as overruns while running: `${lane}:${inst}:${startedAt}`. */
+  readonly #overran = new Set<string>();
 
   constructor(options: PoolOptions) {
     if (!Number.isInteger(options.size) || options.size < 1) {
@@ -90,7 +108,7 @@ export class WorkerPool {
       deno: { permissions: "none" },
     } as WorkerOptions);
     const sab = new SharedArrayBuffer(RPC_INITIAL_BYTES, {
-      maxByteLength: RPC_DATA_OFFSET + CEILINGS.kvMaxBytes,
+      maxByteLength: RPC_DATA_OFFSET + CEILINGS.kvMaxValueBytes,
     });
     const l: Lane = { worker, sab, ctrl: new Int32Array(sab, 0, 4), pending: new Map() };
     worker.onmessage = (e: MessageEvent<FromWorker>) => this.#receive(l, e.data);
@@ -99,7 +117,7 @@ export class WorkerPool {
       this.#lost(lane, l, `crashed: ${e.message}`);
     };
     worker.onmessageerror = () => this.#lost(lane, l, "sent a message that could not be read");
-    this.#send(l, { t: "init", sab, logRate: this.#opts.logRate });
+    this.#send(l, { t: "init", sab, logRate: this.#opts.logRate, epoch: this.#epoch });
     return l;
   }
 
@@ -117,6 +135,7 @@ export class WorkerPool {
       this.#opts.nn?.release(id);
     }
     this.#opts.nn?.laneGone(lane);
+    for (const key of this.#overran) if (key.startsWith(`${lane}:`)) this.#overran.delete(key);
     const gone = new WorkerGoneError(lane, why);
     for (const settle of l.pending.values()) settle(gone);
     l.pending.clear();
@@ -133,6 +152,7 @@ export class WorkerPool {
   #request(lane: number, make: (req: number) => ToWorker): Promise<FromWorker> {
     const l = this.#lane(lane);
     const req = this.#nextReq++;
+    this.#startGuard();
     return new Promise((resolve, reject) => {
       l.pending.set(req, (msg) => msg instanceof WorkerGoneError ? reject(msg) : resolve(msg));
       this.#send(l, make(req));
@@ -212,12 +232,62 @@ export class WorkerPool {
   async run(lane: number, calls: WireCall[]): Promise<(WireOutcome | null)[]> {
     const reply = await this.#request(lane, (req) => ({ t: "run", req, calls }));
     if (reply.t !== "ran") throw new Error(`sandbox worker ${lane} answered ${reply.t} to run`);
+    reply.outcomes.forEach((out, i) => {
+      if (!out) return;
+      const inst = calls[i].inst;
+      // Calls the guard saw running past their deadline were reported then.
+      if (this.#overran.delete(`${lane}:${inst}:${out.startedAt}`)) return;
+      const info = this.#insts.get(inst);
+      if (info && out.heldMs > this.#opts.deadlineMs(info.manifest)) {
+        this.#opts.onOverrun(lane, inst, out.heldMs, false);
+      }
+    });
     return reply.outcomes;
+  }
+
+  /**
+   * The wall-clock guard: while any Worker has work out, every
+   * {@link GUARD_INTERVAL_MS} it reads which call each such Worker runs and
+   * since when (the Worker stamps them in the shared buffer), and reports a
+   * call past its deadline once. It cannot stop the call (a Worker cannot be
+   * interrupted inside wasm); the module host moves the module out of the way.
+   */
+  #startGuard(): void {
+    if (this.#guard !== undefined) return;
+    const guard = setInterval(() => this.#checkDeadlines(), GUARD_INTERVAL_MS);
+    Deno.unrefTimer(guard);
+    this.#guard = guard;
+  }
+
+  #checkDeadlines(): void {
+    let busy = false;
+    const now = clockMs(this.#epoch);
+    this.#lanes.forEach((l, lane) => {
+      if (!l || l.pending.size === 0) return;
+      busy = true;
+      const inst = Atomics.load(l.ctrl, CALL_INST);
+      if (inst === 0) return;
+      const startedAt = Atomics.load(l.ctrl, CALL_START);
+      const info = this.#insts.get(inst);
+      const held = (now - startedAt) | 0;
+      if (!info || held <= this.#opts.deadlineMs(info.manifest)) return;
+      const key = `${lane}:${inst}:${startedAt}`;
+      if (this.#overran.has(key)) return;
+      this.#overran.add(key);
+      this.#opts.onOverrun(lane, inst, held, true);
+    });
+    if (!busy) this.#stopGuard();
+  }
+
+  #stopGuard(): void {
+    clearInterval(this.#guard);
+    this.#guard = undefined;
   }
 
   /** Stops every Worker; waiting callers get a {@link WorkerGoneError}. */
   terminate(): void {
     this.#terminated = true;
+    this.#stopGuard();
     this.#lanes.forEach((l, lane) => {
       if (l) this.#lost(lane, l, "was stopped");
     });
@@ -256,6 +326,8 @@ export class WorkerPool {
         else if (msg.op === "kv_get") {
           data = this.#opts.kv.get(name, msg.key);
           result = data === undefined ? EdgeError.NOT_FOUND : data.length;
+        } else if (msg.value.length > grant.max_value_bytes) {
+          result = EdgeError.TOO_BIG;
         } else {
           result = this.#opts.kv.set(name, msg.key, msg.value, grant.max_bytes) === "ok"
             ? 0

@@ -26,6 +26,10 @@ export interface WireCall {
 
 /** A call's outcome plus what the runtime's thread keeps for the module's stats. */
 export interface WireOutcome extends CallOutcome {
+  /** When the call started, as stamped in {@link CALL_START} (ms, see {@link clockMs}). */
+  startedAt: number;
+  /** How long the call held its Worker, a fresh instance's initialisers included (ms). */
+  heldMs: number;
   /** Linear memory of the instance after the call. */
   memoryBytes: number;
   /** Log lines the instance's rate limit dropped, over the life of its slot. */
@@ -43,7 +47,7 @@ export interface SinkLine {
 
 /** Runtime → Worker. */
 export type ToWorker =
-  | { t: "init"; sab: SharedArrayBuffer; logRate: LogRate }
+  | { t: "init"; sab: SharedArrayBuffer; logRate: LogRate; epoch: number }
   | { t: "load"; req: number; inst: number; module: RunnableModule }
   | { t: "unload"; req: number; inst: number }
   | { t: "run"; req: number; calls: WireCall[] }
@@ -84,6 +88,24 @@ export type RpcRequest =
 export const RPC_SEQ = 0;
 /** Index of the answer word. */
 export const RPC_RESULT = 1;
+/**
+ * Index of the word holding the instance whose guest code the Worker runs now
+ * (0: none), for the runtime's wall-clock guard; {@link CALL_START} says since
+ * when.
+ */
+export const CALL_INST = 2;
+/** Index of the word holding when the current guest call started ({@link clockMs}). */
+export const CALL_START = 3;
+
+/**
+ * Milliseconds since `epoch` (the runtime's, sent in `init`), as an Int32 that
+ * wraps after 24 days: both threads read the same clock
+ * (`performance.timeOrigin + performance.now()`), and differences of two
+ * stamps are taken with `| 0`, so the wrap does not matter.
+ */
+export function clockMs(epoch: number): number {
+  return (performance.timeOrigin + performance.now() - epoch) | 0;
+}
 /** Where the answer's bytes start. */
 export const RPC_DATA_OFFSET = 16;
 /** Initial size of the shared buffer. */

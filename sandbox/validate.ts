@@ -9,7 +9,12 @@
 
 import { sha256Hex } from "../lib/mod.ts";
 import { formatFuncType, type FuncType, type ModuleInfo, parseModule } from "./wasm/parse.ts";
-import { FUEL_GET_EXPORT, FUEL_SET_EXPORT, instrumentThen } from "./wasm/instrument.ts";
+import {
+  FUEL_CHARGE_EXPORT,
+  FUEL_GET_EXPORT,
+  FUEL_SET_EXPORT,
+  instrumentThen,
+} from "./wasm/instrument.ts";
 import { WasmFormatError } from "./wasm/reader.ts";
 import { ModuleValidationError } from "./errors.ts";
 import type { Manifest } from "./manifest.ts";
@@ -302,4 +307,4 @@ function checkAndCompile(
 
 /** Export name under which the rewriter exposes the module's start function. */
 export const START_EXPORT = "__edged_start";
-export { FUEL_GET_EXPORT, FUEL_SET_EXPORT };
+export { FUEL_CHARGE_EXPORT, FUEL_GET_EXPORT, FUEL_SET_EXPORT };

@@ -11,12 +11,16 @@
  */
 
 import { type FaultKind, ModuleFault } from "./errors.ts";
-import { EdgeError } from "./host/context.ts";
+import { EdgeError, type ModuleContext, PublishRate } from "./host/context.ts";
+import { hostCost } from "./costs.ts";
 import { GuestInstance, type RunnableModule } from "./instance.ts";
 import type { KvStore } from "./kv.ts";
 import { nnGuest } from "./nn/host.ts";
 import { NnLink } from "./nn/link.ts";
 import {
+  CALL_INST,
+  CALL_START,
+  clockMs,
   type FromWorker,
   type LogRate,
   RPC_DATA_OFFSET,
@@ -37,6 +41,8 @@ interface Slot {
   needsReset: boolean;
   /** Log lines dropped by earlier instances of this slot. */
   logsDroppedBefore: number;
+  /** What the module may publish per second: the slot's, so a fault does not reset it. */
+  publishRate: PublishRate;
 }
 
 const enc = new TextEncoder();
@@ -44,6 +50,7 @@ const slots = new Map<number, Slot>();
 let sab: SharedArrayBuffer;
 let ctrl: Int32Array;
 let logRate: LogRate = { perSecond: 20, burst: 100 };
+let epoch = 0;
 let seq = 0;
 let sink: SinkLine[] = [];
 let nnLink: NnLink | undefined;
@@ -66,6 +73,9 @@ function rpc(req: RpcRequest): { code: number; bytes: Uint8Array } {
   const code = Atomics.load(ctrl, RPC_RESULT);
   return { code, bytes: code > 0 ? new Uint8Array(sab, RPC_DATA_OFFSET, code) : new Uint8Array(0) };
 }
+
+/** Published bytes a batch's outcomes may hold before the rest of the batch goes back unrun. */
+const BATCH_PUBLISHED_BYTES = 32 << 20;
 
 /** Values up to this size are kept in {@link kvCache}. */
 const KV_CACHE_VALUE_BYTES = 4096;
@@ -108,7 +118,14 @@ function cachePut(module: string, k: string, value: Uint8Array | null): void {
   kvCacheBytes += size; // over-counts replaced entries: the cache starts over a little early
 }
 
-function kvFor(inst: number, module: string): KvStore {
+/** The instance a kv or sensor call comes from, for charging its round trip. */
+interface Caller {
+  ctx?: ModuleContext;
+}
+
+const missCost = hostCost("edge.kv_get.miss");
+
+function kvFor(inst: number, module: string, caller: Caller): KvStore {
   const refuse = () => {
     throw new Error("not available in a sandbox Worker");
   };
@@ -117,6 +134,8 @@ function kvFor(inst: number, module: string): KvStore {
       const k = cacheKey(key);
       const hit = kvCache.get(module)?.get(k);
       if (hit !== undefined) return hit === null ? undefined : hit.slice();
+      // A miss costs a round trip to the runtime's thread: charged before it is made.
+      caller.ctx?.charge(missCost, 0, "kv_get");
       const { code, bytes } = rpc({ t: "rpc", seq: ++seq, inst, op: "kv_get", key: key.slice() });
       if (code === EdgeError.NOT_FOUND) {
         cachePut(module, k, null);
@@ -143,10 +162,13 @@ function kvFor(inst: number, module: string): KvStore {
   };
 }
 
-function create(inst: number, module: RunnableModule): GuestInstance {
+function create(inst: number, module: RunnableModule, publishRate: PublishRate): GuestInstance {
   const name = module.manifest.name;
+  const caller: Caller = {};
   return GuestInstance.create(module, {
-    kv: module.manifest.grants.kv ? kvFor(inst, name) : undefined,
+    kv: module.manifest.grants.kv ? kvFor(inst, name, caller) : undefined,
+    publishRate,
+    bind: (ctx) => caller.ctx = ctx,
     sensor: (path, out) => {
       const { code, bytes } = rpc({
         t: "rpc",
@@ -170,7 +192,20 @@ function faultOf(err: unknown): { kind: FaultKind; message: string } {
   return { kind: f.kind, message: f.message };
 }
 
-function run(call: WireCall, slot: Slot | undefined): WireOutcome {
+/** Runs one call with the wall-clock guard's stamps set (see CALL_INST in pool_protocol.ts). */
+function guarded(call: WireCall, slot: Slot | undefined): WireOutcome {
+  const startedAt = clockMs(epoch);
+  Atomics.store(ctrl, CALL_START, startedAt);
+  Atomics.store(ctrl, CALL_INST, call.inst);
+  try {
+    const out = run(call, slot);
+    return { ...out, startedAt, heldMs: (clockMs(epoch) - startedAt) | 0 };
+  } finally {
+    Atomics.store(ctrl, CALL_INST, 0);
+  }
+}
+
+function run(call: WireCall, slot: Slot | undefined): Omit<WireOutcome, "startedAt" | "heldMs"> {
   const empty = { status: null, published: [], logs: [], fuelUsed: 0, ms: 0 };
   if (!slot) {
     return {
@@ -184,7 +219,7 @@ function run(call: WireCall, slot: Slot | undefined): WireOutcome {
     try {
       slot.logsDroppedBefore += slot.instance?.ctx.logsDropped ?? 0;
       slot.instance = undefined;
-      slot.instance = create(call.inst, slot.module);
+      slot.instance = create(call.inst, slot.module, slot.publishRate);
       slot.needsReset = false;
     } catch (err) {
       const { kind, message } = faultOf(err);
@@ -222,18 +257,21 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
       sab = msg.sab;
       ctrl = new Int32Array(sab, 0, 4);
       logRate = msg.logRate;
+      epoch = msg.epoch;
       return;
     case "nn":
       nnLink = new NnLink(msg);
       return;
     case "load": {
       try {
-        const instance = create(msg.inst, msg.module);
+        const publishRate = new PublishRate(msg.module.manifest);
+        const instance = create(msg.inst, msg.module, publishRate);
         slots.set(msg.inst, {
           module: msg.module,
           instance,
           needsReset: false,
           logsDroppedBefore: 0,
+          publishRate,
         });
         post({ t: "loaded", req: msg.req, memoryBytes: instance.memoryBytes, sink: takeSink() });
       } catch (err) {
@@ -259,11 +297,15 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
     case "run": {
       // After a fault, the instance's later messages in this batch go back to the
       // runtime unrun: it decides (quarantine or retry) before the module runs again.
+      // So do all the batch's later messages once its outcomes hold BATCH_PUBLISHED_BYTES:
+      // what a batch makes this Worker hold is bounded whatever its modules publish.
       const faulted = new Set<number>();
+      let held = 0;
       const outcomes = msg.calls.map((call) => {
-        if (faulted.has(call.inst)) return null;
-        const out = run(call, slots.get(call.inst));
+        if (faulted.has(call.inst) || held >= BATCH_PUBLISHED_BYTES) return null;
+        const out = guarded(call, slots.get(call.inst));
         if (out.error) faulted.add(call.inst);
+        for (const p of out.published) held += p.topic.length + p.payload.length;
         return out;
       });
       post({ t: "ran", req: msg.req, outcomes, sink: takeSink() });

@@ -6,6 +6,8 @@
 
 import type { Manifest } from "../manifest.ts";
 import type { KvStore } from "../kv.ts";
+import type { Cost } from "../costs.ts";
+import { ModuleFault } from "../errors.ts";
 
 /** Negative result codes of the `edge` host functions (ABI v1). */
 export const EdgeError = {
@@ -17,7 +19,7 @@ export const EdgeError = {
   NOT_FOUND: -3,
   /** The output buffer is too small, or the input too large. */
   TOO_BIG: -4,
-  /** A quota is used up (kv bytes, publish rate). */
+  /** A quota is used up (kv bytes, what one call or one second may publish). */
   QUOTA: -5,
   /** Malformed input: invalid UTF-8, invalid topic or path. */
   INVALID: -6,
@@ -39,8 +41,8 @@ export interface LogLine {
 
 /** Lines kept per call for the API answer; the device log gets the rate-limited rest. */
 export const MAX_LOGS_PER_CALL = 100;
-/** Messages one call may publish. */
-export const MAX_PUBLISH_PER_CALL = 1000;
+/** Bytes of log lines kept per call for the API answer. */
+export const MAX_LOG_BYTES_PER_CALL = 64 * 1024;
 
 /** A token bucket (capacity `burst`, refilled at `rate` tokens per second). */
 export class TokenBucket {
@@ -49,21 +51,51 @@ export class TokenBucket {
   constructor(readonly rate: number, readonly burst: number) {
     this.#tokens = burst;
   }
-  /** Takes one token; false when none is left. */
-  take(): boolean {
+  /** Takes `n` tokens (default 1); false, taking none, when fewer are left. */
+  take(n = 1): boolean {
     const now = performance.now();
     this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#last) / 1000) * this.rate);
     this.#last = now;
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
+    if (this.#tokens < n) return false;
+    this.#tokens -= n;
     return true;
+  }
+}
+
+/**
+ * What a module may publish per second, in messages and in bytes; kept by
+ * whoever outlives the module's instances (a fault replaces the instance, not
+ * its rate), so a module cannot reset it by faulting.
+ */
+export class PublishRate {
+  readonly #messages: TokenBucket;
+  readonly #bytes: TokenBucket;
+  /** The rates of `manifest.limits`; a burst of one second's worth (bytes: at least one call's). */
+  constructor(manifest: Manifest) {
+    const l = manifest.limits;
+    this.#messages = new TokenBucket(l.publish_messages_per_second, l.publish_messages_per_second);
+    this.#bytes = new TokenBucket(
+      l.publish_bytes_per_second,
+      Math.max(l.publish_bytes_per_second, l.publish_bytes_per_call),
+    );
+  }
+  /** Takes one message of `bytes`; false, taking nothing, when either rate is used up. */
+  take(bytes: number): boolean {
+    if (!this.#bytes.take(bytes)) return false;
+    if (this.#messages.take()) return true;
+    this.#bytes.take(-bytes); // give the bytes back
+    return false;
   }
 }
 
 /** What one guest call did, collected by the host functions. */
 export class CallState {
   published: Published[] = [];
+  /** Bytes of topics and payloads in `published`. */
+  publishedBytes = 0;
   logs: LogLine[] = [];
+  /** Bytes of the lines in `logs`. */
+  logBytes = 0;
 }
 
 /**
@@ -86,6 +118,9 @@ export class ModuleContext {
   /** Partial stdout/stderr lines written through WASI `fd_write`, per fd. */
   readonly pendingOutput = new Map<number, string>();
 
+  /** The instance's fuel charger (a metered module's export), set once instantiated. */
+  #chargeFuel: ((fuel: number) => number) | undefined;
+
   constructor(
     readonly name: string,
     readonly manifest: Manifest,
@@ -94,8 +129,35 @@ export class ModuleContext {
     logRate = { perSecond: 20, burst: 100 },
     /** Set when sensor reads happen elsewhere (the runtime's thread, for a Worker). */
     readonly sensor?: SensorReader,
+    /** What the module may publish per second (shared by its successive instances). */
+    readonly publishRate: PublishRate = new PublishRate(manifest),
   ) {
     this.logBucket = new TokenBucket(logRate.perSecond, logRate.burst);
+  }
+
+  /**
+   * Binds the instance's fuel charger: a function that subtracts its argument
+   * from the fuel counter and answers what is left. Unmetered instances have none.
+   */
+  bindFuel(charge: ((fuel: number) => number) | undefined): void {
+    this.#chargeFuel = charge;
+  }
+
+  /**
+   * Charges `cost.base + cost.perByte × bytes` fuel for host work, before it
+   * is done. Host functions call it first thing.
+   * @throws {ModuleFault} of kind `fuel` when the call's fuel is used up: the
+   * guest call ends there, like a fuel trap in its own code.
+   */
+  charge(cost: Cost, bytes: number, what: string): void {
+    const chargeFuel = this.#chargeFuel;
+    if (chargeFuel === undefined) return;
+    if (chargeFuel(cost.base + cost.perByte * bytes) < 0) {
+      throw new ModuleFault(
+        "fuel",
+        `fuel exhausted in ${what}: the call used more than limits.fuel_per_message (${this.manifest.limits.fuel_per_message})`,
+      );
+    }
   }
 
   /**
@@ -122,7 +184,14 @@ export class ModuleContext {
     // ABI v1: at most 1024 bytes a line (UTF-16 length bounds the UTF-8 one from below;
     // a few multi-byte characters over is harmless, a megabyte line is not).
     const message = text.length > 1100 ? `${text.slice(0, 1024)} [truncated]` : text;
-    if (this.call.logs.length < MAX_LOGS_PER_CALL) this.call.logs.push({ level, message });
+    const call = this.call;
+    if (
+      call.logs.length < MAX_LOGS_PER_CALL &&
+      call.logBytes + message.length <= MAX_LOG_BYTES_PER_CALL
+    ) {
+      call.logs.push({ level, message });
+      call.logBytes += message.length;
+    }
     if (this.logBucket.take()) this.logSink(this.name, level, message);
     else this.logsDropped++;
   }

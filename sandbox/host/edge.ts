@@ -12,7 +12,9 @@ import type { FuncType } from "../wasm/parse.ts";
 import type { Manifest } from "../manifest.ts";
 import { topicMatches, topicProblem } from "../../lib/mod.ts";
 import { MAX_KEY_BYTES } from "../kv.ts";
-import { EdgeError, MAX_PUBLISH_PER_CALL, type ModuleContext } from "./context.ts";
+import { hostCost } from "../costs.ts";
+import { ModuleFault } from "../errors.ts";
+import { EdgeError, type ModuleContext } from "./context.ts";
 
 const i32 = "i32" as const;
 const four = { params: [i32, i32, i32, i32], results: [i32] };
@@ -188,21 +190,29 @@ function readSensor(real: string, out: Uint8Array): number {
   }
 }
 
-/** Builds the `edge` import object with exactly the functions `ctx.manifest` grants. */
+/**
+ * Builds the `edge` import object with exactly the functions `ctx.manifest`
+ * grants. Each charges its cost (`costs.ts`) before it does the work; a call
+ * that runs out of fuel there ends with a `fuel` fault.
+ */
 export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[]) => unknown> {
   const m = ctx.manifest;
   const fns: Record<string, (...args: never[]) => unknown> = {};
-  const maxPayload = m.limits.max_payload_bytes;
+  const limits = m.limits;
   const sensorGrants = m.grants.sensor.map(globMatcher);
 
   if (m.grants.log) {
+    const cost = hostCost("edge.log");
     fns.log = (level: number, ptr: number, len: number): void => {
       const all = ctx.bytes(ptr, len);
       if (!all) {
+        ctx.charge(cost, 0, "log");
         ctx.log(3, `[edged] log: bad pointer or length (ptr ${ptr}, len ${len})`);
         return;
       }
       const n = all.length;
+      // What is read is at most MAX_LOG_BYTES: a longer line costs no more.
+      ctx.charge(cost, Math.min(n, MAX_LOG_BYTES), "log");
       const text = utf8Lossy.decode(all.subarray(0, MAX_LOG_BYTES)) +
         (n > MAX_LOG_BYTES ? ` [truncated from ${n} bytes]` : "");
       ctx.log(Math.max(0, Math.min(3, level | 0)), text);
@@ -210,11 +220,20 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
   }
 
   if (m.grants.publish.length > 0) {
+    const cost = hostCost("edge.publish");
     fns.publish = (tp: number, tl: number, pp: number, pl: number): number => {
       const tb = ctx.bytes(tp, tl);
       const pb = ctx.bytes(pp, pl);
-      if (!tb || !pb) return EdgeError.FAULT;
-      if (pb.length > maxPayload) return EdgeError.TOO_BIG;
+      if (!tb || !pb) {
+        ctx.charge(cost, 0, "publish");
+        return EdgeError.FAULT;
+      }
+      const bytes = tb.length + pb.length;
+      if (pb.length > limits.max_payload_bytes) {
+        ctx.charge(cost, 0, "publish");
+        return EdgeError.TOO_BIG;
+      }
+      ctx.charge(cost, bytes, "publish");
       let topic: string;
       try {
         topic = utf8.decode(tb);
@@ -223,17 +242,31 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
       }
       if (topicProblem(topic)) return EdgeError.INVALID;
       if (!m.grants.publish.some((f) => topicMatches(f, topic))) return EdgeError.DENIED;
-      if (ctx.call.published.length >= MAX_PUBLISH_PER_CALL) return EdgeError.QUOTA;
-      ctx.call.published.push({ topic, payload: pb.slice() });
+      const call = ctx.call;
+      if (
+        call.published.length >= limits.publish_messages_per_call ||
+        call.publishedBytes + bytes > limits.publish_bytes_per_call ||
+        !ctx.publishRate.take(bytes)
+      ) {
+        return EdgeError.QUOTA;
+      }
+      call.published.push({ topic, payload: pb.slice() });
+      call.publishedBytes += bytes;
       return 0;
     };
   }
 
   if (sensorGrants.length > 0) {
+    const cost = hostCost("edge.sensor_read");
     fns.sensor_read = (pp: number, pl: number, op: number, oc: number): number => {
       const pb = ctx.bytes(pp, pl);
       const out = ctx.bytes(op, oc);
-      if (!pb || !out || pb.length > 4096) return EdgeError.FAULT;
+      if (!pb || !out || pb.length > 4096) {
+        ctx.charge(cost, 0, "sensor_read");
+        return EdgeError.FAULT;
+      }
+      // Charged on what may be read (the buffer, at most MAX_SENSOR_BYTES), before reading.
+      ctx.charge(cost, Math.min(out.length, MAX_SENSOR_BYTES), "sensor_read");
       let path: string;
       try {
         path = utf8.decode(pb);
@@ -246,42 +279,57 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
 
   if (m.grants.kv && ctx.kv) {
     const kv = ctx.kv;
-    const maxBytes = m.grants.kv.max_bytes;
+    const { max_bytes: maxBytes, max_value_bytes: maxValue } = m.grants.kv;
+    const getCost = hostCost("edge.kv_get");
+    const setCost = hostCost("edge.kv_set");
     fns.kv_get = (kp: number, kl: number, op: number, oc: number): number => {
       const key = ctx.bytes(kp, kl);
       const out = ctx.bytes(op, oc);
+      ctx.charge(getCost, key?.length ?? 0, "kv_get");
       if (!key || !out) return EdgeError.FAULT;
       if (key.length > MAX_KEY_BYTES) return EdgeError.TOO_BIG;
       try {
         const value = kv.get(ctx.name, key);
         if (value === undefined) return EdgeError.NOT_FOUND;
         if (value.length > out.length) return EdgeError.TOO_BIG;
+        ctx.charge({ base: 0, perByte: getCost.perByte }, value.length, "kv_get");
         out.set(value);
         return value.length;
-      } catch {
+      } catch (err) {
+        if (err instanceof ModuleFault) throw err;
         return EdgeError.IO;
       }
     };
     fns.kv_set = (kp: number, kl: number, vp: number, vl: number): number => {
       const key = ctx.bytes(kp, kl);
       const value = ctx.bytes(vp, vl);
-      if (!key || !value) return EdgeError.FAULT;
-      if (key.length === 0 || key.length > MAX_KEY_BYTES) return EdgeError.TOO_BIG;
+      if (!key || !value) {
+        ctx.charge(setCost, 0, "kv_set");
+        return EdgeError.FAULT;
+      }
+      if (key.length === 0 || key.length > MAX_KEY_BYTES || value.length > maxValue) {
+        ctx.charge(setCost, 0, "kv_set");
+        return EdgeError.TOO_BIG;
+      }
+      ctx.charge(setCost, key.length + value.length, "kv_set");
       try {
         return kv.set(ctx.name, key.slice(), value.slice(), maxBytes) === "ok"
           ? 0
           : EdgeError.QUOTA;
-      } catch {
+      } catch (err) {
+        if (err instanceof ModuleFault) throw err;
         return EdgeError.IO;
       }
     };
   }
 
   if (m.grants.clock) {
+    const cost = hostCost("edge.now_ms");
     // An i64 result must be a BigInt; making one costs ~100 ns, so reuse it within the millisecond.
     let lastMs = -1;
     let lastBig = 0n;
     fns.now_ms = (): bigint => {
+      ctx.charge(cost, 0, "now_ms");
       const ms = Date.now();
       if (ms !== lastMs) {
         lastMs = ms;

@@ -15,6 +15,7 @@
 import type { FuncType, ValType } from "../wasm/parse.ts";
 import type { ModuleContext } from "./context.ts";
 import { MAX_LOG_BYTES } from "./edge.ts";
+import { hostCost } from "../costs.ts";
 
 /** The import module name of WASI preview 1. */
 export const WASI_MODULE = "wasi_snapshot_preview1";
@@ -108,7 +109,11 @@ export function flushOutput(ctx: ModuleContext, final: boolean): void {
   }
 }
 
-/** Builds the `wasi_snapshot_preview1` import object. */
+/**
+ * Builds the `wasi_snapshot_preview1` import object. Every function charges
+ * its cost (`costs.ts`) before it does the work; `fd_write` and `random_get`
+ * by the bytes too.
+ */
 export function wasiImports(ctx: ModuleContext): Record<string, (...args: never[]) => unknown> {
   const view = () => new DataView(ctx.memory!.buffer);
   const ok = (ptr: number, len: number) => ctx.bytes(ptr, len) !== null;
@@ -147,8 +152,10 @@ export function wasiImports(ctx: ModuleContext): Record<string, (...args: never[
     view().setBigUint64(out >>> 0, 1_000n, true);
     return Errno.SUCCESS;
   };
+  const randomCost = hostCost(`${WASI_MODULE}.random_get`);
   fns.random_get = (buf: number, len: number): number => {
     const b = ctx.bytes(buf, len);
+    ctx.charge(randomCost, b?.length ?? 0, "random_get");
     if (!b) return Errno.FAULT;
     // getRandomValues refuses views over 65536 bytes and views on shared/resizable buffers.
     const tmp = new Uint8Array(Math.min(b.length, 65536));
@@ -196,16 +203,21 @@ export function wasiImports(ctx: ModuleContext): Record<string, (...args: never[
     }
     return out;
   };
+  const writeCost = hostCost(`${WASI_MODULE}.fd_write`);
   fns.fd_write = (fd: number, iovs: number, count: number, written: number): number => {
+    ctx.charge(writeCost, 0, "fd_write");
     if (fd !== 1 && fd !== 2) return Errno.BADF;
     const bufs = iovecs(iovs, count);
     if (typeof bufs === "number") return bufs;
     if (!ok(written, 4)) return Errno.FAULT;
     let total = 0;
+    for (const b of bufs) total += b.length;
+    ctx.charge({ base: 0, perByte: writeCost.perByte }, total, "fd_write");
     let text = ctx.pendingOutput.get(fd) ?? "";
     for (const b of bufs) {
-      total += b.length;
-      text += lossy.decode(b);
+      // Past the line limit the rest is cut anyway: decoding it would be work for nothing.
+      if (text.length > 4 * MAX_LOG_BYTES) break;
+      text += lossy.decode(b.subarray(0, 4 * MAX_LOG_BYTES + 1));
     }
     // A line longer than the log limit is cut, like a log() call would be.
     if (text.length > 4 * MAX_LOG_BYTES) text = text.slice(0, MAX_LOG_BYTES) + "\n";
@@ -220,5 +232,14 @@ export function wasiImports(ctx: ModuleContext): Record<string, (...args: never[
     view().setUint32(nread >>> 0, 0, true); // stdin is empty: end of file
     return Errno.SUCCESS;
   };
+  // Every other function costs its base.
+  for (const [name, fn] of Object.entries(fns)) {
+    if (name === "fd_write" || name === "random_get") continue;
+    const cost = hostCost(`${WASI_MODULE}.${name}`);
+    fns[name] = (...args: never[]): unknown => {
+      ctx.charge(cost, 0, name);
+      return fn(...args);
+    };
+  }
   return fns;
 }

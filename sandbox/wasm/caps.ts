@@ -41,7 +41,10 @@ export function capTables(r: Reader, w: Writer, capEntries: number): boolean {
     const typeAt = r.pos;
     readValType(r);
     w.copy(r.bytes, typeAt, r.pos);
+    const at = r.pos;
     const l = readLimits(r);
+    // Bulk charges read a table length as an i32 (meter_function.ts).
+    if (l.memory64) throw new WasmFormatError("64-bit tables are not supported", at);
     writeCappedLimits(w, l.min, l.max, capEntries);
   }
   return true;

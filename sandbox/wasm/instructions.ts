@@ -50,7 +50,6 @@ export const FC = {
   memoryFill: 11,
   tableInit: 12,
   tableCopy: 14,
-  tableGrow: 15,
   tableFill: 17,
 } as const;
 

@@ -3,11 +3,13 @@
  * and tables, so V8 enforces the manifest's quotas inside the module itself.
  *
  * Fuel (the idea of Wasmtime's fuel, done by rewriting): one new mutable i64
- * global, set and read by the host through two added exports
- * ({@link FUEL_SET_EXPORT}, {@link FUEL_GET_EXPORT}); the charges inside each
- * function are `meter_function.ts`'s. When the counter drops below zero a
- * charge executes `unreachable`; the host tells a fuel trap from a guest trap
- * by reading the counter (it is negative only after a fuel trap).
+ * global, set, read and charged by the host through three added exports
+ * ({@link FUEL_SET_EXPORT}, {@link FUEL_GET_EXPORT}, {@link FUEL_CHARGE_EXPORT});
+ * the charges inside each function are `meter_function.ts`'s. When the counter
+ * drops below zero a charge executes `unreachable`; the host tells a fuel trap
+ * from a guest trap by reading the counter (it is negative only after a fuel
+ * trap). A second new global (i32) holds a bulk instruction's length operand
+ * while it is charged.
  *
  * Memory and tables: `caps.ts`.
  *
@@ -21,7 +23,8 @@ import { encodeName, encodeU32, Reader } from "./reader.ts";
 import { OP } from "./instructions.ts";
 import { type ModuleInfo, SECTION_ORDER } from "./parse.ts";
 import { capMemories, capTables } from "./caps.ts";
-import type { SnippetCache } from "./fuel_snippets.ts";
+import type { BulkCost, FuelGlobals, SnippetCache } from "./fuel_snippets.ts";
+import { BULK_COSTS } from "../costs.ts";
 import { meterFunction } from "./meter_function.ts";
 import { closeSize, openSize, Writer } from "./writer.ts";
 
@@ -29,6 +32,11 @@ import { closeSize, openSize, Writer } from "./writer.ts";
 export const FUEL_SET_EXPORT = "__edged_fuel_set";
 /** Export that reads the fuel counter as an f64. */
 export const FUEL_GET_EXPORT = "__edged_fuel_get";
+/**
+ * Export that subtracts its f64 argument from the fuel counter and returns what
+ * is left (negative: exhausted): how host functions charge their work.
+ */
+export const FUEL_CHARGE_EXPORT = "__edged_fuel_charge";
 
 /** Options for {@link instrument}. */
 export interface InstrumentOptions {
@@ -38,6 +46,8 @@ export interface InstrumentOptions {
   tableMaxEntries: number;
   /** Insert fuel charges. @default true */
   meter?: boolean;
+  /** Run-time costs of bulk instructions by 0xFC sub-opcode. @default BULK_COSTS (`costs.ts`) */
+  bulkCosts?: Readonly<Record<number, BulkCost>>;
   /**
    * Drop the start section and export the start function under this name, so the
    * host can run it with fuel set and tell a fuel trap from a guest trap.
@@ -131,45 +141,69 @@ function rewrite(bytes: Uint8Array, info: ModuleInfo, opts: InstrumentOptions): 
 }
 
 /**
- * The section edits of metering: two function types and two functions (the
- * fuel setter and getter), the fuel global, their exports (and the start
- * function's, when it is taken out of the start section), and every body.
+ * The section edits of metering: three function types and three functions
+ * (the fuel setter, getter and charger), the two globals, the exports (and
+ * the start function's, when it is taken out of the start section), and every
+ * body.
  */
 function addFuel(edits: Map<number, Edit>, info: ModuleInfo, opts: InstrumentOptions): void {
   const g = info.importedGlobalCount + info.definedGlobalCount;
-  const tSet = info.types.length;
-  const fSet = info.functionTypes.length;
+  const gs: FuelGlobals = { fuel: g, scratch: g + 1 };
+  const bulk = opts.bulkCosts ?? BULK_COSTS;
+  const t0 = info.types.length;
+  const f0 = info.functionTypes.length;
   const gb = encodeU32(g);
-  // (f64) -> () and () -> f64
-  edits.set(1, (r, out) => appendEntries(r, out, 2, [0x60, 1, 0x7c, 0, 0x60, 0, 1, 0x7c]));
-  edits.set(3, (r, out) => appendEntries(r, out, 2, [...encodeU32(tSet), ...encodeU32(tSet + 1)]));
-  // mut i64 = i64.const 0
-  edits.set(6, (r, out) => appendEntries(r, out, 1, [0x7e, 0x01, 0x42, 0x00, OP.end]));
+  // (f64) -> (), () -> f64, (f64) -> f64
+  edits.set(
+    1,
+    (r, out) =>
+      appendEntries(r, out, 3, [0x60, 1, 0x7c, 0, 0x60, 0, 1, 0x7c, 0x60, 1, 0x7c, 1, 0x7c]),
+  );
+  edits.set(
+    3,
+    (r, out) =>
+      appendEntries(r, out, 3, [...encodeU32(t0), ...encodeU32(t0 + 1), ...encodeU32(t0 + 2)]),
+  );
+  // fuel: mut i64 = i64.const 0; scratch: mut i32 = i32.const 0
+  edits.set(
+    6,
+    (r, out) =>
+      appendEntries(r, out, 2, [0x7e, 0x01, 0x42, 0x00, OP.end, 0x7f, 0x01, 0x41, 0x00, OP.end]),
+  );
   const exports = [
     ...encodeName(FUEL_SET_EXPORT),
     0x00,
-    ...encodeU32(fSet),
+    ...encodeU32(f0),
     ...encodeName(FUEL_GET_EXPORT),
     0x00,
-    ...encodeU32(fSet + 1),
+    ...encodeU32(f0 + 1),
+    ...encodeName(FUEL_CHARGE_EXPORT),
+    0x00,
+    ...encodeU32(f0 + 2),
   ];
-  let exportCount = 2;
+  let exportCount = 3;
   if (opts.exportStartAs !== undefined && info.start !== undefined) {
     exports.push(...encodeName(opts.exportStartAs), 0x00, ...encodeU32(info.start));
     exportCount++;
     edits.set(8, () => false);
   }
   edits.set(7, (r, out) => appendEntries(r, out, exportCount, exports));
-  // set: global = i64.trunc_f64_s(param); get: f64.convert_i64_s(global)
+  // set: global = i64.trunc_f64_s(param)
   const setBody = [0x00, OP.localGet, 0x00, 0xb0, OP.globalSet, ...gb, OP.end];
+  // get: f64.convert_i64_s(global)
   const getBody = [0x00, OP.globalGet, ...gb, 0xb9, OP.end];
-  const helpers = [
-    ...encodeU32(setBody.length),
-    ...setBody,
-    ...encodeU32(getBody.length),
-    ...getBody,
+  // charge: global = global - i64.trunc_f64_s(param); f64.convert_i64_s(global)
+  const chargeBody = [
+    0x00,
+    ...[OP.globalGet, ...gb],
+    ...[OP.localGet, 0x00, 0xb0],
+    0x7d, // i64.sub
+    ...[OP.globalSet, ...gb],
+    ...[OP.globalGet, ...gb, 0xb9],
+    OP.end,
   ];
-  edits.set(10, (r, out) => meterCode(r, out, info, g, helpers));
+  const helpers = [setBody, getBody, chargeBody].flatMap((b) => [...encodeU32(b.length), ...b]);
+  edits.set(10, (r, out) => meterCode(r, out, info, gs, bulk, helpers));
 }
 
 /** Copies a vector section's entries and appends `added` more (already encoded). */
@@ -190,16 +224,17 @@ function meterCode(
   r: Reader | null,
   w: Writer,
   info: ModuleInfo,
-  g: number,
+  gs: FuelGlobals,
+  bulk: Readonly<Record<number, BulkCost>>,
   helpers: number[],
 ): boolean {
   if (!r) {
-    w.u32(2);
+    w.u32(3);
     w.bytes(helpers);
     return true;
   }
   const count = r.u32();
-  w.u32(count + 2);
+  w.u32(count + 3);
   const cache: SnippetCache = new Map();
   for (let f = 0; f < count; f++) {
     const size = r.u32();
@@ -207,7 +242,7 @@ function meterCode(
     const start = r.pos;
     const params = info.functionTypes[info.importedFuncCount + f].params.length;
     const slot = openSize(w);
-    meterFunction(r.bytes, start, start + size, params, g, w, f, cache);
+    meterFunction(r.bytes, start, start + size, params, gs, bulk, w, f, cache);
     closeSize(w, slot);
     r.pos += size;
   }

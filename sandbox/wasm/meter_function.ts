@@ -13,6 +13,10 @@
  * loop top: local -= cost; global = local; trap if negative
  * after a call, and where a caught exception lands: local = global
  *
+ * A bulk instruction (memory.fill, memory.copy, memory.init, table.fill,
+ * table.copy, table.init, table.grow) is charged again just before it runs, by
+ * its length operand (`BULK_COSTS` in `costs.ts`), so its time is fuel too.
+ *
  * The original bytes are copied in spans between insertion points; a charge's
  * cost, known only when its region closes, is patched into a fixed-width slot.
  *
@@ -28,13 +32,21 @@ import {
   leb,
   lebEnd,
   OP,
+  prefixedSub,
   SIMPLE_VALTYPE,
   skipBlockType,
   skipFixed,
   skipImmediates,
   skipLeb,
 } from "./instructions.ts";
-import { type SnippetCache, type Snippets, snippets } from "./fuel_snippets.ts";
+import {
+  bulkCharge,
+  type BulkCost,
+  type FuelGlobals,
+  type SnippetCache,
+  type Snippets,
+  snippets,
+} from "./fuel_snippets.ts";
 import { putPaddedSleb5, type Writer } from "./writer.ts";
 
 /** V8's limit on locals per function (kV8MaxWasmFunctionLocals). */
@@ -74,8 +86,9 @@ function growFrames(): void {
 
 /**
  * Meters one function body src[start, end) (its local declarations and code)
- * into `out`: the function has `params` parameters, `g` is the fuel global,
- * `f` the body's index (for messages), `cache` the module's snippets.
+ * into `out`: the function has `params` parameters, `gs` are the fuel globals,
+ * `bulk` the run-time costs of bulk instructions by 0xFC sub-opcode, `f` the
+ * body's index (for messages), `cache` the module's snippets.
  * @throws {WasmFormatError} when the body cannot be decoded.
  */
 export function meterFunction(
@@ -83,7 +96,8 @@ export function meterFunction(
   start: number,
   end: number,
   params: number,
-  g: number,
+  gs: FuelGlobals,
+  bulk: Readonly<Record<number, BulkCost>>,
   out: Writer,
   f: number,
   cache: SnippetCache,
@@ -109,7 +123,7 @@ export function meterFunction(
   const declEnd = p;
   const s = locals === lastLocals && cache === lastCache
     ? lastSnippets!
-    : snippets(cache, locals, g);
+    : snippets(cache, locals, gs);
   lastLocals = locals;
   lastCache = cache;
   lastSnippets = s;
@@ -222,6 +236,14 @@ export function meterFunction(
       default:
         // br_table, typed select, ref.null, prefixed instructions; refuses unknown opcodes
         p = skipImmediates(op, src, p, end);
+        if (op === OP.prefixFc) {
+          const b = bulkCharge(s, prefixedSub, bulk[prefixedSub], locals, gs);
+          if (b !== null) {
+            out.copy(src, copied, at); // up to the instruction, then its charge
+            copied = at;
+            out.bytes(b);
+          }
+        }
         continue;
     }
     if (reloadAfter) {

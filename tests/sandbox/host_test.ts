@@ -131,7 +131,7 @@ Deno.test("log lines are capped at 1024 bytes and rate-limited so spam cannot fl
        (data (i32.const 0) "spam")`,
       `(import "edge" "log" (func $log (param i32 i32 i32)))`,
     );
-    await e.host.install(manifest("spam", { limits: { fuel_per_message: 50_000_000 } }), spam);
+    await e.host.install(manifest("spam", { limits: { fuel_per_message: 1_000_000_000 } }), spam);
     const out = await e.host.deliver("spam", "t", enc("x"));
     assert.equal(out.status, 0);
     assert.equal(out.logs.length, 100); // the API answer keeps the first 100

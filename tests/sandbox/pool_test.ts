@@ -77,7 +77,7 @@ Deno.test("kv calls from a Worker are answered on the runtime's thread with the 
       (data (i32.const 0) "k"))`);
     await e.host.install(
       manifest("a", {
-        grants: { kv: { max_bytes: 200_000 } },
+        grants: { kv: { max_bytes: 200_000, max_value_bytes: 100_000 } },
         limits: { max_payload_bytes: 100_000 },
       }),
       kv,
@@ -221,6 +221,8 @@ Deno.test("a Worker that dies fails its waiting calls with WorkerGoneError and i
     logRate: { perSecond: 10, burst: 10 },
     onSink: () => {},
     onCrash: (lane) => crashes.push(lane),
+    deadlineMs: () => 10_000,
+    onOverrun: () => {},
   });
   try {
     const m = parseManifest({ name: "seven", version: "1.0.0" });
