@@ -45,6 +45,7 @@ export function createComponents(ctx: RuntimeContext): Component[] {
     faultLimit: m.fault_limit,
     quarantineMs: m.quarantine_ms,
     logLinesPerSecond: m.log_lines_per_second,
+    threadMsPerSecond: m.thread_ms_per_second,
     workers: m.workers,
   });
   // MQTT first: it starts before and stops after the modules, so their last

@@ -167,6 +167,8 @@ const modulesSchema = z.strictObject({
   quarantine_ms: z.number().int().min(1).max(300_000).default(1000),
   /** Log lines per second a module may write to the device log (burst 5x). */
   log_lines_per_second: z.number().int().min(1).max(100_000).default(20),
+  /** Milliseconds per second of the main thread one module's kv and sensor calls may take (a Worker's modules together: 4x); past it they answer QUOTA. */
+  thread_ms_per_second: z.number().int().min(1).max(1000).default(50),
   /** Workers (threads without permissions) that run module code, many modules each. */
   workers: z.number().int().min(1).max(64).default(2),
 });

@@ -21,14 +21,19 @@ export const CEILINGS = {
   /** One kv value: also the most the Worker's shared buffer grows to for a kv_get. */
   kvMaxValueBytes: 16 * 1024 * 1024,
   publishMessagesPerCall: 10_000,
-  /** What one call may publish in all: what one message may make the runtime hold. */
-  publishBytesPerCall: 16 * 1024 * 1024,
+  /** What one call may publish in all (topics and payloads): what one message may make the runtime hold. */
+  publishBytesPerCall: 32 * 1024 * 1024,
   publishMessagesPerSecond: 100_000,
   publishBytesPerSecond: 256 * 1024 * 1024,
 } as const;
 
-/** `limits.publish_bytes_per_call` when the manifest does not say: at least one largest payload. */
-export const DEFAULT_PUBLISH_BYTES_PER_CALL = 1024 * 1024;
+/**
+ * `limits.publish_bytes_per_call` when the manifest does not say: 1 MiB, or
+ * room for one largest payload with a topic of up to 4 KiB.
+ */
+export function defaultPublishBytesPerCall(maxPayloadBytes: number): number {
+  return Math.max(1024 * 1024, maxPayloadBytes + 4096);
+}
 
 const filter = z.string().superRefine((f, ctx) => {
   const p = filterProblem(f);
@@ -81,14 +86,14 @@ export const manifestSchema = z.strictObject({
     max_payload_bytes: int(0, CEILINGS.maxPayloadBytes).default(65536),
     messages_per_second: int(1, CEILINGS.messagesPerSecond).default(1000),
     publish_messages_per_call: int(0, CEILINGS.publishMessagesPerCall).default(1000),
-    // Absent: max(1 MiB, max_payload_bytes), filled in below.
+    // Absent: see defaultPublishBytesPerCall, filled in below.
     publish_bytes_per_call: int(0, CEILINGS.publishBytesPerCall).optional(),
     publish_messages_per_second: int(1, CEILINGS.publishMessagesPerSecond).default(1000),
     publish_bytes_per_second: int(1, CEILINGS.publishBytesPerSecond).default(1024 * 1024),
   }).prefault({}).transform((l) => ({
     ...l,
     publish_bytes_per_call: l.publish_bytes_per_call ??
-      Math.max(DEFAULT_PUBLISH_BYTES_PER_CALL, l.max_payload_bytes),
+      defaultPublishBytesPerCall(l.max_payload_bytes),
   })),
 });
 

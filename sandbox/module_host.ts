@@ -62,6 +62,12 @@ export interface ModuleHostOptions {
   quarantineMs?: number;
   /** Module log lines per second (burst 5×) reaching the device log. @default 20 */
   logLinesPerSecond?: number;
+  /**
+   * Milliseconds per second of the runtime's thread one module's kv and sensor
+   * calls may take (a Worker's modules together: 4×); past it they answer
+   * QUOTA. @default 50
+   */
+  threadMsPerSecond?: number;
   /** Module directories (manifest.json + module.wasm) installed at start when not yet installed. */
   preload?: string[];
   /** Fuel metering; off only for benchmarks. @default true */
@@ -108,6 +114,7 @@ export class ModuleHost {
       faultLimit: 3,
       quarantineMs: 1000,
       logLinesPerSecond: 20,
+      threadMsPerSecond: 50,
       meter: true,
       workers: 2,
       preload: [],
@@ -211,6 +218,10 @@ export class ModuleHost {
         size: this.#opts.workers + 1, // the last one is the probation Worker
         kv: this.#kv,
         logRate: { perSecond, burst: perSecond * 5 },
+        threadShare: {
+          moduleMsPerSecond: this.#opts.threadMsPerSecond,
+          workerMsPerSecond: 4 * this.#opts.threadMsPerSecond,
+        },
         onSink: (lines) => {
           for (const { module, level, line } of lines) {
             getLogger(["edged", "module", module])[LEVELS[level]]("{line}", { line });

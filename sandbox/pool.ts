@@ -27,6 +27,7 @@ import {
   RPC_SEQ,
   type RpcRequest,
   type SinkLine,
+  type ThreadShare,
   type ToWorker,
   type WireCall,
   type WireOutcome,
@@ -38,6 +39,8 @@ export interface PoolOptions {
   size: number;
   kv: KvStore;
   logRate: LogRate;
+  /** The share of the runtime's thread the Workers' kv and sensor calls may take. */
+  threadShare: ThreadShare;
   /** Module log lines that passed the rate limit, for the device log. */
   onSink(lines: SinkLine[]): void;
   /** A Worker died (a bug of ours, not a guest fault): its instances are gone. */
@@ -117,7 +120,13 @@ export class WorkerPool {
       this.#lost(lane, l, `crashed: ${e.message}`);
     };
     worker.onmessageerror = () => this.#lost(lane, l, "sent a message that could not be read");
-    this.#send(l, { t: "init", sab, logRate: this.#opts.logRate, epoch: this.#epoch });
+    this.#send(l, {
+      t: "init",
+      sab,
+      logRate: this.#opts.logRate,
+      threadShare: this.#opts.threadShare,
+      epoch: this.#epoch,
+    });
     return l;
   }
 

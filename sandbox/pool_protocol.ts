@@ -17,6 +17,17 @@ export interface LogRate {
   burst: number;
 }
 
+/**
+ * How much of the runtime's thread the kv and sensor calls of a Worker's
+ * modules may take, in milliseconds per second (round trips measured by the
+ * Worker), each module and the Worker's modules together; the burst is one
+ * second's worth.
+ */
+export interface ThreadShare {
+  moduleMsPerSecond: number;
+  workerMsPerSecond: number;
+}
+
 /** One message for one instance. */
 export interface WireCall {
   inst: number;
@@ -47,7 +58,13 @@ export interface SinkLine {
 
 /** Runtime → Worker. */
 export type ToWorker =
-  | { t: "init"; sab: SharedArrayBuffer; logRate: LogRate; epoch: number }
+  | {
+    t: "init";
+    sab: SharedArrayBuffer;
+    logRate: LogRate;
+    threadShare: ThreadShare;
+    epoch: number;
+  }
   | { t: "load"; req: number; inst: number; module: RunnableModule }
   | { t: "unload"; req: number; inst: number }
   | { t: "run"; req: number; calls: WireCall[] }

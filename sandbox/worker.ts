@@ -11,7 +11,13 @@
  */
 
 import { type FaultKind, ModuleFault } from "./errors.ts";
-import { EdgeError, type ModuleContext, PublishRate } from "./host/context.ts";
+import {
+  EdgeError,
+  HostQuotaError,
+  type ModuleContext,
+  PublishRate,
+  TokenBucket,
+} from "./host/context.ts";
 import { hostCost } from "./costs.ts";
 import { GuestInstance, type RunnableModule } from "./instance.ts";
 import type { KvStore } from "./kv.ts";
@@ -29,6 +35,7 @@ import {
   RPC_TIMEOUT_MS,
   type RpcRequest,
   type SinkLine,
+  type ThreadShare,
   type ToWorker,
   type WireCall,
   type WireOutcome,
@@ -43,13 +50,21 @@ interface Slot {
   logsDroppedBefore: number;
   /** What the module may publish per second: the slot's, so a fault does not reset it. */
   publishRate: PublishRate;
+  /** The module's share of the runtime's thread (ms), for its kv and sensor round trips. */
+  thread: TokenBucket;
 }
+
+/** The rates a slot keeps across its instances. */
+type SlotRates = Pick<Slot, "publishRate" | "thread">;
 
 const enc = new TextEncoder();
 const slots = new Map<number, Slot>();
 let sab: SharedArrayBuffer;
 let ctrl: Int32Array;
 let logRate: LogRate = { perSecond: 20, burst: 100 };
+let threadShare: ThreadShare = { moduleMsPerSecond: 50, workerMsPerSecond: 200 };
+/** The share of the runtime's thread all this Worker's modules' round trips may take (ms). */
+let workerThread = new TokenBucket(200, 200);
 let epoch = 0;
 let seq = 0;
 let sink: SinkLine[] = [];
@@ -59,8 +74,28 @@ function post(msg: FromWorker): void {
   self.postMessage(msg);
 }
 
-/** Asks the runtime's thread and waits for the answer: a byte count (bytes follow) or a code. */
-function rpc(req: RpcRequest): { code: number; bytes: Uint8Array } {
+/**
+ * Asks the runtime's thread and waits for the answer: a byte count (bytes
+ * follow) or a code. The round trip is spent from the module's and the
+ * Worker's share of that thread (`share`); while either is used up, the call
+ * is not made and answers QUOTA, so whatever a module does, its kv and sensor
+ * calls take a bounded part of the thread that serves ingest.
+ */
+function rpc(req: RpcRequest, share: TokenBucket): { code: number; bytes: Uint8Array } {
+  if (!share.available() || !workerThread.available()) {
+    return { code: EdgeError.QUOTA, bytes: new Uint8Array(0) };
+  }
+  const t0 = performance.now();
+  try {
+    return roundTrip(req);
+  } finally {
+    const ms = performance.now() - t0;
+    share.spend(ms);
+    workerThread.spend(ms);
+  }
+}
+
+function roundTrip(req: RpcRequest): { code: number; bytes: Uint8Array } {
   post(req);
   const deadline = performance.now() + RPC_TIMEOUT_MS;
   for (;;) {
@@ -118,9 +153,10 @@ function cachePut(module: string, k: string, value: Uint8Array | null): void {
   kvCacheBytes += size; // over-counts replaced entries: the cache starts over a little early
 }
 
-/** The instance a kv or sensor call comes from, for charging its round trip. */
+/** The instance a kv or sensor call comes from: its fuel and its module's share of the thread. */
 interface Caller {
   ctx?: ModuleContext;
+  thread: TokenBucket;
 }
 
 const missCost = hostCost("edge.kv_get.miss");
@@ -136,11 +172,15 @@ function kvFor(inst: number, module: string, caller: Caller): KvStore {
       if (hit !== undefined) return hit === null ? undefined : hit.slice();
       // A miss costs a round trip to the runtime's thread: charged before it is made.
       caller.ctx?.charge(missCost, 0, "kv_get");
-      const { code, bytes } = rpc({ t: "rpc", seq: ++seq, inst, op: "kv_get", key: key.slice() });
+      const { code, bytes } = rpc(
+        { t: "rpc", seq: ++seq, inst, op: "kv_get", key: key.slice() },
+        caller.thread,
+      );
       if (code === EdgeError.NOT_FOUND) {
         cachePut(module, k, null);
         return undefined;
       }
+      if (code === EdgeError.QUOTA) throw new HostQuotaError("kv_get");
       if (code < 0) throw new Error(`kv_get failed (${code})`);
       const value = bytes.slice();
       cachePut(module, k, value);
@@ -148,7 +188,7 @@ function kvFor(inst: number, module: string, caller: Caller): KvStore {
     },
     set(_module, key, value) {
       const k = cacheKey(key);
-      const { code } = rpc({ t: "rpc", seq: ++seq, inst, op: "kv_set", key, value });
+      const { code } = rpc({ t: "rpc", seq: ++seq, inst, op: "kv_set", key, value }, caller.thread);
       if (code === EdgeError.QUOTA) return "quota";
       if (code < 0) {
         kvCache.get(module)?.delete(k); // unknown now
@@ -162,22 +202,18 @@ function kvFor(inst: number, module: string, caller: Caller): KvStore {
   };
 }
 
-function create(inst: number, module: RunnableModule, publishRate: PublishRate): GuestInstance {
+function create(inst: number, module: RunnableModule, slot: SlotRates): GuestInstance {
   const name = module.manifest.name;
-  const caller: Caller = {};
+  const caller: Caller = { thread: slot.thread };
   return GuestInstance.create(module, {
     kv: module.manifest.grants.kv ? kvFor(inst, name, caller) : undefined,
-    publishRate,
+    publishRate: slot.publishRate,
     bind: (ctx) => caller.ctx = ctx,
     sensor: (path, out) => {
-      const { code, bytes } = rpc({
-        t: "rpc",
-        seq: ++seq,
-        inst,
-        op: "sensor",
-        path,
-        cap: out.length,
-      });
+      const { code, bytes } = rpc(
+        { t: "rpc", seq: ++seq, inst, op: "sensor", path, cap: out.length },
+        caller.thread,
+      );
       if (code > 0) out.set(bytes.subarray(0, Math.min(code, out.length)));
       return code;
     },
@@ -219,7 +255,7 @@ function run(call: WireCall, slot: Slot | undefined): Omit<WireOutcome, "started
     try {
       slot.logsDroppedBefore += slot.instance?.ctx.logsDropped ?? 0;
       slot.instance = undefined;
-      slot.instance = create(call.inst, slot.module, slot.publishRate);
+      slot.instance = create(call.inst, slot.module, slot);
       slot.needsReset = false;
     } catch (err) {
       const { kind, message } = faultOf(err);
@@ -257,6 +293,8 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
       sab = msg.sab;
       ctrl = new Int32Array(sab, 0, 4);
       logRate = msg.logRate;
+      threadShare = msg.threadShare;
+      workerThread = new TokenBucket(threadShare.workerMsPerSecond, threadShare.workerMsPerSecond);
       epoch = msg.epoch;
       return;
     case "nn":
@@ -264,14 +302,17 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
       return;
     case "load": {
       try {
-        const publishRate = new PublishRate(msg.module.manifest);
-        const instance = create(msg.inst, msg.module, publishRate);
+        const rates: SlotRates = {
+          publishRate: new PublishRate(msg.module.manifest),
+          thread: new TokenBucket(threadShare.moduleMsPerSecond, threadShare.moduleMsPerSecond),
+        };
+        const instance = create(msg.inst, msg.module, rates);
         slots.set(msg.inst, {
           module: msg.module,
           instance,
           needsReset: false,
           logsDroppedBefore: 0,
-          publishRate,
+          ...rates,
         });
         post({ t: "loaded", req: msg.req, memoryBytes: instance.memoryBytes, sink: takeSink() });
       } catch (err) {

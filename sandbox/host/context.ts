@@ -27,6 +27,18 @@ export const EdgeError = {
   IO: -7,
 } as const;
 
+/**
+ * Thrown by a {@link KvStore} whose answer would need more of a shared
+ * resource than the module has left (its share of the runtime's thread); the
+ * host function answers {@link EdgeError.QUOTA}.
+ */
+export class HostQuotaError extends Error {
+  constructor(what: string) {
+    super(`${what}: the module's share of the runtime's thread is used up for now`);
+    this.name = "HostQuotaError";
+  }
+}
+
 /** A message a module published during one call. */
 export interface Published {
   topic: string;
@@ -53,12 +65,28 @@ export class TokenBucket {
   }
   /** Takes `n` tokens (default 1); false, taking none, when fewer are left. */
   take(n = 1): boolean {
-    const now = performance.now();
-    this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#last) / 1000) * this.rate);
-    this.#last = now;
+    this.#refill();
     if (this.#tokens < n) return false;
     this.#tokens -= n;
     return true;
+  }
+
+  /** True while some tokens are left (after {@link TokenBucket.spend} there may be a debt). */
+  available(): boolean {
+    this.#refill();
+    return this.#tokens > 0;
+  }
+
+  /** Takes `n` tokens whatever is left: a cost known only afterwards becomes a debt. */
+  spend(n: number): void {
+    this.#refill();
+    this.#tokens -= n;
+  }
+
+  #refill(): void {
+    const now = performance.now();
+    this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#last) / 1000) * this.rate);
+    this.#last = now;
   }
 }
 

@@ -14,7 +14,7 @@ import { topicMatches, topicProblem } from "../../lib/mod.ts";
 import { MAX_KEY_BYTES } from "../kv.ts";
 import { hostCost } from "../costs.ts";
 import { ModuleFault } from "../errors.ts";
-import { EdgeError, type ModuleContext } from "./context.ts";
+import { EdgeError, HostQuotaError, type ModuleContext } from "./context.ts";
 
 const i32 = "i32" as const;
 const four = { params: [i32, i32, i32, i32], results: [i32] };
@@ -221,19 +221,15 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
 
   if (m.grants.publish.length > 0) {
     const cost = hostCost("edge.publish");
+    // A refused publish costs its base; the bytes are charged only when they are taken.
+    const perByte = { base: 0, perByte: cost.perByte };
     fns.publish = (tp: number, tl: number, pp: number, pl: number): number => {
+      ctx.charge(cost, 0, "publish");
       const tb = ctx.bytes(tp, tl);
       const pb = ctx.bytes(pp, pl);
-      if (!tb || !pb) {
-        ctx.charge(cost, 0, "publish");
-        return EdgeError.FAULT;
-      }
+      if (!tb || !pb) return EdgeError.FAULT;
       const bytes = tb.length + pb.length;
-      if (pb.length > limits.max_payload_bytes) {
-        ctx.charge(cost, 0, "publish");
-        return EdgeError.TOO_BIG;
-      }
-      ctx.charge(cost, bytes, "publish");
+      if (pb.length > limits.max_payload_bytes || tb.length > 65535) return EdgeError.TOO_BIG;
       let topic: string;
       try {
         topic = utf8.decode(tb);
@@ -250,6 +246,7 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
       ) {
         return EdgeError.QUOTA;
       }
+      ctx.charge(perByte, bytes, "publish");
       call.published.push({ topic, payload: pb.slice() });
       call.publishedBytes += bytes;
       return 0;
@@ -297,7 +294,7 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
         return value.length;
       } catch (err) {
         if (err instanceof ModuleFault) throw err;
-        return EdgeError.IO;
+        return err instanceof HostQuotaError ? EdgeError.QUOTA : EdgeError.IO;
       }
     };
     fns.kv_set = (kp: number, kl: number, vp: number, vl: number): number => {

@@ -11,35 +11,14 @@
 
 import type { BenchOptions, BenchRow } from "./_report.ts";
 import { Bus, Store } from "../../runtime/mod.ts";
-import { GuestInstance, ModuleHost, parseManifest, validateModule } from "../../sandbox/mod.ts";
+import { GuestInstance, ModuleHost, validateModule } from "../../sandbox/mod.ts";
 import { SqliteKv } from "../../sandbox/kv.ts";
+import { manifestFor, pct, sh, wat2wasm } from "./_sandbox_common.ts";
+import { calibration } from "./_sandbox_calibration.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const enc = new TextEncoder();
 const SECTION = "sandbox";
-
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-}
-
-async function sh(cmd: string, args: string[], cwd?: string): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  }
-  return text;
-}
-
-function manifestFor(name: string, over: Record<string, unknown> = {}) {
-  return parseManifest({
-    name,
-    version: "1.0.0",
-    grants: { log: true, publish: ["#"], clock: true },
-    ...over,
-  });
-}
 
 /** A ~100 KB module: many functions with loops, generated as WAT. */
 function bigWat(functions: number): string {
@@ -62,12 +41,6 @@ function bigWat(functions: number): string {
     (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
     (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (call $f0 (local.get 3)))
     ${fns.join("\n")})`;
-}
-
-async function wat2wasm(dir: string, name: string, source: string): Promise<Uint8Array> {
-  await Deno.writeTextFile(`${dir}/${name}.wat`, source);
-  await sh("wat2wasm", [`${dir}/${name}.wat`, "-o", `${dir}/${name}.wasm`]);
-  return Deno.readFile(`${dir}/${name}.wasm`);
 }
 
 async function loadTime(dir: string, quick: boolean): Promise<BenchRow[]> {
@@ -697,6 +670,7 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
     ["kernel", () => kernel(dir, opts.quick)],
     ["kv", () => kvCall(dir, opts.quick)],
     ["runaway", () => runaway(dir, opts.quick)],
+    ["calibration", () => calibration(dir, opts.quick)],
   ];
   // EDGED_BENCH_SANDBOX_PARTS=runaway,kernel runs only those parts.
   const only = Deno.env.get("EDGED_BENCH_SANDBOX_PARTS")?.split(",");

@@ -184,6 +184,48 @@ Deno.test("outbox: survives a reopen; refuse-new and drop-oldest; age expiry", a
   }
 });
 
+Deno.test("outbox: a byte cap beside the message cap, counted from disk after a reopen; both policies", async () => {
+  const dropped: Record<string, number> = {};
+  const onDropped = (reason: string, n: number) => dropped[reason] = (dropped[reason] ?? 0) + n;
+  const kib = (tag: string) => enc(tag.padEnd(1024, "."));
+  // Each message is 1 KiB of payload plus a 1-byte topic: three fit in 3.1 KiB, four do not.
+  const cap = 3 * 1025 + 100;
+  const { dir, store, outbox } = await setup({ maxBytes: cap, onDropped });
+  for (let i = 0; i < 5; i++) outbox.add("t", kib(`m${i}`));
+  assert.equal(outbox.pendingBytes, 3 * 1025, "refused before the commit, not after");
+  outbox.flush();
+  assert.equal(outbox.pending, 3);
+  assert.equal(dropped.refused, 2);
+  // Acknowledged rows give their bytes back.
+  outbox.ackUpTo(outbox.readAfter(0, 1)[0].id);
+  assert.equal(outbox.pendingBytes, 2 * 1025);
+  assert.equal(outbox.add("t", kib("m5")), true);
+  // Larger than the whole cap: refused whatever the policy.
+  assert.equal(outbox.add("t", new Uint8Array(cap)), false);
+  assert.equal(dropped.refused, 3);
+  outbox.flush();
+  store.close();
+
+  const store2 = Store.open(dir);
+  try {
+    const reopened = new Outbox(store2, { maxBytes: cap, policy: "drop-oldest", onDropped });
+    assert.equal(reopened.pendingBytes, 3 * 1025, "bytes counted from the rows on disk");
+    reopened.add("t", kib("m6"));
+    reopened.add("t", kib("m7"));
+    reopened.flush();
+    assert.equal(dropped.full, 2);
+    assert.deepEqual(
+      reopened.readAfter(0, 10).map((r) => new TextDecoder().decode(r.payload).slice(0, 2)),
+      ["m5", "m6", "m7"],
+    );
+    assert.equal(reopened.pendingBytes, 3 * 1025);
+    assert.equal(reopened.expire(Date.now() + 1), 3);
+    assert.equal(reopened.pendingBytes, 0);
+  } finally {
+    store2.close();
+  }
+});
+
 Deno.test("backoffDelay: grows, is capped, keeps jitter in the upper half, rejects bad input", () => {
   const opts = { minMs: 100, maxMs: 1000 };
   assert.equal(backoffDelay(0, { ...opts, random: () => 0 }), 50);

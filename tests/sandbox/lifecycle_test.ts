@@ -34,7 +34,7 @@ Deno.test("swap under load: every message is handled exactly once, by the old or
         version: `${v}.0.0`,
         subscribe: ["in/#"],
         grants: { publish: ["out"] },
-        limits: { messages_per_second: 100_000 },
+        limits: { messages_per_second: 100_000, publish_messages_per_second: 100_000 },
       });
     const v1 = await tagged(1);
     const v2 = await tagged(2);

@@ -219,6 +219,7 @@ Deno.test("a Worker that dies fails its waiting calls with WorkerGoneError and i
     size: 1,
     kv,
     logRate: { perSecond: 10, burst: 10 },
+    threadShare: { moduleMsPerSecond: 50, workerMsPerSecond: 200 },
     onSink: () => {},
     onCrash: (lane) => crashes.push(lane),
     deadlineMs: () => 10_000,
