@@ -48,11 +48,27 @@ function payloadJson(bytes: Uint8Array): Record<string, unknown> {
   }
 }
 
+/**
+ * Payload bytes one answer of `POST …/messages` carries; the payloads past it
+ * are listed with their size only (`payload_omitted_bytes`), so a module that
+ * publishes megabytes cannot make the answer (escaped JSON: up to 6 × the
+ * bytes) a memory bomb.
+ */
+export const ANSWER_PAYLOAD_BYTES = 1024 * 1024;
+
 /** The JSON answer of a message delivery. */
 export function outcomeJson(out: CallOutcome): Record<string, unknown> {
+  let budget = ANSWER_PAYLOAD_BYTES;
   return {
     status: out.status,
-    published: out.published.map((p) => ({ topic: p.topic, ...payloadJson(p.payload) })),
+    published: out.published.map((p) => {
+      if (p.payload.length > budget) {
+        budget = 0;
+        return { topic: p.topic, payload_omitted_bytes: p.payload.length };
+      }
+      budget -= p.payload.length;
+      return { topic: p.topic, ...payloadJson(p.payload) };
+    }),
     logs: out.logs,
     fuel_used: out.fuelUsed,
     ...(out.error ? { error: { code: out.error.kind, message: out.error.message } } : {}),

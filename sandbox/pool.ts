@@ -19,9 +19,12 @@ import {
   CALL_INST,
   CALL_START,
   clockMs,
+  CTRL_WORDS,
   type FromWorker,
   type LogRate,
+  RPC_COST_US,
   RPC_DATA_OFFSET,
+  RPC_DISPATCH_US,
   RPC_INITIAL_BYTES,
   RPC_RESULT,
   RPC_SEQ,
@@ -113,7 +116,7 @@ export class WorkerPool {
     const sab = new SharedArrayBuffer(RPC_INITIAL_BYTES, {
       maxByteLength: RPC_DATA_OFFSET + CEILINGS.kvMaxValueBytes,
     });
-    const l: Lane = { worker, sab, ctrl: new Int32Array(sab, 0, 4), pending: new Map() };
+    const l: Lane = { worker, sab, ctrl: new Int32Array(sab, 0, CTRL_WORDS), pending: new Map() };
     worker.onmessage = (e: MessageEvent<FromWorker>) => this.#receive(l, e.data);
     worker.onerror = (e) => {
       e.preventDefault(); // a Worker's error must not take the runtime down
@@ -316,6 +319,7 @@ export class WorkerPool {
 
   /** Serves one synchronous call of a Worker, with the asking instance's own grants. */
   #answer(l: Lane, msg: RpcRequest): void {
+    const t0 = performance.now();
     let result: number;
     let data: Uint8Array | undefined;
     const info = this.#insts.get(msg.inst);
@@ -356,6 +360,9 @@ export class WorkerPool {
       if (result > 0) new Uint8Array(l.sab, RPC_DATA_OFFSET, data.length).set(data);
     }
     Atomics.store(l.ctrl, RPC_RESULT, result);
+    // What this cost here, for the module's share of this thread (see worker.ts).
+    const us = Math.ceil((performance.now() - t0) * 1000) + RPC_DISPATCH_US;
+    Atomics.store(l.ctrl, RPC_COST_US, us);
     Atomics.store(l.ctrl, RPC_SEQ, msg.seq);
     Atomics.notify(l.ctrl, RPC_SEQ);
   }

@@ -99,8 +99,10 @@ export type RpcRequest =
 /**
  * Shared buffer layout: Int32 words `[0]` the answered request's sequence
  * number, `[1]` the answer (a byte count, or a negative `EdgeError` code),
- * then the answer's bytes from {@link RPC_DATA_OFFSET}. The buffer grows (it
- * is a growable SharedArrayBuffer) when a kv value needs more room.
+ * `[2]` and `[3]` the call the Worker runs (for the wall-clock guard), `[4]`
+ * what serving the request cost the runtime's thread, then the answer's bytes
+ * from {@link RPC_DATA_OFFSET}. The buffer grows (it is a growable
+ * SharedArrayBuffer) when a kv value needs more room.
  */
 export const RPC_SEQ = 0;
 /** Index of the answer word. */
@@ -123,8 +125,17 @@ export const CALL_START = 3;
 export function clockMs(epoch: number): number {
   return (performance.timeOrigin + performance.now() - epoch) | 0;
 }
+/**
+ * Index of the word holding what serving the answered request cost the
+ * runtime's thread, in microseconds ({@link RPC_DISPATCH_US} included).
+ */
+export const RPC_COST_US = 4;
+/** Int32 words of the control area. */
+export const CTRL_WORDS = 8;
 /** Where the answer's bytes start. */
-export const RPC_DATA_OFFSET = 16;
+export const RPC_DATA_OFFSET = CTRL_WORDS * 4;
+/** What receiving and dispatching one request's message costs the runtime's thread (µs). */
+export const RPC_DISPATCH_US = 10;
 /** Initial size of the shared buffer. */
 export const RPC_INITIAL_BYTES = RPC_DATA_OFFSET + 65536;
 /** How long a Worker waits for an answer before it reports an I/O error to the guest. */

@@ -15,6 +15,7 @@ import { GuestInstance, ModuleHost, validateModule } from "../../sandbox/mod.ts"
 import { SqliteKv } from "../../sandbox/kv.ts";
 import { manifestFor, pct, sh, wat2wasm } from "./_sandbox_common.ts";
 import { calibration } from "./_sandbox_calibration.ts";
+import { hostile } from "./_sandbox_hostile.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const enc = new TextEncoder();
@@ -671,6 +672,7 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
     ["kv", () => kvCall(dir, opts.quick)],
     ["runaway", () => runaway(dir, opts.quick)],
     ["calibration", () => calibration(dir, opts.quick)],
+    ["hostile neighbours", () => hostile(dir, opts.quick)],
   ];
   // EDGED_BENCH_SANDBOX_PARTS=runaway,kernel runs only those parts.
   const only = Deno.env.get("EDGED_BENCH_SANDBOX_PARTS")?.split(",");

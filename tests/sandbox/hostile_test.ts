@@ -8,24 +8,13 @@ import assert from "node:assert/strict";
 import { createApp, Metrics } from "../../runtime/mod.ts";
 import { type CallOutcome, modulesApi } from "../../sandbox/mod.ts";
 import { enc, type Env, env, manifest, module, until, wat } from "./_helpers.ts";
+import { HOSTILES } from "./_hostile_modules.ts";
 
 const DEFAULT_FUEL = 10_000_000;
 
 /** A neighbour that answers 7 to every message. */
 const SEVEN =
   `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (i32.const 7))`;
-
-/** Loops `body` forever inside edge_on_message. */
-const forever = (body: string, locals = "") =>
-  `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) ${locals}
-    (loop $l ${body} (br $l)) (i32.const 0))`;
-
-/** A 16 MiB memory of its own (the manifest default), for the bulk-memory attackers. */
-const BIG_MEMORY = (body: string, imports = "") =>
-  wat(`(module ${imports}
-    (memory (export "memory") 256 256)
-    (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
-    ${body})`);
 
 /**
  * Installs `bytes` as `hostile` beside the neighbour (one Worker for both),
@@ -35,14 +24,13 @@ const BIG_MEMORY = (body: string, imports = "") =>
 async function attack(
   e: Env,
   bytes: Uint8Array,
-  over: Record<string, unknown> = {},
+  over: { grants?: Record<string, unknown>; limits?: Record<string, unknown> } = {},
 ): Promise<CallOutcome> {
   await e.host.install(manifest("neighbour"), await module(SEVEN));
-  const { limits, ...rest } = over as { limits?: Record<string, unknown> };
   await e.host.install(
     manifest("hostile", {
-      ...rest,
-      limits: { fuel_per_message: DEFAULT_FUEL, memory_bytes: 16 << 20, ...limits },
+      grants: over.grants,
+      limits: { fuel_per_message: DEFAULT_FUEL, memory_bytes: 16 << 20, ...over.limits },
     }),
     bytes,
   );
@@ -53,164 +41,62 @@ async function attack(
   return out;
 }
 
-/** The outcome is a fuel fault naming `where`, charged the whole budget; the module moved away. */
-async function stoppedByFuel(e: Env, out: CallOutcome, where: RegExp): Promise<void> {
-  assert.equal(out.status, null);
-  assert.equal(out.error?.kind, "fuel", JSON.stringify(out.error));
-  assert.match(out.error!.message, where);
-  assert.equal(out.fuelUsed, DEFAULT_FUEL);
-  // The runaway goes on in the probation Worker (index `workers`), away from the neighbour.
-  await until(() => e.host.status("hostile").worker === 1);
-  assert.equal(e.host.status("neighbour").errors, 0);
-}
+/** Where each runaway of the catalogue runs out of fuel: its own code, or a host function. */
+const STOPPED_IN: Record<string, RegExp> = {
+  "fill": /^fuel exhausted: /,
+  "copy": /^fuel exhausted: /,
+  "table.fill": /^fuel exhausted: /,
+  "random_get": /^fuel exhausted in random_get: /,
+  "kv_set": /^fuel exhausted in kv_set: /,
+  "sensor_read": /^fuel exhausted in sensor_read: /,
+  "log": /^fuel exhausted in log: /,
+};
 
-Deno.test("hostile: a loop of memory.fill over 16 MiB runs out of fuel", async () => {
-  const e = await env({ workers: 1 });
-  try {
-    const bytes = await BIG_MEMORY(
-      forever("(memory.fill (i32.const 0) (i32.const 1) (i32.const 16777216))"),
-    );
-    await stoppedByFuel(e, await attack(e, bytes), /^fuel exhausted/);
-  } finally {
-    await e.dispose();
-  }
-});
-
-Deno.test("hostile: a loop of memory.copy of 8 MiB runs out of fuel", async () => {
-  const e = await env({ workers: 1 });
-  try {
-    const bytes = await BIG_MEMORY(
-      forever("(memory.copy (i32.const 0) (i32.const 8388608) (i32.const 8388608))"),
-    );
-    await stoppedByFuel(e, await attack(e, bytes), /^fuel exhausted/);
-  } finally {
-    await e.dispose();
-  }
-});
-
-Deno.test("hostile: a loop of table.fill over 100,000 entries runs out of fuel", async () => {
-  const e = await env({ workers: 1 });
-  try {
-    const bytes = await BIG_MEMORY(
-      `(table 100000 funcref)
-      ${forever("(table.fill 0 (i32.const 0) (ref.null func) (i32.const 100000))")}`,
-    );
-    await stoppedByFuel(e, await attack(e, bytes), /^fuel exhausted/);
-  } finally {
-    await e.dispose();
-  }
-});
-
-Deno.test("hostile: a loop of WASI random_get of 16 MiB runs out of fuel inside the host call", async () => {
-  const e = await env({ workers: 1 });
-  try {
-    const bytes = await BIG_MEMORY(
-      forever("(drop (call $random (i32.const 0) (i32.const 16777216)))"),
-      `(import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))`,
-    );
-    const out = await attack(e, bytes, { grants: { wasi: true } });
-    await stoppedByFuel(e, out, /^fuel exhausted in random_get/);
-  } finally {
-    await e.dispose();
-  }
-});
-
-Deno.test("hostile: a loop of kv_set runs out of fuel; the writes it made are bounded by it", async () => {
-  const e = await env({ workers: 1 });
-  try {
-    // Each kv_set writes a new 4-byte key (the loop counter) with a 4-byte value.
-    const bytes = await module(
-      forever(
-        `(i32.store (i32.const 0) (local.get 4))
-         (drop (call $set (i32.const 0) (i32.const 4) (i32.const 0) (i32.const 4)))
-         (local.set 4 (i32.add (local.get 4) (i32.const 1)))`,
-        "(local i32)",
-      ),
-      `(import "edge" "kv_set" (func $set (param i32 i32 i32 i32) (result i32)))`,
-    );
-    const out = await attack(e, bytes, { grants: { kv: { max_bytes: 1 << 20 } } });
-    await stoppedByFuel(e, out, /^fuel exhausted in kv_set/);
-    // The call faulted, but each kv_set it made before is durable: no more than its fuel paid for.
-    const writes = e.host.status("hostile").kv_bytes / 8;
-    assert.ok(writes >= 1 && writes <= DEFAULT_FUEL / 50_000, `${writes} writes`);
-  } finally {
-    await e.dispose();
-  }
-});
-
-Deno.test("hostile: a loop of sensor_read runs out of fuel", async () => {
-  const e = await env({ workers: 1 });
-  const dir = await Deno.makeTempDir({ prefix: "edged-sensor-" });
-  try {
-    const path = `${dir}/temp1_input`;
-    await Deno.writeTextFile(path, "42000\n");
-    const bytes = await module(
-      `${
-        forever(`(drop (call $read (i32.const 0) (i32.const ${path.length})
-        (i32.const 2048) (i32.const 64)))`)
+for (const h of HOSTILES.filter((h) => STOPPED_IN[h.name])) {
+  Deno.test(`hostile: ${h.what} runs out of fuel; its neighbour keeps answering`, async () => {
+    const e = await env({ workers: 1, logLinesPerSecond: 1 });
+    const dir = await Deno.makeTempDir({ prefix: "edged-sensor-" });
+    try {
+      const ctx = { sensorPath: `${dir}/temp1_input` };
+      await Deno.writeTextFile(ctx.sensorPath, "42000\n");
+      const out = await attack(e, await wat(h.wat(ctx)), h.manifest(ctx));
+      assert.equal(out.status, null);
+      assert.equal(out.error?.kind, "fuel", JSON.stringify(out.error));
+      assert.match(out.error!.message, STOPPED_IN[h.name]);
+      assert.equal(out.fuelUsed, DEFAULT_FUEL);
+      // The runaway goes on in the probation Worker (index `workers`), away from the neighbour.
+      await until(() => e.host.status("hostile").worker === 1);
+      assert.equal(e.host.status("neighbour").errors, 0);
+      const s = e.host.status("hostile");
+      if (h.name === "kv_set") {
+        // The writes it made before its fuel ran out are bounded by that fuel.
+        const writes = s.kv_bytes / 8;
+        assert.ok(writes >= 1 && writes <= DEFAULT_FUEL / 50_000, `${writes} writes`);
       }
-       (data (i32.const 0) "${path}")`,
-      `(import "edge" "sensor_read" (func $read (param i32 i32 i32 i32) (result i32)))`,
-    );
-    const out = await attack(e, bytes, { grants: { sensor: [path] } });
-    await stoppedByFuel(e, out, /^fuel exhausted in sensor_read/);
-  } finally {
-    await e.dispose();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("hostile: a log flood runs out of fuel; the answer keeps at most 100 lines and 64 KiB", async () => {
-  const e = await env({ workers: 1, logLinesPerSecond: 1 });
-  try {
-    const bytes = await module(
-      forever("(call $log (i32.const 1) (i32.const 0) (i32.const 1024))"),
-      `(import "edge" "log" (func $log (param i32 i32 i32)))`,
-    );
-    const out = await attack(e, bytes);
-    await stoppedByFuel(e, out, /^fuel exhausted in log/);
-    assert.ok(out.logs.length <= 100, `${out.logs.length} lines`);
-    assert.ok(out.logs.reduce((n, l) => n + l.message.length, 0) <= 64 * 1024);
-    // The device log took its burst (5 at 1 line/s), the rest was counted as dropped.
-    assert.ok(e.host.status("hostile").logs_dropped > 1000);
-  } finally {
-    await e.dispose();
-  }
-});
-
-/** Publishes the whole 16 MiB memory `n` times to uplink/big, returning how many were refused. */
-const PUBLISHER = `
-  (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (local $i i32) (local $quota i32)
-    (loop $l
-      (if (i32.eq (call $publish (i32.const 0) (i32.const 10) (i32.const 0) (i32.const 16777216))
-            (i32.const -5))
-        (then (local.set $quota (i32.add (local.get $quota) (i32.const 1)))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $l (i32.lt_u (local.get $i) (i32.const 69))))
-    (local.get $quota))
-  (data (i32.const 0) "uplink/big")`;
+      if (h.name === "log") {
+        assert.ok(out.logs.length <= 100, `${out.logs.length} lines`);
+        assert.ok(out.logs.reduce((n, l) => n + l.message.length, 0) <= 64 * 1024);
+        // The device log took its burst (5 at 1 line/s), the rest was counted as dropped.
+        assert.ok(s.logs_dropped > 1000, `${s.logs_dropped} dropped`);
+      }
+    } finally {
+      await e.dispose();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
 
 Deno.test("hostile: publishing 16 MiB 69 times per message gets QUOTA past its per-call bytes; the API answers 200 and RSS stays bounded", async () => {
   const e = await env({ workers: 1 });
   try {
-    const bytes = await wat(`(module
-      (import "edge" "publish" (func $publish (param i32 i32 i32 i32) (result i32)))
-      (memory (export "memory") 272 272)
-      (func (export "edge_alloc") (param i32) (result i32) (i32.const 16777216))
-      ${PUBLISHER})`);
-    const over = {
-      grants: { publish: ["uplink/#"] },
-      limits: {
-        memory_bytes: 17 << 20,
-        max_payload_bytes: 16 << 20,
-        fuel_per_message: 1_000_000_000,
-      },
-    };
+    const h = HOSTILES.find((h) => h.name === "publish 16 MiB")!;
+    const ctx = { sensorPath: "/nonexistent" };
+    const bytes = await wat(h.wat(ctx));
+    const over = h.manifest(ctx);
     const out = await attack(e, bytes, over);
-    // One 16 MiB publish fits the call (publish_bytes_per_call defaults to max_payload_bytes);
-    // the other 68 get QUOTA (-5) inside the module, which returns how many it got.
+    // One 16 MiB publish fits the call (publish_bytes_per_call defaults to max_payload_bytes
+    // and 4 KiB of topic); the other 68 get QUOTA (-5) inside the module.
     assert.equal(out.error, undefined);
-    assert.equal(out.status, 68);
     assert.equal(out.published.length, 1);
     // And the per-second byte rate (1 MiB/s, a burst of one call's bytes) refuses the next call's.
     const api = createApp({
@@ -229,8 +115,8 @@ Deno.test("hostile: publishing 16 MiB 69 times per message gets QUOTA past its p
       });
       assert.equal(res.status, 200);
       const body = await res.json();
-      assert.equal(body.status, 69, "every publish refused with QUOTA");
-      assert.deepEqual(body.published, []);
+      assert.equal(body.status, 0);
+      assert.deepEqual(body.published, [], "every publish refused with QUOTA: no bytes left");
     }
     const grewMiB = (Deno.memoryUsage().rss - rss0) / (1 << 20);
     assert.ok(grewMiB < 256, `RSS grew ${grewMiB.toFixed(0)} MiB over 10 messages`);
