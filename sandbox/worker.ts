@@ -116,8 +116,14 @@ const BATCH_PUBLISHED_BYTES = 32 << 20;
 
 /** Values up to this size are kept in {@link kvCache}. */
 const KV_CACHE_VALUE_BYTES = 4096;
-/** Bytes of keys and values {@link kvCache} holds in this Worker before it starts over. */
+/** Bytes {@link kvCache} holds in this Worker before it starts over (see {@link KV_ENTRY_BYTES}). */
 const KV_CACHE_BYTES = 8 << 20;
+/**
+ * What an entry costs beside its key and value: the Map slot, the string and
+ * the array's headers. Counted, so a module asking for millions of distinct
+ * missing keys (each cached as `null`) cannot grow the cache past its bound.
+ */
+const KV_ENTRY_BYTES = 96;
 
 /**
  * Read cache of kv entries, per module: a kv_get round trip to the runtime's
@@ -140,7 +146,7 @@ function cacheKey(key: Uint8Array): string {
 
 function cachePut(module: string, k: string, value: Uint8Array | null): void {
   let entries = kvCache.get(module);
-  const size = k.length + (value?.length ?? 0);
+  const size = KV_ENTRY_BYTES + k.length + (value?.length ?? 0);
   if (value && value.length > KV_CACHE_VALUE_BYTES) {
     entries?.delete(k);
     return;

@@ -449,6 +449,12 @@ function registerMetrics(
     },
   );
   metrics.gauge(
+    "edged_mqtt_outbox_bytes",
+    "Bytes (topics plus payloads) of the module messages waiting in the outbox (capped by mqtt.outbox_max_bytes).",
+    [],
+    (set) => set(s.outbox.pendingBytes),
+  );
+  metrics.gauge(
     "edged_mqtt_outbox_oldest_age_seconds",
     "Age of the oldest message waiting for uplink (0 when none).",
     [],

@@ -19,7 +19,10 @@ export const EdgeError = {
   NOT_FOUND: -3,
   /** The output buffer is too small, or the input too large. */
   TOO_BIG: -4,
-  /** A quota is used up (kv bytes, what one call or one second may publish). */
+  /**
+   * A quota is used up: kv bytes, what one call or one second may publish, or
+   * the module's share of the runtime's thread (kv and sensor calls).
+   */
   QUOTA: -5,
   /** Malformed input: invalid UTF-8, invalid topic or path. */
   INVALID: -6,
@@ -111,7 +114,7 @@ export class PublishRate {
   take(bytes: number): boolean {
     if (!this.#bytes.take(bytes)) return false;
     if (this.#messages.take()) return true;
-    this.#bytes.take(-bytes); // give the bytes back
+    this.#bytes.spend(-bytes); // give the bytes back
     return false;
   }
 }

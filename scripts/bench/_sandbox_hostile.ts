@@ -18,8 +18,8 @@
  * `near`), each neighbour's p99, ingest p99, RSS growth (peak during the run
  * over the RSS before it), data-directory growth, 5xx answers, and whether the
  * process is still up. Each hostile run is paired with an idle run just
- * before it (the machine is shared: its load drifts over minutes), and each
- * row's anchor is that idle run.
+ * before it (the machine is shared: its load drifts over minutes); a full run
+ * repeats the pair three times and reports medians.
  *
  * @module
  */
@@ -194,7 +194,26 @@ async function measure(dir: string, h: Hostile, seconds: number): Promise<Measur
   }
 }
 
-/** The hostile-neighbours rows: per hostile module, each measure beside the idle baseline. */
+/** Each number the median over `ms`; counts summed, `alive` only if always. */
+function median(ms: Measure[]): Measure {
+  const mid = (k: keyof Measure) => pct(ms.map((m) => m[k] as number), 50);
+  return {
+    callMs: mid("callMs"),
+    callOutcome: [...new Set(ms.map((m) => m.callOutcome))].join(", "),
+    nearP99: mid("nearP99"),
+    farP99: mid("farP99"),
+    ingestP99: mid("ingestP99"),
+    rssGrowMiB: mid("rssGrowMiB"),
+    dataGrowMiB: mid("dataGrowMiB"),
+    fiveXX: ms.reduce((n, m) => n + m.fiveXX, 0),
+    alive: ms.every((m) => m.alive),
+  };
+}
+
+/**
+ * The hostile-neighbours rows: per hostile module, each measure beside the
+ * idle baseline; in full runs the median of 3 pairs of runs (idle, hostile).
+ */
 export async function hostile(dir: string, quick: boolean): Promise<BenchRow[]> {
   const seconds = quick ? 3 : 10;
   const only = Deno.env.get("EDGED_BENCH_HOSTILE")?.split(",");
@@ -202,12 +221,19 @@ export async function hostile(dir: string, quick: boolean): Promise<BenchRow[]> 
   for (const name of Object.keys(Deno.env.toObject())) {
     if (name.startsWith("EDGED_BENCH_")) Deno.env.delete(name);
   }
+  const rounds = quick ? 1 : 3;
   const rows: BenchRow[] = [];
   const budgetMs = callDeadlineMs(10_000_000);
   for (const h of HOSTILES) {
     if (only && !only.includes(h.name)) continue;
-    const idle = await measure(dir, IDLE, seconds);
-    const m = await measure(dir, h, seconds);
+    const idles: Measure[] = [];
+    const runs: Measure[] = [];
+    for (let i = 0; i < rounds; i++) {
+      idles.push(await measure(dir, IDLE, seconds));
+      runs.push(await measure(dir, h, seconds));
+    }
+    const idle = median(idles);
+    const m = median(runs);
     const r = (
       metric: string,
       edged: number,
