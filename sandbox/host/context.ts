@@ -74,6 +74,12 @@ export class TokenBucket {
     return true;
   }
 
+  /** True when `n` tokens could be taken now (takes none). */
+  has(n: number): boolean {
+    this.#refill();
+    return this.#tokens >= n;
+  }
+
   /** True while some tokens are left (after {@link TokenBucket.spend} there may be a debt). */
   available(): boolean {
     this.#refill();
@@ -208,6 +214,22 @@ export class ModuleContext {
     // A view that is not detached spans the whole current memory: growth always detaches.
     if (p + n > u8.length) return null;
     return u8.subarray(p, p + n);
+  }
+
+  /**
+   * False when a line logged now would be neither kept for the call's answer
+   * nor sent on (it would only be counted as dropped): then a host function
+   * may count it with {@link ModuleContext.dropLog} without decoding it.
+   */
+  wantsLog(): boolean {
+    const call = this.call;
+    return (call.logs.length < MAX_LOGS_PER_CALL && call.logBytes < MAX_LOG_BYTES_PER_CALL) ||
+      this.logBucket.has(1);
+  }
+
+  /** Counts a line that was not even decoded (see {@link ModuleContext.wantsLog}). */
+  dropLog(): void {
+    this.logsDropped++;
   }
 
   /** Records a log line: kept for the call's answer and sent on if the rate limit allows. */

@@ -213,6 +213,10 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
       const n = all.length;
       // What is read is at most MAX_LOG_BYTES: a longer line costs no more.
       ctx.charge(cost, Math.min(n, MAX_LOG_BYTES), "log");
+      if (!ctx.wantsLog()) {
+        ctx.dropLog(); // a flood past every limit: counted, not even decoded
+        return;
+      }
       const text = utf8Lossy.decode(all.subarray(0, MAX_LOG_BYTES)) +
         (n > MAX_LOG_BYTES ? ` [truncated from ${n} bytes]` : "");
       ctx.log(Math.max(0, Math.min(3, level | 0)), text);

@@ -53,6 +53,8 @@ interface Measure {
   nearP99: number;
   farP99: number;
   ingestP99: number;
+  /** CPU the runtime's thread (the one serving ingest) spent per second of load (ms). */
+  mainCpuMsPerS: number;
   rssGrowMiB: number;
   dataGrowMiB: number;
   fiveXX: number;
@@ -62,6 +64,13 @@ interface Measure {
 function rssKiB(pid: number, key: "VmRSS" | "VmHWM"): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   return Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
+}
+
+/** CPU time of thread `tid` of process `pid`, in ms (utime + stime, 100 ticks a second). */
+function threadCpuMs(pid: number, tid = pid): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/task/${tid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) * 10;
 }
 
 async function duBytes(dir: string): Promise<number> {
@@ -161,7 +170,9 @@ async function measure(dir: string, h: Hostile, seconds: number): Promise<Measur
     const callOutcome = first.status >= 300
       ? `HTTP ${first.status}`
       : answer.error?.code ?? `status ${answer.status}`;
-    const endAt = performance.now() + seconds * 1000;
+    const cpu0 = threadCpuMs(edged.child.pid);
+    const loadStart = performance.now();
+    const endAt = loadStart + seconds * 1000;
     const [ingest, n, f] = await Promise.all([
       schedule(
         5,
@@ -171,6 +182,8 @@ async function measure(dir: string, h: Hostile, seconds: number): Promise<Measur
       schedule(20, endAt, (i) => post("/api/v1/modules/near/messages", { topic: "t", payload: i })),
       schedule(20, endAt, (i) => post("/api/v1/modules/far/messages", { topic: "t", payload: i })),
     ]);
+    const mainCpuMsPerS = (threadCpuMs(edged.child.pid) - cpu0) /
+      ((performance.now() - loadStart) / 1000);
     await new Promise((r) => setTimeout(r, 300));
     const alive = await edged.api("/healthz").then(async (r) => {
       await r.body?.cancel();
@@ -182,6 +195,7 @@ async function measure(dir: string, h: Hostile, seconds: number): Promise<Measur
       nearP99: pct(n.lat, 99),
       farP99: pct(f.lat, 99),
       ingestP99: pct(ingest.lat, 99),
+      mainCpuMsPerS,
       rssGrowMiB: (rssKiB(edged.child.pid, "VmHWM") - rss0) / 1024,
       dataGrowMiB: ((await duBytes(edged.dataDir)) - data0) / (1 << 20),
       fiveXX: ingest.fiveXX + n.fiveXX + f.fiveXX + (first.status >= 500 ? 1 : 0),
@@ -203,6 +217,7 @@ function median(ms: Measure[]): Measure {
     nearP99: mid("nearP99"),
     farP99: mid("farP99"),
     ingestP99: mid("ingestP99"),
+    mainCpuMsPerS: mid("mainCpuMsPerS"),
     rssGrowMiB: mid("rssGrowMiB"),
     dataGrowMiB: mid("dataGrowMiB"),
     fiveXX: ms.reduce((n, m) => n + m.fiveXX, 0),
@@ -268,6 +283,14 @@ export async function hostile(dir: string, quick: boolean): Promise<BenchRow[]> 
         idle.ingestP99,
         "ms",
         "<= 2× idle",
+      ),
+      r(
+        "CPU of the runtime's thread (it serves ingest)",
+        m.mainCpuMsPerS,
+        idle.mainCpuMsPerS,
+        "ms/s",
+        "",
+        "per second of load; robust where p99 is not: other jobs on the VM do not add to it",
       ),
       r(
         "RSS growth (peak over before)",
