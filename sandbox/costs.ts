@@ -66,7 +66,7 @@ export const BULK_COSTS: Readonly<Record<number, Cost>> = {
  */
 export const HOST_COSTS: Readonly<Record<string, Cost>> = {
   "edge.log": { base: 1_000, perByte: 1 },
-  "edge.publish": { base: 2_000, perByte: 4 },
+  "edge.publish": { base: 4_000, perByte: 4 },
   /** A round trip to the runtime's thread, which resolves, checks and reads the file. */
   "edge.sensor_read": { base: 150_000, perByte: 2 },
   /** Answered by the Worker's kv cache. */
@@ -78,7 +78,7 @@ export const HOST_COSTS: Readonly<Record<string, Cost>> = {
   "edge.now_ms": { base: 250, perByte: 0 },
   "wasi_snapshot_preview1.fd_write": { base: 4_000, perByte: 2 },
   "wasi_snapshot_preview1.random_get": { base: 1_500, perByte: 2 },
-  "wasi_snapshot_preview1.clock_time_get": { base: 300, perByte: 0 },
+  "wasi_snapshot_preview1.clock_time_get": { base: 500, perByte: 0 },
 };
 
 /** What a host function without a row of its own costs per call. */
