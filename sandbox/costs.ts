@@ -42,19 +42,19 @@ export interface Cost {
 export const BULK_COSTS: Readonly<Record<number, Cost>> = {
   /** memory.init: a call into the runtime (~80 ns), then a copy from the data segment. */
   [FC.memoryInit]: { base: 100, perByte: 1 / 16 },
-  /** memory.copy: ~0.016 ns/B over a megabyte, more for short copies. */
-  [FC.memoryCopy]: { base: 0, perByte: 1 / 16 },
+  /** memory.copy: 0.02-0.07 ns/B over a megabyte. */
+  [FC.memoryCopy]: { base: 0, perByte: 1 / 8 },
   /**
-   * memory.fill: ~0.017 ns/B over a megabyte. The first touch of a fresh page
+   * memory.fill: 0.02-0.04 ns/B over a megabyte. The first touch of a fresh page
    * costs ~0.7 ns/B more, by any instruction; it is paid once per instance and
    * bounded by `limits.memory_bytes` (see README.md).
    */
   [FC.memoryFill]: { base: 0, perByte: 1 / 16 },
-  /** table.init: a call into the runtime (~1 µs), then each entry with a write barrier. */
-  [FC.tableInit]: { base: 1_000, perByte: 40 },
-  /** table.copy: ~19 ns per entry. */
+  /** table.init: a call into the runtime (~1-2 µs), then each entry with a write barrier. */
+  [FC.tableInit]: { base: 2_000, perByte: 40 },
+  /** table.copy: 8-19 ns per entry. */
   [FC.tableCopy]: { base: 1_000, perByte: 40 },
-  /** table.fill: ~15 ns per entry. */
+  /** table.fill: 8-30 ns per entry. */
   [FC.tableFill]: { base: 1_000, perByte: 40 },
 };
 
@@ -66,9 +66,9 @@ export const BULK_COSTS: Readonly<Record<number, Cost>> = {
  */
 export const HOST_COSTS: Readonly<Record<string, Cost>> = {
   "edge.log": { base: 1_000, perByte: 1 },
-  "edge.publish": { base: 4_000, perByte: 4 },
+  "edge.publish": { base: 5_000, perByte: 4 },
   /** A round trip to the runtime's thread, which resolves, checks and reads the file. */
-  "edge.sensor_read": { base: 150_000, perByte: 2 },
+  "edge.sensor_read": { base: 200_000, perByte: 2 },
   /** Answered by the Worker's kv cache. */
   "edge.kv_get": { base: 1_000, perByte: 1 },
   /** Charged on top of `edge.kv_get` when the cache cannot answer: a round trip. */
@@ -76,9 +76,9 @@ export const HOST_COSTS: Readonly<Record<string, Cost>> = {
   /** A round trip to the runtime's thread and a SQLite write. */
   "edge.kv_set": { base: 50_000, perByte: 2 },
   "edge.now_ms": { base: 250, perByte: 0 },
-  "wasi_snapshot_preview1.fd_write": { base: 4_000, perByte: 2 },
-  "wasi_snapshot_preview1.random_get": { base: 1_500, perByte: 2 },
-  "wasi_snapshot_preview1.clock_time_get": { base: 500, perByte: 0 },
+  "wasi_snapshot_preview1.fd_write": { base: 6_000, perByte: 3 },
+  "wasi_snapshot_preview1.random_get": { base: 2_500, perByte: 2 },
+  "wasi_snapshot_preview1.clock_time_get": { base: 700, perByte: 0 },
 };
 
 /** What a host function without a row of its own costs per call. */

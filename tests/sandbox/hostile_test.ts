@@ -9,6 +9,7 @@ import { createApp, Metrics } from "../../runtime/mod.ts";
 import { type CallOutcome, modulesApi } from "../../sandbox/mod.ts";
 import { enc, type Env, env, manifest, module, until, wat } from "./_helpers.ts";
 import { HOSTILES } from "./_hostile_modules.ts";
+import { hostCost } from "../../sandbox/costs.ts";
 
 const DEFAULT_FUEL = 10_000_000;
 
@@ -71,7 +72,8 @@ for (const h of HOSTILES.filter((h) => STOPPED_IN[h.name])) {
       if (h.name === "kv_set") {
         // The writes it made before its fuel ran out are bounded by that fuel.
         const writes = s.kv_bytes / 8;
-        assert.ok(writes >= 1 && writes <= DEFAULT_FUEL / 50_000, `${writes} writes`);
+        const perWrite = hostCost("edge.kv_set").base;
+        assert.ok(writes >= 1 && writes <= DEFAULT_FUEL / perWrite, `${writes} writes`);
       }
       if (h.name === "log") {
         assert.ok(out.logs.length <= 100, `${out.logs.length} lines`);
