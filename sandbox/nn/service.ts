@@ -15,6 +15,7 @@
 import { join } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import { sha256Hex } from "../../lib/mod.ts";
+import { NS_PER_FUEL } from "../costs.ts";
 import { CHANNEL_INITIAL_BYTES, DATA_OFFSET } from "./channel.ts";
 import { EngineError, MIN_ENGINE_MEMORY_BYTES, NnEngine } from "./engine.ts";
 import { ModelInvalidError, ModelNotFoundError } from "./errors.ts";
@@ -52,7 +53,7 @@ export interface NnServiceOptions {
   memoryBytes?: number;
   /** Longest one `compute` may keep a guest waiting. @default 1000 */
   deadlineMs?: number;
-  /** Fuel charged per millisecond of engine time. @default 1000000 */
+  /** Fuel charged per millisecond of engine time. @default 1000000 (the unit of `costs.ts`) */
   fuelPerMs?: number;
   /** Element limit of a model's tensors unless its install sets one. @default 1048576 */
   maxElements?: number;
@@ -102,7 +103,7 @@ export class NnService implements NnPoolLink {
     this.#o = {
       memoryBytes: 256 * 1024 * 1024,
       deadlineMs: 1000,
-      fuelPerMs: 1_000_000,
+      fuelPerMs: 1e6 / NS_PER_FUEL,
       maxElements: 1024 * 1024,
       maxModelBytes: 128 * 1024 * 1024,
       idleStopMs: 60_000,

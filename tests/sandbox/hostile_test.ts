@@ -107,6 +107,7 @@ Deno.test("hostile: publishing 16 MiB 69 times per message gets QUOTA past its p
       notReady: () => [],
       routes: [{ path: "/api/v1/modules", app: modulesApi(e.host) }],
       dashboard: () => new Response(""),
+      bodyLimitBytes: 1024 * 1024,
     });
     const rss0 = Deno.memoryUsage().rss;
     for (let i = 0; i < 10; i++) {
