@@ -386,13 +386,15 @@ for (const framing of ["tcp", "rtu+tcp"] as const) {
     try {
       await server.set("holding", 0, [111]);
       await server.set("holding", 10, [222]);
-      // A answers after its timeout (100 ms); B answers slowly but in time, so
-      // A's late answer arrives while B's request waits, unless guarded.
-      await server.fault("holding", 0, 0, 150);
+      // A answers just after its timeout (300 ms); B answers slowly but in time,
+      // so A's late answer arrives while B's request waits, unless guarded. RTU
+      // has no transaction id: the guard holds the line for one more timeout,
+      // so the margin (270 ms) must cover a loaded machine's scheduling delays.
+      await server.fault("holding", 0, 0, 330);
       await server.fault("holding", 10, 0, 60);
       const adapter = modbusAdapter({
         url: server.url,
-        timeout_ms: 100,
+        timeout_ms: 300,
         points: [{ metric: "a", address: 0 }, { metric: "b", address: 10 }],
       });
       await adapter.start(sink);
@@ -400,6 +402,7 @@ for (const framing of ["tcp", "rtu+tcp"] as const) {
         await until(
           "ten readings of b",
           () => sink.got.filter((r) => r.metric === "b").length >= 10,
+          30_000,
         );
         const b = sink.got.filter((r) => r.metric === "b").map((r) => r.value);
         assert.deepEqual([...new Set(b)], [222], "b only ever reads its own register");
