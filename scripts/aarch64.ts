@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { Command, parseCli } from "./_cli.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 /** Where Debian's libc6-arm64-cross puts the arm64 loader and libraries. */
@@ -193,6 +194,13 @@ export async function smokeTest(timeoutS = 180): Promise<SmokeResult> {
 }
 
 if (import.meta.main) {
+  const program = new Command("aarch64")
+    .description(
+      "Run edged with the arm64 Deno (npm @deno/linux-arm64-glibc) under qemu-aarch64 and " +
+        "check /healthz, an ingest and a module. Needs qemu-user and libc6-arm64-cross.",
+    );
+  const stop = parseCli(program, Deno.args);
+  if (stop !== null) Deno.exit(stop);
   const r = await smokeTest();
   console.log(
     `aarch64 (qemu): arch=${r.arch} healthz=${r.healthz} ingest=${r.ingest} module alerts=${

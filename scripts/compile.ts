@@ -14,6 +14,7 @@
  * @module
  */
 import { sha256File } from "../lib/mod.ts";
+import { Command, parseCli } from "./_cli.ts";
 import { runFlags, TARGETS } from "./_flags.ts";
 import { EMBED_DIR, npmCacheDist, ORT_FILES } from "../sandbox/nn/mod.ts";
 
@@ -108,16 +109,22 @@ export async function compileTarget(target: string, outDir: string): Promise<str
 }
 
 if (import.meta.main) {
-  const targets: string[] = [];
-  let outDir = `${ROOT}dist`;
-  for (let i = 0; i < Deno.args.length; i++) {
-    if (Deno.args[i] === "--target") targets.push(Deno.args[++i]);
-    else if (Deno.args[i] === "--out") outDir = Deno.args[++i];
-    else {
-      console.error(`usage: deno task compile [--target TRIPLE]... [--out DIR]`);
-      Deno.exit(2);
-    }
-  }
+  const program = new Command("compile")
+    .description(
+      "Cross-build dist/edged-<triple> with deno compile, plus SHA256SUMS. Needs Deno's runtime " +
+        "(denort) per target: downloaded from Deno's host, or DENORT_BIN / DENORT_BIN_X86_64 / " +
+        "DENORT_BIN_AARCH64. Never writes a stand-in binary.",
+    )
+    .option(
+      "--target <triple>",
+      `a target to build, repeatable (default: ${TARGETS.join(", ")})`,
+      (v: string, all: string[]) => [...all, v],
+      [] as string[],
+    )
+    .option("--out <dir>", "output directory", `${ROOT}dist`);
+  const stop = parseCli(program, Deno.args);
+  if (stop !== null) Deno.exit(stop);
+  const { target: targets, out: outDir } = program.opts<{ target: string[]; out: string }>();
   const wanted = targets.length > 0 ? targets : [...TARGETS];
   await Deno.mkdir(outDir, { recursive: true });
   const built: string[] = [];

@@ -7,6 +7,7 @@
  * @module
  */
 import { blockSettings, configSchema, settings } from "../runtime/mod.ts";
+import { Command, parseCli } from "./_cli.ts";
 
 function defaultOf(path: string[]): unknown {
   let cur: unknown = configSchema.parse({});
@@ -69,6 +70,13 @@ export function configReference(): string {
 }
 
 if (import.meta.main) {
+  const program = new Command("config-docs")
+    .description(
+      "Write docs/configuration.md from the configuration schema (runtime/config.ts); " +
+        "tests/scripts/config_reference_test.ts fails while the committed file differs.",
+    );
+  const stop = parseCli(program, Deno.args);
+  if (stop !== null) Deno.exit(stop);
   const out = new URL("../docs/configuration.md", import.meta.url);
   await Deno.writeTextFile(out, configReference());
   const fmt = await new Deno.Command(Deno.execPath(), { args: ["fmt", out.pathname] }).output();

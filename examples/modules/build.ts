@@ -8,8 +8,16 @@
  */
 
 import { sha256Hex } from "../../lib/mod.ts";
+import { Command, parseCli } from "../../scripts/_cli.ts";
 
 const here = new URL(".", import.meta.url).pathname;
+const stop = parseCli(
+  new Command("build.ts").description(
+    "Rebuild every example module with its build.sh and write each digest into its manifest.json.",
+  ),
+  Deno.args,
+);
+if (stop !== null) Deno.exit(stop);
 
 for (const entry of [...Deno.readDirSync(here)].sort((a, b) => a.name.localeCompare(b.name))) {
   if (!entry.isDirectory || entry.name === "node_modules") continue;

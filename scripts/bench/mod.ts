@@ -1,10 +1,11 @@
 /**
  * `deno task bench [section...] [--quick]`: runs every benchmark section (or
  * the named ones), prints one markdown table and writes it to
- * `bench-report.md`.
+ * `bench-report.md`. `--help` lists the sections.
  *
  * @module
  */
+import { Command, parseCli } from "../_cli.ts";
 import { type BenchOptions, type BenchRow, renderTable } from "./_report.ts";
 
 type Section = (opts: BenchOptions) => Promise<BenchRow[]>;
@@ -23,15 +24,22 @@ function discover(): Record<string, () => Promise<{ run: Section }>> {
 }
 
 if (import.meta.main) {
-  const args = Deno.args.filter((a) => !a.startsWith("--"));
-  const quick = Deno.args.includes("--quick");
   const sections = discover();
-  const names = args.length > 0 ? args : Object.keys(sections).sort();
+  const known = Object.keys(sections).sort();
+  const program = new Command("bench")
+    .description(
+      "Benchmarks, each beside its anchor measured in the same run; prints one markdown table " +
+        "and writes it to bench-report.md. The full run takes about 10 minutes.",
+    )
+    .argument("[section...]", `sections to run (default all: ${known.join(", ")})`)
+    .option("--quick", "fewer rounds: a smoke run, not numbers to quote");
+  const stop = parseCli(program, Deno.args);
+  if (stop !== null) Deno.exit(stop);
+  const quick = program.opts().quick ?? false;
+  const names: string[] = program.args.length > 0 ? program.args : known;
   const unknown = names.filter((n) => !sections[n]);
   if (unknown.length > 0) {
-    console.error(
-      `unknown bench section(s): ${unknown.join(", ")}; known: ${Object.keys(sections).join(", ")}`,
-    );
+    console.error(`unknown bench section(s): ${unknown.join(", ")}; known: ${known.join(", ")}`);
     Deno.exit(2);
   }
   const cacheDir = new URL("../../.bench-cache/", import.meta.url).pathname;

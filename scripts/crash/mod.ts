@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { Command } from "commander";
+import { Command, parseCli } from "../_cli.ts";
 import type { CrashOptions, CrashReport } from "./_common.ts";
 import { ingestCrash } from "./ingest.ts";
 import { moduleCrash } from "./module.ts";
@@ -40,13 +40,9 @@ async function main(args: string[]): Promise<number> {
     .option("--scenario <names...>", `scenarios (${Object.keys(SCENARIOS).join(", ")})`)
     .option("--trials <n>", "kill-and-restart cycles per scenario", "20")
     .option("--seed <n>", "PRNG seed", "1")
-    .option("--quiet", "no progress lines")
-    .exitOverride();
-  try {
-    program.parse(args, { from: "user" });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode === 0 ? 0 : 2;
-  }
+    .option("--quiet", "no progress lines");
+  const stop = parseCli(program, args);
+  if (stop !== null) return stop;
   const o = program.opts();
   const names: string[] = o.scenario ?? Object.keys(SCENARIOS);
   const trials = Number(o.trials);

@@ -17,7 +17,7 @@
  * @module
  */
 import { stripVTControlCharacters } from "node:util";
-import { Command } from "commander";
+import { Command, parseCli } from "../_cli.ts";
 import {
   buildBase,
   inRoot,
@@ -197,13 +197,16 @@ export async function freshMachine(o: FreshOptions): Promise<FreshResult> {
   try {
     await mountSystem(root);
     let user = { uid: 0, gid: 0 };
-    await phase("clone", async () => {
+    const cloned = await phase("clone", async () => {
       await sh("git", ["clone", "--quiet", "--bare", REPO, `${root}/srv/edged.git`]);
+      // Each user clones a repository it owns (git refuses others' as "dubious ownership").
       await inRoot(
         root,
         `useradd --create-home --shell /bin/bash ${USER} && ` +
+          `cp -r /srv/edged.git /home/${USER}/edged.git && ` +
+          `chown -R ${USER}:${USER} /home/${USER}/edged.git && ` +
           `cd /root && git clone -q /srv/edged.git edged && cd edged && git checkout -q ${commit} && ` +
-          `su ${USER} -c 'cd && git clone -q /srv/edged.git edged && cd edged && ` +
+          `su ${USER} -c 'cd && git clone -q ~/edged.git edged && cd edged && ` +
           `git checkout -q ${commit}'`,
         `${logDir}/clone.log`,
       );
@@ -212,6 +215,7 @@ export async function freshMachine(o: FreshOptions): Promise<FreshResult> {
       user = { uid: Number(line[2]), gid: Number(line[3]) };
       return `${commit.slice(0, 12)} into /root/edged and /home/${USER}/edged`;
     });
+    if (!cloned) return { phases, passed: false };
     const userEnv = {
       ...ROOT_ENV,
       ...NETWORK_ENV,
@@ -325,14 +329,9 @@ async function main(args: string[]): Promise<number> {
     .option("--mirror <url>", "Debian mirror for debootstrap", "http://deb.debian.org/debian")
     .option("--rebuild-base", "build the base root again even if it is cached")
     .option("--timeout <minutes>", "limit for each README command", "45")
-    .option("--echo", "stream the suite's output (it is always in the log)")
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)) });
-  try {
-    program.parse(args, { from: "user" });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode === 0 ? 0 : 2;
-  }
+    .option("--echo", "stream the suite's output (it is always in the log)");
+  const stop = parseCli(program, args);
+  if (stop !== null) return stop;
   const opts = program.opts();
   const timeoutMinutes = Number(opts.timeout);
   if (!(timeoutMinutes > 0)) {

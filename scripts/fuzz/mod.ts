@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { Command } from "commander";
+import { Command, parseCli } from "../_cli.ts";
 import type { Finding } from "./_protocol.ts";
 import { replay, runTarget, type TargetReport } from "./_runner.ts";
 import { TARGETS } from "./targets/mod.ts";
@@ -67,13 +67,9 @@ async function main(args: string[]): Promise<number> {
     .option("--save-dir <dir>", "where findings are written (default: a new temp dir)")
     .option("--replay <files...>", "run these input files instead of generating")
     .option("--http <n>", "also send n fuzzed ingest requests to a real edged", "0")
-    .option("--mqtt <n>", "also publish n fuzzed commands to a real edged over Mosquitto", "0")
-    .exitOverride();
-  try {
-    program.parse(args, { from: "user" });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode === 0 ? 0 : 2;
-  }
+    .option("--mqtt <n>", "also publish n fuzzed commands to a real edged over Mosquitto", "0");
+  const stop = parseCli(program, args);
+  if (stop !== null) return stop;
   const o = program.opts();
   const names: string[] = o.target ?? DEFAULT_TARGETS;
   const unknown = names.filter((n) => !TARGETS[n]);

@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { Command } from "commander";
+import { Command, parseCli } from "../_cli.ts";
 import mqtt from "mqtt";
 import { type EdgedProcess, postJson, startEdged } from "../../tests/_helpers/edged.ts";
 import { type Mosquitto, startMosquitto } from "../../tests/_helpers/mosquitto.ts";
@@ -261,8 +261,9 @@ if (import.meta.main) {
     .option("--minutes <n>", "how long", "60")
     .option("--rate <n>", "readings per second", "400")
     .option("--swap-every <s>", "seconds between module swaps", "10")
-    .option("--out <file>", "also write the report here (markdown)")
-    .parse(Deno.args, { from: "user" });
+    .option("--out <file>", "also write the report here (markdown)");
+  const stop = parseCli(program, Deno.args);
+  if (stop !== null) Deno.exit(stop);
   const opts = program.opts();
   const r = await soak({
     minutes: Number(opts.minutes),

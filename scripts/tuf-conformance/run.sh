@@ -11,7 +11,12 @@
 # Needs python3 with pytest and cryptography, and faketime (Debian: faketime).
 # Expected result: all tests pass (no xfails file).
 set -eu
-[ $# -ge 1 ] || { echo "usage: $0 SUITE_DIR [PYTHONPATH_EXTRA] [pytest args...]" >&2; exit 2; }
+usage="usage: $0 SUITE_DIR [PYTHONPATH_EXTRA] [pytest args...]"
+case "${1:-}" in
+  -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -*) echo "$0: unknown option '$1'" >&2; echo "$usage" >&2; exit 2 ;;
+esac
+[ $# -ge 1 ] || { echo "$usage" >&2; exit 2; }
 suite=$(cd "$1" && pwd)
 shift
 extra=""

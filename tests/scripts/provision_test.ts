@@ -114,6 +114,8 @@ Deno.test({
           "--list",
           `${dir}/list.txt`,
         ],
+        // Not the checkout: under /root (a fresh clone as root) nobody may not enter it.
+        cwd: dir,
         clearEnv: true,
         env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: `${dir}/home` },
         stdout: "piped",

@@ -1,0 +1,148 @@
+/**
+ * `--help` never does work, and an unknown flag is a usage error: every
+ * deno task, every `edged` sub-command (walked from the real command tree,
+ * so new ones are covered without editing this file) and every script a
+ * user runs by hand answers `--help` with its usage and exit 0, and an
+ * unknown flag with exit 2. A task that started working instead (a
+ * benchmark, a build, the suite) would not answer within the time bound
+ * and writes nothing into the checkout.
+ */
+import assert from "node:assert/strict";
+import type { Command } from "commander";
+import { buildProgram } from "../../app/mod.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const TASKS = Object.keys(JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks);
+/** A process answering --help has printed and exited long before this. */
+const BOUND_MS = 60_000;
+/** The data directory, should a task start edged after all. */
+const SCRATCH = await Deno.makeTempDir({ prefix: "edged-help-" });
+globalThis.addEventListener("unload", () => Deno.removeSync(SCRATCH, { recursive: true }));
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
+
+async function run(cmd: string, args: string[]): Promise<Run> {
+  const out = await new Deno.Command(cmd, {
+    args,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    // Never the real data directory or port, should a task start edged after all.
+    env: { EDGED_DATA_DIR: SCRATCH, EDGED_LISTEN: "127.0.0.1:0", NO_COLOR: "1" },
+    signal: AbortSignal.timeout(BOUND_MS),
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, out: d.decode(out.stdout), err: d.decode(out.stderr) };
+}
+
+/** Runs `jobs` with at most `n` at a time (2 cores shared by many). */
+async function pool<T>(n: number, jobs: (() => Promise<T>)[]): Promise<T[]> {
+  const results: T[] = new Array(jobs.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: n }, async () => {
+    while (next < jobs.length) {
+      const i = next++;
+      results[i] = await jobs[i]();
+    }
+  }));
+  return results;
+}
+
+/** The files a task must not have written while answering --help. */
+async function checkoutState(): Promise<string> {
+  const names = ["bench-report.md", "dist", "data", "test-results"];
+  const seen = await Promise.all(
+    names.map((n) => Deno.stat(`${ROOT}${n}`).then((s) => `${n}:${s.mtime?.getTime()}`, () => "")),
+  );
+  return seen.join(",");
+}
+
+function assertHelp(what: string, r: Run, usage: RegExp): void {
+  assert.equal(r.code, 0, `${what} --help: exit ${r.code}\n${r.err}`);
+  assert.match(r.out, usage, `${what} --help prints its usage`);
+}
+
+function assertUsageError(what: string, r: Run): void {
+  assert.equal(r.code, 2, `${what} --no-such-flag: exit ${r.code}\n${r.out}${r.err}`);
+  // Commander names the unknown flag, or first a missing required option.
+  assert.match(r.err, /error: (unknown option '--no-such-flag'|required option)|unknown/i, what);
+}
+
+Deno.test("every deno task answers --help (exit 0, no work) and refuses an unknown flag (exit 2)", async () => {
+  assert.ok(TASKS.length >= 12, `tasks: ${TASKS.join(", ")}`);
+  const before = await checkoutState();
+  const results = await pool(
+    3,
+    TASKS.flatMap((t) => [
+      () => run(Deno.execPath(), ["task", "--quiet", t, "--help"]),
+      () => run(Deno.execPath(), ["task", "--quiet", t, "--no-such-flag"]),
+    ]),
+  );
+  TASKS.forEach((t, i) => {
+    assertHelp(`deno task ${t}`, results[2 * i], /usage/i);
+    assertUsageError(`deno task ${t}`, results[2 * i + 1]);
+  });
+  assert.equal(await checkoutState(), before, "--help wrote nothing into the checkout");
+});
+
+/** Every command path of the edged CLI: ["run"], ["repo", "init"], ... */
+function commandPaths(cmd: Command, prefix: string[] = []): string[][] {
+  return cmd.commands.flatMap((c) => {
+    const path = [...prefix, c.name()];
+    return [path, ...commandPaths(c, path)];
+  });
+}
+
+Deno.test("every edged sub-command answers --help (exit 0) and refuses an unknown flag (exit 2)", async () => {
+  const paths = commandPaths(buildProgram());
+  for (const want of [["run"], ["version"], ["module", "validate"], ["repo", "add"]]) {
+    assert.ok(paths.some((p) => p.join(" ") === want.join(" ")), `edged ${want.join(" ")}`);
+  }
+  const main = `${ROOT}main.ts`;
+  const results = await pool(
+    3,
+    [[], ...paths].flatMap((p) => [
+      () => run(Deno.execPath(), ["run", "--allow-all", main, ...p, "--help"]),
+      () => run(Deno.execPath(), ["run", "--allow-all", main, ...p, "--no-such-flag"]),
+    ]),
+  );
+  [[], ...paths].forEach((p, i) => {
+    const name = ["edged", ...p].join(" ");
+    assertHelp(name, results[2 * i], new RegExp(`^Usage: ${name}\\b`, "m"));
+    assertUsageError(name, results[2 * i + 1]);
+  });
+});
+
+Deno.test("the scripts run by hand answer --help (exit 0) and refuse an unknown flag (exit 2)", async () => {
+  const scripts: [string, string[]][] = [
+    ["sh", ["scripts/tuf-conformance/run.sh"]],
+    [Deno.execPath(), ["run", "--allow-all", "examples/modules/build.ts"]],
+  ];
+  for (const e of Deno.readDirSync(`${ROOT}examples/modules`)) {
+    if (e.isDirectory && e.name !== "node_modules") {
+      scripts.push(["sh", [`examples/modules/${e.name}/build.sh`]]);
+    }
+  }
+  const before = await checkoutState();
+  const wasm = await Promise.all(
+    scripts.filter(([, a]) => a[0].endsWith("build.sh")).map(([, a]) =>
+      Deno.stat(`${ROOT}${a[0].replace("build.sh", "module.wasm")}`).then((s) => s.mtime)
+    ),
+  );
+  for (const [cmd, args] of scripts) {
+    assertHelp(args.join(" "), await run(cmd, [...args, "--help"]), /usage/i);
+    assertUsageError(args.join(" "), await run(cmd, [...args, "--no-such-flag"]));
+  }
+  assert.equal(await checkoutState(), before);
+  const after = await Promise.all(
+    scripts.filter(([, a]) => a[0].endsWith("build.sh")).map(([, a]) =>
+      Deno.stat(`${ROOT}${a[0].replace("build.sh", "module.wasm")}`).then((s) => s.mtime)
+    ),
+  );
+  assert.deepEqual(after, wasm, "--help built no module");
+});
