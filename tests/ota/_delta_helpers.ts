@@ -91,12 +91,6 @@ export function craftPatch(p: CraftedPatch): Uint8Array {
   ]);
 }
 
-/** Whether a program is on PATH (the Debian reference tools may be absent). */
-export function haveTool(name: string): boolean {
-  const probe = new Deno.Command("sh", { args: ["-c", `command -v ${name}`], stdout: "null" });
-  return probe.outputSync().success;
-}
-
 /** Runs a command; resolves with its exit code and stderr text. */
 export async function run(cmd: string, args: string[]): Promise<{ code: number; stderr: string }> {
   const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).output();
