@@ -86,8 +86,9 @@ function spawnInRoot(
   },
 ): { child: Deno.ChildProcess; done: Promise<number> } {
   const userspec = o.user ? [`--userspec=${o.user.uid}:${o.user.gid}`] : [];
-  const child = new Deno.Command("setsid", {
-    args: ["chroot", ...userspec, root, "/bin/sh", "-c", script],
+  // Host programs by absolute path: PATH here is the one of the user inside the root.
+  const child = new Deno.Command("/usr/bin/setsid", {
+    args: ["/usr/sbin/chroot", ...userspec, root, "/bin/sh", "-c", script],
     clearEnv: true,
     env: o.env,
     stdin: "null",
