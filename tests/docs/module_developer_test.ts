@@ -1,6 +1,7 @@
 /**
  * A module developer's first hour, as the docs tell it: the README's quick
- * start against `deno task dev`, the examples README's "try one", the steps
+ * start against `deno task dev`, the examples README's "try one", the
+ * operators' guide's alert walk-through, the steps
  * of docs/modules.md "Testing a module locally", and the build command of
  * each language in docs/modules.md, which must reproduce the committed
  * `module.wasm` byte for byte (as each example's build.sh must).
@@ -48,6 +49,21 @@ Deno.test("README, examples and modules.md walk-through against deno task dev", 
     assert.equal(put.name, "threshold-alert");
     assert.deepEqual(ingest, { accepted: 1 });
     assert.equal(status.state, "running");
+
+    const ops = await session("docs/operators.md", ["operators-alert", "operators-deliver"], {
+      cwd: dev.dir,
+      ports,
+    });
+    assert.equal(ops.code, 0, ops.stderr);
+    assert.match(
+      ops.out["operators-alert"],
+      /"alerts":\[\{[^\]]*"topic":"alerts\/pump-7\/temperature"/,
+    );
+    const direct = JSON.parse(ops.out["operators-deliver"]);
+    assert.equal(direct.status, 0);
+    assert.equal(direct.published[0].topic, "alerts/pump-9/temperature");
+    assert.equal(direct.published[0].payload.state, "high");
+    assert.deepEqual(direct.logs, [{ level: 1, message: "pump-9 high: 90 (threshold 75)" }]);
 
     const local = await session(
       "docs/modules.md",
