@@ -122,19 +122,22 @@ export async function killProcessesIn(root: string): Promise<string[]> {
   return seen;
 }
 
-/** Mounts what programs expect inside `root`: proc, sysfs (read-only) and a tmpfs on /dev/shm. */
+/**
+ * Mounts what programs expect inside `root`: proc, sysfs (read-only), a
+ * tmpfs on /dev/shm and a private devpts instance for pseudo-terminals
+ * (/dev/ptmx points into it), never anything of the host's /dev.
+ */
 export async function mountSystem(root: string): Promise<void> {
   await sh("mount", ["-t", "proc", "proc", `${root}/proc`]);
   await sh("mount", ["-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", `${root}/sys`]);
   await Deno.mkdir(`${root}/dev/shm`, { recursive: true });
-  await sh("mount", [
-    "-t",
-    "tmpfs",
-    "-o",
-    "mode=1777,nosuid,nodev,size=1g",
-    "shm",
-    `${root}/dev/shm`,
-  ]);
+  const tmpfs = "mode=1777,nosuid,nodev,size=1g";
+  await sh("mount", ["-t", "tmpfs", "-o", tmpfs, "shm", `${root}/dev/shm`]);
+  await Deno.mkdir(`${root}/dev/pts`, { recursive: true });
+  const pts = "newinstance,ptmxmode=0666,mode=0620,gid=5";
+  await sh("mount", ["-t", "devpts", "-o", pts, "devpts", `${root}/dev/pts`]);
+  await Deno.remove(`${root}/dev/ptmx`).catch(() => {});
+  await Deno.symlink("pts/ptmx", `${root}/dev/ptmx`);
 }
 
 /** The device nodes a program may open, made with mknod where missing (never the host's /dev). */
