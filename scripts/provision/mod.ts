@@ -194,7 +194,9 @@ export async function provision(options: ProvisionOptions = {}): Promise<Provisi
     const command = installer.kind === "manual"
       ? installer.command
       : aptCommand(missing, installer.kind === "sudo" ? "sudo " : "");
-    throw new ProvisionError(`${what}.\nInstall them with:\n\n  ${command}\n`);
+    throw new ProvisionError(
+      `${what}.\nInstall them with:\n\n  ${command}\n\nthen run the tests again.`,
+    );
   }
   const prefix = installer.kind === "sudo" ? ["sudo", "-n"] : [];
   log(`provision: ${what}; installing with ${[...prefix, "apt-get"].join(" ")}`);
