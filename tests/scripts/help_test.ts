@@ -8,7 +8,7 @@
  * and writes nothing into the checkout.
  */
 import assert from "node:assert/strict";
-import type { Command } from "commander";
+import { type Command, CommanderError } from "commander";
 import { buildProgram } from "../../app/mod.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -98,23 +98,73 @@ function commandPaths(cmd: Command, prefix: string[] = []): string[][] {
   });
 }
 
-Deno.test("every edged sub-command answers --help (exit 0) and refuses an unknown flag (exit 2)", async () => {
+/** Applies `fn` to `cmd` and every sub-command. */
+function walk(cmd: Command, fn: (c: Command) => void): void {
+  fn(cmd);
+  for (const c of cmd.commands) walk(c, fn);
+}
+
+/**
+ * Parses `args` with a fresh command tree in this process, as app/cli.ts
+ * main() does (exitOverride), with every action replaced by one that fails
+ * the test: help and usage errors must end before any action runs.
+ */
+async function parseInProcess(
+  args: string[],
+): Promise<{ exitCode: number; out: string; err: string }> {
+  const program = buildProgram();
+  let out = "", err = "";
+  walk(program, (c) => {
+    c.exitOverride().configureOutput({ writeOut: (s) => out += s, writeErr: (s) => err += s });
+    c.action(() => {
+      throw new Error(`edged ${args.join(" ")}: the command ran`);
+    });
+  });
+  try {
+    await program.parseAsync(args, { from: "user" });
+  } catch (e) {
+    if (e instanceof CommanderError) return { exitCode: e.exitCode, out, err };
+    throw e;
+  }
+  throw new Error(`edged ${args.join(" ")}: parsed without help or a usage error`);
+}
+
+Deno.test("every edged sub-command answers --help and refuses an unknown flag before doing anything", async () => {
   const paths = commandPaths(buildProgram());
   for (const want of [["run"], ["version"], ["module", "validate"], ["repo", "add"]]) {
     assert.ok(paths.some((p) => p.join(" ") === want.join(" ")), `edged ${want.join(" ")}`);
   }
-  const main = `${ROOT}main.ts`;
-  const results = await pool(
-    3,
-    [[], ...paths].flatMap((p) => [
-      () => run(Deno.execPath(), ["run", "--allow-all", main, ...p, "--help"]),
-      () => run(Deno.execPath(), ["run", "--allow-all", main, ...p, "--no-such-flag"]),
-    ]),
-  );
-  [[], ...paths].forEach((p, i) => {
+  for (const p of [[], ...paths]) {
     const name = ["edged", ...p].join(" ");
-    assertHelp(name, results[2 * i], new RegExp(`^Usage: ${name}\\b`, "m"));
-    assertUsageError(name, results[2 * i + 1]);
+    const help = await parseInProcess([...p, "--help"]);
+    assert.equal(help.exitCode, 0, `${name} --help`);
+    assert.match(
+      help.out,
+      new RegExp(`^Usage: ${name}\\b`, "m"),
+      `${name} --help prints its usage`,
+    );
+    const bad = await parseInProcess([...p, "--no-such-flag"]);
+    assert.notEqual(bad.exitCode, 0, `${name} --no-such-flag`);
+    assert.match(bad.err, /error: (unknown option '--no-such-flag'|required option)/, name);
+  }
+});
+
+Deno.test("the edged process exits 0 after --help and 2 after a usage error", async () => {
+  const main = `${ROOT}main.ts`;
+  const cases: [string[], number][] = [
+    [["--help"], 0],
+    [["repo", "add", "--help"], 0],
+    [["run", "--no-such-flag"], 2],
+    [["update", "status", "--no-such-flag"], 2],
+  ];
+  const results = await pool(
+    2,
+    cases.map(([args]) => () => run(Deno.execPath(), ["run", "--allow-all", main, ...args])),
+  );
+  cases.forEach(([args, code], i) => {
+    const what = `edged ${args.join(" ")}`;
+    if (code === 0) assertHelp(what, results[i], /^Usage: edged/m);
+    else assertUsageError(what, results[i]);
   });
 });
 
