@@ -14,6 +14,7 @@
  */
 
 import { Bus, Store } from "../../runtime/mod.ts";
+import { Command, parseCli } from "../_cli.ts";
 import { ModuleHost, parseManifest } from "../../sandbox/mod.ts";
 import { NnService } from "../../sandbox/nn/mod.ts";
 import { mlp } from "./models.ts";
@@ -148,16 +149,23 @@ export async function modelSwapSoak(o: SoakOptions): Promise<SoakResult> {
 }
 
 if (import.meta.main) {
-  const arg = (name: string, d: number) => {
-    const i = Deno.args.indexOf(`--${name}`);
-    return i >= 0 ? Number(Deno.args[i + 1]) : d;
-  };
-  const json = Deno.args.includes("--json");
+  const program = new Command("soak-nn")
+    .description(
+      "A module computes with a model while it is installed again and again; RSS growth.",
+    )
+    .option("--swaps <n>", "model installs", "1000")
+    .option("--warmup <n>", "swaps before RSS is taken as the baseline", "20")
+    .option("--calls <n>", "module calls between swaps", "20")
+    .option("--json", "one JSON line instead of progress and an indented report");
+  const stop = parseCli(program, Deno.args);
+  if (stop !== null) Deno.exit(stop);
+  const o = program.opts();
+  const json = o.json ?? false;
   const { guest } = await import("../../tests/sandbox/nn/_helpers.ts");
   const r = await modelSwapSoak({
-    swaps: arg("swaps", 1000),
-    warmup: arg("warmup", 20),
-    calls: arg("calls", 20),
+    swaps: Number(o.swaps),
+    warmup: Number(o.warmup),
+    calls: Number(o.calls),
     wasm: await guest(),
     onSwap: (i, rss) => {
       if (!json && i % 50 === 0) console.log(`swap ${i}: RSS ${rss.toFixed(1)} MiB`);
