@@ -97,28 +97,27 @@ const DOC_BUILDS = [
   ["build-as", "moving-average-as"],
 ] as const;
 
-/** Copies an example folder to a new directory (without its module.wasm), runs `code` there. */
-async function buildCopy(example: string, code: string): Promise<Uint8Array> {
-  const dir = await Deno.makeTempDir({ prefix: `edged-${example}-` });
+/**
+ * Runs `code` in `example`'s folder of a fresh copy of the checkout (some
+ * build scripts use the repository's scripts), its module.wasm removed
+ * first; resolves with the module.wasm it built.
+ */
+async function buildInCopy(example: string, code: string): Promise<Uint8Array> {
+  const copy = await copyCheckout();
   try {
-    const cp = await bash(
-      `cp -R '${ROOT}examples/modules/${example}/.' . && rm -rf module.wasm node_modules`,
-      {
-        cwd: dir,
-      },
-    );
-    assert.equal(cp.code, 0, cp.stderr);
+    const dir = `${copy}/examples/modules/${example}`;
+    await Deno.remove(`${dir}/module.wasm`);
     const r = await bash(code, { cwd: dir, timeoutMs: 300_000 });
     assert.equal(r.code, 0, `${example}: ${code}\n${r.stdout}\n${r.stderr}`);
     return await Deno.readFile(`${dir}/module.wasm`);
   } finally {
-    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(copy, { recursive: true });
   }
 }
 
 for (const [block, example] of DOC_BUILDS) {
   Deno.test(`modules.md ${block} rebuilds ${example}'s committed module.wasm byte for byte`, async () => {
-    const built = await buildCopy(example, await snippet("docs/modules.md", block));
+    const built = await buildInCopy(example, await snippet("docs/modules.md", block));
     assert.deepEqual(built, await Deno.readFile(`${ROOT}examples/modules/${example}/module.wasm`));
   });
 }
@@ -133,7 +132,7 @@ Deno.test("every example's build.sh rebuilds its committed module.wasm, whose di
       await Deno.readTextFile(`${ROOT}examples/modules/${example}/manifest.json`),
     );
     assert.equal(manifest.sha256, await sha256Hex(committed), `${example}: manifest sha256`);
-    assert.deepEqual(await buildCopy(example, "sh build.sh"), committed, `${example}: bytes`);
+    assert.deepEqual(await buildInCopy(example, "sh build.sh"), committed, `${example}: bytes`);
   }
 });
 
