@@ -384,7 +384,20 @@ export async function openDriver(o: DriverOptions): Promise<Driver> {
       },
       TimestampsToReturn.Both,
     );
-    const index = new Map<unknown, number>();
+    // Listen before the items exist on the server: the CreateMonitoredItems
+    // response and the Publish response carrying each item's initial value
+    // can arrive in one read (a busy gateway, a slow link), and node-opcua
+    // then emits "changed" in the same turn as "initialized", before any
+    // code awaiting "initialized" runs. A listener added after that await
+    // misses the initial value, and a node that does not change never sends
+    // another: the point would stay empty while the adapter is "connected".
+    const index = new Map<unknown, number>(group.monitoredItems.map((item, i) => [item, i]));
+    group.on("changed", (item: unknown, dv: DataValue) => {
+      const i = index.get(item);
+      if (i === undefined) return;
+      o.handlers.alive();
+      o.handlers.value(i, decode(dv));
+    });
     await withTimeout(
       new Promise<void>((resolve, reject) => {
         group.once("initialized", () => resolve());
@@ -394,15 +407,8 @@ export async function openDriver(o: DriverOptions): Promise<Driver> {
       "creating the monitored items",
     );
     group.monitoredItems.forEach((item, i) => {
-      index.set(item, i);
       const sc = item.statusCode;
       if (sc && sc.isBad()) o.handlers.itemError(i, sc.name);
-    });
-    group.on("changed", (item: unknown, dv: DataValue) => {
-      const i = index.get(item);
-      if (i === undefined) return;
-      o.handlers.alive();
-      o.handlers.value(i, decode(dv));
     });
     client.on("connection_lost", () => o.handlers.lost("connection lost"));
     client.on("connection_reestablished", () => o.handlers.restored());
