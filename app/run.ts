@@ -76,13 +76,14 @@ export async function runEdged(config: Config, options: RunOptions = {}): Promis
     "edged_bus_handler_errors_total",
     "Bus subscribers that threw while handling a message.",
   );
+  const store = Store.open(dataDir);
   const bus = new Bus({
+    commits: store.commits,
     onError: (err, msg) => {
       busErrors.inc();
       log.error("bus handler failed on {topic}: {error}", { topic: msg.topic, error: String(err) });
     },
   });
-  const store = Store.open(dataDir);
   const readings = new ReadingLog(store, {
     maxPending: config.store.max_pending_readings,
     retainUplinked: config.store.retain_uplinked,

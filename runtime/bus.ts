@@ -1,5 +1,12 @@
 /**
- * The in-process message bus: publish/subscribe with MQTT topic filters.
+ * The in-process message bus: publish/subscribe with MQTT topic filters, plus
+ * durable sinks.
+ *
+ * A subscriber is live: it is called synchronously, at most once, and never
+ * again after a crash. A sink is durable: it writes the message inside a
+ * group-commit transaction of the store (`commit.ts`), so the message
+ * survives `kill -9` from the moment that transaction is durable. The MQTT
+ * outbox (`uplink/#`) and the modules' message log are sinks.
  *
  * Topics and filters follow the MQTT rules of `lib/topics.ts`.
  *
@@ -25,6 +32,19 @@ interface Subscription {
   handler: BusHandler;
 }
 
+/** A durable destination for bus messages (see the module comment). */
+export interface BusSink {
+  /** Whether `msg` is for this sink; called for every message, so it must be cheap. */
+  wants(msg: BusMessage): boolean;
+  /** Writes `msg`; runs inside a group transaction of the store's committer. */
+  write(msg: BusMessage): void;
+}
+
+/** Where {@linkcode Bus.publish} stages sink writes (the store's `GroupCommit`). */
+export interface SinkStager {
+  stage(write: () => void): Promise<void>;
+}
+
 /**
  * In-process publish/subscribe. Delivery is synchronous and in publish order;
  * a handler that throws is isolated (counted, logged by the caller's
@@ -40,15 +60,66 @@ interface Subscription {
  */
 export class Bus {
   #subs = new Set<Subscription>();
+  #sinks = new Set<BusSink>();
   #onError: (err: unknown, msg: BusMessage) => void;
+  #stager: SinkStager | undefined;
   /** Messages published so far. */
   published = 0;
   /** Handler failures so far. */
   handlerErrors = 0;
 
-  /** @param options.onError called when a handler throws */
-  constructor(options: { onError?: (err: unknown, msg: BusMessage) => void } = {}) {
+  /**
+   * @param options.onError called when a handler or a sink throws
+   * @param options.commits where `publish` stages sink writes; without it sinks write at once
+   */
+  constructor(
+    options: { onError?: (err: unknown, msg: BusMessage) => void; commits?: SinkStager } = {},
+  ) {
     this.#onError = options.onError ?? (() => {});
+    this.#stager = options.commits;
+  }
+
+  /** Adds a durable sink; returns the function that removes it. */
+  addSink(sink: BusSink): () => void {
+    this.#sinks.add(sink);
+    return () => void this.#sinks.delete(sink);
+  }
+
+  /**
+   * Writes `msg` to every sink that wants it, now: the caller is inside a
+   * group transaction (a module's effects). Returns how many wrote it.
+   */
+  persist(msg: BusMessage): number {
+    let n = 0;
+    for (const sink of this.#sinks) {
+      if (!sink.wants(msg)) continue;
+      sink.write(msg);
+      n++;
+    }
+    return n;
+  }
+
+  /** Whether any sink wants `msg`. */
+  wantsDurable(msg: BusMessage): boolean {
+    for (const sink of this.#sinks) if (sink.wants(msg)) return true;
+    return false;
+  }
+
+  /** Hands `msg` to the live subscribers only (its sinks have it already); returns how many got it. */
+  deliver(msg: BusMessage): number {
+    this.published++;
+    let delivered = 0;
+    for (const sub of this.#subs) {
+      if (!topicMatches(sub.filter, msg.topic)) continue;
+      delivered++;
+      try {
+        sub.handler(msg);
+      } catch (err) {
+        this.handlerErrors++;
+        this.#onError(err, msg);
+      }
+    }
+    return delivered;
   }
 
   /** Subscribes `handler` to `filter`; returns the function that unsubscribes. */
@@ -59,23 +130,30 @@ export class Bus {
     return () => void this.#subs.delete(sub);
   }
 
-  /** Publishes one message to every matching subscriber; returns how many got it. */
+  /**
+   * Publishes one message: to every matching live subscriber now, and to the
+   * sinks that want it in the next group transaction (durable one event-loop
+   * turn later). Returns how many live subscribers got it.
+   */
   publish(topic: string, payload: Uint8Array, source = "internal"): number {
     validateTopic(topic);
     const msg: BusMessage = { topic, payload, source };
-    this.published++;
-    let delivered = 0;
-    for (const sub of this.#subs) {
-      if (!topicMatches(sub.filter, topic)) continue;
-      delivered++;
-      try {
-        sub.handler(msg);
-      } catch (err) {
-        this.handlerErrors++;
-        this.#onError(err, msg);
+    if (this.#sinks.size > 0 && this.wantsDurable(msg)) {
+      if (this.#stager) {
+        this.#stager.stage(() => void this.persist(msg)).catch((err) => {
+          this.handlerErrors++;
+          this.#onError(err, msg);
+        });
+      } else {
+        try {
+          this.persist(msg);
+        } catch (err) {
+          this.handlerErrors++;
+          this.#onError(err, msg);
+        }
       }
     }
-    return delivered;
+    return this.deliver(msg);
   }
 
   /** Whether any subscription matches `topic` (lets publishers skip encoding). */

@@ -7,7 +7,14 @@
  *
  * @module
  */
-export { Bus, type BusHandler, type BusMessage } from "./bus.ts";
+export { Bus, type BusHandler, type BusMessage, type BusSink, type SinkStager } from "./bus.ts";
+export {
+  type CommitParticipant,
+  FileSyncer,
+  GroupCommit,
+  type Settle,
+  type WalSyncer,
+} from "./commit.ts";
 export type { Component, RuntimeContext } from "./component.ts";
 export {
   type AdaptersConfig,
@@ -79,7 +86,14 @@ export {
   lockDataDir,
   RUNTIME_LOCK,
 } from "./lock.ts";
-export { OutboxFullError, type Reading, ReadingLog, type StoredReading } from "./readings.ts";
+export {
+  type LoggedReading,
+  OutboxFullError,
+  type Reading,
+  type ReadingHold,
+  ReadingLog,
+  type StoredReading,
+} from "./readings.ts";
 export { publishReadings, readingPayload, readingTopic } from "./reading_messages.ts";
 export { Store, StoreError } from "./store.ts";
 export { privateUmask, secureDataDir } from "./data_dir.ts";

@@ -1,17 +1,18 @@
 /**
- * The durable reading log with group commit. Every ingested reading gets a
- * row; a request is acknowledged only when the transaction holding its rows
- * has committed (fsync'd WAL). Requests arriving while one commit is pending
- * share the next one, so one fsync serves many requests.
+ * The durable reading log. Every ingested reading gets a row, written by the
+ * store's group commit (`commit.ts`); a request is acknowledged only when the
+ * transaction holding its rows is durable (WAL synced). Requests arriving in
+ * the same event-loop turn share one transaction and one sync.
  *
- * Readings also wait here for uplink: `uplinked_id` is the highest id the
- * uplink has had acknowledged; everything above it is pending and counts
- * against `maxPending`.
+ * Readings also wait here for their consumers: `uplinked_id` is the highest
+ * id the uplink has had acknowledged; everything above it is pending and
+ * counts against `maxPending`. Other consumers (each module's cursor) hold
+ * rows through {@linkcode ReadingLog.hold}: nothing they still need is pruned.
  *
  * @module
  */
-import { setImmediate } from "node:timers";
 import { EdgedError } from "../lib/mod.ts";
+import type { CommitParticipant, GroupCommit, Settle } from "./commit.ts";
 import type { Store } from "./store.ts";
 
 /** One validated reading. */
@@ -26,6 +27,11 @@ export interface Reading {
 /** A reading as stored, with its log position. */
 export interface StoredReading extends Reading {
   id: number;
+}
+
+/** A stored reading with when it was accepted (UTC ms). */
+export interface LoggedReading extends StoredReading {
+  receivedMs: number;
 }
 
 /** Thrown when accepting more would exceed the pending cap. */
@@ -49,7 +55,7 @@ export interface ReadingLogOptions {
   forward?: boolean;
   /** Uplinked readings kept for local inspection before pruning. @default {10000} */
   retainUplinked?: number;
-  /** Called after each commit with the committed readings, in log order. */
+  /** Called after each commit is durable with the committed readings, in log order. */
   onCommitted?: (rows: StoredReading[]) => void;
   /** Seconds suggested in Retry-After when full. @default {5} */
   retryAfterSeconds?: number;
@@ -70,13 +76,21 @@ const MIGRATIONS = [
 
 /** Rows per multi-row INSERT statement. */
 const CHUNK = 100;
-/** Rows that pile up past retention before an unforwarded log prunes. */
+/** Rows that pile up past retention before the log prunes. */
 const PRUNE_SLICE = 10_000;
 
 interface Pending {
   rows: Reading[];
   resolve: (ids: number[]) => void;
   reject: (err: unknown) => void;
+}
+
+/** What a consumer other than the uplink keeps of the log (see {@linkcode ReadingLog.hold}). */
+export interface ReadingHold {
+  /** Rows above this id are kept; the holder moves it as it consumes. */
+  set(id: number): void;
+  /** Lets go of every row. */
+  release(): void;
 }
 
 /**
@@ -89,24 +103,26 @@ interface Pending {
  * await log.append([{ device_id: "pump-7", metric: "temperature", value: 71.5, timestamp: Date.now() }]);
  * ```
  */
-export class ReadingLog {
+export class ReadingLog implements CommitParticipant {
   #store: Store;
+  #commits: GroupCommit;
   #queue: Pending[] = [];
   #queuedRows = 0;
-  #scheduled = false;
+  /** Requests written in the transaction being built, and their first id. */
+  #written: { batch: Pending[]; rows: Reading[]; firstId: number } | null = null;
   #lastId: number;
+  #durableId: number;
   #uplinkedId: number;
   #opts: Required<Omit<ReadingLogOptions, "onCommitted">> & Pick<ReadingLogOptions, "onCommitted">;
   #insert;
-  /** The connection readings are written on: commits there wait for `syncWal`, not for fsync. */
-  #db;
-  #inFlight = 0;
   #setUplinked;
   #insertChunk;
+  #prune;
   #prunedBelow = 0;
   #chunkArgs: (string | number)[] = new Array(CHUNK * 6);
-  #idle: (() => void)[] = [];
   #commitListeners = new Set<(durableId: number) => void>();
+  #rowListeners = new Set<(rows: StoredReading[]) => void>();
+  #holds = new Set<{ id: number }>();
   /**
    * Called when an append would take the pending readings over the cap, with
    * how many are too many; returns true when it made room (the MQTT uplink's
@@ -133,8 +149,8 @@ export class ReadingLog {
     this.#opts = { maxPending, forward, retainUplinked, retryAfterSeconds, onCommitted };
     this.#store = store;
     store.migrate("readings", MIGRATIONS);
-    const db = store.openDeferredSyncConnection();
-    this.#db = db;
+    this.#commits = store.commits;
+    const db = this.#commits.db;
     this.#insert = db.prepare(
       "INSERT INTO readings (id, device_id, metric, value, ts_ms, received_ms) VALUES (?, ?, ?, ?, ?, ?)",
     );
@@ -145,13 +161,20 @@ export class ReadingLog {
     this.#setUplinked = store.db.prepare(
       "UPDATE readings_meta SET value = ? WHERE key = 'uplinked_id'",
     );
+    this.#prune = db.prepare("DELETE FROM readings WHERE id <= ?");
     this.#uplinkedId = (db.prepare("SELECT value FROM readings_meta WHERE key = 'uplinked_id'")
       .get() as { value: number }).value;
     const maxId = (db.prepare("SELECT coalesce(max(id), 0) AS id FROM readings").get() as {
       id: number;
     }).id;
     this.#lastId = Math.max(maxId, this.#uplinkedId);
+    this.#durableId = this.#lastId;
+    this.#prunedBelow =
+      (db.prepare("SELECT coalesce(min(id), 1) - 1 AS id FROM readings").get() as {
+        id: number;
+      }).id;
     if (!forward) this.#uplinkedId = this.#lastId;
+    this.#commits.join(this);
   }
 
   /** Readings durable on disk and not yet acknowledged by the uplink. */
@@ -169,9 +192,40 @@ export class ReadingLog {
     return this.#uplinkedId;
   }
 
-  /** Highest id committed. */
+  /** Highest id committed (durable or about to be). */
   get lastId(): number {
     return this.#lastId;
+  }
+
+  /** Highest id durable on disk: readers outside the log's own transactions see up to here. */
+  get durableId(): number {
+    return this.#durableId;
+  }
+
+  /** Highest id pruned: rows up to here are gone. */
+  get prunedId(): number {
+    return this.#prunedBelow;
+  }
+
+  /**
+   * Keeps rows above the hold's id (initially `id`) from being pruned until
+   * it moves or is released: a consumer other than the uplink (a module's
+   * cursor) reads them later.
+   */
+  hold(id: number): ReadingHold {
+    const h = { id };
+    this.#holds.add(h);
+    return {
+      set: (to) => void (h.id = to),
+      release: () => void this.#holds.delete(h),
+    };
+  }
+
+  /** The highest id every consumer is done with (what may be pruned, retention aside). */
+  #floor(retained: number): number {
+    let floor = retained;
+    for (const h of this.#holds) if (h.id < floor) floor = h.id;
+    return floor;
   }
 
   /**
@@ -194,57 +248,71 @@ export class ReadingLog {
     return new Promise((resolve, reject) => {
       this.#queue.push({ rows, resolve, reject });
       this.#queuedRows += rows.length;
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        // After the event loop's next I/O poll, not in a microtask: the
-        // server parses the requests already on the wire so they join this
-        // commit. Not setTimeout(0) either: Deno clamps that to ~2 ms a hop.
-        setImmediate(() => void this.#flush());
-      }
+      this.#commits.schedule();
     });
   }
 
-  async #flush(): Promise<void> {
-    this.#scheduled = false;
+  /** Group commit: whether requests wait for the next transaction. */
+  hasWork(): boolean {
+    return this.#queue.length > 0;
+  }
+
+  /** Group commit: writes every queued request's rows (see {@linkcode CommitParticipant}). */
+  write(): void {
     const batch = this.#queue;
+    if (batch.length === 0) return;
     this.#queue = [];
     this.#queuedRows = 0;
-    if (batch.length === 0) return this.#notifyIdle();
     const rows: Reading[] = batch.length === 1 ? batch[0].rows : batch.flatMap((p) => p.rows);
     const now = Date.now();
-    let firstId: number;
-    try {
-      // Commit without blocking on the disk, then wait for the shared WAL
-      // fsync: requests keep arriving and committing while it runs.
-      firstId = this.#store.transaction(() => this.#insertAll(rows, now), this.#db);
-      this.#lastId = firstId + rows.length - 1;
-      this.#inFlight++;
-      try {
-        await this.#store.syncWal();
-      } finally {
-        this.#inFlight--;
-      }
-    } catch (err) {
-      for (const p of batch) p.reject(err);
-      return this.#notifyIdle();
-    }
-    this.commits++;
-    this.committed += rows.length;
-    if (!this.#opts.forward) {
-      this.#uplinkedId = Math.max(this.#uplinkedId, firstId + rows.length - 1);
-      this.#pruneUnforwarded();
-    }
-    let next = firstId;
-    for (const p of batch) {
-      const ids = new Array<number>(p.rows.length);
-      for (let i = 0; i < ids.length; i++) ids[i] = next++;
-      p.resolve(ids);
-    }
-    if (this.#opts.onCommitted) {
-      this.#opts.onCommitted(rows.map((r, i) => ({ id: firstId + i, ...r })));
-    }
-    for (const l of this.#commitListeners) l(firstId + rows.length - 1);
-    this.#notifyIdle();
+    const firstId = this.#insertAll(rows, now);
+    this.#written = { batch, rows, firstId };
+    this.#lastId = firstId + rows.length - 1;
+    this.#pruneInTransaction();
+  }
+
+  /** Group commit: the rows written in this transaction were rolled back. */
+  undo(): void {
+    const w = this.#written;
+    if (w) this.#lastId = w.firstId - 1;
+  }
+
+  /** Group commit: answers the requests once their rows are durable. */
+  seal(): Settle | undefined {
+    const w = this.#written;
+    this.#written = null;
+    if (!w) return undefined;
+    const { batch, rows, firstId } = w;
+    const lastId = firstId + rows.length - 1;
+    return {
+      durable: () => {
+        this.commits++;
+        this.committed += rows.length;
+        if (lastId > this.#durableId) this.#durableId = lastId;
+        if (!this.#opts.forward) this.#uplinkedId = Math.max(this.#uplinkedId, lastId);
+        let next = firstId;
+        for (const p of batch) {
+          const ids = new Array<number>(p.rows.length);
+          for (let i = 0; i < ids.length; i++) ids[i] = next++;
+          p.resolve(ids);
+        }
+        if (this.#opts.onCommitted || this.#rowListeners.size > 0) {
+          const stored = rows.map((r, i) => ({
+            id: firstId + i,
+            device_id: r.device_id,
+            metric: r.metric,
+            value: r.value,
+            timestamp: r.timestamp,
+          }));
+          this.#opts.onCommitted?.(stored);
+          for (const l of this.#rowListeners) l(stored);
+        }
+        for (const l of this.#commitListeners) l(lastId);
+      },
+      failed: (err) => {
+        for (const p of batch) p.reject(err);
+      },
+    };
   }
 
   /**
@@ -280,29 +348,22 @@ export class ReadingLog {
   }
 
   /**
-   * Without forwarding nothing advances the uplink cursor, so retention is
-   * applied here, in slices, once enough rows have piled up past it.
+   * Prunes, inside the group transaction, rows every consumer is done with
+   * beyond the retention count (in slices: one DELETE per
+   * {@linkcode PRUNE_SLICE} rows). Without forwarding nothing advances the
+   * uplink cursor, so retention counts from the newest row.
    */
-  #pruneUnforwarded(): void {
-    const keepFrom = this.#lastId - this.#opts.retainUplinked;
-    if (keepFrom - this.#prunedBelow < PRUNE_SLICE) return;
-    this.#store.db.prepare("DELETE FROM readings WHERE id <= ?").run(keepFrom);
-    this.#prunedBelow = keepFrom;
-  }
-
-  #notifyIdle(): void {
-    if (this.#queue.length > 0 || this.#scheduled || this.#inFlight > 0) return;
-    const waiters = this.#idle;
-    this.#idle = [];
-    for (const w of waiters) w();
+  #pruneInTransaction(): void {
+    const base = this.#opts.forward ? this.#uplinkedId : this.#lastId;
+    const upTo = this.#floor(base - this.#opts.retainUplinked);
+    if (upTo - this.#prunedBelow < PRUNE_SLICE) return;
+    this.#prune.run(upTo);
+    this.#prunedBelow = upTo;
   }
 
   /** Resolves once everything queued so far has been committed (or failed). */
   flushed(): Promise<void> {
-    if (this.#queue.length === 0 && !this.#scheduled && this.#inFlight === 0) {
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.#idle.push(resolve));
+    return this.#commits.flushed();
   }
 
   /**
@@ -312,6 +373,15 @@ export class ReadingLog {
   addCommitListener(listener: (durableId: number) => void): () => void {
     this.#commitListeners.add(listener);
     return () => void this.#commitListeners.delete(listener);
+  }
+
+  /**
+   * Calls `listener` after every commit is durable with its readings, in log
+   * order (contiguous ids, continuing the previous call's); returns the remover.
+   */
+  addRowsListener(listener: (rows: StoredReading[]) => void): () => void {
+    this.#rowListeners.add(listener);
+    return () => void this.#rowListeners.delete(listener);
   }
 
   /** When the oldest pending reading was received (UTC ms), or null when none waits. */
@@ -337,16 +407,18 @@ export class ReadingLog {
     return last > this.#uplinkedId ? last : 0;
   }
 
-  /** Up to `limit` readings with id above `afterId`, in log order (for the uplink). */
-  readAfter(afterId: number, limit: number): StoredReading[] {
-    const rows = this.#store.db.prepare(
-      "SELECT id, device_id, metric, value, ts_ms FROM readings WHERE id > ? ORDER BY id LIMIT ?",
-    ).all(afterId, limit) as {
+  /** Up to `limit` readings with id above `afterId`, in log order (for the uplink and modules). */
+  readAfter(afterId: number, limit: number): LoggedReading[] {
+    this.#read ??= this.#store.db.prepare(
+      "SELECT id, device_id, metric, value, ts_ms, received_ms FROM readings WHERE id > ? ORDER BY id LIMIT ?",
+    );
+    const rows = this.#read.all(afterId, limit) as {
       id: number;
       device_id: string;
       metric: string;
       value: number;
       ts_ms: number;
+      received_ms: number;
     }[];
     return rows.map((r) => ({
       id: r.id,
@@ -354,22 +426,46 @@ export class ReadingLog {
       metric: r.metric,
       value: r.value,
       timestamp: r.ts_ms,
+      receivedMs: r.received_ms,
     }));
+  }
+
+  #read: ReturnType<Store["db"]["prepare"]> | undefined;
+
+  /**
+   * How many readings in ids (`afterId`, `upTo`] pass `accept`, which sees
+   * each distinct device and metric once (the module host counts what a
+   * cursor that skips ahead loses).
+   */
+  countIn(
+    afterId: number,
+    upTo: number,
+    accept: (device: string, metric: string) => boolean,
+  ): number {
+    const groups = this.#store.db.prepare(
+      "SELECT device_id, metric, count(*) AS n FROM readings WHERE id > ? AND id <= ? GROUP BY device_id, metric",
+    ).all(afterId, upTo) as { device_id: string; metric: string; n: number }[];
+    let n = 0;
+    for (const g of groups) if (accept(g.device_id, g.metric)) n += g.n;
+    return n;
   }
 
   /**
    * Records durably that the uplink has had every reading up to `id`
-   * acknowledged, and prunes uplinked readings beyond the retention count.
+   * acknowledged, and prunes uplinked readings beyond the retention count
+   * that no other consumer holds.
    */
   markUplinked(id: number): void {
     if (id <= this.#uplinkedId) return;
     const upTo = Math.min(id, this.#lastId);
+    const pruneTo = this.#floor(upTo - this.#opts.retainUplinked);
     this.#store.transaction(() => {
       this.#setUplinked.run(upTo);
-      this.#store.db.prepare("DELETE FROM readings WHERE id <= ?").run(
-        upTo - this.#opts.retainUplinked,
-      );
+      if (pruneTo > this.#prunedBelow) {
+        this.#store.db.prepare("DELETE FROM readings WHERE id <= ?").run(pruneTo);
+      }
     });
+    if (pruneTo > this.#prunedBelow) this.#prunedBelow = pruneTo;
     this.#uplinkedId = upTo;
   }
 }

@@ -7,6 +7,11 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import { EdgedError } from "../lib/mod.ts";
+import { Checkpointer } from "./checkpoint.ts";
+import { FileSyncer, GroupCommit } from "./commit.ts";
+
+/** Bytes the WAL file is truncated to when SQLite restarts it (it grows back as needed). */
+const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
 
 /** Thrown when the database cannot be opened or migrated. */
 export class StoreError extends EdgedError {
@@ -20,6 +25,8 @@ export interface StoreOptions {
   fileName?: string;
   /** Milliseconds a writer waits on a lock held by another connection. @default {5000} */
   busyTimeoutMs?: number;
+  /** WAL syncs that may run at once (see {@linkcode FileSyncer}). @default {4} */
+  parallelSyncs?: number;
 }
 
 /**
@@ -39,23 +46,49 @@ export class Store {
   readonly db: DatabaseSync;
   /** Path of the database file. */
   readonly path: string;
-  /** WAL syncs done by {@linkcode Store.syncWal}. */
-  syncs = 0;
   #busyTimeoutMs: number;
   #extra: DatabaseSync[] = [];
-  #wal: Deno.FsFile | null = null;
-  #syncing: Promise<void> | null = null;
-  #nextSync: Promise<void> | null = null;
+  #syncer: FileSyncer;
+  #commits: GroupCommit | undefined;
+  #checkpointer: Checkpointer;
 
-  private constructor(db: DatabaseSync, path: string, busyTimeoutMs: number) {
+  private constructor(db: DatabaseSync, path: string, busyTimeoutMs: number, parallel: number) {
     this.db = db;
     this.path = path;
     this.#busyTimeoutMs = busyTimeoutMs;
+    // The -wal file lives as long as a connection is open, so its descriptors
+    // serve for the life of the store.
+    this.#syncer = new FileSyncer(path + "-wal", parallel);
+    this.#checkpointer = new Checkpointer(path);
+  }
+
+  /** WAL syncs done so far. */
+  get syncs(): number {
+    return this.#syncer.syncs;
+  }
+
+  /** Checkpoints the checkpointer Worker has run (see `checkpoint.ts`). */
+  get checkpoints(): number {
+    return this.#checkpointer.checkpoints;
+  }
+
+  /**
+   * The store's group committer (created on first use, on its own
+   * deferred-sync connection): every durable write of the hot paths goes
+   * through it, one transaction and one WAL sync per event-loop turn.
+   */
+  get commits(): GroupCommit {
+    this.#commits ??= new GroupCommit({
+      db: this.openDeferredSyncConnection(),
+      syncer: { sync: () => this.syncWal() },
+      onCommit: () => this.#checkpointer.committed(),
+    });
+    return this.#commits;
   }
 
   /** Opens (creating if needed) the database in `dataDir`. */
   static open(dataDir: string, options: StoreOptions = {}): Store {
-    const { fileName = "edged.db", busyTimeoutMs = 5000 } = options;
+    const { fileName = "edged.db", busyTimeoutMs = 5000, parallelSyncs = 4 } = options;
     const path = `${dataDir}/${fileName}`;
     let db: DatabaseSync;
     try {
@@ -66,6 +99,9 @@ export class Store {
         throw new StoreError(`could not switch ${path} to WAL mode (got ${mode.journal_mode})`);
       }
       db.exec("PRAGMA synchronous = FULL");
+      // Checkpoints run on a Worker (checkpoint.ts), not inside a COMMIT on this thread.
+      db.exec("PRAGMA wal_autocheckpoint = 0");
+      db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT}`);
       db.exec("PRAGMA foreign_keys = ON");
       db.exec(
         "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
@@ -80,7 +116,7 @@ export class Store {
         cause: err,
       });
     }
-    return new Store(db, path, busyTimeoutMs);
+    return new Store(db, path, busyTimeoutMs, parallelSyncs);
   }
 
   /**
@@ -133,6 +169,8 @@ export class Store {
     const db = new DatabaseSync(this.path);
     db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
     db.exec("PRAGMA synchronous = NORMAL");
+    db.exec("PRAGMA wal_autocheckpoint = 0");
+    db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT}`);
     this.#extra.push(db);
     return db;
   }
@@ -140,28 +178,11 @@ export class Store {
   /**
    * Makes every commit made so far durable: `fdatasync` of the WAL on a
    * background thread, so the event loop keeps serving while the disk works.
-   * Calls made while a sync runs share the next one (group commit): at most
-   * one sync is in flight and at most one waits.
+   * Syncs overlap (up to `parallelSyncs`); callers while that many run share
+   * the next one (see {@linkcode FileSyncer}).
    */
   syncWal(): Promise<void> {
-    if (!this.#syncing) {
-      this.#syncing = this.#syncOnce().finally(() => (this.#syncing = null));
-      return this.#syncing;
-    }
-    // The running sync may have started before the caller's commit.
-    this.#nextSync ??= this.#syncing.then(() => {
-      this.#nextSync = null;
-      return this.syncWal();
-    });
-    return this.#nextSync;
-  }
-
-  async #syncOnce(): Promise<void> {
-    // The -wal file lives as long as a connection is open, so one descriptor
-    // serves for the life of the store.
-    this.#wal ??= await Deno.open(this.path + "-wal", { read: true });
-    await this.#wal.syncData();
-    this.syncs++;
+    return this.#syncer.sync();
   }
 
   /** Bytes on disk: the database file plus its write-ahead log. */
@@ -183,13 +204,13 @@ export class Store {
   /** Checkpoints the WAL into the database file and closes every connection. */
   close(): void {
     if (!this.db.isOpen) return;
+    this.#checkpointer.close();
     for (const db of this.#extra) if (db.isOpen) db.close();
     try {
       this.db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     } finally {
       this.db.close();
-      this.#wal?.close();
-      this.#wal = null;
+      this.#syncer.close();
     }
   }
 }

@@ -22,10 +22,15 @@ const ROOT = new URL("../", import.meta.url).pathname;
 
 /**
  * Modules loaded at run time that must be embedded (resolved relative to the
- * repo): the entry points of the sandbox Workers and of the inference
- * engine's Worker, which `deno compile` does not find by itself.
+ * repo): the entry points of the sandbox Workers, of the inference engine's
+ * Worker and of the store's checkpointer Worker, which `deno compile` does
+ * not find by itself.
  */
-export const INCLUDE: readonly string[] = ["sandbox/worker.ts", "sandbox/nn/engine_worker.ts"];
+export const INCLUDE: readonly string[] = [
+  "sandbox/worker.ts",
+  "sandbox/nn/engine_worker.ts",
+  "runtime/checkpoint_worker.ts",
+];
 
 /** The inference engine's two files as staged for embedding (see {@link stageEngineFiles}). */
 export const ENGINE_FILES: readonly string[] = [ORT_FILES.bundle, ORT_FILES.wasm].map((f) =>

@@ -313,10 +313,7 @@ export function mqttComponent(options: MqttComponentOptions): MqttComponent {
           unknown: unknown.join(", "),
         });
       }
-      unsubscribeBus = bus.subscribe("uplink/#", (msg) => {
-        const rest = msg.topic.slice("uplink/".length);
-        if (rest !== "") outbox.add(rest, msg.payload); // bare `uplink` has no cloud topic
-      });
+      unsubscribeBus = bus.addSink(outbox.sink);
       if (c.forward_readings) {
         removeCommitListener = readings.addCommitListener((id?: number) =>
           uplink.readingsDurable(id)
@@ -335,7 +332,7 @@ export function mqttComponent(options: MqttComponentOptions): MqttComponent {
       removeCommitListener?.();
       clearInterval(housekeeping);
       clearInterval(statusTimer);
-      outbox.flush();
+      await outbox.flush();
       if (conn) {
         await conn.stop(async (cl) => {
           // A clean DISCONNECT discards the will (MQTT 3.1.1 section

@@ -2,11 +2,13 @@
  * The durable outbox for bus messages on `uplink/{rest}` (module output).
  * Readings need no copy here: they already wait in the reading log.
  *
- * A message published on the bus is queued and written by a group commit in
- * the next macrotask (one fsync for everything published meanwhile), the same
- * trade the reading log makes. A module's `publish` returns before that
- * commit, so the window in which a power cut can lose a module message is one
- * event-loop turn; everything committed survives and is sent at least once.
+ * The outbox is a durable sink of the bus (`runtime/bus.ts`) and takes part
+ * in the store's group commit (`runtime/commit.ts`): a module's messages are
+ * written in the same transaction as the rest of its effects (kv writes, its
+ * cursor), so they are there exactly when those are. A message published on
+ * the bus by anyone else is written by the group transaction of the next
+ * event-loop turn. Rows become visible to the uplink only once durable;
+ * everything durable is sent at least once.
  *
  * The outbox is bounded in messages and in bytes (topic plus payload, queued
  * and committed): under `refuse-new` a message that does not fit is refused,
@@ -20,8 +22,7 @@
  *
  * @module
  */
-import { setImmediate } from "node:timers";
-import type { Store } from "../../runtime/mod.ts";
+import type { BusMessage, BusSink, Settle, Store } from "../../runtime/mod.ts";
 
 /** One message waiting for its PUBACK. */
 export interface OutboxRow {
@@ -48,7 +49,7 @@ export interface OutboxOptions {
   readingMark?: () => number;
   /** Called with the count whenever messages are dropped or refused. */
   onDropped?: (reason: "full" | "refused" | "expired", n: number) => void;
-  /** Called after each commit that added rows. */
+  /** Called after each commit that added rows is durable. */
   onCommitted?: () => void;
 }
 
@@ -92,13 +93,19 @@ const ROW_BYTES = "length(CAST(topic AS BLOB)) + length(payload)";
 export class Outbox {
   #store: Store;
   #queue: Queued[] = [];
-  #scheduled = false;
   #count: number;
   /** Bytes of the committed rows. */
   #bytes: number;
   /** Bytes of {@link Outbox.#queue}. */
   #queueBytes = 0;
+  /** Highest id written (maybe not yet durable). */
   #lastId: number;
+  /** Highest id durable: the uplink reads up to here. */
+  #durableId: number;
+  /** What the transaction being built added and dropped, to undo on a rollback. */
+  #txn:
+    | { added: number; addedBytes: number; dropped: number; droppedBytes: number; lastId: number }
+    | null = null;
   #maxMessages: number;
   #maxBytes: number;
   #policy: OutboxPolicy;
@@ -107,8 +114,15 @@ export class Outbox {
   #onCommitted: () => void;
   #insert;
   #read;
-  /** Commits so far. */
+  #removeParticipant: () => void;
+  /** Commits that added rows so far. */
   commits = 0;
+
+  /** The bus sink that writes `uplink/{rest}` messages here (a bare `uplink` has no cloud topic). */
+  readonly sink: BusSink = {
+    wants: (msg: BusMessage) => msg.topic.startsWith("uplink/") && msg.topic.length > 7,
+    write: (msg: BusMessage) => void this.#insertNow(msg.topic.slice(7), msg.payload),
+  };
 
   /** Opens the outbox in `store`, migrating its table. */
   constructor(store: Store, options: OutboxOptions = {}) {
@@ -141,18 +155,25 @@ export class Outbox {
     ).get() as { n: number; last: number; bytes: number };
     this.#count = stats.n;
     this.#lastId = stats.last;
+    this.#durableId = stats.last;
     this.#bytes = stats.bytes;
-    this.#insert = db.prepare(
+    this.#insert = store.commits.db.prepare(
       "INSERT INTO mqtt_outbox (id, topic, payload, reading_mark, created_ms) VALUES (?, ?, ?, ?, ?)",
     );
     this.#read = db.prepare(
-      "SELECT id, topic, payload, reading_mark FROM mqtt_outbox WHERE id > ? ORDER BY id LIMIT ?",
+      "SELECT id, topic, payload, reading_mark FROM mqtt_outbox WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
     );
+    this.#removeParticipant = store.commits.join({
+      hasWork: () => this.#queue.length > 0,
+      write: () => this.#writeQueued(),
+      seal: () => this.#seal(),
+      undo: () => this.#undo(),
+    });
   }
 
-  /** Highest id committed. */
+  /** Highest id durable (the uplink sends nothing above it). */
   get lastId(): number {
-    return this.#lastId;
+    return this.#durableId;
   }
 
   /** Messages durable or queued and not yet acknowledged. */
@@ -165,6 +186,19 @@ export class Outbox {
     return this.#bytes + this.#queueBytes;
   }
 
+  /** Whether a message of `size` bytes is refused (counted): too large, or refuse-new and full. */
+  #refuse(size: number): boolean {
+    if (
+      size > this.#maxBytes ||
+      (this.#policy === "refuse-new" &&
+        (this.pending >= this.#maxMessages || this.pendingBytes + size > this.#maxBytes))
+    ) {
+      this.#onDropped("refused", 1);
+      return true;
+    }
+    return false;
+  }
+
   /**
    * Accepts one message for uplink; returns false when it was refused
    * (counted): by the refuse-new policy when the outbox is full, or under any
@@ -173,14 +207,7 @@ export class Outbox {
    */
   add(topic: string, payload: Uint8Array): boolean {
     const size = rowBytes(topic, payload);
-    if (
-      size > this.#maxBytes ||
-      (this.#policy === "refuse-new" &&
-        (this.pending >= this.#maxMessages || this.pendingBytes + size > this.#maxBytes))
-    ) {
-      this.#onDropped("refused", 1);
-      return false;
-    }
+    if (this.#refuse(size)) return false;
     this.#queue.push({ topic, payload, mark: this.#readingMark(), size });
     this.#queueBytes += size;
     // drop-oldest: what waits for the commit is bounded too (the store may be closed).
@@ -188,42 +215,94 @@ export class Outbox {
       this.#queueBytes -= this.#queue.shift()!.size;
       this.#onDropped("full", 1);
     }
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      // setImmediate, not setTimeout(0), which Deno clamps to ~2 ms a hop.
-      setImmediate(() => this.flush());
+    this.#store.commits.schedule();
+    return true;
+  }
+
+  /**
+   * Writes one row now: the caller is inside a group transaction (a module's
+   * effects). drop-oldest makes room in the same transaction.
+   */
+  #insertNow(
+    topic: string,
+    payload: Uint8Array,
+    mark = this.#readingMark(),
+    size?: number,
+  ): boolean {
+    const bytes = size ?? rowBytes(topic, payload);
+    if (size === undefined && this.#refuse(bytes)) return false;
+    // Outside a group transaction (a bus without a committer): the next one seals it.
+    if (!this.#store.commits.writing) this.#store.commits.schedule();
+    const t = this.#txn ??= {
+      added: 0,
+      addedBytes: 0,
+      dropped: 0,
+      droppedBytes: 0,
+      lastId: this.#lastId,
+    };
+    this.#insert.run(++this.#lastId, topic, payload, mark, Date.now());
+    t.added++;
+    t.addedBytes += bytes;
+    this.#count++;
+    this.#bytes += bytes;
+    const overRows = this.#count - this.#maxMessages;
+    const overBytes = this.#bytes - this.#maxBytes;
+    if (overRows > 0 || overBytes > 0) {
+      const gone = this.#deleteOldest(overRows, overBytes);
+      t.dropped += gone.rows;
+      t.droppedBytes += gone.bytes;
+      this.#count -= gone.rows;
+      this.#bytes -= gone.bytes;
     }
     return true;
   }
 
-  /** Commits everything queued now (also called by the timer). */
-  flush(): void {
-    this.#scheduled = false;
+  #writeQueued(): void {
     const batch = this.#queue;
-    if (batch.length === 0 || !this.#store.isOpen) return;
-    const batchBytes = this.#queueBytes;
+    if (batch.length === 0) return;
     this.#queue = [];
     this.#queueBytes = 0;
-    const now = Date.now();
-    let dropped = { rows: 0, bytes: 0 };
-    this.#store.transaction(() => {
-      let id = this.#lastId;
-      for (const m of batch) this.#insert.run(++id, m.topic, m.payload, m.mark, now);
-      const overRows = this.#count + batch.length - this.#maxMessages;
-      const overBytes = this.#bytes + batchBytes - this.#maxBytes;
-      if (overRows > 0 || overBytes > 0) dropped = this.#deleteOldest(overRows, overBytes);
-      this.#lastId = id;
-    });
-    this.#count += batch.length - dropped.rows;
-    this.#bytes += batchBytes - dropped.bytes;
-    this.commits++;
-    if (dropped.rows > 0) this.#onDropped("full", dropped.rows);
-    this.#onCommitted();
+    for (const m of batch) this.#insertNow(m.topic, m.payload, m.mark, m.size);
   }
 
-  /** Deletes the oldest rows until at least `rows` rows and `bytes` bytes are gone. */
+  #undo(): void {
+    const t = this.#txn;
+    if (!t) return;
+    this.#lastId = t.lastId;
+    this.#count += t.dropped - t.added;
+    this.#bytes += t.droppedBytes - t.addedBytes;
+  }
+
+  #seal(): Settle | undefined {
+    const t = this.#txn;
+    this.#txn = null;
+    if (!t) return undefined;
+    const upTo = this.#lastId;
+    return {
+      durable: () => {
+        if (upTo > this.#durableId) this.#durableId = upTo;
+        this.commits++;
+        if (t.dropped > 0) this.#onDropped("full", t.dropped);
+        this.#onCommitted();
+      },
+      failed: () => {},
+    };
+  }
+
+  /** Commits everything queued now and resolves once it is durable. */
+  flush(): Promise<void> {
+    if (this.#queue.length > 0) this.#store.commits.schedule();
+    return this.#store.commits.flushed();
+  }
+
+  /** Leaves the group commit (the store outlives this outbox in tests). */
+  close(): void {
+    this.#removeParticipant();
+  }
+
+  /** Deletes the oldest rows until at least `rows` rows and `bytes` bytes are gone (in the group transaction). */
   #deleteOldest(rows: number, bytes: number): { rows: number; bytes: number } {
-    const db = this.#store.db;
+    const db = this.#store.commits.db;
     let upTo = 0;
     let n = 0;
     let freed = 0;
@@ -256,9 +335,9 @@ export class Outbox {
     return gone;
   }
 
-  /** Up to `limit` rows above `afterId`, in order. */
+  /** Up to `limit` durable rows above `afterId`, in order. */
   readAfter(afterId: number, limit: number): OutboxRow[] {
-    const rows = this.#read.all(afterId, limit) as {
+    const rows = this.#read.all(afterId, this.#durableId, limit) as {
       id: number;
       topic: string;
       payload: Uint8Array;

@@ -53,10 +53,10 @@ Deno.test("uplink: readings and module messages go out in the order they were ac
   try {
     await readings.append([reading(1), reading(2)]);
     outbox.add("telemetry/x", enc("after-2"));
-    outbox.flush();
+    await outbox.flush();
     await readings.append([reading(3)]);
     outbox.add("telemetry/x", enc("after-3"));
-    outbox.flush();
+    await outbox.flush();
     const pub = fakePublisher();
     uplink.attach(pub, 100);
     await tick();
@@ -155,7 +155,7 @@ Deno.test("outbox: survives a reopen; refuse-new and drop-oldest; age expiry", a
   const onDropped = (reason: string, n: number) => dropped[reason] = (dropped[reason] ?? 0) + n;
   const { dir, store, outbox } = await setup({ maxMessages: 3, onDropped });
   for (let i = 0; i < 5; i++) outbox.add("t", enc(`m${i}`));
-  outbox.flush();
+  await outbox.flush();
   assert.equal(outbox.pending, 3);
   assert.equal(dropped.refused, 2);
   store.close();
@@ -169,7 +169,7 @@ Deno.test("outbox: survives a reopen; refuse-new and drop-oldest; age expiry", a
     );
     reopened.add("t", enc("m5"));
     reopened.add("t", enc("m6"));
-    reopened.flush();
+    await reopened.flush();
     assert.equal(dropped.full, 2);
     assert.deepEqual(
       reopened.readAfter(0, 10).map((r) => new TextDecoder().decode(r.payload)),
@@ -259,7 +259,7 @@ Deno.test("uplink: nothing above the durable id is sent; without forwarding only
 
     const quiet = new Uplink({ readings, outbox, prefix: "p", forwardReadings: false });
     outbox.add("only/this", enc("m"));
-    outbox.flush();
+    await outbox.flush();
     const pub2 = fakePublisher();
     quiet.attach(pub2, 10);
     await tick();

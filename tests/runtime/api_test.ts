@@ -112,6 +112,25 @@ Deno.test("HTTP API: health, readiness, auth, ingest, errors and metrics", async
       },
     );
 
+    await t.step("a chunked body (no Content-Length) is counted as it arrives", async () => {
+      const chunked = (text: string, times: number) =>
+        edged.api("/api/v1/data", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: new ReadableStream({
+            start(c) {
+              for (let i = 0; i < times; i++) c.enqueue(new TextEncoder().encode(text));
+              c.close();
+            },
+          }),
+        });
+      const ok = await chunked(JSON.stringify({ device_id: "chunked", value: 1 }), 1);
+      assert.equal(ok.status, 202, await ok.text());
+      const big = await chunked(" ".repeat(64 * 1024), 40);
+      assert.equal(big.status, 413);
+      assert.equal((await big.json()).error.code, "body_too_large");
+    });
+
     await t.step("the dashboard page is served at /", async () => {
       const res = await fetch(edged.url + "/");
       assert.equal(res.status, 200);

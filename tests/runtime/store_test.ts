@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { OutboxFullError, ReadingLog, Store, StoreError } from "../../runtime/mod.ts";
+import { FileSyncer, OutboxFullError, ReadingLog, Store, StoreError } from "../../runtime/mod.ts";
 
 Deno.test("store opens in WAL mode with synchronous=FULL", async () => {
   const store = Store.open(await Deno.makeTempDir());
@@ -138,12 +138,109 @@ Deno.test("an append resolves only after a WAL sync that began after its commit"
   store.close();
 });
 
-Deno.test("syncWal coalesces: callers during a running sync share one more", async () => {
-  const store = Store.open(await Deno.makeTempDir());
+Deno.test("syncWal overlaps up to parallelSyncs; callers beyond share one more", async () => {
+  const store = Store.open(await Deno.makeTempDir(), { parallelSyncs: 3 });
   store.migrate("t", ["CREATE TABLE t (a)"]);
   store.db.exec("INSERT INTO t VALUES (1)");
   const before = store.syncs;
   await Promise.all(Array.from({ length: 20 }, () => store.syncWal()));
-  assert.equal(store.syncs - before, 2, "one running plus one shared follow-up");
+  // A later sync answers the callers of an earlier one: the earlier may still be finishing.
+  const deadline = Date.now() + 5000;
+  while (store.syncs - before < 4 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(store.syncs - before, 4, "three running plus one shared follow-up");
   store.close();
+});
+
+Deno.test("FileSyncer answers callers in order, each after a sync that began after its call", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/f`, "x");
+  const syncer = new FileSyncer(`${dir}/f`, 2);
+  const order: number[] = [];
+  const calls = Array.from({ length: 7 }, (_, i) => syncer.sync().then(() => order.push(i)));
+  await Promise.all(calls);
+  assert.deepEqual(order, [0, 1, 2, 3, 4, 5, 6]);
+  // The last 5 found 2 running: they shared a third, started when one of those ended.
+  const deadline = Date.now() + 5000;
+  while (syncer.syncs < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(syncer.syncs, 3);
+  syncer.close();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a hold keeps rows the uplink no longer needs until its consumer passes them", async () => {
+  const store = Store.open(await Deno.makeTempDir());
+  const log = new ReadingLog(store, { forward: false, retainUplinked: 0 });
+  const r = { device_id: "d", metric: "m", value: 1, timestamp: 1 };
+  const hold = log.hold(0);
+  const count = () =>
+    (store.db.prepare("SELECT count(*) AS n FROM readings").get() as { n: number }).n;
+  for (let i = 0; i < 3; i++) await log.append(Array(10_000).fill(r));
+  assert.equal(count(), 30_000, "nothing pruned below a hold at 0");
+  hold.set(25_000);
+  await log.append([r]);
+  assert.equal(count(), 5_001, "pruned up to the hold");
+  assert.equal(log.prunedId, 25_000);
+  hold.release();
+  for (let i = 0; i < 2; i++) await log.append(Array(10_000).fill(r));
+  assert.equal(log.prunedId, log.lastId, "released: retention alone decides");
+  store.close();
+});
+
+Deno.test("group commit: a participant that fails rolls back only its own writes", async () => {
+  const store = Store.open(await Deno.makeTempDir());
+  store.migrate("t", ["CREATE TABLE t (a TEXT)"]);
+  const commits = store.commits;
+  const insert = commits.db.prepare("INSERT INTO t VALUES (?)");
+  const failures: unknown[] = [];
+  let bad = false;
+  commits.join({
+    write: () => {
+      if (!bad) return;
+      insert.run("from the failing participant");
+      throw new Error("boom");
+    },
+    seal: () => bad ? { durable: () => {}, failed: (e) => void failures.push(e) } : undefined,
+  });
+  bad = true;
+  const ok = commits.stage(() => void insert.run("staged"));
+  commits.schedule();
+  await ok;
+  bad = false;
+  const rows = store.db.prepare("SELECT a FROM t").all() as { a: string }[];
+  assert.deepEqual(rows.map((r) => r.a), ["staged"]);
+  assert.equal(failures.length, 1);
+  assert.match(String(failures[0]), /boom/);
+  await assert.rejects(commits.stage(() => insert.run(null, "too many")), /bind|column|argument/i);
+  store.close();
+});
+
+Deno.test("checkpoints run on a Worker: the WAL goes into the database file, not in a COMMIT", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = Store.open(dir);
+  try {
+    store.migrate("t", ["CREATE TABLE t (a BLOB)"]);
+    assert.equal(
+      (store.db.prepare("PRAGMA wal_autocheckpoint").get() as { wal_autocheckpoint: number })
+        .wal_autocheckpoint,
+      0,
+    );
+    const dbBytes = () => Deno.statSync(`${dir}/edged.db`).size;
+    const before = dbBytes();
+    const insert = store.commits.db.prepare("INSERT INTO t VALUES (?)");
+    for (let i = 0; i < 200; i++) {
+      await store.commits.stage(() => void insert.run(new Uint8Array(8192)));
+    }
+    const deadline = Date.now() + 10_000;
+    while (store.checkpoints === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(store.checkpoints >= 1, "a checkpoint ran");
+    assert.ok(dbBytes() > before + 100 * 8192, `database file ${before} -> ${dbBytes()} bytes`);
+  } finally {
+    store.close();
+  }
 });

@@ -1,0 +1,96 @@
+/**
+ * Checkpoints off the runtime's thread. SQLite copies its write-ahead log
+ * back into the database file in a checkpoint, by default inside the COMMIT
+ * that takes the log past 1000 pages, with two fsyncs: a stall of the event
+ * loop of several milliseconds (tens on a slow disk) every few megabytes
+ * written. edged turns that off (`wal_autocheckpoint = 0` on its
+ * connections) and runs PASSIVE checkpoints on a Worker of its own instead,
+ * started when the store is first written and stopped again after a quiet
+ * minute, so an idle edged holds no extra thread.
+ *
+ * @module
+ */
+import type { FromCheckpointer, ToCheckpointer } from "./checkpoint_worker.ts";
+
+/** Options for {@linkcode Checkpointer}. */
+export interface CheckpointerOptions {
+  /** Writes after which a checkpoint runs (at most one at a time). @default {64} */
+  everyCommits?: number;
+  /** Milliseconds without a write after which the Worker stops. @default {60000} */
+  idleStopMs?: number;
+}
+
+const WORKER_URL = new URL("./checkpoint_worker.ts", import.meta.url);
+
+/** Runs the checkpoints of one database on a Worker. */
+export class Checkpointer {
+  readonly #path: string;
+  readonly #every: number;
+  readonly #idleStopMs: number;
+  #worker: Worker | undefined;
+  #running = false;
+  #since = 0;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Checkpoints done. */
+  checkpoints = 0;
+  /** The last checkpoint's failure, if any. */
+  lastError: string | undefined;
+
+  /** A checkpointer for the database file at `path`. */
+  constructor(path: string, options: CheckpointerOptions = {}) {
+    this.#path = path;
+    this.#every = options.everyCommits ?? 64;
+    this.#idleStopMs = options.idleStopMs ?? 60_000;
+  }
+
+  /** A write committed: checkpoint once enough have piled up. */
+  committed(): void {
+    this.#since++;
+    if (!this.#running && this.#since >= this.#every) this.#run();
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => this.#idle(), this.#idleStopMs);
+    Deno.unrefTimer(this.#idleTimer);
+  }
+
+  #run(): void {
+    if (!this.#worker) {
+      const w = new Worker(WORKER_URL, { type: "module", name: "edged-checkpoint" });
+      w.onmessage = (e: MessageEvent<FromCheckpointer>) => {
+        this.#running = false;
+        this.checkpoints++;
+        this.lastError = e.data.error;
+        if (this.#since >= this.#every) this.#run();
+      };
+      w.onerror = (e) => {
+        e.preventDefault();
+        this.lastError = e.message;
+        this.#running = false;
+        this.#worker?.terminate();
+        this.#worker = undefined;
+      };
+      w.postMessage({ t: "open", path: this.#path } satisfies ToCheckpointer);
+      this.#worker = w;
+    }
+    this.#since = 0;
+    this.#running = true;
+    this.#worker.postMessage({ t: "checkpoint" } satisfies ToCheckpointer);
+  }
+
+  #idle(): void {
+    if (this.#running) {
+      this.#idleTimer = setTimeout(() => this.#idle(), 1000);
+      Deno.unrefTimer(this.#idleTimer);
+      return;
+    }
+    if (this.#since > 0) this.#run();
+    else this.close();
+  }
+
+  /** Stops the Worker (a checkpoint in progress finishes its SQLite call first). */
+  close(): void {
+    clearTimeout(this.#idleTimer);
+    this.#worker?.terminate();
+    this.#worker = undefined;
+    this.#running = false;
+  }
+}

@@ -1,0 +1,340 @@
+/**
+ * Group commit: one SQLite transaction per event-loop turn for everything
+ * that must become durable together (readings, module effects, outbox rows,
+ * cursors), then one `fdatasync` of the WAL on a background thread. Whoever
+ * staged work hears back only once the sync that covers it has finished.
+ *
+ * Writers take part in two ways: a {@linkcode CommitParticipant} (the
+ * reading log, the outbox, the module host) writes what it has queued when
+ * the transaction runs, each in its own savepoint so a failure fails only its
+ * own work; {@linkcode GroupCommit.stage} runs a one-off closure in the next
+ * transaction.
+ *
+ * @module
+ */
+import { setImmediate } from "node:timers";
+import type { DatabaseSync } from "node:sqlite";
+
+/** What a participant does once its writes of one transaction are durable, or failed. */
+export interface Settle {
+  /** The transaction is committed and the WAL synced. */
+  durable(): void;
+  /** The transaction (or this participant's part of it) was rolled back, or the sync failed. */
+  failed(err: unknown): void;
+}
+
+/** A writer that joins every group transaction. */
+export interface CommitParticipant {
+  /** Whether it has anything to write (default: true); an idle participant costs no savepoint. */
+  hasWork?(): boolean;
+  /** Writes what it has queued, inside the transaction. Throwing rolls back only this participant. */
+  write(): void;
+  /**
+   * Called after every participant wrote, before COMMIT: hands over what to do
+   * with this transaction's writes once they are durable (or failed).
+   * Undefined when it wrote nothing.
+   */
+  seal(): Settle | undefined;
+  /** Rolls back this participant's in-memory view of what `write` did (its savepoint was rolled back). */
+  undo?(err: unknown): void;
+}
+
+/** Runs the fdatasync of the WAL; injectable for tests. */
+export interface WalSyncer {
+  sync(): Promise<void>;
+}
+
+/** Options for {@linkcode GroupCommit}. */
+export interface GroupCommitOptions {
+  /** The connection the transactions run on (synchronous=NORMAL: COMMIT does not wait for the disk). */
+  db: DatabaseSync;
+  /** Makes every commit made so far durable. */
+  syncer: WalSyncer;
+  /** Called after each COMMIT (before its sync). */
+  onCommit?: () => void;
+}
+
+interface OneOff {
+  write: () => void;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * The group committer of one store (see `Store.commits`).
+ *
+ * @example
+ * ```ts ignore
+ * const commits = store.commits;
+ * await commits.stage(() => commits.db.prepare("INSERT INTO t VALUES (1)").run());
+ * ```
+ */
+export class GroupCommit {
+  /** The connection every group transaction runs on; prepare statements for `write` on it. */
+  readonly db: DatabaseSync;
+  readonly #syncer: WalSyncer;
+  readonly #onCommit: () => void;
+  readonly #participants: CommitParticipant[] = [];
+  #scheduled = false;
+  #lazy: ReturnType<typeof setTimeout> | undefined;
+  #writing = false;
+  #inFlight = 0;
+  /** Staged one-offs waiting for the next transaction. */
+  #oneOffs: OneOff[] = [];
+  /** One-offs written in the current transaction. */
+  #written: OneOff[] = [];
+  /** Group transactions committed so far. */
+  commits = 0;
+
+  /** A committer over `options.db`. */
+  constructor(options: GroupCommitOptions) {
+    this.db = options.db;
+    this.#syncer = options.syncer;
+    this.#onCommit = options.onCommit ?? (() => {});
+  }
+
+  /** Adds a participant; participants write in the order they joined. Returns the remover. */
+  join(p: CommitParticipant): () => void {
+    this.#participants.push(p);
+    return () => {
+      const i = this.#participants.indexOf(p);
+      if (i >= 0) this.#participants.splice(i, 1);
+    };
+  }
+
+  /** Whether a group transaction's writes run now. */
+  get writing(): boolean {
+    return this.#writing;
+  }
+
+  /**
+   * A participant queued work: run a group transaction on the next turn of the
+   * event loop, or, with `withinMs`, within that many milliseconds (work that
+   * can wait joins the next transaction someone needs sooner, sharing its
+   * WAL sync, instead of costing one of its own).
+   */
+  schedule(withinMs = 0): void {
+    if (this.#scheduled) return;
+    if (withinMs > 0) {
+      this.#lazy ??= setTimeout(() => {
+        this.#lazy = undefined;
+        this.schedule();
+      }, withinMs);
+      return;
+    }
+    clearTimeout(this.#lazy);
+    this.#lazy = undefined;
+    this.#scheduled = true;
+    // After the event loop's next I/O poll, not in a microtask: work already
+    // on the wire joins this transaction. Not setTimeout(0): Deno clamps that
+    // to ~2 ms a hop.
+    setImmediate(() => this.#flush());
+  }
+
+  /**
+   * Runs `write` inside the next group transaction (at once when called while
+   * one is being written) and resolves once it is durable; rejects when it
+   * threw (nothing it wrote stays) or the commit failed.
+   */
+  stage(write: () => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const item = { write, resolve, reject };
+      if (this.#writing) this.#writeOneOff(item);
+      else {
+        this.#oneOffs.push(item);
+        this.schedule();
+      }
+    });
+  }
+
+  #writeOneOff(item: OneOff): void {
+    this.db.exec("SAVEPOINT one_off");
+    try {
+      item.write();
+      this.db.exec("RELEASE one_off");
+      this.#written.push(item);
+    } catch (err) {
+      this.db.exec("ROLLBACK TO one_off");
+      this.db.exec("RELEASE one_off");
+      item.reject(err);
+    }
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    if (!this.db.isOpen) {
+      const err = new Error("store is closed");
+      for (const item of this.#oneOffs.splice(0)) item.reject(err);
+      for (const p of this.#participants) {
+        p.undo?.(err);
+        p.seal()?.failed(err);
+      }
+      return;
+    }
+    const settles: Settle[] = [];
+    let committed = false;
+    try {
+      this.db.exec("BEGIN IMMEDIATE");
+      this.#writing = true;
+      try {
+        for (const item of this.#oneOffs.splice(0)) this.#writeOneOff(item);
+        for (const p of this.#participants) {
+          if (p.hasWork && !p.hasWork()) continue;
+          this.db.exec("SAVEPOINT participant");
+          try {
+            p.write();
+            this.db.exec("RELEASE participant");
+          } catch (err) {
+            this.db.exec("ROLLBACK TO participant");
+            this.db.exec("RELEASE participant");
+            p.undo?.(err);
+            p.seal()?.failed(err);
+          }
+        }
+        for (const p of this.#participants) {
+          const s = p.seal();
+          if (s) settles.push(s);
+        }
+      } finally {
+        this.#writing = false;
+      }
+      const written = this.#written.splice(0);
+      if (written.length > 0) {
+        settles.push({
+          durable: () => written.forEach((i) => i.resolve()),
+          failed: (err) => written.forEach((i) => i.reject(err)),
+        });
+      }
+      if (settles.length === 0) {
+        this.db.exec("ROLLBACK");
+        return;
+      }
+      this.db.exec("COMMIT");
+      committed = true;
+    } catch (err) {
+      if (!committed && this.db.isOpen && this.db.isTransaction) this.db.exec("ROLLBACK");
+      for (const p of this.#participants) {
+        p.undo?.(err);
+        const s = p.seal();
+        if (s) settles.push(s);
+      }
+      for (const s of settles) s.failed(err);
+      return;
+    }
+    this.commits++;
+    this.#onCommit();
+    this.#inFlight++;
+    this.#syncer.sync().then(
+      () => settles.forEach((s) => s.durable()),
+      (err) => settles.forEach((s) => s.failed(err)),
+    ).finally(() => {
+      this.#inFlight--;
+    });
+  }
+
+  /**
+   * Resolves once everything staged so far is durable (or failed): a
+   * transaction after it, and the syncs before, have finished. Never rejects.
+   */
+  flushed(): Promise<void> {
+    if (!this.#scheduled && this.#lazy === undefined && this.#inFlight === 0) {
+      return Promise.resolve();
+    }
+    return this.stage(() => {}).catch(() => {});
+  }
+}
+
+interface SyncWaiter {
+  seq: number;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * `fdatasync` of one file on Deno's blocking thread pool, with syncs
+ * overlapping: a caller gets a sync that starts after its call, at once while
+ * fewer than `parallel` run (on separate descriptors), else the one that
+ * starts when the next running sync ends. A sync that ends covers every
+ * caller of the syncs started before it, so callers are answered in order.
+ *
+ * Overlap matters on virtual disks, where a flush takes milliseconds but
+ * several flushes in flight take hardly longer than one: a request no longer
+ * waits for the sync running when it committed to end before its own starts.
+ */
+export class FileSyncer implements WalSyncer {
+  readonly #path: string;
+  readonly #parallel: number;
+  readonly #files: Deno.FsFile[] = [];
+  #running = 0;
+  #started = 0;
+  #done = 0;
+  #queued = false;
+  #waiters: SyncWaiter[] = [];
+  /** Syncs done. */
+  syncs = 0;
+
+  /** Syncs `path` (opened on first use), at most `parallel` at a time. */
+  constructor(path: string, parallel = 4) {
+    if (!Number.isInteger(parallel) || parallel < 1) {
+      throw new RangeError(`parallel must be a positive integer, got ${parallel}`);
+    }
+    this.#path = path;
+    this.#parallel = parallel;
+  }
+
+  /** Resolves once a sync that started after this call has finished. */
+  sync(): Promise<void> {
+    let seq: number;
+    if (this.#running < this.#parallel) {
+      seq = ++this.#started;
+      this.#run(seq);
+    } else {
+      // The next sync to start (when a running one ends) covers this caller.
+      seq = this.#started + 1;
+      this.#queued = true;
+    }
+    return new Promise((resolve, reject) => this.#waiters.push({ seq, resolve, reject }));
+  }
+
+  #run(seq: number): void {
+    this.#running++;
+    void this.#syncOnce().then(() => {
+      this.syncs++;
+      if (seq > this.#done) this.#done = seq;
+      this.#settle((w) => w.seq <= this.#done, (w) => w.resolve());
+    }, (err) => {
+      this.#settle((w) => w.seq === seq, (w) => w.reject(err));
+    }).finally(() => {
+      this.#running--;
+      if (this.#queued) {
+        this.#queued = false;
+        this.#run(++this.#started);
+      }
+    });
+  }
+
+  #settle(match: (w: SyncWaiter) => boolean, act: (w: SyncWaiter) => void): void {
+    const keep: SyncWaiter[] = [];
+    const ready: SyncWaiter[] = [];
+    for (const w of this.#waiters) (match(w) ? ready : keep).push(w);
+    this.#waiters = keep;
+    for (const w of ready) act(w);
+  }
+
+  async #syncOnce(): Promise<void> {
+    let f = this.#files.pop();
+    if (!f) {
+      f = await Deno.open(this.#path, { read: true });
+    }
+    try {
+      await f.syncData();
+    } finally {
+      this.#files.push(f);
+    }
+  }
+
+  /** Closes the descriptors (syncs still running finish on theirs). */
+  close(): void {
+    for (const f of this.#files.splice(0)) f.close();
+  }
+}
