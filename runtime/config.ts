@@ -157,10 +157,16 @@ const updateSchema = z.strictObject({
 const modulesSchema = z.strictObject({
   /** Module folders (manifest.json + module.wasm) installed at start unless already installed. */
   preload: z.array(z.string().min(1)).default([]),
-  /** Messages waiting per module before new ones are dropped (counted). */
+  /** Messages a module holds in memory ahead of its Worker; beyond, they wait in their durable log. */
   queue_capacity: z.number().int().min(1).max(1_000_000).default(256),
-  /** Payload bytes waiting per module before new messages are dropped (counted); one message always fits. */
+  /** Payload bytes a module holds in memory ahead of its Worker (one message always fits); beyond, they wait in their durable log. */
   queue_bytes: z.number().int().min(1024).max(1 << 30).default(8 * 1024 * 1024),
+  /**
+   * Log entries (readings, or other messages) a module may fall behind before it skips ahead
+   * to half as many, counting and logging what it skipped. At most `store.max_pending_readings`:
+   * left at its default, it is lowered to that when the cap is smaller.
+   */
+  max_lag: z.number().int().min(1).max(1_000_000_000).default(100_000),
   /** Consecutive faults that put a module in quarantine. */
   fault_limit: z.number().int().min(1).max(1000).default(3),
   /** First quarantine back-off in milliseconds; doubles up to 5 minutes. */
@@ -497,6 +503,17 @@ export async function loadConfig(
     throw new ConfigError(`invalid configuration:\n  ${lines.join("\n  ")}`);
   }
   const cfg = result.data as Config;
+  if (!origin.has("modules.max_lag")) {
+    cfg.modules.max_lag = Math.min(cfg.modules.max_lag, cfg.store.max_pending_readings);
+  }
+  if (cfg.modules.max_lag > cfg.store.max_pending_readings) {
+    // What the reading log keeps for lagging modules stays within the pending cap.
+    const where = origin.get("modules.max_lag") ?? origin.get("store.max_pending_readings");
+    throw new ConfigError(
+      `invalid configuration:\n  setting 'modules.max_lag'${where ? ` (${where})` : ""}: ` +
+        `${cfg.modules.max_lag} is above store.max_pending_readings (${cfg.store.max_pending_readings})`,
+    );
+  }
   cfg.device_id ??= defaultDeviceId();
   return cfg;
 }

@@ -1,13 +1,14 @@
 /**
- * Moving queued messages into the Workers: per Worker, one batch out at a
+ * Moving queued deliveries into the Workers: per Worker, one batch out at a
  * time (so each module's messages stay in order), filled round-robin over
  * the Worker's modules, one message each per round, up to {@link BATCH}.
+ * A module's `messages_per_second` paces it and a quarantine pauses it: its
+ * messages wait (in its queue, then in their log) instead of being dropped.
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { BusMessage } from "../runtime/mod.ts";
-import type { ModuleRecord } from "./module_record.ts";
+import type { Delivery, ModuleRecord } from "./module_record.ts";
 import type { WorkerPool } from "./pool.ts";
 import type { WireCall, WireOutcome } from "./pool_protocol.ts";
 
@@ -28,10 +29,19 @@ export interface DispatchHost {
   recordsIn(lane: number): ModuleRecord[];
   /** Ends `r`'s quarantine if it expired. */
   release(r: ModuleRecord): void;
-  /** Books the outcome of one message run by instance `inst` of `r`. */
-  apply(r: ModuleRecord, inst: number, out: WireOutcome): void;
-  /** `n` messages of `r` died with their Worker. */
-  lost(r: ModuleRecord, n: number, err: Error): void;
+  /** Tops up `r`'s queue from its logs; true when it is still behind. */
+  refill(r: ModuleRecord): boolean;
+  /** Books the outcome of delivery `d`, run by instance `inst` of `r` at generation `gen`. */
+  apply(r: ModuleRecord, inst: number, out: WireOutcome, d: Delivery, gen: number): void;
+  /** Deliveries of `r` died with their Worker (they are delivered again). */
+  lost(r: ModuleRecord, ds: Delivery[], gen: number, err: Error): void;
+}
+
+interface Sent {
+  r: ModuleRecord;
+  d: Delivery;
+  gen: number;
+  inst: number;
 }
 
 /** Pumps queued messages into the Workers of one module host. */
@@ -39,6 +49,7 @@ export class Dispatcher {
   #busy: boolean[] = [];
   #kicked: boolean[] = [];
   #rr: number[] = [];
+  #timers: (ReturnType<typeof setTimeout> | undefined)[] = [];
 
   /** A dispatcher over `host`'s modules. */
   constructor(private readonly host: DispatchHost) {}
@@ -53,61 +64,98 @@ export class Dispatcher {
     });
   }
 
+  /** Stops every pending timer. */
+  stop(): void {
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers = [];
+  }
+
+  /** Pumps `lane` again in `ms` (a rate limit refills, a quarantine ends, a log needs reading). */
+  #later(lane: number, ms: number): void {
+    if (this.#timers[lane] !== undefined || this.host.stopped()) return;
+    this.#timers[lane] = setTimeout(() => {
+      this.#timers[lane] = undefined;
+      this.#pump(lane);
+    }, Math.max(0, Math.ceil(ms)));
+  }
+
   /** Sends Worker `lane` one batch, unless one is out already; the next goes when it is back. */
   #pump(lane: number): void {
     const pool = this.host.pool();
     if (this.#busy[lane] || this.host.stopped() || !pool) return;
-    const records = this.host.recordsIn(lane).filter((r) => r.queue.length);
-    if (records.length === 0) return;
+    const records = this.host.recordsIn(lane);
+    let behind = false;
+    let wait = Infinity;
+    for (const r of records) {
+      if (r.inst === undefined || r.queue.length >= BATCH) continue;
+      if (this.host.refill(r)) behind = true;
+    }
+    const ready = records.filter((r) => r.queue.length > 0 && r.inst !== undefined);
     const turn = this.#rr[lane] ?? 0;
     this.#rr[lane] = turn + 1;
-    const start = turn % records.length;
+    const start = ready.length ? turn % ready.length : 0;
     const calls: WireCall[] = [];
-    const sent: { r: ModuleRecord; msg: BusMessage }[] = [];
+    const sent: Sent[] = [];
+    const paused = new Set<ModuleRecord>();
     let bytes = 0;
     const room = () => calls.length < BATCH && bytes < BATCH_BYTES;
     let more = true;
     while (more && room()) {
       more = false;
-      for (let i = 0; i < records.length && room(); i++) {
-        const r = records[(start + i) % records.length];
-        if (r.queue.length === 0 || r.inst === undefined) continue;
+      for (let i = 0; i < ready.length && room(); i++) {
+        const r = ready[(start + i) % ready.length];
+        if (paused.has(r) || r.queue.length === 0 || r.inst === undefined) continue;
         this.host.release(r);
         if (r.state === "quarantined") {
-          r.s.dropped.quarantine += r.clearQueue();
+          // Its messages wait for the quarantine to end.
+          paused.add(r);
+          wait = Math.min(wait, r.until - Date.now());
           continue;
         }
-        const msg = r.dequeue()!;
-        bytes += msg.payload.length;
-        calls.push({ inst: r.inst, topic: msg.topic, payload: msg.payload });
-        sent.push({ r, msg });
+        if (!r.bucket.take()) {
+          paused.add(r);
+          wait = Math.min(wait, 1000 / r.bucket.rate);
+          continue;
+        }
+        const d = r.dequeue()!;
+        bytes += d.payload.length;
+        calls.push({ inst: r.inst, topic: d.topic, payload: d.payload });
+        sent.push({ r, d, gen: r.gen, inst: r.inst });
+        r.sent.push(d);
         r.inFlight++;
         if (r.queue.length > 0) more = true;
       }
     }
-    if (calls.length === 0) return;
+    if (wait !== Infinity) this.#later(lane, wait);
+    if (calls.length === 0) {
+      if (behind) this.#later(lane, 0);
+      return;
+    }
     this.#busy[lane] = true;
     pool.run(lane, calls).then((outcomes) => {
-      for (const { r } of sent) r.inFlight--;
       // Messages a Worker did not run (their module faulted earlier in the batch)
-      // go back to the front of their queue, in order, unless it is now quarantined.
-      const back = new Map<ModuleRecord, BusMessage[]>();
+      // go back to the front of their queue, in order.
+      const back = new Map<ModuleRecord, Delivery[]>();
       outcomes.forEach((out, i) => {
-        const { r, msg } = sent[i];
-        if (out) this.host.apply(r, calls[i].inst, out);
-        else back.set(r, [...(back.get(r) ?? []), msg]);
+        const { r, d, gen, inst } = sent[i];
+        r.inFlight--;
+        unsend(r, d);
+        if (out) this.host.apply(r, inst, out, d, gen);
+        else if (gen === r.gen) back.set(r, [...(back.get(r) ?? []), d]);
       });
-      for (const [r, msgs] of back) {
-        if (r.state === "quarantined") r.s.dropped.quarantine += msgs.length;
-        else r.requeue(msgs);
-      }
+      for (const [r, ds] of back) r.requeue(ds);
     }, (err) => {
-      for (const { r } of sent) r.inFlight--;
+      const hit = new Map<ModuleRecord, { ds: Delivery[]; gen: number }>();
+      for (const { r, d, gen } of sent) {
+        r.inFlight--;
+        unsend(r, d);
+        const h = hit.get(r) ?? { ds: [], gen };
+        h.ds.push(d);
+        hit.set(r, h);
+      }
       if (this.host.stopped()) return;
-      // The Worker died with the batch: these messages are lost, and counted.
-      const hit = new Map<ModuleRecord, number>();
-      for (const { r } of sent) hit.set(r, (hit.get(r) ?? 0) + 1);
-      for (const [r, n] of hit) this.host.lost(r, n, err);
+      // The Worker died with the batch: nothing of it committed, so it goes again.
+      for (const [r, { ds, gen }] of hit) this.host.lost(r, ds, gen, err);
     }).catch((err) => {
       // A bug of ours must not stop delivery to every module of this Worker.
       log.error("delivery on sandbox worker {lane} failed: {error}", { lane, error: String(err) });
@@ -115,5 +163,14 @@ export class Dispatcher {
       this.#busy[lane] = false;
       this.#pump(lane);
     });
+  }
+}
+
+/** Takes `d` off `r`'s in-flight list (it is at the head unless a restart cleared it). */
+function unsend(r: ModuleRecord, d: Delivery): void {
+  if (r.sent[0] === d) r.sent.shift();
+  else {
+    const i = r.sent.indexOf(d);
+    if (i >= 0) r.sent.splice(i, 1);
   }
 }

@@ -69,6 +69,18 @@ export class ModuleFailedError extends EdgedError {
   }
 }
 
+/** A message for an installed module that edged is still loading at start; retry shortly. */
+export class ModuleLoadingError extends EdgedError {
+  override readonly code = "module_loading";
+  override readonly status = 503;
+  /** Builds the error; HTTP answers carry `Retry-After: 1`. */
+  constructor(name: string) {
+    super(`module "${name}" is installed and still loading; retry shortly`, {
+      headers: { "Retry-After": "1" },
+    });
+  }
+}
+
 /** A payload above the module's `limits.max_payload_bytes`. */
 export class PayloadTooLargeError extends EdgedError {
   override readonly code = "payload_too_large";

@@ -3,6 +3,14 @@
  * `kv_set` host functions. It lives in the runtime's store, so it survives
  * module swaps and process restarts; usage is keys plus values in bytes.
  *
+ * A guest's `kv_set` is not written here when it is called: its Worker keeps
+ * the call's writes (`worker.ts`) and hands them back with the call's outcome;
+ * the module host then writes them in the group transaction that also
+ * commits the call's published messages and the module's cursor
+ * (`effects.ts`), one transaction and one WAL sync for many messages of many
+ * modules, off the event loop. Between the outcome and that transaction the
+ * writes wait in an overlay here, so `kv_get` always answers the newest value.
+ *
  * @module
  */
 
@@ -29,7 +37,7 @@ export const KV_MIGRATIONS = [
 /** Longest key `kv_set` accepts, in bytes. */
 export const MAX_KEY_BYTES = 256;
 
-/** Key-value storage for modules. */
+/** Key-value storage as the host functions see it. */
 export interface KvStore {
   get(module: string, key: Uint8Array): Uint8Array | undefined;
   /** Stores `value`; "quota" when the module's usage would pass `maxBytes`. */
@@ -40,45 +48,67 @@ export interface KvStore {
   clear(module: string): void;
 }
 
-/** A {@link KvStore} on SQLite; usage is cached per module. */
-export class SqliteKv implements KvStore {
+/** One `kv_set` a call made (the last value per key). */
+export interface KvWrite {
+  key: Uint8Array;
+  value: Uint8Array;
+}
+
+/** A key as a map key (one char per byte). */
+export function keyString(key: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < key.length; i++) s += String.fromCharCode(key[i]);
+  return s;
+}
+
+/**
+ * The modules' kv on SQLite, as the runtime's thread keeps it: committed
+ * rows, the overlay of writes waiting for their group transaction, and each
+ * module's usage.
+ */
+export class SqliteKv {
   #get: StatementSync;
-  #put: StatementSync;
-  #len: StatementSync;
   #usage: StatementSync;
   #clear: StatementSync;
+  #putW: StatementSync;
+  #lenW: StatementSync;
+  #usageW: StatementSync;
+  /** Committed usage per module (as of the last group transaction). */
   #cache = new Map<string, number>();
+  #overlay = new Map<string, Map<string, Uint8Array>>();
+  /** Modules whose usage changed in the transaction being built. */
+  #touched = new Set<string>();
 
-  constructor(store: StoreLike) {
+  /** Opens the table in `store`; `writer` is the group commit's connection. */
+  constructor(store: StoreLike, writer: DatabaseSync) {
     store.migrate("kv", KV_MIGRATIONS);
     const db = store.db;
     this.#get = db.prepare("SELECT value FROM module_kv WHERE module = ? AND key = ?");
-    this.#put = db.prepare(
-      "INSERT INTO module_kv (module, key, value) VALUES (?, ?, ?) " +
-        "ON CONFLICT (module, key) DO UPDATE SET value = excluded.value",
-    );
-    this.#len = db.prepare("SELECT length(value) AS n FROM module_kv WHERE module = ? AND key = ?");
     this.#usage = db.prepare(
       "SELECT coalesce(sum(length(key) + length(value)), 0) AS n FROM module_kv WHERE module = ?",
     );
     this.#clear = db.prepare("DELETE FROM module_kv WHERE module = ?");
+    this.#putW = writer.prepare(
+      "INSERT INTO module_kv (module, key, value) VALUES (?, ?, ?) " +
+        "ON CONFLICT (module, key) DO UPDATE SET value = excluded.value",
+    );
+    this.#lenW = writer.prepare(
+      "SELECT length(value) AS n FROM module_kv WHERE module = ? AND key = ?",
+    );
+    this.#usageW = writer.prepare(
+      "SELECT coalesce(sum(length(key) + length(value)), 0) AS n FROM module_kv WHERE module = ?",
+    );
   }
 
+  /** The newest value of `key`: a staged write, else the committed row. */
   get(module: string, key: Uint8Array): Uint8Array | undefined {
+    const staged = this.#overlay.get(module)?.get(keyString(key));
+    if (staged !== undefined) return staged;
     const row = this.#get.get(module, key) as { value: Uint8Array } | undefined;
     return row?.value;
   }
 
-  set(module: string, key: Uint8Array, value: Uint8Array, maxBytes: number): "ok" | "quota" {
-    const old = this.#len.get(module, key) as { n: number } | undefined;
-    const used = this.usage(module);
-    const next = used - (old ? key.length + old.n : 0) + key.length + value.length;
-    if (next > maxBytes) return "quota";
-    this.#put.run(module, key, value);
-    this.#cache.set(module, next);
-    return "ok";
-  }
-
+  /** Committed bytes (keys plus values) the module uses. */
   usage(module: string): number {
     let n = this.#cache.get(module);
     if (n === undefined) {
@@ -88,8 +118,63 @@ export class SqliteKv implements KvStore {
     return n;
   }
 
+  /** Puts a call's writes in the overlay until their transaction ({@link SqliteKv.release}). */
+  stage(module: string, writes: KvWrite[]): void {
+    let m = this.#overlay.get(module);
+    if (!m) this.#overlay.set(module, m = new Map());
+    for (const w of writes) m.set(keyString(w.key), w.value);
+  }
+
+  /** Takes writes out of the overlay (they are committed, or were given up), unless overwritten since. */
+  release(module: string, writes: KvWrite[]): void {
+    const m = this.#overlay.get(module);
+    if (!m) return;
+    for (const w of writes) {
+      const k = keyString(w.key);
+      if (m.get(k) === w.value) m.delete(k);
+    }
+    if (m.size === 0) this.#overlay.delete(module);
+  }
+
+  /** Forgets every staged write of `module`. */
+  dropStaged(module: string): void {
+    this.#overlay.delete(module);
+  }
+
+  /**
+   * Writes a call's writes inside the group transaction, all of them or, when
+   * they would take the module past `maxBytes`, none (the Worker enforced the
+   * quota already; this is the check the runtime's thread makes itself).
+   * Returns whether they were written.
+   */
+  writeIn(module: string, writes: KvWrite[], maxBytes: number): boolean {
+    let used = this.#cache.get(module) ?? (this.#usageW.get(module) as { n: number }).n;
+    for (const w of writes) {
+      const old = this.#lenW.get(module, w.key) as { n: number } | undefined;
+      used += (old ? -(w.key.length + old.n) : 0) + w.key.length + w.value.length;
+    }
+    if (used > maxBytes) return false;
+    for (const w of writes) this.#putW.run(module, w.key, w.value);
+    this.#cache.set(module, used);
+    this.#touched.add(module);
+    return true;
+  }
+
+  /** The transaction is built: its usage figures stand. */
+  sealed(): void {
+    this.#touched.clear();
+  }
+
+  /** The transaction was rolled back: usage figures of the modules it touched are recounted. */
+  undo(): void {
+    for (const m of this.#touched) this.#cache.delete(m);
+    this.#touched.clear();
+  }
+
+  /** Deletes every key of the module, committed and staged. */
   clear(module: string): void {
     this.#clear.run(module);
     this.#cache.delete(module);
+    this.#overlay.delete(module);
   }
 }

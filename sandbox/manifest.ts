@@ -25,6 +25,7 @@ export const CEILINGS = {
   publishBytesPerCall: 32 * 1024 * 1024,
   publishMessagesPerSecond: 100_000,
   publishBytesPerSecond: 256 * 1024 * 1024,
+  backlog: 1_000_000_000,
 } as const;
 
 /**
@@ -61,6 +62,13 @@ export const manifestSchema = z.strictObject({
   sha256: z.string().regex(/^[0-9a-f]{64}$/, { message: "sha256 must be 64 lowercase hex digits" })
     .optional(),
   subscribe: z.array(filter).max(64).default([]),
+  /**
+   * On the first install: deliver up to this many of the newest entries each
+   * durable log still holds (readings; other messages) before new ones.
+   * 0 starts at the logs' end. A new version of an installed module continues
+   * from its cursor whatever this says.
+   */
+  backlog: int(0, CEILINGS.backlog).default(0),
   grants: z.strictObject({
     log: z.boolean().default(false),
     publish: z.array(filter).max(64).default([]),

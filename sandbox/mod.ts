@@ -25,6 +25,7 @@ export type { CallOutcome } from "./instance.ts";
 export {
   ModuleFailedError,
   ModuleFault,
+  ModuleLoadingError,
   ModuleNotFoundError,
   ModuleQuarantinedError,
   ModuleValidationError,
@@ -34,6 +35,7 @@ export {
 export type { FaultKind } from "./errors.ts";
 export { EdgeError } from "./host/context.ts";
 export type { StoreLike } from "./kv.ts";
+export type { DeliveryStatus, SubscriptionStatus } from "./module_record.ts";
 export { KV_MIGRATIONS } from "./kv.ts";
 export { modulesComponent } from "./component.ts";
 export {

@@ -1,7 +1,9 @@
 /**
  * ModuleHost: the lifecycle of installed modules (load, swap, unload),
- * routing of bus messages into per-module bounded queues with rate admission,
- * fault accounting with quarantine and back-off, and per-module statistics.
+ * durable delivery (each module reads the reading log and the message log
+ * through its own cursors, `feed.ts`, and its effects for each message commit
+ * as one, `effects.ts`), fault accounting with quarantine and back-off, and
+ * per-module statistics.
  *
  * Modules run in a small pool of Workers without permissions, many instances
  * per Worker (`pool.ts`); the fuel rewriter bounds every guest call. This
@@ -11,11 +13,20 @@
  */
 
 import { join } from "node:path";
+import { topicMatches } from "../lib/mod.ts";
 import { getLogger } from "@logtape/logtape";
-import type { Bus, BusMessage, Histogram, Metrics } from "../runtime/mod.ts";
+import {
+  type Bus,
+  type BusMessage,
+  type GroupCommit,
+  type Metrics,
+  ReadingLog,
+  type StoredReading,
+} from "../runtime/mod.ts";
 import {
   ModuleFailedError,
   ModuleFault,
+  ModuleLoadingError,
   ModuleNotFoundError,
   ModuleQuarantinedError,
   ModuleValidationError,
@@ -26,36 +37,57 @@ import type { FaultKind } from "./errors.ts";
 import { type Manifest, parseManifest } from "./manifest.ts";
 import { type ValidatedModule, validateModule } from "./validate.ts";
 import type { CallOutcome } from "./instance.ts";
-import { type KvStore, SqliteKv, type StoreLike } from "./kv.ts";
+import { SqliteKv, type StoreLike } from "./kv.ts";
 import { ModuleStore } from "./persist.ts";
 import { WorkerPool } from "./pool.ts";
 import type { WireOutcome } from "./pool_protocol.ts";
 import {
+  type Delivery,
   type FailedModule,
   failedStatus,
   ModuleRecord,
   type ModuleStatus,
 } from "./module_record.ts";
-import { registerModuleMetrics } from "./module_metrics.ts";
+import { type ModuleMetrics, registerModuleMetrics } from "./module_metrics.ts";
 import { Quarantine } from "./quarantine.ts";
 import { Dispatcher } from "./dispatch.ts";
 import type { NnPoolLink } from "./nn/service.ts";
+import { type Cursor, CursorStore } from "./cursors.ts";
+import { type LoggedMessage, MessageLog } from "./message_log.ts";
+import { type Effect, Effects } from "./effects.ts";
+import { Feeder, type FeedReadings } from "./feed.ts";
 import { callDeadlineMs } from "./costs.ts";
 
 const log = getLogger(["edged", "modules"]);
 const LEVELS = ["debug", "info", "warning", "error"] as const;
 
+/** The reading log as the module host reads it. */
+export type HostReadings = FeedReadings & {
+  addRowsListener(listener: (rows: StoredReading[]) => void): () => void;
+};
+
 /** Options of {@link ModuleHost}. */
 export interface ModuleHostOptions {
   /** Installed modules are kept in `<dataDir>/modules`. */
   dataDir: string;
-  bus: Pick<Bus, "publish" | "subscribe">;
-  /** Where `kv_get`/`kv_set` state lives (the runtime's Store). */
-  store: StoreLike;
-  /** Messages waiting per module before new ones are dropped. @default 256 */
+  bus: Pick<Bus, "addSink" | "deliver" | "persist">;
+  /** Where kv state, cursors and the message log live (the runtime's Store). */
+  store: StoreLike & { commits: GroupCommit };
+  /**
+   * The reading log modules read readings from. Default: a log of their own
+   * in `store` (tests; a runtime passes its one reading log).
+   */
+  readings?: HostReadings;
+  /** Deliveries a module holds in memory; beyond, they wait in their log. @default 256 */
   queueCapacity?: number;
-  /** Payload bytes waiting per module before new messages are dropped (one always fits). @default 8 MiB */
+  /** Payload bytes a module holds in memory (one message always fits); beyond, they wait. @default 8 MiB */
   queueBytes?: number;
+  /**
+   * Log entries a module may fall behind (in the reading log or the message
+   * log) before it skips ahead to half of it, counting what it skipped.
+   * @default 100000
+   */
+  maxLag?: number;
   /** Consecutive faults that quarantine a module. @default 3 */
   faultLimit?: number;
   /** First quarantine back-off; doubles per quarantine up to 5 minutes. @default 1000 */
@@ -91,7 +123,7 @@ export interface ModuleHostOptions {
 /** Runs installed modules. Create one per runtime; see {@link ModuleHost.component}. */
 export class ModuleHost {
   readonly #opts:
-    & Required<Omit<ModuleHostOptions, "preload" | "metrics" | "nn">>
+    & Required<Omit<ModuleHostOptions, "preload" | "metrics" | "nn" | "readings">>
     & Pick<ModuleHostOptions, "nn">
     & { preload: string[] };
   #pool: WorkerPool | undefined;
@@ -99,18 +131,31 @@ export class ModuleHost {
   readonly #records = new Map<string, ModuleRecord>();
   /** Installed modules that could not be loaded at start (state "failed"). */
   readonly #failed = new Map<string, FailedModule>();
-  readonly #kv: KvStore;
+  /** Installed modules not loaded yet while the host starts (state "loading"). */
+  readonly #loading = new Map<string, FailedModule & { subscribe: string[] }>();
+  readonly #kv: SqliteKv;
   readonly #disk: ModuleStore;
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #quarantine: Quarantine;
   readonly #dispatch: Dispatcher;
+  readonly #commits: GroupCommit;
+  readonly #cursors: CursorStore;
+  /** Cursors stored for modules that are not running (loading, failed). */
+  readonly #dormant: Map<string, Cursor>;
+  readonly #readings: HostReadings;
+  readonly #messages: MessageLog;
+  readonly #effects: Effects;
+  readonly #feeder: Feeder;
+  readonly #unlisten: () => void;
+  readonly #dormantHolds = new Map<string, { release(): void }>();
   #ready = false;
-  #latency?: Histogram;
+  #metrics?: ModuleMetrics;
 
   constructor(options: ModuleHostOptions) {
     this.#opts = {
       queueCapacity: 256,
       queueBytes: 8 << 20,
+      maxLag: 100_000,
       faultLimit: 3,
       quarantineMs: 1000,
       logLinesPerSecond: 20,
@@ -124,34 +169,142 @@ export class ModuleHost {
     if (this.#opts.queueCapacity < 1) {
       throw new RangeError(`queueCapacity must be at least 1, got ${this.#opts.queueCapacity}`);
     }
+    if (!Number.isInteger(this.#opts.maxLag) || this.#opts.maxLag < 1) {
+      throw new RangeError(`maxLag must be a positive integer, got ${this.#opts.maxLag}`);
+    }
     if (!Number.isInteger(this.#opts.workers) || this.#opts.workers < 1) {
       throw new RangeError(`workers must be a positive integer, got ${this.#opts.workers}`);
     }
-    this.#kv = new SqliteKv(options.store);
+    const store = options.store;
+    this.#commits = store.commits;
+    this.#kv = new SqliteKv(store, this.#commits.db);
+    this.#cursors = new CursorStore(store, this.#commits.db);
+    this.#dormant = this.#cursors.loadAll();
+    this.#readings = options.readings ??
+      new ReadingLog(store as ConstructorParameters<typeof ReadingLog>[0], { forward: false });
+    this.#messages = new MessageLog(store, {
+      wanted: (msg) => this.#wanted(msg),
+      onDurable: (rows) => this.#onMessages(rows),
+      idsAbove: Math.max(0, ...[...this.#dormant.values()].map((c) => c.messages)),
+    });
     this.#disk = new ModuleStore(join(options.dataDir, "modules"));
+    for (const { name, manifestJson } of this.#disk.manifests()) {
+      let version = "unknown";
+      let sha256 = "";
+      let subscribe: string[] = [];
+      try {
+        const m = parseManifest(manifestJson);
+        version = m.version;
+        sha256 = m.sha256 ?? "";
+        subscribe = m.subscribe;
+      } catch { /* start() reports it */ }
+      this.#loading.set(name, { version, sha256, subscribe, message: "loading", at: new Date() });
+      const c = this.#dormant.get(name);
+      // Until it runs, it keeps what it has not read yet.
+      if (c) this.#dormantHolds.set(name, this.#readings.hold(c.readings));
+    }
     this.#quarantine = new Quarantine(this.#opts.faultLimit, this.#opts.quarantineMs);
+    this.#effects = new Effects(this.#commits, this.#kv, this.#cursors, {
+      current: (r, gen) => this.#records.get(r.manifest.name) === r && r.gen === gen,
+      persist: (msg) => void this.#opts.bus.persist(msg),
+      durable: (effects, cursors) => this.#durable(effects, cursors),
+      failed: (records, err) => this.#commitFailed(records, err),
+      afterWrite: () => this.#pruneMessages(),
+    });
+    this.#feeder = new Feeder({
+      readings: this.#readings,
+      messages: this.#messages,
+      queueCapacity: this.#opts.queueCapacity,
+      queueBytes: this.#opts.queueBytes,
+      maxLag: this.#opts.maxLag,
+      records: () => this.#records.values(),
+      touch: (r) => this.#effects.touch(r),
+      kick: (r) => this.#dispatch.kick(r.lane),
+    });
+    this.#unlisten = this.#readings.addRowsListener((rows) => this.#feeder.onReadings(rows));
+    this.#opts.bus.addSink(this.#messages.sink);
     this.#dispatch = new Dispatcher({
       stopped: () => this.#stopped,
       pool: () => this.#pool,
       recordsIn: (lane) => [...this.#records.values()].filter((r) => r.lane === lane),
       release: (r) => this.#quarantine.release(r),
-      apply: (r, inst, out) => this.#apply(r, inst, out),
-      lost: (r, n, err) => {
-        r.s.messages_in += n;
-        this.#fault(r, { kind: "host", message: `${n} message(s) lost: ${err.message}` });
+      refill: (r) => this.#feeder.refill(r),
+      apply: (r, inst, out, d, gen) => this.#apply(r, inst, out, d, gen),
+      lost: (r, ds, gen, err) => {
+        if (r.gen !== gen || this.#records.get(r.manifest.name) !== r) return;
+        r.requeue(ds);
+        this.#fault(r, {
+          kind: "host",
+          message: `${ds.length} message(s) interrupted, delivered again: ${err.message}`,
+        });
       },
     });
     if (options.metrics) {
-      this.#latency = registerModuleMetrics(
+      this.#metrics = registerModuleMetrics(
         options.metrics,
         () => this.names().map((n) => this.status(n)),
       );
     }
   }
 
+  /** Whether some running module other than its publisher subscribes to `msg` (the message log keeps it). */
+  #wanted(msg: BusMessage): boolean {
+    for (const r of this.#records.values()) {
+      if (msg.source !== `module:${r.manifest.name}` && r.wants(msg.topic)) return true;
+    }
+    for (const [name, l] of this.#loading) {
+      if (msg.source === `module:${name}` || this.#records.has(name)) continue;
+      if (l.subscribe.some((f) => topicMatches(f, msg.topic))) return true;
+    }
+    return false;
+  }
+
+  #onMessages(rows: LoggedMessage[]): void {
+    this.#feeder.onMessages(rows);
+  }
+
+  /** Deletes message-log rows every module has passed (inside the group transaction). */
+  #pruneMessages(): void {
+    let floor = this.#messages.durableId;
+    for (const r of this.#records.values()) floor = Math.min(floor, r.streams.messages.committed);
+    for (const [name, c] of this.#dormant) {
+      if (this.#loading.has(name)) floor = Math.min(floor, c.messages);
+    }
+    if (floor - this.#messages.prunedId >= 1000 || (floor === this.#messages.durableId)) {
+      this.#messages.pruneTo(floor);
+    }
+  }
+
   /** Loads installed modules, then preloads; resolves once all are running. */
   async start(): Promise<void> {
     for (const stored of this.#disk.loadAll()) {
+      try {
+        await this.#startOne(stored);
+      } finally {
+        // Running, it holds its rows itself; failed, it holds none (it resumes
+        // from its cursor once fixed, and what was pruned meanwhile is counted lost).
+        this.#loading.delete(stored.name);
+        this.#dormantHolds.get(stored.name)?.release();
+        this.#dormantHolds.delete(stored.name);
+      }
+    }
+    this.#loading.clear();
+    for (const dir of this.#opts.preload) {
+      try {
+        const manifestJson = await Deno.readTextFile(join(dir, "manifest.json"));
+        const manifest = parseManifest(manifestJson);
+        if (this.#records.has(manifest.name) || this.#failed.has(manifest.name)) continue;
+        await this.install(manifestJson, await Deno.readFile(join(dir, "module.wasm")));
+        log.info("preloaded module {name} from {dir}", { name: manifest.name, dir });
+      } catch (err) {
+        log.error("preloading {dir} failed: {error}", { dir, error: String(err) });
+      }
+    }
+    this.#ready = true;
+  }
+
+  async #startOne(stored: ReturnType<ModuleStore["loadAll"]>[number]): Promise<void> {
+    {
       if ("error" in stored) {
         log.error("cannot read installed module {name}: {error}", {
           name: stored.name,
@@ -163,7 +316,7 @@ export class ModuleHost {
           "",
           `cannot read from disk: ${stored.error.message}`,
         );
-        continue;
+        return;
       }
       let version = "unknown";
       let sha256 = "";
@@ -180,33 +333,31 @@ export class ModuleHost {
         this.#markFailed(stored.name, version, sha256, (err as Error).message);
       }
     }
-    for (const dir of this.#opts.preload) {
-      try {
-        const manifestJson = await Deno.readTextFile(join(dir, "manifest.json"));
-        const manifest = parseManifest(manifestJson);
-        if (this.#records.has(manifest.name) || this.#failed.has(manifest.name)) continue;
-        await this.install(manifestJson, await Deno.readFile(join(dir, "module.wasm")));
-        log.info("preloaded module {name} from {dir}", { name: manifest.name, dir });
-      } catch (err) {
-        log.error("preloading {dir} failed: {error}", { dir, error: String(err) });
-      }
-    }
-    this.#ready = true;
   }
 
   #markFailed(name: string, version: string, sha256: string, message: string): void {
     this.#failed.set(name, { version, sha256, message, at: new Date() });
   }
 
-  /** Unsubscribes every module and stops delivering. */
-  stop(): Promise<void> {
+  /**
+   * Stops delivering: the Workers stop, effects already staged commit.
+   * Messages in flight commit nothing; they are delivered again after the
+   * next start, from the modules' cursors.
+   */
+  async stop(): Promise<void> {
     this.#stopped = true;
-    for (const r of this.#records.values()) r.unsubscribe.forEach((u) => u());
+    this.#dispatch.stop();
+    this.#unlisten();
+    for (const r of this.#records.values()) this.#feeder.detach(r);
+    for (const h of this.#dormantHolds.values()) h.release();
+    this.#dormantHolds.clear();
     this.#records.clear();
     this.#pool?.terminate();
     this.#pool = undefined;
     this.#ready = false;
-    return Promise.resolve();
+    await this.#commits.flushed();
+    this.#effects.close();
+    this.#messages.close();
   }
 
   /** The Worker pool, started on first use. */
@@ -255,6 +406,8 @@ export class ModuleHost {
     r.lane = lane;
     void this.#serialised(r.manifest.name, async () => {
       await unloaded;
+      // Its effects so far are in the kv usage the new instance starts from.
+      await this.#commits.flushed();
       if (this.#records.get(r.manifest.name) !== r || r.inst !== undefined) return;
       try {
         const loaded = await this.#workers().load(lane, r.validated);
@@ -264,11 +417,72 @@ export class ModuleHost {
         }
         r.inst = loaded.inst;
         r.memoryBytes = loaded.memoryBytes;
+        if (loaded.kv) this.#effects.stage({ r, gen: r.gen, kv: loaded.kv, published: [] });
         this.#dispatch.kick(lane);
       } catch (err) {
         if (!this.#stopped) this.#fault(r, { kind: "host", message: `${what}: ${err}` });
       }
     }).catch(() => {});
+  }
+
+  /**
+   * Throws away `r`'s queued and in-flight work and starts it again from its
+   * committed cursors on a fresh instance: its kv as committed, its messages
+   * from the logs (after a group transaction with its effects failed).
+   */
+  #restart(r: ModuleRecord, why: string): void {
+    r.gen++;
+    r.clearQueue();
+    for (const s of [r.streams.readings, r.streams.messages]) s.next = s.committed;
+    this.#kv.dropStaged(r.manifest.name);
+    this.#fault(r, { kind: "host", message: why });
+    if (this.#records.get(r.manifest.name) === r) this.#reload(r, r.lane, "restart");
+  }
+
+  #commitFailed(records: Set<ModuleRecord>, err: unknown): void {
+    if (this.#stopped) return; // the store closed under a stopping host: nothing to redo
+    log.error("committing module effects failed: {error}", { error: String(err) });
+    for (const r of records) {
+      if (this.#records.get(r.manifest.name) === r) {
+        this.#restart(r, `its effects did not commit (${err}); starting over from its cursors`);
+      }
+    }
+  }
+
+  /** Effects of one group transaction are durable: they show now. */
+  #durable(effects: Effect[], cursors: Map<ModuleRecord, { readings: number; messages: number }>) {
+    const now = performance.timeOrigin + performance.now();
+    for (const e of effects) {
+      const r = e.r;
+      const name = r.manifest.name;
+      if (e.refused) {
+        this.#fault(r, { kind: "host", message: `effects refused: ${e.refused}` });
+        continue;
+      }
+      for (const p of e.published) {
+        try {
+          this.#opts.bus.deliver({ topic: p.topic, payload: p.payload, source: `module:${name}` });
+          r.s.messages_out++;
+        } catch (err) {
+          log.error("bus refused {topic} from module {name}: {error}", {
+            topic: p.topic,
+            name,
+            error: String(err),
+          });
+        }
+      }
+      if (e.d) {
+        const ms = Math.max(0, now - e.d.at);
+        r.observeLag(ms);
+        (r.observeEffectLag ??= this.#metrics?.effectLag.series({ module: name }))?.(ms / 1000);
+      }
+    }
+    for (const [r, pos] of cursors) {
+      const s = r.streams;
+      s.readings.committed = Math.max(s.readings.committed, pos.readings);
+      s.messages.committed = Math.max(s.messages.committed, pos.messages);
+      this.#feeder.committed(r);
+    }
   }
 
   /** Reasons the host is not ready (empty once started). */
@@ -290,50 +504,71 @@ export class ModuleHost {
   }
 
   /**
-   * Unloads and deletes a module, and its kv state unless `keepState`.
-   * Messages already sent to its Worker finish there without kv or sensor
-   * answers (EdgeError.IO); queued ones are dropped.
+   * Unloads and deletes a module and its cursors, and its kv state unless
+   * `keepState`. Messages already sent to its Worker finish there without kv
+   * or sensor answers (EdgeError.IO) and commit nothing; queued ones are
+   * dropped. Installed again later, it is a new module (see `backlog`).
    */
   remove(name: string, { keepState = false }: { keepState?: boolean } = {}): Promise<void> {
-    return this.#serialised(name, () => {
+    return this.#serialised(name, async () => {
       const r = this.#records.get(name);
-      if (!r && !this.#failed.has(name)) throw new ModuleNotFoundError(name);
-      r?.unsubscribe.forEach((u) => u());
+      if (!r && !this.#failed.has(name)) {
+        if (this.#loading.has(name)) throw new ModuleLoadingError(name);
+        throw new ModuleNotFoundError(name);
+      }
       // Revoked at once: messages still in its Worker get no more kv or sensor answers.
       if (r?.inst !== undefined) void this.#pool?.unload(r.inst, { revoke: true });
+      if (r) {
+        r.gen++;
+        this.#effects.drop(r);
+        this.#feeder.detach(r);
+      }
       this.#records.delete(name);
       this.#failed.delete(name);
+      this.#dormant.delete(name);
       this.#disk.remove(name);
       if (!keepState) this.#kv.clear(name);
-      this.#latency?.remove({ module: name });
+      this.#metrics?.callDuration.remove({ module: name });
+      this.#metrics?.effectLag.remove({ module: name });
+      await this.#commits.stage(() => this.#cursors.delete(name));
       log.info("module {name} removed", { name });
-      return Promise.resolve();
     });
   }
 
   /** Names of installed modules. */
   names(): string[] {
-    return [...new Set([...this.#records.keys(), ...this.#failed.keys()])].sort();
+    return [
+      ...new Set([...this.#records.keys(), ...this.#failed.keys(), ...this.#loading.keys()]),
+    ].sort();
   }
 
   /** Statistics of one module. @throws {ModuleNotFoundError} */
   status(name: string): ModuleStatus {
     const r = this.#records.get(name);
-    if (r) return r.status(r.manifest.grants.kv ? this.#kv.usage(name) : 0);
+    if (r) {
+      return r.status(r.manifest.grants.kv ? this.#kv.usage(name) : 0, {
+        readings: this.#readings.durableId,
+        messages: this.#messages.durableId,
+      });
+    }
     const f = this.#failed.get(name);
-    if (!f) throw new ModuleNotFoundError(name);
-    return failedStatus(name, f);
+    if (f) return failedStatus(name, f);
+    const l = this.#loading.get(name);
+    if (l) return failedStatus(name, l, "loading");
+    throw new ModuleNotFoundError(name);
   }
 
   /**
    * Delivers one message now, bypassing the queue and the rate limit, and
-   * answers what the module did.
+   * answers what the module did once its effects are durable.
+   * @throws {ModuleLoadingError} while edged starts and the module is not loaded yet.
    */
   async deliver(name: string, topic: string, payload: Uint8Array): Promise<CallOutcome> {
     const r = this.#records.get(name);
     if (!r) {
       const f = this.#failed.get(name);
       if (f) throw new ModuleFailedError(name, f.message);
+      if (this.#loading.has(name)) throw new ModuleLoadingError(name);
       throw new ModuleNotFoundError(name);
     }
     const limit = r.manifest.limits.max_payload_bytes;
@@ -344,9 +579,18 @@ export class ModuleHost {
     if (r.inst === undefined) await this.#serialised(name, () => Promise.resolve());
     const inst = r.inst;
     if (inst === undefined) throw new ModuleFailedError(name, "it could not be loaded again");
-    const [out] = await this.#workers().run(r.lane, [{ inst, topic, payload }]);
-    this.#apply(r, inst, out!);
-    const { status, published, logs, fuelUsed, error } = out!;
+    const gen = r.gen;
+    r.inFlight++;
+    let out: WireOutcome;
+    try {
+      [out] = (await this.#workers().run(r.lane, [{ inst, topic, payload }])) as [WireOutcome];
+    } finally {
+      r.inFlight--;
+    }
+    await new Promise<void>((resolve, reject) =>
+      this.#apply(r, inst, out, undefined, gen, { resolve, reject })
+    );
+    const { status, published, logs, fuelUsed, error } = out;
     return { status, published, logs, fuelUsed, error };
   }
 
@@ -359,7 +603,7 @@ export class ModuleHost {
     const pool = this.#workers();
     const old = this.#records.get(manifest.name);
     const lane = old?.lane ?? this.#leastLoadedLane();
-    let loaded: { inst: number; memoryBytes: number };
+    let loaded: Awaited<ReturnType<WorkerPool["load"]>>;
     try {
       // The old version keeps running meanwhile, in the same Worker (so messages stay in order).
       loaded = await pool.load(lane, validated);
@@ -383,14 +627,32 @@ export class ModuleHost {
         throw err;
       }
     }
+    // A module installed for the first time starts at the logs' end (or
+    // `backlog` before it); its cursor is durable before anything is answered.
+    let cursor = old ? undefined : this.#dormant.get(manifest.name);
+    if (!old && !cursor) {
+      const start = this.#feeder.startOf(manifest.backlog);
+      try {
+        await this.#commits.stage(() => this.#cursors.put(manifest.name, start));
+      } catch (err) {
+        void pool.unload(loaded.inst);
+        throw err;
+      }
+      cursor = start;
+    }
+    if (this.#records.get(manifest.name) !== old) {
+      // Replaced meanwhile (cannot happen while installs are serialised per name).
+      void pool.unload(loaded.inst);
+      throw new Error(`module ${manifest.name} changed while it was being installed`);
+    }
     // The swap: everything below is synchronous. Messages already sent to the
     // Worker finish on the old instance (it is unloaded after them); queued
-    // messages stay queued and go to the new version.
-    const r = old ?? new ModuleRecord(validated, this.#opts.quarantineMs, lane);
+    // messages stay queued and go to the new version, which continues from
+    // the same cursors.
+    const r = old ?? new ModuleRecord(validated, this.#opts.quarantineMs, lane, cursor!);
+    this.#dormant.delete(manifest.name);
     if (old) {
       if (old.inst !== undefined) void pool.unload(old.inst);
-      r.unsubscribe.forEach((u) => u());
-      r.unsubscribe = [];
       r.swapTo(validated);
     }
     r.inst = loaded.inst;
@@ -401,44 +663,16 @@ export class ModuleHost {
     r.backoffMs = this.#opts.quarantineMs;
     this.#records.set(manifest.name, r);
     this.#failed.delete(manifest.name);
-    for (const filter of manifest.subscribe) {
-      r.unsubscribe.push(this.#opts.bus.subscribe(filter, (msg) => this.#admit(r, msg)));
-    }
-    // Messages that queued while no instance was ready (a move to another Worker) go now.
-    if (r.queue.length > 0) this.#dispatch.kick(lane);
+    this.#feeder.attach(r);
+    if (loaded.kv) this.#effects.stage({ r, gen: r.gen, kv: loaded.kv, published: [] });
+    // What waits in its queue or its logs goes now.
+    this.#dispatch.kick(lane);
     log.info("module {name} {version} running ({sha})", {
       name: manifest.name,
       version: manifest.version,
       sha: validated.sha256.slice(0, 12),
     });
     return validated;
-  }
-
-  /** Bus handler: admission only; never blocks the publisher. */
-  #admit(r: ModuleRecord, msg: BusMessage): void {
-    if (this.#records.get(r.manifest.name) !== r) return;
-    if (msg.source === `module:${r.manifest.name}`) return; // no self-delivery loops
-    if (msg.payload.length > r.manifest.limits.max_payload_bytes) {
-      r.s.dropped.oversize++;
-      return;
-    }
-    if (r.state === "quarantined" && Date.now() < r.until) {
-      r.s.dropped.quarantine++;
-      return;
-    }
-    if (!r.bucket.take()) {
-      r.s.dropped.rate++;
-      return;
-    }
-    if (
-      r.queue.length >= this.#opts.queueCapacity ||
-      (r.queue.length > 0 && r.queueBytes + msg.payload.length > this.#opts.queueBytes)
-    ) {
-      r.s.dropped.overflow++;
-      return;
-    }
-    r.enqueue(msg);
-    this.#dispatch.kick(r.lane);
   }
 
   /** The regular Worker with the fewest modules (never the probation Worker). */
@@ -448,9 +682,22 @@ export class ModuleHost {
     return load.indexOf(Math.min(...load));
   }
 
-  /** Books one outcome: statistics, faults, and the module's publications onto the bus. */
-  #apply(r: ModuleRecord, inst: number, out: WireOutcome): void {
-    this.#latency?.observe(out.ms / 1000, { module: r.manifest.name });
+  /**
+   * Books one outcome: statistics and faults now; its effects (kv writes,
+   * publications, the cursor past `d`) are staged for the next group
+   * transaction and show once it is durable. A fault's effects are only the
+   * cursor: the message was handled.
+   */
+  #apply(
+    r: ModuleRecord,
+    inst: number,
+    out: WireOutcome,
+    d: Delivery | undefined,
+    gen: number,
+    done?: Effect["done"],
+  ): void {
+    const name = r.manifest.name;
+    (r.observeCall ??= this.#metrics?.callDuration.series({ module: name }))?.(out.ms / 1000);
     r.s.messages_in++;
     r.s.fuel_used += out.fuelUsed;
     r.s.last_fuel_used = out.fuelUsed;
@@ -458,24 +705,20 @@ export class ModuleHost {
       r.memoryBytes = out.memoryBytes;
       r.logsDropped = out.logsDropped;
     }
-    if (out.error) {
-      this.#fault(r, out.error);
+    if (this.#records.get(r.manifest.name) !== r || r.gen !== gen) {
+      done?.reject(new WorkerGoneError(r.lane, "restarted the module: its effects were not kept"));
       return;
     }
-    this.#quarantine.ok(r);
-    for (const p of out.published) {
-      try {
-        this.#opts.bus.publish(p.topic, p.payload, `module:${r.manifest.name}`);
-        r.s.messages_out++;
-      } catch (err) {
-        // The host checked the topic already; a bus that still refuses it must not stop delivery.
-        log.error("bus refused {topic} from module {name}: {error}", {
-          topic: p.topic,
-          name: r.manifest.name,
-          error: String(err),
-        });
-      }
+    const kv = out.error ? undefined : out.kv;
+    const published = out.error ? [] : out.published;
+    if (out.error) this.#fault(r, out.error);
+    else this.#quarantine.ok(r);
+    if (!d && !kv?.length && published.length === 0) {
+      // A messages API call with nothing to commit (no cursor of its own): answered at once.
+      done?.resolve();
+      return;
     }
+    this.#effects.stage({ r, gen, d, kv, published, done });
   }
 
   /**

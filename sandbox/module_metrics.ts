@@ -1,38 +1,64 @@
 /**
  * The modules' metrics at `/metrics`: modules by state, messages, faults and
  * fuel per module (read from their statuses at scrape time), linear memory,
- * and the call duration histogram.
+ * each module's lag behind the durable logs, and the histograms of call
+ * duration and of the lag from a reading's 202 to the module's committed
+ * effect.
  *
  * @module
  */
 import type { Histogram, Metrics } from "../runtime/mod.ts";
 import type { ModuleState, ModuleStatus } from "./module_record.ts";
 
-/** Registers the module metrics; returns the call duration histogram to observe calls with. */
+/** The histograms the module host observes into. */
+export interface ModuleMetrics {
+  callDuration: Histogram;
+  effectLag: Histogram;
+}
+
+/** Registers the module metrics; returns the histograms to observe with. */
 export function registerModuleMetrics(
   metrics: Metrics,
   statuses: () => ModuleStatus[],
-): Histogram {
+): ModuleMetrics {
   const each = (fn: (s: ModuleStatus) => void) => statuses().forEach(fn);
   metrics.gauge("edged_modules", "Installed modules by state.", ["state"], (set) => {
-    const counts: Record<ModuleState, number> = { running: 0, quarantined: 0, failed: 0 };
+    const counts: Record<ModuleState, number> = {
+      running: 0,
+      quarantined: 0,
+      failed: 0,
+      loading: 0,
+    };
     each((s) => counts[s.state]++);
     for (const [state, n] of Object.entries(counts)) set(n, { state });
   });
   metrics.collectedCounter(
     "edged_module_messages_total",
-    "Messages per module since load: in (delivered), out (published), dropped.",
+    "Messages per module since load: in (delivered), out (published), dropped (oversize, or skipped for lagging).",
     ["module", "direction"],
     (set) =>
       each((s) => {
         set(s.messages_in, { module: s.name, direction: "in" });
         set(s.messages_out, { module: s.name, direction: "out" });
-        const d = s.dropped;
-        set(d.rate + d.overflow + d.quarantine + d.oversize, {
-          module: s.name,
-          direction: "dropped",
-        });
+        set(s.dropped.oversize + s.dropped.lagging, { module: s.name, direction: "dropped" });
       }),
+  );
+  metrics.gauge(
+    "edged_module_lag",
+    "Entries of each durable log (readings, messages) a module's committed cursor is behind.",
+    ["module", "log"],
+    (set) =>
+      each((s) => {
+        if (!s.delivery) return;
+        set(s.delivery.readings.lag, { module: s.name, log: "readings" });
+        set(s.delivery.messages.lag, { module: s.name, log: "messages" });
+      }),
+  );
+  metrics.collectedCounter(
+    "edged_module_skipped_total",
+    "Messages a module skipped because it fell further behind than modules.max_lag.",
+    ["module"],
+    (set) => each((s) => set(s.dropped.lagging, { module: s.name })),
   );
   metrics.collectedCounter(
     "edged_module_faults_total",
@@ -61,10 +87,40 @@ export function registerModuleMetrics(
     ["module"],
     (set) => each((s) => set(s.memory_bytes, { module: s.name })),
   );
-  return metrics.histogram(
-    "edged_module_call_duration_seconds",
-    "Time one edge_on_message call takes, per module.",
-    [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
-    ["module"],
-  );
+  return {
+    callDuration: metrics.histogram(
+      "edged_module_call_duration_seconds",
+      "Time one edge_on_message call takes, per module.",
+      [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
+      ["module"],
+    ),
+    effectLag: metrics.histogram(
+      "edged_module_effect_lag_seconds",
+      "Time from a message becoming durable in its log (a reading's 202) to the module's effects for it being durable.",
+      [
+        0.0005,
+        0.001,
+        0.002,
+        0.003,
+        0.005,
+        0.0075,
+        0.01,
+        0.015,
+        0.02,
+        0.03,
+        0.05,
+        0.075,
+        0.1,
+        0.2,
+        0.5,
+        1,
+        2,
+        5,
+        10,
+        30,
+        60,
+      ],
+      ["module"],
+    ),
+  };
 }

@@ -98,6 +98,31 @@ export class ModuleStore {
     Deno.removeSync(trash, { recursive: true });
   }
 
+  /** Names and manifest texts of the installed modules (no wasm read); unreadable ones are left out. */
+  manifests(): { name: string; manifestJson: string }[] {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(this.dir)];
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return [];
+      throw err;
+    }
+    const out: { name: string; manifestJson: string }[] = [];
+    for (const e of entries) {
+      if (!e.isDirectory || e.name.startsWith(".removed-")) continue;
+      try {
+        const current = Deno.readTextFileSync(join(this.dir, e.name, "current")).trim();
+        out.push({
+          name: e.name,
+          manifestJson: Deno.readTextFileSync(join(this.dir, e.name, current, "manifest.json")),
+        });
+      } catch {
+        // No `current` (a torn first install) or unreadable: loadAll sorts it out.
+      }
+    }
+    return out;
+  }
+
   /** Every installed module; unreadable entries are returned as errors. */
   loadAll(): (StoredModule | { name: string; error: Error })[] {
     const out: (StoredModule | { name: string; error: Error })[] = [];

@@ -1,9 +1,10 @@
 /**
  * The Worker pool: a few Workers started with `deno.permissions: "none"`,
  * each holding many module instances (see `worker.ts`). The runtime's thread
- * keeps every privilege: it answers the Workers' kv and sensor calls, checking
- * them against the manifest of the instance that asked, not against anything
- * the Worker says about itself.
+ * keeps every privilege: it answers the Workers' kv reads and sensor calls,
+ * checking them against the manifest of the instance that asked, not against
+ * anything the Worker says about itself; kv writes come back with each call's
+ * outcome and are checked again when the module host commits them.
  *
  * @module
  */
@@ -12,7 +13,7 @@ import { ModuleFault, WorkerGoneError } from "./errors.ts";
 import { EdgeError } from "./host/context.ts";
 import { globMatcher, MAX_SENSOR_BYTES, type PathMatcher, readGrantedSensor } from "./host/edge.ts";
 import type { RunnableModule } from "./instance.ts";
-import type { KvStore } from "./kv.ts";
+import type { KvStore, KvWrite } from "./kv.ts";
 import { CEILINGS, type Manifest } from "./manifest.ts";
 import type { NnPoolLink } from "./nn/service.ts";
 import {
@@ -40,7 +41,8 @@ import {
 export interface PoolOptions {
   /** Number of Workers. */
   size: number;
-  kv: KvStore;
+  /** Answers the Workers' kv reads (their writes come back with the outcomes). */
+  kv: Pick<KvStore, "get" | "usage">;
   logRate: LogRate;
   /** The share of the runtime's thread the Workers' kv and sensor calls may take. */
   threadShare: ThreadShare;
@@ -176,7 +178,10 @@ export class WorkerPool {
    * @returns the new instance's id and memory.
    * @throws {ModuleFault} when an initialiser faults.
    */
-  async load(lane: number, module: RunnableModule): Promise<{ inst: number; memoryBytes: number }> {
+  async load(
+    lane: number,
+    module: RunnableModule,
+  ): Promise<{ inst: number; memoryBytes: number; kv?: KvWrite[] }> {
     const inst = this.#nextInst++;
     const m = module.manifest;
     // Registered first: edge_init may already call kv or sensors.
@@ -198,6 +203,7 @@ export class WorkerPool {
         req,
         inst,
         module: { manifest: m, module: module.module },
+        kvUsage: m.grants.kv ? this.#opts.kv.usage(m.name) : 0,
       }));
     } catch (err) {
       this.#insts.delete(inst);
@@ -210,7 +216,7 @@ export class WorkerPool {
       this.#opts.nn?.release(inst);
       throw new ModuleFault(reply.error.kind, reply.error.message);
     }
-    return { inst, memoryBytes: reply.memoryBytes };
+    return { inst, memoryBytes: reply.memoryBytes, ...(reply.kv ? { kv: reply.kv } : {}) };
   }
 
   /**
@@ -334,17 +340,10 @@ export class WorkerPool {
           if (result > 0) data = buf.subarray(0, result);
         }
       } else {
-        const grant = info.manifest.grants.kv;
-        if (!grant) result = EdgeError.DENIED;
-        else if (msg.op === "kv_get") {
+        if (!info.manifest.grants.kv) result = EdgeError.DENIED;
+        else {
           data = this.#opts.kv.get(name, msg.key);
           result = data === undefined ? EdgeError.NOT_FOUND : data.length;
-        } else if (msg.value.length > grant.max_value_bytes) {
-          result = EdgeError.TOO_BIG;
-        } else {
-          result = this.#opts.kv.set(name, msg.key, msg.value, grant.max_bytes) === "ok"
-            ? 0
-            : EdgeError.QUOTA;
         }
       }
     } catch {

@@ -10,6 +10,7 @@
 import type { FaultKind } from "./errors.ts";
 import type { CallOutcome, RunnableModule } from "./instance.ts";
 import type { NnLinkInit } from "./nn/link.ts";
+import type { KvWrite } from "./kv.ts";
 
 /** Module log lines per second and burst that reach the device log. */
 export interface LogRate {
@@ -47,6 +48,13 @@ export interface WireOutcome extends CallOutcome {
   logsDropped: number;
   /** Wall time of the guest call in milliseconds. */
   ms: number;
+  /**
+   * kv writes to commit with the call's other effects: on a module's last
+   * successful call of a batch, the writes of all its successful calls of the
+   * batch, the last value per key (the runtime commits a batch's effects in
+   * one group transaction).
+   */
+  kv?: KvWrite[];
 }
 
 /** A module log line that passed the rate limit, for the device log. */
@@ -65,7 +73,14 @@ export type ToWorker =
     threadShare: ThreadShare;
     epoch: number;
   }
-  | { t: "load"; req: number; inst: number; module: RunnableModule }
+  | {
+    t: "load";
+    req: number;
+    inst: number;
+    module: RunnableModule;
+    /** The module's kv usage as the runtime knows it (used unless this Worker tracks it already). */
+    kvUsage: number;
+  }
   | { t: "unload"; req: number; inst: number }
   | { t: "run"; req: number; calls: WireCall[] }
   /** Connects the Worker to the inference engine (before its first module granted `nn` loads). */
@@ -79,6 +94,8 @@ export type FromWorker =
     memoryBytes: number;
     sink: SinkLine[];
     error?: { kind: FaultKind; message: string };
+    /** kv writes of the initialisers. */
+    kv?: KvWrite[];
   }
   | {
     t: "ran";
@@ -93,7 +110,6 @@ export type FromWorker =
 /** A synchronous call from a Worker; the answer comes through the shared buffer. */
 export type RpcRequest =
   | { t: "rpc"; seq: number; inst: number; op: "kv_get"; key: Uint8Array }
-  | { t: "rpc"; seq: number; inst: number; op: "kv_set"; key: Uint8Array; value: Uint8Array }
   | { t: "rpc"; seq: number; inst: number; op: "sensor"; path: string; cap: number };
 
 /**

@@ -3,9 +3,11 @@
  * A sandbox Worker: started by {@link WorkerPool} with
  * `deno.permissions: "none"`, it holds many module instances and runs the
  * batches of messages the runtime's thread sends. It cannot read, write, open
- * sockets or run programs; `kv_get`, `kv_set` and `sensor_read` are answered
- * by the runtime's thread through a shared buffer while this thread waits
+ * sockets or run programs; `kv_get` misses and `sensor_read` are answered by
+ * the runtime's thread through a shared buffer while this thread waits
  * (Atomics.wait), so the host functions stay synchronous for the guest.
+ * `kv_set` is kept here: a batch's writes go back with its outcomes and the
+ * runtime commits them with the calls' other effects (see `kv.ts`).
  *
  * @module
  */
@@ -22,7 +24,7 @@ import {
 } from "./host/context.ts";
 import { hostCost } from "./costs.ts";
 import { GuestInstance, type RunnableModule } from "./instance.ts";
-import type { KvStore } from "./kv.ts";
+import { keyString, type KvStore, type KvWrite } from "./kv.ts";
 import { nnGuest } from "./nn/host.ts";
 import { NnLink } from "./nn/link.ts";
 import {
@@ -130,19 +132,31 @@ const KV_ENTRY_BYTES = 96;
  * thread costs 20-200 µs (a wake-up of each thread), a hit well under one.
  * Only instances of a module read or write its kv, and they all run in this
  * Worker while it holds a slot of that module (a swap keeps the Worker), so
- * every write passes here: kv_set writes through and updates the entry. The
- * module's entries go when its last slot here is unloaded (it moved, or was
- * removed and its kv maybe deleted); the runtime only loads it elsewhere
- * after that unload. `null` caches "no such key".
+ * every write passes here. The module's entries go when its last slot here is
+ * unloaded (it moved, or was removed and its kv maybe deleted); the runtime
+ * only loads it elsewhere after that unload. `null` caches "no such key".
  */
 const kvCache = new Map<string, Map<string, Uint8Array | null>>();
 let kvCacheBytes = 0;
 
-function cacheKey(key: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < key.length; i++) s += String.fromCharCode(key[i]);
-  return s;
+/**
+ * Writes of calls that succeeded in the batch being run, per module: the
+ * runtime learns of them only with the batch's answer, so until it is posted
+ * they must be found here whatever the cache drops.
+ */
+const kvDirty = new Map<string, Map<string, KvWrite>>();
+
+/** Each module's kv usage in bytes: committed, plus every write made here since. */
+const kvUsage = new Map<string, number>();
+
+/** The writes of the call running now (kept out of everything else until it succeeds). */
+interface CallKv {
+  module: string;
+  writes: Map<string, KvWrite>;
+  /** Usage change of those writes. */
+  delta: number;
 }
+let callKv: CallKv | null = null;
 
 function cachePut(module: string, k: string, value: Uint8Array | null): void {
   let entries = kvCache.get(module);
@@ -169,45 +183,105 @@ interface Caller {
 
 const missCost = hostCost("edge.kv_get.miss");
 
+/** The newest value of `key` for `module` (null: none), asking the runtime only on a miss. */
+function kvLookup(
+  inst: number,
+  module: string,
+  caller: Caller,
+  key: Uint8Array,
+  k: string,
+): Uint8Array | null {
+  if (callKv?.module === module) {
+    const w = callKv.writes.get(k);
+    if (w) return w.value;
+  }
+  const dirty = kvDirty.get(module)?.get(k);
+  if (dirty) return dirty.value;
+  const hit = kvCache.get(module)?.get(k);
+  if (hit !== undefined) return hit;
+  // A miss costs a round trip to the runtime's thread: charged before it is made.
+  caller.ctx?.charge(missCost, 0, "kv_get");
+  const { code, bytes } = rpc(
+    { t: "rpc", seq: ++seq, inst, op: "kv_get", key: key.slice() },
+    caller.thread,
+  );
+  if (code === EdgeError.NOT_FOUND) {
+    cachePut(module, k, null);
+    return null;
+  }
+  if (code === EdgeError.QUOTA) throw new HostQuotaError("kv_get");
+  if (code < 0) throw new Error(`kv_get failed (${code})`);
+  const value = bytes.slice();
+  cachePut(module, k, value);
+  return value;
+}
+
 function kvFor(inst: number, module: string, caller: Caller): KvStore {
   const refuse = () => {
     throw new Error("not available in a sandbox Worker");
   };
   return {
     get(_module, key) {
-      const k = cacheKey(key);
-      const hit = kvCache.get(module)?.get(k);
-      if (hit !== undefined) return hit === null ? undefined : hit.slice();
-      // A miss costs a round trip to the runtime's thread: charged before it is made.
-      caller.ctx?.charge(missCost, 0, "kv_get");
-      const { code, bytes } = rpc(
-        { t: "rpc", seq: ++seq, inst, op: "kv_get", key: key.slice() },
-        caller.thread,
-      );
-      if (code === EdgeError.NOT_FOUND) {
-        cachePut(module, k, null);
-        return undefined;
-      }
-      if (code === EdgeError.QUOTA) throw new HostQuotaError("kv_get");
-      if (code < 0) throw new Error(`kv_get failed (${code})`);
-      const value = bytes.slice();
-      cachePut(module, k, value);
-      return value.slice();
+      return kvLookup(inst, module, caller, key, keyString(key))?.slice() ?? undefined;
     },
-    set(_module, key, value) {
-      const k = cacheKey(key);
-      const { code } = rpc({ t: "rpc", seq: ++seq, inst, op: "kv_set", key, value }, caller.thread);
-      if (code === EdgeError.QUOTA) return "quota";
-      if (code < 0) {
-        kvCache.get(module)?.delete(k); // unknown now
-        throw new Error(`kv_set failed (${code})`);
-      }
-      cachePut(module, k, value.slice());
+    set(_module, key, value, maxBytes) {
+      const k = keyString(key);
+      const old = kvLookup(inst, module, caller, key, k);
+      const used = kvUsage.get(module) ?? 0;
+      const delta = (old ? -(key.length + old.length) : 0) + key.length + value.length;
+      if (used + delta > maxBytes) return "quota";
+      if (callKv?.module !== module) callKv = { module, writes: new Map(), delta: 0 };
+      callKv.writes.set(k, { key, value });
+      callKv.delta += delta;
+      kvUsage.set(module, used + delta);
       return "ok";
     },
     usage: refuse,
     clear: refuse,
   };
+}
+
+/** Starts collecting the kv writes of one call (or initialiser) of `module`. */
+function beginCall(module: string): void {
+  callKv = { module, writes: new Map(), delta: 0 };
+}
+
+/**
+ * Ends the call: on success its writes join the batch's (last value per key);
+ * on a fault they never happened.
+ */
+function endCall(ok: boolean): void {
+  const c = callKv;
+  callKv = null;
+  if (!c || c.writes.size === 0) return;
+  if (!ok) {
+    kvUsage.set(c.module, (kvUsage.get(c.module) ?? 0) - c.delta);
+    return;
+  }
+  let dirty = kvDirty.get(c.module);
+  if (!dirty) kvDirty.set(c.module, dirty = new Map());
+  for (const [k, w] of c.writes) dirty.set(k, w);
+}
+
+/** The writes of `module` in this batch (or load), last value per key. */
+function dirtyOf(module: string): KvWrite[] | undefined {
+  const dirty = kvDirty.get(module);
+  return dirty && dirty.size > 0 ? [...dirty.values()] : undefined;
+}
+
+/** The batch's answer is posted: the runtime has its writes from now on. */
+function settleDirty(): void {
+  for (const [module, dirty] of kvDirty) {
+    for (const [k, w] of dirty) cachePut(module, k, w.value);
+  }
+  kvDirty.clear();
+}
+
+/** Drops everything this Worker keeps of `module`'s kv. */
+function forget(module: string): void {
+  kvCache.delete(module);
+  kvDirty.delete(module);
+  kvUsage.delete(module);
 }
 
 function create(inst: number, module: RunnableModule, slot: SlotRates): GuestInstance {
@@ -241,10 +315,14 @@ function guarded(call: WireCall, slot: Slot | undefined): WireOutcome {
   const startedAt = clockMs(epoch);
   Atomics.store(ctrl, CALL_START, startedAt);
   Atomics.store(ctrl, CALL_INST, call.inst);
+  if (slot) beginCall(slot.module.manifest.name);
+  let out: Omit<WireOutcome, "startedAt" | "heldMs"> | undefined;
   try {
-    const out = run(call, slot);
+    out = run(call, slot);
     return { ...out, startedAt, heldMs: (clockMs(epoch) - startedAt) | 0 };
   } finally {
+    // Its kv writes count only when the call succeeded.
+    if (slot) endCall(out !== undefined && !out.error);
     Atomics.store(ctrl, CALL_INST, 0);
   }
 }
@@ -353,20 +431,34 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
       nnLink = new NnLink(msg);
       return;
     case "load": {
+      const name = msg.module.manifest.name;
+      if (!kvUsage.has(name)) kvUsage.set(name, msg.kvUsage);
+      beginCall(name);
       try {
         const rates: SlotRates = {
           publishRate: new PublishRate(msg.module.manifest),
           thread: new TokenBucket(threadShare.moduleMsPerSecond, threadShare.moduleMsPerSecond),
         };
         const instance = create(msg.inst, msg.module, rates);
+        endCall(true);
+        const kv = dirtyOf(name);
         slots.set(msg.inst, {
           module: msg.module,
           instance,
           logsDroppedBefore: 0,
           ...rates,
         });
-        post({ t: "loaded", req: msg.req, memoryBytes: instance.memoryBytes, sink: takeSink() });
+        post({
+          t: "loaded",
+          req: msg.req,
+          memoryBytes: instance.memoryBytes,
+          sink: takeSink(),
+          ...(kv ? { kv } : {}),
+        });
+        settleDirty();
       } catch (err) {
+        endCall(false);
+        if (![...slots.values()].some((s) => s.module.manifest.name === name)) forget(name);
         post({
           t: "loaded",
           req: msg.req,
@@ -385,7 +477,7 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
       if (slot) drop(slot);
       slots.delete(msg.inst);
       if (name !== undefined && ![...slots.values()].some((s) => s.module.manifest.name === name)) {
-        kvCache.delete(name);
+        forget(name);
       }
       post({ t: "unloaded", req: msg.req, sink: takeSink() });
       collectGarbage();
@@ -397,15 +489,26 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
       // So do all the batch's later messages once its outcomes hold BATCH_PUBLISHED_BYTES:
       // what a batch makes this Worker hold is bounded whatever its modules publish.
       const faulted = new Set<number>();
+      /** Each module's last call that succeeded: it carries the batch's kv writes. */
+      const lastOk = new Map<string, number>();
       let held = 0;
-      const outcomes = msg.calls.map((call) => {
+      const outcomes = msg.calls.map((call, i) => {
         if (faulted.has(call.inst) || held >= BATCH_PUBLISHED_BYTES) return null;
-        const out = guarded(call, slots.get(call.inst));
+        const slot = slots.get(call.inst);
+        const out = guarded(call, slot);
         if (out.error) faulted.add(call.inst);
+        else if (slot) lastOk.set(slot.module.manifest.name, i);
         for (const p of out.published) held += p.topic.length + p.payload.length;
         return out;
       });
+      // The runtime commits all of a batch's effects in one group transaction, so the
+      // batch's kv writes go once per module, the last value per key.
+      for (const [module, i] of lastOk) {
+        const kv = dirtyOf(module);
+        if (kv) outcomes[i]!.kv = kv;
+      }
       post({ t: "ran", req: msg.req, outcomes, sink: takeSink() });
+      settleDirty();
       collectGarbage();
       return;
     }

@@ -57,6 +57,19 @@ Deno.test("unknown or invalid settings are named with their source", async () =>
   await bad(``, { EDGED_MQTT_URL: "http://x" }, /mqtt\.url.*mqtt:\/\//);
   await bad(``, { EDGED_API_TOKEN: "short" }, /api_token.*16/);
   await bad(`this is = not toml =`, {}, /not valid TOML/);
+  await bad(
+    `[store]\nmax_pending_readings = 1000\n[modules]\nmax_lag = 5000`,
+    {},
+    /setting 'modules\.max_lag' \(in .*\): 5000 is above store\.max_pending_readings \(1000\)/,
+  );
+});
+
+Deno.test("modules.max_lag defaults to 100000, or the pending cap when that is smaller", async () => {
+  assert.equal((await loadConfig({}, {})).modules.max_lag, 100_000);
+  const small = await loadConfig({}, { EDGED_STORE_MAX_PENDING_READINGS: "500" });
+  assert.equal(small.modules.max_lag, 500);
+  const set = await loadConfig({}, { EDGED_MODULES_MAX_LAG: "300" });
+  assert.equal(set.modules.max_lag, 300);
 });
 
 Deno.test("every setting has an EDGED_ environment variable", () => {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { Bus, Store } from "../../runtime/mod.ts";
+import { Bus, ReadingLog, Store } from "../../runtime/mod.ts";
 import {
   type Manifest,
   ModuleHost,
@@ -64,6 +64,8 @@ export interface Env {
   dataDir: string;
   store: Store;
   bus: Bus;
+  /** The reading log modules read readings from (no uplink: retention only). */
+  readings: ReadingLog;
   host: ModuleHost;
   /** Messages seen on the bus. */
   seen: { topic: string; payload: string; source: string }[];
@@ -79,14 +81,15 @@ export async function env(
 ): Promise<Env> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "edged-sandbox-" });
   const store = Store.open(dataDir);
-  const bus = new Bus();
+  const bus = new Bus({ commits: store.commits });
+  const readings = new ReadingLog(store, { forward: false });
   const seen: Env["seen"] = [];
   bus.subscribe(
     "#",
     (m) =>
       seen.push({ topic: m.topic, payload: new TextDecoder().decode(m.payload), source: m.source }),
   );
-  const host = new ModuleHost({ dataDir, store, bus, ...options });
+  const host = new ModuleHost({ dataDir, store, bus, readings, ...options });
   await host.start();
   const close = async () => {
     await host.stop();
@@ -96,6 +99,7 @@ export async function env(
     dataDir,
     store,
     bus,
+    readings,
     host,
     seen,
     close,

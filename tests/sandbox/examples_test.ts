@@ -23,10 +23,11 @@ Deno.test("C (clang, wasi-libc): the threshold-alert rule turns readings into al
     const s = await load(e.host, "threshold-alert-c");
     assert.equal(s.state, "running");
     const values = [70, 76, 80, 74, 72.9, 71, 90];
-    for (const v of values) {
-      e.bus.publish("sensors/pump-7/temperature", reading("pump-7", v), "ingest");
-    }
-    await until(() => e.host.status("threshold-alert").messages_in === values.length);
+    await e.readings.append(
+      values.map((value) => ({ device_id: "pump-7", metric: "temperature", value, timestamp: 1 })),
+    );
+    await until(() => e.host.status("threshold-alert").delivery!.readings.lag === 0);
+    assert.equal(e.host.status("threshold-alert").messages_in, values.length);
     const alerts = e.seen.filter((m) => m.topic === "alerts/pump-7/temperature").map((m) =>
       JSON.parse(m.payload)
     );
@@ -87,14 +88,14 @@ Deno.test("AssemblyScript: the moving average publishes once per ten readings", 
   const e = await env();
   try {
     await load(e.host, "moving-average-as");
-    for (let i = 1; i <= 20; i++) {
-      e.bus.publish(
-        "sensors/fan-1/vibration",
-        enc(JSON.stringify({ device_id: "fan-1", value: i })),
-        "ingest",
-      );
-    }
-    await until(() => e.host.status("moving-average").messages_in === 20);
+    await e.readings.append(
+      Array.from(
+        { length: 20 },
+        (_, i) => ({ device_id: "fan-1", metric: "vibration", value: i + 1, timestamp: 1 }),
+      ),
+    );
+    await until(() => e.host.status("moving-average").delivery!.readings.lag === 0);
+    assert.equal(e.host.status("moving-average").messages_in, 20);
     const avgs = e.seen.filter((m) => m.topic === "uplink/telemetry/average").map((m) =>
       JSON.parse(m.payload)
     );
