@@ -16,6 +16,7 @@ import { Command, parseCli } from "../_cli.ts";
 import type { CrashOptions, CrashReport } from "./_common.ts";
 import { ingestCrash } from "./ingest.ts";
 import { moduleCrash } from "./module.ts";
+import { swapCrash } from "./swap.ts";
 import { updateCrash } from "./update.ts";
 
 export type { CrashOptions, CrashReport };
@@ -24,6 +25,7 @@ export type { CrashOptions, CrashReport };
 export const SCENARIOS: Record<string, (o: CrashOptions) => Promise<CrashReport>> = {
   ingest: ingestCrash,
   module: moduleCrash,
+  swap: swapCrash,
   update: updateCrash,
 };
 

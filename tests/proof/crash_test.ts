@@ -1,11 +1,12 @@
 /**
  * The short CI form of `deno task crash`: a few kill -9 cycles of each
- * scenario (ingest, module swap, update). Every invariant violation fails.
+ * scenario (ingest, module effects, module swap, update). Every invariant
+ * violation fails.
  */
 import assert from "node:assert/strict";
 import { SCENARIOS, summarizeCrash } from "../../scripts/crash/mod.ts";
 
-const TRIALS: Record<string, number> = { ingest: 3, module: 3, update: 1 };
+const TRIALS: Record<string, number> = { ingest: 3, module: 3, swap: 3, update: 1 };
 
 for (const [name, run] of Object.entries(SCENARIOS)) {
   Deno.test({
