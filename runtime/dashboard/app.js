@@ -209,10 +209,40 @@ function moduleRow(name) {
     td("errors", "n"),
     td("fuel", "n"),
     td("memory", "n"),
+    td("delivery"),
     td("lasterr", "lasterr"),
     el("td", {}, el("div", { class: "actions" }, swap, remove)),
   );
   return { tr, cells };
+}
+
+/**
+ * Where a module's durable cursors stand: how far behind its logs it is, its
+ * recent lag from a reading's acknowledgement to its committed effect, what it
+ * skipped for lagging, and which log serves each subscription.
+ */
+function renderDelivery(cell, m) {
+  const d = m.delivery;
+  if (!d) {
+    cell.replaceChildren("–");
+    cell.className = "";
+    return;
+  }
+  const behind = d.readings.lag + d.messages.lag;
+  const p99 = d.effect_lag_ms?.p99;
+  const skipped = m.dropped?.lagging ?? 0;
+  cell.replaceChildren(
+    d.lagging ? "lagging, " : "",
+    `${num(behind)} behind`,
+    ...(p99 != null
+      ? [" ", el("small", {}, `p99 ${p99 < 10 ? p99.toFixed(1) : num(p99)} ms`)]
+      : []),
+    ...(skipped ? [" ", el("small", {}, `${num(skipped)} skipped`)] : []),
+  );
+  cell.className = d.lagging || skipped ? "warn" : "";
+  cell.title = (m.subscriptions ?? []).map((s) =>
+    `${s.filter}: durable, from the ${s.from.join(" and ")} log`
+  ).join("\n");
 }
 
 function renderModules(list) {
@@ -236,6 +266,7 @@ function renderModules(list) {
     c.errors.textContent = num(m.errors);
     c.fuel.textContent = big(m.fuel_used);
     c.memory.textContent = bytes(m.memory_bytes);
+    renderDelivery(c.delivery, m);
     c.lasterr.textContent = m.last_error ? `${m.last_error.kind}: ${m.last_error.message}` : "";
     body.append(r.tr); // keeps API order; moving a node keeps its focus
   }

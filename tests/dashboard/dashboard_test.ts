@@ -121,6 +121,16 @@ Deno.test({
         () => alert.locator("td").nth(3).textContent(),
         (t) => t === "1",
       );
+      // Its delivery: caught up, with the lag from the reading's 202 to the alert committed.
+      await until(
+        "alert module delivery",
+        () => alert.locator("td").nth(7).textContent(),
+        (t) => /^0 behind p99 [\d.,]+ ms$/.test(t),
+      );
+      assert.match(
+        (await alert.locator("td").nth(7).getAttribute("title"))!,
+        /sensors\/\+\/temperature: durable, from the readings and messages log/,
+      );
       await until("log", () => page.textContent("#logs"), (t) => t.includes("pump-7 high"));
 
       await Deno.mkdir(RESULTS, { recursive: true });
@@ -190,6 +200,14 @@ Deno.test({
           errors: 9,
           fuel_used: 1_200_000,
           memory_bytes: 2 * 1048576,
+          dropped: { oversize: 0, lagging: 40 },
+          subscriptions: [{ filter: "sensors/#", from: ["readings", "messages"], durable: true }],
+          delivery: {
+            readings: { cursor: 100, lag: 1000 },
+            messages: { cursor: 7, lag: 500 },
+            lagging: true,
+            effect_lag_ms: { p50: null, p99: null, samples: 0 },
+          },
           last_error: { kind: "fuel", message: "ran out of fuel", at: new Date().toISOString() },
         }],
       };
@@ -202,7 +220,11 @@ Deno.test({
       const row = page.locator('tr[data-module="adapter"]');
       await row.waitFor({ timeout: 20_000 });
       assert.match((await row.locator("td").nth(0).textContent())!, /^quarantined until /);
-      assert.equal(await row.locator("td").nth(7).textContent(), "fuel: ran out of fuel");
+      assert.equal(await row.locator("td").nth(8).textContent(), "fuel: ran out of fuel");
+      assert.equal(
+        await row.locator("td").nth(7).textContent(),
+        "lagging, 1,500 behind 40 skipped",
+      );
       assert.equal(
         await page.textContent("#mqtt"),
         "disconnected from mqtts://broker:8883 (4 failed attempts)",
