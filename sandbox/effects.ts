@@ -127,12 +127,19 @@ export class Effects implements CommitParticipant {
     const refused = new Set<ModuleRecord>();
     for (const [r, writes] of kv) {
       // The Worker checks the quota before kv_set answers 0; this is the runtime's own check.
-      const max = r.manifest.grants.kv?.max_bytes ?? 0;
-      if (!this.#kv.writeIn(r.manifest.name, [...writes.values()], max)) refused.add(r);
+      const grant = r.manifest.grants.kv;
+      const ok = grant !== undefined &&
+        this.#kv.writeIn(
+          r.manifest.name,
+          [...writes.values()],
+          grant.max_bytes,
+          grant.max_value_bytes,
+        );
+      if (!ok) refused.add(r);
     }
     for (const e of live) {
       const r = e.r;
-      if (refused.has(r)) e.refused = "its kv writes would exceed grants.kv.max_bytes";
+      if (refused.has(r)) e.refused = "its kv writes would exceed its kv grant";
       else {
         const source = `module:${r.manifest.name}`;
         for (const p of e.published) {

@@ -143,13 +143,15 @@ export class SqliteKv {
 
   /**
    * Writes a call's writes inside the group transaction, all of them or, when
-   * they would take the module past `maxBytes`, none (the Worker enforced the
-   * quota already; this is the check the runtime's thread makes itself).
+   * they would take the module past `maxBytes` (or one value past
+   * `maxValueBytes`), none (the Worker enforced both already; this is the
+   * check the runtime's thread makes itself).
    * Returns whether they were written.
    */
-  writeIn(module: string, writes: KvWrite[], maxBytes: number): boolean {
+  writeIn(module: string, writes: KvWrite[], maxBytes: number, maxValueBytes = Infinity): boolean {
     let used = this.#cache.get(module) ?? (this.#usageW.get(module) as { n: number }).n;
     for (const w of writes) {
+      if (w.value.length > maxValueBytes) return false;
       const old = this.#lenW.get(module, w.key) as { n: number } | undefined;
       used += (old ? -(w.key.length + old.n) : 0) + w.key.length + w.value.length;
     }

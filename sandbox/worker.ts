@@ -183,13 +183,18 @@ interface Caller {
 
 const missCost = hostCost("edge.kv_get.miss");
 
-/** The newest value of `key` for `module` (null: none), asking the runtime only on a miss. */
+/**
+ * The newest value of `key` for `module` (null: none), asking the runtime
+ * only on a miss; the miss is charged to the host function the guest called
+ * (`kv_set` looks the old value up too: its quota counts what it replaces).
+ */
 function kvLookup(
   inst: number,
   module: string,
   caller: Caller,
   key: Uint8Array,
   k: string,
+  fn: "kv_get" | "kv_set",
 ): Uint8Array | null {
   if (callKv?.module === module) {
     const w = callKv.writes.get(k);
@@ -200,7 +205,7 @@ function kvLookup(
   const hit = kvCache.get(module)?.get(k);
   if (hit !== undefined) return hit;
   // A miss costs a round trip to the runtime's thread: charged before it is made.
-  caller.ctx?.charge(missCost, 0, "kv_get");
+  caller.ctx?.charge(missCost, 0, fn);
   const { code, bytes } = rpc(
     { t: "rpc", seq: ++seq, inst, op: "kv_get", key: key.slice() },
     caller.thread,
@@ -209,7 +214,7 @@ function kvLookup(
     cachePut(module, k, null);
     return null;
   }
-  if (code === EdgeError.QUOTA) throw new HostQuotaError("kv_get");
+  if (code === EdgeError.QUOTA) throw new HostQuotaError(fn);
   if (code < 0) throw new Error(`kv_get failed (${code})`);
   const value = bytes.slice();
   cachePut(module, k, value);
@@ -222,11 +227,11 @@ function kvFor(inst: number, module: string, caller: Caller): KvStore {
   };
   return {
     get(_module, key) {
-      return kvLookup(inst, module, caller, key, keyString(key))?.slice() ?? undefined;
+      return kvLookup(inst, module, caller, key, keyString(key), "kv_get")?.slice() ?? undefined;
     },
     set(_module, key, value, maxBytes) {
       const k = keyString(key);
-      const old = kvLookup(inst, module, caller, key, k);
+      const old = kvLookup(inst, module, caller, key, k, "kv_set");
       const used = kvUsage.get(module) ?? 0;
       const delta = (old ? -(key.length + old.length) : 0) + key.length + value.length;
       if (used + delta > maxBytes) return "quota";

@@ -319,7 +319,8 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
           : EdgeError.QUOTA;
       } catch (err) {
         if (err instanceof ModuleFault) throw err;
-        return EdgeError.IO;
+        // kv_set of a key its Worker has not seen asks the runtime for the old value.
+        return err instanceof HostQuotaError ? EdgeError.QUOTA : EdgeError.IO;
       }
     };
   }

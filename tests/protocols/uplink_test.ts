@@ -193,7 +193,7 @@ Deno.test("outbox: a byte cap beside the message cap, counted from disk after a 
   const { dir, store, outbox } = await setup({ maxBytes: cap, onDropped });
   for (let i = 0; i < 5; i++) outbox.add("t", kib(`m${i}`));
   assert.equal(outbox.pendingBytes, 3 * 1025, "refused before the commit, not after");
-  outbox.flush();
+  await outbox.flush();
   assert.equal(outbox.pending, 3);
   assert.equal(dropped.refused, 2);
   // Acknowledged rows give their bytes back.
@@ -203,7 +203,7 @@ Deno.test("outbox: a byte cap beside the message cap, counted from disk after a 
   // Larger than the whole cap: refused whatever the policy.
   assert.equal(outbox.add("t", new Uint8Array(cap)), false);
   assert.equal(dropped.refused, 3);
-  outbox.flush();
+  await outbox.flush();
   store.close();
 
   const store2 = Store.open(dir);
@@ -212,7 +212,7 @@ Deno.test("outbox: a byte cap beside the message cap, counted from disk after a 
     assert.equal(reopened.pendingBytes, 3 * 1025, "bytes counted from the rows on disk");
     reopened.add("t", kib("m6"));
     reopened.add("t", kib("m7"));
-    reopened.flush();
+    await reopened.flush();
     assert.equal(dropped.full, 2);
     assert.deepEqual(
       reopened.readAfter(0, 10).map((r) => new TextDecoder().decode(r.payload).slice(0, 2)),

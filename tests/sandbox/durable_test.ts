@@ -129,7 +129,8 @@ Deno.test("kv writes of many messages share group transactions, not one commit e
       manifest("many", {
         subscribe: ["work"],
         grants: { kv: { max_bytes: 65536 }, publish: ["out"] },
-        limits: { messages_per_second: 100_000 },
+        // 64 new keys: each kv_set of a key the Worker has not seen asks for its old value.
+        limits: { messages_per_second: 100_000, fuel_per_message: 100_000_000 },
       }),
       many,
     );
