@@ -86,7 +86,7 @@ async function installRule(edged: EdgedProcess): Promise<void> {
         sha256: await sha256Hex(wasm),
         subscribe: ["sensors/+/temperature"],
         grants: { kv: { max_bytes: 64 } },
-        limits: { messages_per_second: 100_000, memory_bytes: 65536, fuel_per_message: 100_000 },
+        limits: { messages_per_second: 100_000, memory_bytes: 65536, fuel_per_message: 10_000_000 },
       }),
     );
     form.append("module", new File([wasm as Uint8Array<ArrayBuffer>], "module.wasm"));

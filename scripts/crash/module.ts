@@ -216,7 +216,16 @@ export async function moduleCrash(opts: CrashOptions): Promise<CrashReport> {
     notes: [],
   };
   const env = { EDGED_DEVICE_ID: "crash" };
-  const lim = { memory_bytes: 65536, fuel_per_message: 100_000, messages_per_second: 100_000 };
+  // Fuel for a kv_get miss (a round trip after each restart) and the writes, and publish rates
+  // above the load: the rules must never fault, or a message would count as handled without
+  // its effects (checked at the end).
+  const lim = {
+    memory_bytes: 65536,
+    fuel_per_message: 10_000_000,
+    messages_per_second: 100_000,
+    publish_messages_per_second: 100_000,
+    publish_bytes_per_second: 64 << 20,
+  };
   try {
     for (let trial = 1; trial <= opts.trials; trial++) {
       const edged = await startEdged({ dataDir, env });
@@ -285,6 +294,14 @@ export async function moduleCrash(opts: CrashOptions): Promise<CrashReport> {
       };
       if ((lag(c) === 0 && lag(t) === 0) || Date.now() > deadline) break;
       await sleep(100);
+    }
+    for (const name of ["count", "tally"]) {
+      const s = await status(last, name);
+      if (s.errors !== 0) {
+        report.violations.push(
+          `${name} faulted ${s.errors} times since the last start: ${JSON.stringify(s.last_error)}`,
+        );
+      }
     }
     await last.stop();
     const final = checkEffects(dataDir);
