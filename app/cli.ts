@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { Command, CommanderError } from "commander";
+import { Command } from "commander";
+import { parseCommandLine } from "./parse.ts";
 import {
   assertUnlocked,
   buildInfo,
@@ -117,24 +118,7 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Applies `fn` to a command and every sub-command (added ones inherit nothing). */
-function everyCommand(cmd: Command, fn: (c: Command) => void): void {
-  fn(cmd);
-  for (const sub of cmd.commands) everyCommand(sub, fn);
-}
-
 /** Runs the CLI with `args`; resolves with the exit code for usage problems. */
-export async function main(args: string[]): Promise<number> {
-  const program = buildProgram();
-  // Usage errors exit 2 (as getopt tools do); help and version exit 0.
-  everyCommand(program, (c) => c.exitOverride());
-  try {
-    await program.parseAsync(args, { from: "user" });
-    return EXIT.OK;
-  } catch (err) {
-    if (err instanceof CommanderError) {
-      return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-    }
-    throw err;
-  }
+export function main(args: string[]): Promise<number> {
+  return parseCommandLine(buildProgram(), args);
 }

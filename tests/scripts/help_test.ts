@@ -172,6 +172,8 @@ Deno.test("the scripts run by hand answer --help (exit 0) and refuse an unknown 
   const scripts: [string, string[]][] = [
     ["sh", ["scripts/tuf-conformance/run.sh"]],
     [Deno.execPath(), ["run", "--allow-all", "examples/modules/build.ts"]],
+    // The conformance suite's stand-alone client entry (scripts/tuf-conformance).
+    [Deno.execPath(), ["run", "--allow-all", "app/tuf_client_main.ts"]],
   ];
   for (const e of Deno.readDirSync(`${ROOT}examples/modules`)) {
     if (e.isDirectory && e.name !== "node_modules") {
