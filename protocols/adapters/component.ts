@@ -10,8 +10,10 @@
  * Who may write: modules, through their manifest's `publish` grants (the
  * topic is checked before the message reaches the bus). Messages from any
  * other source, in particular the MQTT broker (`mqtt.subscribe`, source
- * `mqtt`), are refused: a broker client writes only through a command under
- * the command trust model, which calls {@linkcode AdaptersComponent.write}.
+ * `mqtt`), are refused: a broker client writes only through the MQTT command
+ * `adapter-write` under the command trust model, which calls
+ * {@linkcode AdaptersComponent.write}. Every write, whoever asked, is counted
+ * and its outcome published on `.../set/result` with the requester's `source`.
  *
  * @module
  */
@@ -26,7 +28,7 @@ import {
   type Metrics,
   type ReadingLog,
 } from "../../runtime/mod.ts";
-import { errorCode } from "../../lib/mod.ts";
+import { errorCode, topicProblem } from "../../lib/mod.ts";
 import { type Adapter, AdapterError, type AdapterStatus, type PointValue } from "./contract.ts";
 
 const log = getLogger(["edged", "adapters"]);
@@ -61,8 +63,24 @@ export interface AdaptersComponent extends Component {
    * `points_total` (the dashboard's summary, polled every few seconds).
    */
   overview(maxPoints?: number): (AdapterStatus & { points_total: number })[];
-  /** Writes a point of an adapter, as a bus message would. */
-  write(adapter: string, metric: string, value: PointValue): Promise<void>;
+  /**
+   * Writes a point of an adapter as a bus message would: counts the outcome
+   * and publishes it on `devices/{adapter}/{metric}/set/result` with
+   * `origin`'s `source` and `id` (except an `unknown_point` asked by anyone
+   * but a module: no topic for a point that does not exist is made up on the
+   * bus). Rejects with the {@linkcode AdapterError} of
+   * a failed write (`unknown_point` for an adapter or point that does not
+   * exist, `not_writable`, `busy`, the device's own error).
+   */
+  write(adapter: string, metric: string, value: PointValue, origin: WriteOrigin): Promise<void>;
+}
+
+/** Who asked for a write: echoed in its outcome on `.../set/result`. */
+export interface WriteOrigin {
+  /** The requester: the bus source of a `/set` message (`module:NAME`), or `command:adapter-write`. */
+  source: string;
+  /** The request's `id`, echoed. */
+  id?: string | number;
 }
 
 /** The `/set` topic filter and its levels. */
@@ -90,10 +108,24 @@ export function parseSetPayload(
     if (typeof o.id === "string" || typeof o.id === "number") id = o.id;
     v = o.value;
   }
-  if (typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v))) {
-    return { value: v, id };
-  }
+  if (isPointValue(v)) return { value: v, id };
   throw new AdapterError("invalid_value", "value must be a finite number or true/false");
+}
+
+/** Whether `v` can be written to a point: a finite number or a boolean. */
+export function isPointValue(v: unknown): v is PointValue {
+  return typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v));
+}
+
+/**
+ * The outcome topic of a write, or undefined when `adapter` or `metric` is
+ * not one clean topic level (a command names them itself; it must not
+ * choose another topic for the outcome).
+ */
+function resultTopic(adapter: string, metric: string): string | undefined {
+  if (!adapter || !metric || adapter.includes("/") || metric.includes("/")) return undefined;
+  const topic = `devices/${adapter}/${metric}/set/result`;
+  return topicProblem(topic) === undefined ? topic : undefined;
 }
 
 interface Entry {
@@ -170,8 +202,14 @@ export function adaptersComponent(options: AdaptersOptions): AdaptersComponent {
     },
   );
 
-  const write = async (name: string, metric: string, value: PointValue): Promise<void> => {
+  const configured = new Set(blocks.map(({ block }) => block.name));
+
+  const send = async (name: string, metric: string, value: PointValue): Promise<void> => {
     const e = byName.get(name);
+    // A command may arrive once MQTT is up, before the adapters have started.
+    if (!e && configured.has(name)) {
+      throw new AdapterError("connection", `adapter '${name}' has not started yet`);
+    }
     if (!e) throw new AdapterError("unknown_point", `no adapter '${name}'`);
     if (e.pendingWrites >= maxPendingWrites) {
       throw new AdapterError("busy", `${e.pendingWrites} writes already wait for ${name}`);
@@ -184,20 +222,21 @@ export function adaptersComponent(options: AdaptersOptions): AdaptersComponent {
     }
   };
 
-  const answer = (msg: BusMessage, name: string, body: Record<string, unknown>) => {
-    try {
-      bus.publish(`${msg.topic}/result`, encoder.encode(JSON.stringify(body)), `adapter:${name}`);
-    } catch (err) {
-      log.error("cannot publish {topic}/result: {error}", { topic: msg.topic, error: String(err) });
-    }
-  };
-
-  const onSet = (msg: BusMessage) => {
-    const [, name, metric] = msg.topic.split("/");
-    let id: string | number | undefined;
-    const fail = (err: unknown) => {
+  /** Counts one outcome and publishes it on `devices/{name}/{metric}/set/result`. */
+  const report = (
+    name: string,
+    metric: string,
+    origin: WriteOrigin,
+    outcome: { value: PointValue } | { error: unknown },
+  ) => {
+    const idField = origin.id !== undefined ? { id: origin.id } : {};
+    let body: { error?: { code: string } } & Record<string, unknown>;
+    if ("error" in outcome) {
+      const err = outcome.error;
       const e = errorCode(err);
-      writes.inc({ adapter: name, outcome: e.code });
+      // Only configured adapters get a label: a requester's made-up names
+      // must not grow the metrics without bound.
+      if (configured.has(name)) writes.inc({ adapter: name, outcome: e.code });
       if (!(err instanceof AdapterError)) {
         log.error("write of {adapter}/{metric} failed: {error}", {
           adapter: name,
@@ -208,12 +247,46 @@ export function adaptersComponent(options: AdaptersOptions): AdaptersComponent {
         log.warning("refused a write of {adapter}/{metric} from {source}: {error}", {
           adapter: name,
           metric,
-          source: msg.source,
+          source: origin.source,
           error: e.message,
         });
       }
-      answer(msg, name, { ok: false, ...(id !== undefined ? { id } : {}), error: e });
-    };
+      body = { ok: false, ...idField, error: e, source: origin.source };
+    } else {
+      writes.inc({ adapter: name, outcome: "ok" });
+      body = { ok: true, ...idField, value: outcome.value, source: origin.source };
+    }
+    // A module's grant chose the topic; a command's names come from the
+    // broker, so a point that does not exist is answered to the requester
+    // only and puts nothing on the bus.
+    if (body.error?.code === "unknown_point" && !origin.source.startsWith("module:")) return;
+    const topic = resultTopic(name, metric);
+    if (topic === undefined) return;
+    try {
+      bus.publish(topic, encoder.encode(JSON.stringify(body)), `adapter:${name}`);
+    } catch (err) {
+      log.error("cannot publish {topic}: {error}", { topic, error: String(err) });
+    }
+  };
+
+  const write = async (
+    name: string,
+    metric: string,
+    value: PointValue,
+    origin: WriteOrigin,
+  ): Promise<void> => {
+    try {
+      await send(name, metric, value);
+    } catch (error) {
+      report(name, metric, origin, { error });
+      throw error;
+    }
+    report(name, metric, origin, { value });
+  };
+
+  const onSet = (msg: BusMessage) => {
+    const [, name, metric] = msg.topic.split("/");
+    const origin: WriteOrigin = { source: msg.source };
     try {
       // Fail closed: only a module's publish, checked against its grants,
       // writes through the bus; a broker message (source "mqtt") never does.
@@ -221,17 +294,14 @@ export function adaptersComponent(options: AdaptersOptions): AdaptersComponent {
         throw new AdapterError(
           "forbidden",
           `only modules write through the bus (this came from ${msg.source}); ` +
-            "the broker writes through an MQTT command",
+            "the broker writes through the MQTT command adapter-write",
         );
       }
       const parsed = parseSetPayload(msg.payload);
-      id = parsed.id;
-      write(name, metric, parsed.value).then(() => {
-        writes.inc({ adapter: name, outcome: "ok" });
-        answer(msg, name, { ok: true, ...(id !== undefined ? { id } : {}), value: parsed.value });
-      }, fail);
-    } catch (err) {
-      fail(err);
+      origin.id = parsed.id;
+      write(name, metric, parsed.value, origin).catch(() => {}); // reported by write
+    } catch (error) {
+      report(name, metric, origin, { error });
     }
   };
 

@@ -23,5 +23,7 @@ export {
   type AdaptersComponent,
   adaptersComponent,
   type AdaptersOptions,
+  isPointValue,
   parseSetPayload,
+  type WriteOrigin,
 } from "./component.ts";

@@ -130,18 +130,19 @@ Deno.test("adapters: writes through the bus are answered on /set/result; broker 
     set("devices/plc1/valve/set", true);
     let r = await answer(1);
     assert.equal(r.topic, "devices/plc1/valve/set/result");
-    assert.deepEqual(r.body, { ok: true, value: true });
+    assert.deepEqual(r.body, { ok: true, value: true, source: "module:loop" });
     assert.deepEqual(await server.get("coil", 1), [1]);
 
     set("devices/plc1/setpoint/set", { value: -7, id: "req-1" });
     r = await answer(2);
-    assert.deepEqual(r.body, { ok: true, id: "req-1", value: -7 });
+    assert.deepEqual(r.body, { ok: true, id: "req-1", value: -7, source: "module:loop" });
     assert.equal(await server.read("holding", 5, "int16"), -7);
 
     set("devices/plc1/valve/set", false, "mqtt");
     r = await answer(3);
     assert.equal(r.body.ok, false);
     assert.equal((r.body.error as { code: string }).code, "forbidden");
+    assert.equal(r.body.source, "mqtt");
     assert.deepEqual(await server.get("coil", 1), [1], "the broker's write did not happen");
 
     t.bus.publish("devices/plc1/valve/set", enc.encode("not json"), "module:loop");
@@ -152,6 +153,10 @@ Deno.test("adapters: writes through the bus are answered on /set/result; broker 
     r = await answer(6);
     assert.equal((r.body.error as { code: string }).code, "unknown_point");
     assert.equal(r.body.id, 7);
+    assert.ok(
+      !t.metrics.render().includes('adapter="plc9"'),
+      "a made-up adapter name gets no metric label",
+    );
 
     // One write may wait at a time (maxPendingWrites 1): the device stalls the first.
     await server.fault("holding", 5, 0);
