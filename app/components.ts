@@ -8,7 +8,9 @@
 import { type Component, type RuntimeContext, statusComponent, VERSION } from "../runtime/mod.ts";
 import { modelsComponent, modulesComponent } from "../sandbox/mod.ts";
 import {
+  ADAPTER_WRITE_COMMAND,
   adaptersComponent,
+  adapterWriteCommand,
   createOpcuaAdapter,
   ModbusAdapter,
   mqttComponent,
@@ -76,6 +78,9 @@ export function createComponents(ctx: RuntimeContext): Component[] {
     readings: ctx.readings,
     metrics: ctx.metrics,
   });
+  // Broker clients write a machine's point only through this command, off
+  // unless mqtt.commands.allow lists it (docs/operators.md, "Trust").
+  mqtt.registerCommand(ADAPTER_WRITE_COMMAND, adapterWriteCommand(adapters));
   // Last: its boot confirmation waits for everything before it to be ready.
   const update = updaterComponent(ctx, {
     factoryVersion: VERSION,

@@ -47,7 +47,11 @@ const storeSchema = z.strictObject({
   retain_uplinked: z.number().int().min(0).max(1_000_000_000).default(10_000),
 });
 
-/** Commands a device answers out of the box: none of them removes anything or downgrades. */
+/**
+ * Commands a device answers out of the box: none of them removes anything,
+ * downgrades or writes a machine (`module-remove` and `adapter-write` answer
+ * only where `mqtt.commands.allow` lists them).
+ */
 export const DEFAULT_ALLOWED_COMMANDS: readonly string[] = [
   "ping",
   "update-check",

@@ -1,7 +1,7 @@
 /**
  * The southbound adapter framework: the contract between the framework and
- * one protocol's adapter, and the component that runs the configured
- * adapters.
+ * one protocol's adapter, the component that runs the configured adapters,
+ * and the MQTT command `adapter-write` that writes through it.
  *
  * @module
  */
@@ -27,3 +27,4 @@ export {
   parseSetPayload,
   type WriteOrigin,
 } from "./component.ts";
+export { ADAPTER_WRITE_COMMAND, adapterWriteCommand } from "./command.ts";

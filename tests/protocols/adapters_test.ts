@@ -5,7 +5,12 @@
  * state shows in the API, readiness and metrics.
  */
 import assert from "node:assert/strict";
-import { adaptersComponent, ModbusAdapter } from "../../protocols/mod.ts";
+import {
+  adaptersComponent,
+  adapterWriteCommand,
+  CommandRegistry,
+  ModbusAdapter,
+} from "../../protocols/mod.ts";
 import { adaptersSchema, Bus, Metrics, ReadingLog, Store } from "../../runtime/mod.ts";
 import { type ModbusServer, startModbusServer } from "../_helpers/modbus.ts";
 import { until } from "./_modbus.ts";
@@ -174,6 +179,100 @@ Deno.test("adapters: writes through the bus are answered on /set/result; broker 
     );
     const status = t.component.status()[0];
     assert.equal(status.points.find((p) => p.metric === "valve")!.writes, 1);
+  } finally {
+    await t.close();
+    await server.stop();
+  }
+});
+
+Deno.test("adapters: the adapter-write command writes like a module, answers its code, reports on /set/result", async () => {
+  const server = await startModbusServer();
+  const t = await setup(server);
+  try {
+    const commands = new CommandRegistry({ allow: ["adapter-write"] });
+    commands.register("adapter-write", adapterWriteCommand(t.component));
+    const call = (params: Record<string, unknown>) =>
+      commands.handle("adapter-write", enc.encode(JSON.stringify(params)));
+
+    // MQTT starts first: a request may come before the adapters have started.
+    let res = await call({ adapter: "plc1", metric: "valve", value: true });
+    assert.equal(res.error?.code, "connection");
+    assert.match(res.error!.message, /'plc1' has not started/);
+
+    await t.component.start?.();
+    await until("connected", () => t.component.notReady?.().length === 0);
+
+    res = await call({ id: "c1", adapter: "plc1", metric: "setpoint", value: -12 });
+    assert.deepEqual(res, {
+      id: "c1",
+      command: "adapter-write",
+      ok: true,
+      result: { adapter: "plc1", metric: "setpoint", value: -12 },
+    });
+    assert.equal(await server.read("holding", 5, "int16"), -12);
+    assert.deepEqual(t.results.at(-1), {
+      topic: "devices/plc1/setpoint/set/result",
+      body: { ok: true, id: "c1", value: -12, source: "command:adapter-write" },
+    });
+
+    res = await call({ id: "c2", adapter: "plc1", metric: "level", value: 1 });
+    assert.equal(res.error?.code, "not_writable");
+    assert.equal(t.results.at(-1)!.topic, "devices/plc1/level/set/result");
+    assert.equal(t.results.at(-1)!.body.source, "command:adapter-write");
+    // A point that does not exist is answered to the requester only: a
+    // broker client's made-up names put no topic on the bus.
+    let published = t.results.length;
+    assert.equal(
+      (await call({ adapter: "plc9", metric: "valve", value: true })).error?.code,
+      "unknown_point",
+    );
+    assert.equal(
+      (await call({ adapter: "plc1", metric: "nope", value: true })).error?.code,
+      "unknown_point",
+    );
+    assert.equal(t.results.length, published, "no outcome for a point that does not exist");
+    // A value the point's type cannot hold: the codec's own refusal, reported like any outcome.
+    assert.equal(
+      (await call({ adapter: "plc1", metric: "setpoint", value: 70000 })).error?.code,
+      "invalid_value",
+    );
+    assert.equal(t.results.length, ++published);
+    assert.equal((t.results.at(-1)!.body.error as { code: string }).code, "invalid_value");
+    assert.equal(
+      await server.read("holding", 5, "int16"),
+      -12,
+      "no refused write reached the device",
+    );
+
+    // Bad parameters never reach the adapters, and report nothing on the bus.
+    const before = t.results.length;
+    for (
+      const bad of [
+        { metric: "valve", value: true },
+        { adapter: "plc1", value: true },
+        { adapter: "plc1", metric: "valve" },
+        { adapter: "plc1", metric: "valve", value: "open" },
+        { adapter: "plc1", metric: "valve", value: null },
+        { adapter: 3, metric: "valve", value: true },
+      ]
+    ) {
+      assert.equal((await call(bad)).error?.code, "invalid_params", JSON.stringify(bad));
+    }
+    assert.equal(t.results.length, before);
+
+    // A name that is not one topic level cannot choose where the outcome goes.
+    res = await call({ adapter: "plc1/valve/set/result", metric: "x", value: true });
+    assert.equal(res.error?.code, "unknown_point");
+    res = await call({ adapter: "plc1", metric: "valve/+", value: true });
+    assert.equal(res.error?.code, "unknown_point");
+    assert.equal(t.results.length, before, "no outcome published for names that are not a level");
+    assert.deepEqual(await server.get("coil", 1), [0]);
+
+    assert.equal(sample(t.metrics, 'edged_adapter_writes_total{adapter="plc1",outcome="ok"}'), 1);
+    assert.equal(
+      sample(t.metrics, 'edged_adapter_writes_total{adapter="plc1",outcome="not_writable"}'),
+      1,
+    );
   } finally {
     await t.close();
     await server.stop();
