@@ -11,6 +11,33 @@ import { adaptersSchema } from "../../runtime/mod.ts";
 
 export { until } from "../_helpers/until.ts";
 
+/**
+ * The README's tank as an `edged.toml`: adapter `tank1` at `url` (polled
+ * every 100 ms) with its `level` (holding 0, tenths of a percent) and its
+ * writable drain `valve` (coil 0), then `extra` (more TOML).
+ */
+export function tankConfig(url: string, extra = ""): string {
+  return `
+[[adapters.modbus]]
+name = "tank1"
+url = "${url}"
+poll_ms = 100
+timeout_ms = 300
+
+[[adapters.modbus.points]]
+metric = "level"
+address = 0
+type = "uint16"
+scale = 0.1
+
+[[adapters.modbus.points]]
+metric = "valve"
+table = "coil"
+address = 0
+writable = true
+${extra}`;
+}
+
 /** An adapter from one `[[adapters.modbus]]` block (validated by the real schema). */
 export function modbusAdapter(
   block: Record<string, unknown>,

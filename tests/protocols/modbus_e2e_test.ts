@@ -12,31 +12,9 @@ import { DatabaseSync } from "node:sqlite";
 import { type EdgedProcess, startEdged } from "../_helpers/edged.ts";
 import { startModbusServer } from "../_helpers/modbus.ts";
 import { startMosquitto, subscribe } from "../_helpers/mosquitto.ts";
-import { until } from "./_modbus.ts";
+import { tankConfig as config, until } from "./_modbus.ts";
 
 const MODULE = new URL("../../examples/modules/level-control-c/", import.meta.url).pathname;
-
-function config(url: string): string {
-  return `
-[[adapters.modbus]]
-name = "tank1"
-url = "${url}"
-poll_ms = 100
-timeout_ms = 300
-
-[[adapters.modbus.points]]
-metric = "level"
-address = 0
-type = "uint16"
-scale = 0.1
-
-[[adapters.modbus.points]]
-metric = "valve"
-table = "coil"
-address = 0
-writable = true
-`;
-}
 
 async function adapters(edged: EdgedProcess) {
   const res = await edged.api("/api/v1/adapters");
