@@ -49,7 +49,9 @@ Deno.test({
       EDGED_UPDATE_BOOT_DEADLINE_S: "8",
       EDGED_UPDATE_MAX_BOOT_ATTEMPTS: "2",
       EDGED_DEVICE_ID: "e2e-device",
-    }).start();
+      // A session of its own, so killAll is one kill of the whole group (a power loss): killing
+      // the launcher and then its edged could miss an edged the launcher spawns in between.
+    }, { setsid: true }).start();
     // One delta (from the previous release) keeps publishing quick.
     const publish = (v: string, o: PublishOptions) =>
       publishRelease(repo, rel(v), v, { deltas: 1, ...o });
