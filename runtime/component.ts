@@ -5,7 +5,7 @@
  */
 import type { Hono } from "hono";
 import type { Bus } from "./bus.ts";
-import type { Config } from "./config.ts";
+import type { Config } from "./config_schema.ts";
 import type { Metrics } from "./metrics.ts";
 import type { ReadingLog } from "./readings.ts";
 import type { Store } from "./store.ts";

@@ -26,17 +26,9 @@ export {
   type ModbusTarget,
   parseModbusUrl,
 } from "./adapters_config.ts";
-export {
-  type BlockSetting,
-  blockSettings,
-  type Config,
-  ConfigError,
-  type ConfigFlags,
-  configSchema,
-  loadConfig,
-  parseListen,
-  settings,
-} from "./config.ts";
+export { ConfigError, type ConfigFlags, loadConfig } from "./config.ts";
+export { type Config, configSchema, parseListen } from "./config_schema.ts";
+export { type BlockSetting, blockSettings, settings } from "./config_settings.ts";
 export {
   OPCUA_SECURITY_POLICIES,
   type OpcuaAdapterConfig,

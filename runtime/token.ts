@@ -5,7 +5,8 @@
  * @module
  */
 import { toHex, writeFileAtomic } from "../lib/mod.ts";
-import { ConfigError, TOKEN_RE } from "./config.ts";
+import { ConfigError } from "./config.ts";
+import { TOKEN_RE } from "./config_schema.ts";
 
 /** File name of the stored token inside the data directory. */
 export const TOKEN_FILE = "api-token";

@@ -1,6 +1,6 @@
 /**
  * Writes docs/configuration.md, the reference of every setting, from the
- * configuration schema itself (runtime/config.ts), so the document cannot
+ * configuration schema itself (runtime/config_schema.ts), so the document cannot
  * drift from the code: `deno task config-docs`. A test fails when the
  * committed file differs from what this prints.
  *
@@ -35,7 +35,7 @@ export function configReference(): string {
   return [
     "# Configuration reference",
     "",
-    "Generated from the schema in `runtime/config.ts` by `deno task config-docs`; do not edit.",
+    "Generated from the schema in `runtime/config_schema.ts` by `deno task config-docs`; do not edit.",
     "",
     "Settings come from, lowest first: these defaults, the TOML file (`--config FILE` or",
     "`EDGED_CONFIG`; a dotted name is a key in a `[section]`), the environment variable, then the",
@@ -44,7 +44,7 @@ export function configReference(): string {
     "naming the setting and where it came from. `device_id` unset means the host name;",
     "`modules.max_lag` left at its default is lowered to `store.max_pending_readings` when that is",
     "smaller (set, it may not exceed it). What each setting does is described in",
-    "[operators.md](operators.md) and beside its key in `runtime/config.ts`.",
+    "[operators.md](operators.md) and beside its key in `runtime/config_schema.ts`.",
     "",
     "| setting | environment | type | default |",
     "|---|---|---|---|",
@@ -73,7 +73,7 @@ export function configReference(): string {
 if (import.meta.main) {
   const program = new Command("config-docs")
     .description(
-      "Write docs/configuration.md from the configuration schema (runtime/config.ts); " +
+      "Write docs/configuration.md from the configuration schema (runtime/config_schema.ts); " +
         "tests/scripts/config_reference_test.ts fails while the committed file differs.",
     );
   const stop = parseCli(program, Deno.args);
