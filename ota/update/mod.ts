@@ -47,14 +47,7 @@ export {
 } from "./state.ts";
 export { supervise, type SuperviseOptions } from "./supervisor.ts";
 export { sleep, TokenBucket, type TokenBucketOptions } from "./token_bucket.ts";
-export {
-  type ApplyResult,
-  type ApplyStep,
-  type Candidate,
-  type CheckResult,
-  type UpdatePhase,
-  Updater,
-  type UpdaterOptions,
-  type UpdateStatus,
-} from "./updater.ts";
+export type { ApplyResult, ApplyStep } from "./apply.ts";
+export type { Candidate, CheckResult } from "./release_check.ts";
+export { type UpdatePhase, Updater, type UpdaterOptions, type UpdateStatus } from "./updater.ts";
 export { renderStatus } from "./summary.ts";
