@@ -15,15 +15,8 @@
  */
 
 import { Command } from "commander";
-import { join, resolve } from "node:path";
-import {
-  type Config,
-  ConfigError,
-  DataDirLockedError,
-  LAUNCHER_LOCK,
-  loadConfig,
-  lockDataDir,
-} from "../../runtime/mod.ts";
+import { resolve } from "node:path";
+import type { Config } from "../../runtime/mod.ts";
 import { EXIT } from "../../lib/mod.ts";
 import {
   ModelInvalidError,
@@ -31,104 +24,79 @@ import {
   type ModelStatus,
   NnService,
 } from "../../sandbox/mod.ts";
+import {
+  type ApiAnswer,
+  callLocalApi,
+  commandConfig,
+  type LocalApiOptions,
+  localApiOptions,
+  unreachable,
+  whileStopped,
+} from "./_local_api.ts";
 
 const EXIT_FAILURE = EXIT.FAILURE;
 const EXIT_USAGE = EXIT.USAGE;
 
-interface CommonOptions {
-  config?: string;
-  dataDir?: string;
-  url?: string;
-  token?: string;
+interface CommonOptions extends LocalApiOptions {
   offline?: boolean;
 }
 
 function common(cmd: Command): Command {
-  return cmd
-    .option("--config <file>", "TOML configuration file (also EDGED_CONFIG)")
-    .option("--data-dir <dir>", "data directory (also EDGED_DATA_DIR)")
-    .option("--url <url>", "API base URL of the running edged (default from listen)")
-    .option("--token <token>", "API token (default: api_token, or DATA_DIR/api-token)")
+  return localApiOptions(cmd)
     .option("--offline", "edged is not running: change the data directory directly");
 }
 
-async function config(o: CommonOptions): Promise<Config> {
-  try {
-    return await loadConfig({ config: o.config, dataDir: o.dataDir });
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(`edged model: ${err.message}`);
-      Deno.exit(EXIT_USAGE);
-    }
-    throw err;
-  }
-}
+const config = (o: CommonOptions) => commandConfig("edged model", o);
 
+/** Calls `/api/v1/models{path}`; exits 1 when edged does not answer. */
 async function api(
   o: CommonOptions,
   cfg: Config,
   method: string,
   path: string,
   body?: FormData,
-): Promise<{ status: number; body: unknown }> {
-  const base = o.url ?? `http://${cfg.listen.replace(/^0\.0\.0\.0:/, "127.0.0.1:")}`;
-  let token = o.token ?? cfg.api_token;
-  if (!token) token = (await Deno.readTextFile(join(resolve(cfg.data_dir), "api-token"))).trim();
-  let res: Response;
+): Promise<ApiAnswer> {
   try {
-    res = await fetch(`${base.replace(/\/$/, "")}/api/v1/models${path}`, {
-      method,
-      body,
-      headers: { authorization: `Bearer ${token}` },
-    });
+    return await callLocalApi(o, cfg, method, `/models${path}`, body);
   } catch (err) {
-    console.error(
-      `edged model: cannot reach edged at ${base}: ${(err as Error).message} ` +
-        `(is it running? --offline works on the data directory without it)`,
+    if (!(err instanceof TypeError)) throw err;
+    unreachable(
+      "edged model",
+      o,
+      cfg,
+      err,
+      "is it running? --offline works on the data directory without it",
     );
-    Deno.exit(EXIT_FAILURE);
   }
-  return { status: res.status, body: res.status === 204 ? null : await res.json() };
 }
 
-function print(r: { status: number; body: unknown }): never {
+function print(r: ApiAnswer): never {
   if (r.body !== null) console.log(JSON.stringify(r.body, null, 2));
   Deno.exit(r.status < 300 ? 0 : EXIT_FAILURE);
 }
 
 /** Runs `fn` with an in-process NnService on the stopped edged's data directory. */
-async function offline<T>(cfg: Config, fn: (nn: NnService) => Promise<T>): Promise<T> {
-  const locks = [];
-  try {
-    locks.push(await lockDataDir(cfg.data_dir));
-    locks.push(
-      await lockDataDir(cfg.data_dir, { name: LAUNCHER_LOCK, holder: "an edged launcher" }),
-    );
-  } catch (err) {
-    locks.forEach((l) => l.release());
-    if (!(err instanceof DataDirLockedError)) throw err;
-    console.error(`edged model: ${err.message} (without --offline the running edged does it)`);
-    Deno.exit(EXIT_USAGE);
-  }
-  const n = cfg.nn;
-  const nn = new NnService({
-    dataDir: resolve(cfg.data_dir),
-    memoryBytes: n.memory_bytes,
-    maxElements: n.max_elements,
-    maxModelBytes: n.max_model_bytes,
-  });
-  try {
-    return await fn(nn);
-  } catch (err) {
-    if (err instanceof ModelInvalidError || err instanceof ModelNotFoundError) {
-      console.error(`edged model: ${err.message}`);
-      Deno.exit(EXIT_FAILURE);
+function offline<T>(cfg: Config, fn: (nn: NnService) => Promise<T>): Promise<T> {
+  return whileStopped("edged model", cfg.data_dir, async () => {
+    const n = cfg.nn;
+    const nn = new NnService({
+      dataDir: resolve(cfg.data_dir),
+      memoryBytes: n.memory_bytes,
+      maxElements: n.max_elements,
+      maxModelBytes: n.max_model_bytes,
+    });
+    try {
+      return await fn(nn);
+    } catch (err) {
+      if (err instanceof ModelInvalidError || err instanceof ModelNotFoundError) {
+        console.error(`edged model: ${err.message}`);
+        Deno.exit(EXIT_FAILURE);
+      }
+      throw err;
+    } finally {
+      nn.stop();
     }
-    throw err;
-  } finally {
-    nn.stop();
-    locks.forEach((l) => l.release());
-  }
+  }, "without --offline the running edged does it");
 }
 
 /** One line per model for `list`. */

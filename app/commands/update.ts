@@ -17,16 +17,8 @@
  * @module
  */
 import { Command } from "commander";
-import { join, resolve } from "node:path";
-import {
-  type Config,
-  ConfigError,
-  DataDirLockedError,
-  LAUNCHER_LOCK,
-  loadConfig,
-  lockDataDir,
-  VERSION,
-} from "../../runtime/mod.ts";
+import { resolve } from "node:path";
+import { type Config, VERSION } from "../../runtime/mod.ts";
 import { createProgress, EXIT } from "../../lib/mod.ts";
 import {
   prepareBoot,
@@ -36,61 +28,37 @@ import {
   UpdateStateError,
   type UpdateStatus,
 } from "../../ota/update/mod.ts";
+import {
+  callLocalApi,
+  commandConfig,
+  type LocalApiOptions,
+  localApiOptions as common,
+  unreachable,
+  whileStopped,
+} from "./_local_api.ts";
 
-interface CommonOptions {
-  config?: string;
-  dataDir?: string;
-  url?: string;
-  token?: string;
-}
+type CommonOptions = LocalApiOptions;
+type Answer = { status: number; body: Record<string, unknown> };
 
-function common(cmd: Command): Command {
-  return cmd
-    .option("--config <file>", "TOML configuration file (also EDGED_CONFIG)")
-    .option("--data-dir <dir>", "data directory (also EDGED_DATA_DIR)")
-    .option("--url <url>", "API base URL of the running edged (default from listen)")
-    .option("--token <token>", "API token (default: api_token, or DATA_DIR/api-token)");
-}
+const config = (o: CommonOptions) => commandConfig("edged update", o);
 
-async function config(o: CommonOptions): Promise<Config> {
+/** Calls `/api/v1/update{path}`; only a GET rejects when edged does not answer. */
+async function api(o: CommonOptions, cfg: Config, method: string, path: string): Promise<Answer> {
   try {
-    return await loadConfig({ config: o.config, dataDir: o.dataDir });
+    return await callLocalApi(o, cfg, method, `/update${path}`) as Answer;
   } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(`edged update: ${err.message}`);
-      Deno.exit(EXIT.USAGE);
-    }
-    throw err;
-  }
-}
-
-async function api(
-  o: CommonOptions,
-  cfg: Config,
-  method: string,
-  path: string,
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  const base = o.url ?? `http://${cfg.listen.replace(/^0\.0\.0\.0:/, "127.0.0.1:")}`;
-  let token = o.token ?? cfg.api_token;
-  if (!token) {
-    token = (await Deno.readTextFile(join(resolve(cfg.data_dir), "api-token"))).trim();
-  }
-  const url = `${base.replace(/\/$/, "")}/api/v1/update${path}`;
-  let res: Response;
-  try {
-    res = await fetch(url, { method, headers: { authorization: `Bearer ${token}` } });
-  } catch (err) {
-    if (method === "GET") throw err;
-    console.error(
-      `edged update: cannot reach edged at ${base}: ${(err as Error).message} ` +
-        `(is it running? 'rollback --offline' works without it)`,
+    if (method === "GET" || !(err instanceof TypeError)) throw err;
+    unreachable(
+      "edged update",
+      o,
+      cfg,
+      err,
+      "is it running? 'rollback --offline' works without it",
     );
-    Deno.exit(EXIT.FAILURE);
   }
-  return { status: res.status, body: await res.json() };
 }
 
-function done(r: { status: number; body: Record<string, unknown> }): never {
+function done(r: Answer): never {
   console.log(JSON.stringify(r.body, null, 2));
   if (r.status < 300) Deno.exit(EXIT.OK);
   const code = (r.body.error as { code?: string } | undefined)?.code;
@@ -148,33 +116,6 @@ export function updateCommand(): Command {
       done(await result);
     });
 
-  /**
-   * Holds the data directory's locks (runtime/lock.ts) while `fn` changes the
-   * update state without a running edged: a running edged or launcher would
-   * otherwise race it. Exits 2 naming the holder when one runs.
-   */
-  async function whileStopped<T>(
-    command: string,
-    dataDir: string,
-    fn: () => Promise<T>,
-  ): Promise<T> {
-    const locks = [];
-    try {
-      locks.push(await lockDataDir(dataDir));
-      locks.push(await lockDataDir(dataDir, { name: LAUNCHER_LOCK, holder: "an edged launcher" }));
-    } catch (err) {
-      locks.forEach((l) => l.release());
-      if (!(err instanceof DataDirLockedError)) throw err;
-      console.error(`edged update ${command}: ${err.message}`);
-      Deno.exit(EXIT.USAGE);
-    }
-    try {
-      return await fn();
-    } finally {
-      locks.forEach((l) => l.release());
-    }
-  }
-
   common(update.command("rollback"))
     .description("go back to the previous slot (edged restarts into it)")
     .option("--offline", "edged is not running: change the data directory directly")
@@ -183,7 +124,7 @@ export function updateCommand(): Command {
       if (!o.offline) done(await api(o, cfg, "POST", "/rollback"));
       const store = new SlotStore(resolve(cfg.data_dir));
       try {
-        const s = await whileStopped("rollback --offline", cfg.data_dir, async () => {
+        const s = await whileStopped("edged update rollback --offline", cfg.data_dir, async () => {
           const s = await store.update((st) =>
             rolledBack(st, "requested by operator (offline)", { keepFrom: !st.trial })
           );
@@ -209,7 +150,7 @@ export function updateCommand(): Command {
       const cfg = await config(o);
       const u = cfg.update;
       const d = await whileStopped(
-        "boot",
+        "edged update boot",
         cfg.data_dir,
         () =>
           prepareBoot(new SlotStore(resolve(cfg.data_dir)), {
