@@ -26,7 +26,7 @@ import { modelCommand } from "./commands/model.ts";
 import { repoCommand } from "./commands/repo.ts";
 import { tufClientCommand } from "./commands/tuf_client.ts";
 import { updateCommand } from "./commands/update.ts";
-import { runSupervised } from "./launch.ts";
+import { launcherGone, runSupervised, startedByLauncher } from "./launch.ts";
 import { runEdged } from "./run.ts";
 
 /** Flags of `edged run`. */
@@ -57,6 +57,8 @@ export function buildProgram(): Command {
         }
         throw err;
       }
+      // Started by the launcher (ota/update/supervisor.ts): end with it.
+      const launched = startedByLauncher() && !opts.supervise;
       // Everything edged and its launcher create is private to their user
       // (runtime/data_dir.ts): readings, kv, outbox, token, slots.
       privateUmask();
@@ -81,9 +83,17 @@ export function buildProgram(): Command {
         Deno.exit(err instanceof DataDirLockedError ? EXIT.USAGE : EXIT.FAILURE);
       }
       await setupLogging({ level: config.log_level, format: config.log_format });
+      const stop = new AbortController();
+      if (launched) {
+        launcherGone(Deno.stdin.readable).then(() =>
+          stop.abort("the launcher that started this edged is gone (stdin closed)")
+        );
+      }
       let code: number;
       try {
-        code = opts.supervise ? await runSupervised(config, opts, VERSION) : await runEdged(config);
+        code = opts.supervise
+          ? await runSupervised(config, opts, VERSION)
+          : await runEdged(config, { signal: stop.signal });
       } catch (err) {
         console.error(`edged: ${(err as Error).message}`);
         code = err instanceof ConfigError ? EXIT.USAGE : EXIT.FAILURE;

@@ -1,13 +1,15 @@
 /**
  * Glue between the command line and the launcher: builds
- * {@linkcode supervise}'s options from the configuration.
+ * {@linkcode supervise}'s options from the configuration, and the child's
+ * side of the tie to its launcher ({@linkcode startedByLauncher},
+ * {@linkcode launcherGone}).
  *
  * @module
  */
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import { type Config, runFlags } from "../runtime/mod.ts";
-import { supervise } from "../ota/update/mod.ts";
+import { LAUNCHER_ENV, supervise } from "../ota/update/mod.ts";
 
 /** How to start this build again: itself when compiled, `deno run main.ts` from source. */
 export function selfCommand(): string[] {
@@ -46,4 +48,32 @@ export async function runSupervised(
     maxBootAttempts: u.max_boot_attempts,
     bootDeadlineMs: u.boot_deadline_s * 1000,
   });
+}
+
+/**
+ * Whether this process is an edged started by the launcher (it set
+ * `LAUNCHER_ENV`); removes the variable, so nothing this process starts
+ * inherits it.
+ */
+export function startedByLauncher(): boolean {
+  const launched = Deno.env.get(LAUNCHER_ENV) === "stdin";
+  Deno.env.delete(LAUNCHER_ENV);
+  return launched;
+}
+
+/**
+ * Resolves when the launcher that started this edged is gone: `stdin` is a
+ * pipe whose other end only the launcher holds and never writes to, so the
+ * kernel ends it (end of file) when the launcher ends, however it ends. One
+ * pending read, no polling; anything written is dropped.
+ */
+export async function launcherGone(stdin: ReadableStream<Uint8Array>): Promise<void> {
+  const reader = stdin.getReader();
+  try {
+    while (!(await reader.read()).done) { /* nothing to read: the launcher writes nothing */ }
+  } catch {
+    // A broken pipe says the same.
+  } finally {
+    reader.releaseLock();
+  }
 }

@@ -37,7 +37,10 @@ const log = getLogger(["edged", "runtime"]);
 
 /** Options for {@linkcode runEdged}. */
 export interface RunOptions {
-  /** Aborting it shuts down like SIGTERM (tests use it). */
+  /**
+   * Aborting it shuts down like SIGTERM (tests, and the launcher's end); a
+   * string reason is logged as the reason.
+   */
   signal?: AbortSignal;
   /** Called once the API listens. */
   onListen?: (addr: { hostname: string; port: number }) => void;
@@ -203,7 +206,12 @@ export async function runEdged(config: Config, options: RunOptions = {}): Promis
   }
   registerServerMetrics(metrics, server);
 
-  options.signal?.addEventListener("abort", () => requestExit(EXIT.OK, "stop requested"));
+  const onAbort = () => {
+    const reason = options.signal?.reason;
+    requestExit(EXIT.OK, typeof reason === "string" ? reason : "stop requested");
+  };
+  if (options.signal?.aborted) onAbort();
+  else options.signal?.addEventListener("abort", onAbort, { once: true });
 
   const startedComponents: Component[] = [];
   try {

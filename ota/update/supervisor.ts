@@ -13,7 +13,12 @@
  * - restarts a confirmed version that crashed with back-off (1 s doubling
  *   to 30 s), and exits with the child's code on a clean stop or a
  *   configuration error (2), which no restart can fix;
- * - forwards SIGTERM/SIGINT to the child and exits when it has.
+ * - forwards SIGTERM/SIGINT to the child and exits when it has;
+ * - ties the child's life to its own: the child's stdin is a pipe the
+ *   launcher never writes to, and {@linkcode LAUNCHER_ENV} tells the child to
+ *   shut down (as on SIGTERM) when that pipe reaches end of file, which
+ *   happens when the launcher is gone however it ended (kill -9, the OOM
+ *   killer), so no orphan keeps the data directory locked.
  *
  * The launcher itself is the executable installed as the service (the
  * factory build); like a boot loader it is not replaced by updates.
@@ -27,6 +32,14 @@ import { sleep } from "./token_bucket.ts";
 import { EXIT } from "../../lib/mod.ts";
 
 const log = getLogger(["edged", "supervisor"]);
+
+/**
+ * Internal: set (to `stdin`) in the environment of the edged the launcher
+ * starts, which then shuts down when its stdin reaches end of file (the
+ * launcher is gone). Not an `EDGED_*` name: older releases refuse unknown
+ * `EDGED_*` variables, and the launcher starts those too.
+ */
+export const LAUNCHER_ENV = "_EDGED_LAUNCHER";
 
 /** Options of {@linkcode supervise}. */
 export interface SuperviseOptions {
@@ -98,7 +111,9 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
       });
       child = new Deno.Command(cmd[0], {
         args: [...cmd.slice(1), "run", ...options.runArgs],
-        stdin: "null",
+        env: { [LAUNCHER_ENV]: "stdin" },
+        // Never written to: its end of file tells the child the launcher is gone.
+        stdin: "piped",
         stdout: "inherit",
         stderr: "inherit",
       }).spawn();
@@ -130,6 +145,7 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
       const status = await child.status;
       clearTimeout(deadline);
       clearTimeout(killTimer);
+      await child.stdin.close().catch(() => {});
       child = undefined;
       if (stopping) return status.code;
       const s = await store.read();
