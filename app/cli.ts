@@ -7,7 +7,6 @@
 import { Command } from "commander";
 import { parseCommandLine } from "./parse.ts";
 import {
-  assertUnlocked,
   buildInfo,
   ConfigError,
   type DataDirLock,
@@ -57,7 +56,8 @@ export function buildProgram(): Command {
         }
         throw err;
       }
-      // Started by the launcher (ota/update/supervisor.ts): end with it.
+      // Started by the launcher (ota/update/supervisor.ts): end with it, and
+      // tell it apart from a bad configuration when the directory is locked.
       const launched = startedByLauncher() && !opts.supervise;
       // Everything edged and its launcher create is private to their user
       // (runtime/data_dir.ts): readings, kv, outbox, token, slots.
@@ -66,11 +66,11 @@ export function buildProgram(): Command {
       // here, exit 2, having written nothing. The launcher leaves the runtime
       // lock to the edged it starts (its child takes it, and a restart into
       // the other slot starts the next child only after the last one has
-      // exited); it checks that no other edged runs and holds its own lock.
+      // exited); it holds its own lock, and waits for the runtime lock to be
+      // free before each start (an orphan of an earlier launcher ends itself).
       let lock: DataDirLock;
       try {
         if (opts.supervise) {
-          await assertUnlocked(config.data_dir);
           lock = await lockDataDir(config.data_dir, {
             name: LAUNCHER_LOCK,
             holder: "another edged launcher",
@@ -80,7 +80,8 @@ export function buildProgram(): Command {
         }
       } catch (err) {
         console.error(`edged: ${(err as Error).message}`);
-        Deno.exit(err instanceof DataDirLockedError ? EXIT.USAGE : EXIT.FAILURE);
+        if (!(err instanceof DataDirLockedError)) Deno.exit(EXIT.FAILURE);
+        Deno.exit(launched ? EXIT.DATA_DIR_BUSY : EXIT.USAGE);
       }
       await setupLogging({ level: config.log_level, format: config.log_format });
       const stop = new AbortController();

@@ -47,6 +47,8 @@ export async function runSupervised(
     factoryVersion,
     maxBootAttempts: u.max_boot_attempts,
     bootDeadlineMs: u.boot_deadline_s * 1000,
+    // Long enough for an orphan of an earlier launcher to notice and shut down.
+    lockWaitMs: (config.shutdown_timeout_s + 20) * 1000,
   });
 }
 

@@ -19,6 +19,13 @@ export const EXIT = {
    */
   VERIFICATION_FAILED: 3,
   /**
+   * Internal, only between the launcher and the edged it starts: another
+   * edged holds the data directory's lock (a plain `edged run` exits 2 for
+   * that). The launcher waits for the holder instead of counting a failed
+   * start (EX_CANTCREAT of sysexits.h).
+   */
+  DATA_DIR_BUSY: 73,
+  /**
    * `edged run` wants to be started again, into the other A/B slot
    * (EX_TEMPFAIL of sysexits.h; the launcher and the systemd unit restart on it).
    */

@@ -9,7 +9,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { copyFileAtomic, sha256File } from "../../lib/mod.ts";
-import { type BootState, rolledBack, type SlotName, type SlotStore } from "./state.ts";
+import { type BootState, rolledBack, type SlotName, type SlotStore, type Trial } from "./state.ts";
 
 const log = getLogger(["edged", "update", "boot"]);
 
@@ -21,6 +21,13 @@ export interface PrepareBootOptions {
   factoryBinary?: string;
   /** Version of the factory executable. */
   factoryVersion: string;
+  /**
+   * The trial as counted for a start that never ran: its edged found the data
+   * directory locked by another edged and exited before doing anything (the
+   * launcher). That start is taken off the count when the trial is still the
+   * same one (slot, version and switch time).
+   */
+  notStarted?: Trial;
 }
 
 /** What to start. */
@@ -92,14 +99,19 @@ export async function prepareBoot(
   }
 
   if (s.trial && s.trial.slot === s.active) {
-    if (s.trial.attempts >= options.maxBootAttempts) {
-      const reason = `${s.trial.version} did not confirm a healthy start in ${s.trial.attempts} ` +
+    const n = options.notStarted;
+    const attempts = n && n.slot === s.trial.slot && n.version === s.trial.version &&
+        n.since === s.trial.since && s.trial.attempts > 0
+      ? s.trial.attempts - 1
+      : s.trial.attempts;
+    if (attempts >= options.maxBootAttempts) {
+      const reason = `${s.trial.version} did not confirm a healthy start in ${attempts} ` +
         `attempts (max_boot_attempts ${options.maxBootAttempts})`;
       s = rolledBack(s, reason);
       rolled = reason;
       log.error("rolled back: {reason}", { reason });
     } else {
-      s = { ...s, trial: { ...s.trial, attempts: s.trial.attempts + 1 } };
+      s = { ...s, trial: { ...s.trial, attempts: attempts + 1 } };
     }
     await store.write(s);
   } else if (s.trial) {

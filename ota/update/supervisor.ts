@@ -18,7 +18,14 @@
  *   launcher never writes to, and {@linkcode LAUNCHER_ENV} tells the child to
  *   shut down (as on SIGTERM) when that pipe reaches end of file, which
  *   happens when the launcher is gone however it ended (kill -9, the OOM
- *   killer), so no orphan keeps the data directory locked.
+ *   killer), so no orphan keeps the data directory locked;
+ * - starts nothing while another edged holds the data directory's lock
+ *   (`runtime/lock.ts`): it waits for it with back-off (0.5 s doubling to
+ *   5 s), and a child that found the directory locked (exit 73, or 2 from
+ *   a build that predates 73 while the lock is still held) is not counted
+ *   as a start of a trial, so a good release is never rolled back for it.
+ *   Still locked after `lockWaitMs`, the launcher exits 2, as a second
+ *   edged on the directory does.
  *
  * The launcher itself is the executable installed as the service (the
  * factory build); like a boot loader it is not replaced by updates.
@@ -27,17 +34,19 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { type BootDecision, prepareBoot } from "./boot.ts";
-import { emptyState, rolledBack, SlotStore } from "./state.ts";
+import { emptyState, rolledBack, SlotStore, type Trial } from "./state.ts";
 import { sleep } from "./token_bucket.ts";
 import { EXIT } from "../../lib/mod.ts";
+import { assertUnlocked, DataDirLockedError } from "../../runtime/mod.ts";
 
 const log = getLogger(["edged", "supervisor"]);
 
 /**
  * Internal: set (to `stdin`) in the environment of the edged the launcher
- * starts, which then shuts down when its stdin reaches end of file (the
- * launcher is gone). Not an `EDGED_*` name: older releases refuse unknown
- * `EDGED_*` variables, and the launcher starts those too.
+ * starts. That edged shuts down when its stdin reaches end of file (the
+ * launcher is gone) and exits {@linkcode EXIT.DATA_DIR_BUSY} instead of 2
+ * when the data directory is locked. Not an `EDGED_*` name: older releases
+ * refuse unknown `EDGED_*` variables, and the launcher starts those too.
  */
 export const LAUNCHER_ENV = "_EDGED_LAUNCHER";
 
@@ -59,6 +68,11 @@ export interface SuperviseOptions {
   bootDeadlineMs: number;
   /** Extra time after the deadline before the launcher acts. @default {5000} */
   graceMs?: number;
+  /**
+   * How long one start waits for another edged to release the data
+   * directory before the launcher gives up (exit 2). @default {30000}
+   */
+  lockWaitMs?: number;
   /** Stops the child and the launcher (tests); signals do the same. */
   signal?: AbortSignal;
   /** Handle SIGTERM/SIGINT. @default {true} */
@@ -67,12 +81,16 @@ export interface SuperviseOptions {
 
 /** Runs the launcher loop; resolves with the exit code for the launcher. */
 export async function supervise(options: SuperviseOptions): Promise<number> {
-  const { graceMs = 5000, handleSignals = true } = options;
+  const { graceMs = 5000, lockWaitMs = 30000, handleSignals = true } = options;
   const store = new SlotStore(options.dataDir);
   let child: Deno.ChildProcess | undefined;
   let stopping = false;
+  // Ends the launcher's own waits (back-off, the lock) at once on a stop.
+  const halt = new AbortController();
+  const pause = (ms: number) => sleep(ms, halt.signal).catch(() => {});
   const stop = (sig: Deno.Signal) => {
     stopping = true;
+    halt.abort();
     try {
       child?.kill(sig);
     } catch { /* already gone */ }
@@ -84,15 +102,58 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
     Deno.addSignalListener("SIGINT", onInt);
   }
   options.signal?.addEventListener("abort", onTerm);
+  /** Waits until no edged holds the data directory; false after `lockWaitMs`. */
+  const dataDirFree = async (): Promise<boolean> => {
+    const since = Date.now();
+    for (let delay = 500; !stopping; delay = Math.min(delay * 2, 5000)) {
+      try {
+        await assertUnlocked(options.dataDir);
+        return true;
+      } catch (err) {
+        if (!(err instanceof DataDirLockedError)) throw err;
+        const left = lockWaitMs - (Date.now() - since);
+        if (left <= 0) {
+          log.error("{message} after waiting {s} s; giving up", {
+            message: err.message,
+            s: lockWaitMs / 1000,
+          });
+          return false;
+        }
+        log.warning("{message}; waiting for it to exit, up to {s} s", {
+          message: err.message,
+          s: Math.ceil(left / 1000),
+        });
+        await pause(Math.min(delay, left));
+      }
+    }
+    return true;
+  };
+  /** Whether a child that exited with `code` found the data directory locked. */
+  const lockedOut = async (code: number): Promise<boolean> => {
+    if (code === EXIT.DATA_DIR_BUSY) return true;
+    // A build from before DATA_DIR_BUSY says 2, as for a bad configuration:
+    // the lock, held by someone else now that the child is gone, tells them apart.
+    if (code !== EXIT.USAGE) return false;
+    return await assertUnlocked(options.dataDir).then(
+      () => false,
+      (err) => err instanceof DataDirLockedError,
+    );
+  };
   let crashDelay = 1000;
+  // A trial start counted for a child that found the data directory locked.
+  let notStarted: Trial | undefined;
   try {
     while (!stopping) {
+      // The boot step changes state.json, which a running edged owns.
+      if (!(await dataDirFree())) return EXIT.USAGE;
+      if (stopping) break;
       let boot: BootDecision;
       try {
         boot = await prepareBoot(store, {
           maxBootAttempts: options.maxBootAttempts,
           factoryBinary: options.factoryBinary,
           factoryVersion: options.factoryVersion,
+          notStarted,
         });
       } catch (err) {
         // Never leave the device without a running edged: the launcher's own
@@ -103,6 +164,7 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
         await store.quarantineState().catch(() => {});
         boot = { slot: null, trial: false, state: emptyState() };
       }
+      notStarted = undefined;
       const cmd = boot.binary ? [boot.binary] : options.factoryCommand;
       const trialSlot = boot.trial ? boot.state.active : null;
       log.info("starting {what}{trial}", {
@@ -148,11 +210,22 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
       await child.stdin.close().catch(() => {});
       child = undefined;
       if (stopping) return status.code;
-      const s = await store.read();
       if (status.code === EXIT.RESTART || forced) {
         crashDelay = 1000;
         continue;
       }
+      if (await lockedOut(status.code)) {
+        // Not a failed start: the child exited before doing anything (an
+        // orphan of an earlier launcher, or an edged started by hand, holds
+        // the directory). The wait at the top of the loop backs off.
+        if (boot.trial) notStarted = boot.state.trial!;
+        log.warning("edged found the data directory locked by another edged{trial}", {
+          trial: boot.trial ? `; not counted as a start of ${boot.state.trial!.version}` : "",
+        });
+        await pause(500);
+        continue;
+      }
+      const s = await store.read();
       if (s.trial && s.trial.slot === s.active) {
         // An unconfirmed version that died: the boot counter decides.
         log.warning("trial of {version} exited with {code}", {
@@ -166,7 +239,7 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
         code: status.signal ? status.signal : status.code,
         ms: crashDelay,
       });
-      await sleep(crashDelay, options.signal).catch(() => {});
+      await pause(crashDelay);
       crashDelay = Math.min(30000, crashDelay * 2);
     }
     return 0;
