@@ -9,7 +9,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { Buffer } from "node:buffer";
-import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from "mqtt";
+import type { IClientOptions, IConnackPacket, MqttClient } from "mqtt";
 import type { Duplex } from "node:stream";
 import { backoffDelay } from "./backoff.ts";
 import { type DroppedPacket, PacketGuard } from "./packet_guard.ts";
@@ -156,6 +156,7 @@ export class Connection {
   #o: ConnectionOptions;
   #tls: Partial<IClientOptions> = {};
   #tlsFiles: { ca?: string; cert?: string; key?: string } = {};
+  #mqtt: typeof import("mqtt").default | undefined;
   #client: MqttClient | null = null;
   #live: MqttClient | null = null;
   #attempt = 0;
@@ -181,8 +182,13 @@ export class Connection {
     return this.#live;
   }
 
-  /** Reads TLS files (failing fast on bad ones) and starts connecting in the background. */
+  /**
+   * Loads `npm:mqtt` (only now: an edged without a broker never pays its
+   * memory), reads TLS files (failing fast on bad ones) and starts connecting
+   * in the background.
+   */
   async start(): Promise<void> {
+    this.#mqtt = (await import("mqtt")).default;
     this.#tls = await tlsOptions(this.#o);
     this.#tlsFiles = {
       ca: this.#tls.ca as string | undefined,
@@ -196,7 +202,7 @@ export class Connection {
     if (this.#stopped) return;
     const o = this.#o;
     const will = o.will?.();
-    const client = mqtt.connect(o.url, {
+    const client = this.#mqtt!.connect(o.url, {
       ...this.#tls,
       clientId: o.clientId,
       username: o.username,
