@@ -32,6 +32,12 @@ export const RESP_STATUS = 2;
 export const REQ_LEN = 3;
 /** Int32 word: bytes of the answer message. */
 export const RESP_LEN = 4;
+/**
+ * Int32 word: 1 while the engine is down (it died; the runtime's thread
+ * restarts it), 0 while it serves this buffer. Set by the runtime's thread
+ * only ({@link markEngineDown}, {@link markEngineUp}).
+ */
+export const ENGINE_DOWN = 5;
 /** Where messages start. */
 export const DATA_OFFSET = 32;
 /** Initial size of a channel buffer. */
@@ -100,6 +106,29 @@ export type ChannelAnswer =
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+
+/**
+ * The engine serving `sab` died: a guest waiting in `compute` is woken and
+ * answered at once instead of at its deadline, and later calls answer `busy`
+ * until {@link markEngineUp}. No message is written: the dead engine's
+ * thread may still be finishing, and only it writes answers.
+ */
+export function markEngineDown(sab: SharedArrayBuffer): void {
+  const ctrl = new Int32Array(sab, 0, 8);
+  Atomics.store(ctrl, ENGINE_DOWN, 1);
+  Atomics.notify(ctrl, RESP_SEQ);
+}
+
+/**
+ * A new engine is about to serve `sab` (before it attaches): the request the
+ * dead engine left unanswered is dropped (its guest got its error already),
+ * so the new engine does not run it again.
+ */
+export function markEngineUp(sab: SharedArrayBuffer): void {
+  const ctrl = new Int32Array(sab, 0, 8);
+  Atomics.store(ctrl, RESP_SEQ, Atomics.load(ctrl, REQ_SEQ));
+  Atomics.store(ctrl, ENGINE_DOWN, 0);
+}
 
 /** Bytes a message of `header` and `blobs` takes. */
 function layout(header: unknown): { json: Uint8Array; blobAt: number } {

@@ -36,6 +36,16 @@ export function modelsComponent(
         void nn.engineStatus().then((s) => heap = s.heap_bytes);
       },
     );
+    options.metrics.counterFunc(
+      "edged_nn_engine_crashes_total",
+      "Times the inference engine died (its wasm instance aborted, its Worker ended).",
+      () => nn.crashCounts.crashes,
+    );
+    options.metrics.counterFunc(
+      "edged_nn_engine_restarts_total",
+      "Times the inference engine was started again after dying (with a back-off when it dies again soon).",
+      () => nn.crashCounts.restarts,
+    );
     options.metrics.gauge(
       "edged_nn_engine_heap_bytes",
       "The inference engine's wasm heap (capped by nn.memory_bytes).",

@@ -112,6 +112,18 @@ export class NnEngine {
     if (w) this.#died(w, why, false);
   }
 
+  /**
+   * Ends the Worker at once, as a crash of it would (an uncaught error, its
+   * wasm instance aborted): waiting callers get an {@link EngineStoppedError}
+   * and `onFatal` runs. For tests of the recovery: onnxruntime turns the
+   * failures a model or an input can cause (out of memory in the capped heap,
+   * an integer division by zero) into errors, so none at hand kills it.
+   */
+  kill(why = "was killed"): void {
+    const w = this.#worker;
+    if (w) this.#died(w, why);
+  }
+
   #died(worker: Worker, why: string, fatal = true): void {
     if (this.#worker !== worker) return;
     worker.terminate();

@@ -268,6 +268,7 @@ async function answer(lane: number, sab: SharedArrayBuffer, ctrl: Int32Array, se
   let status: NnErrnoValue = NnErrno.SUCCESS;
   let reply: ChannelAnswer;
   let blobs: Uint8Array[] = [];
+  let fatal: string | undefined;
   try {
     const { header, blobs: area } = readMessage<ChannelRequest>(sab, Atomics.load(ctrl, REQ_LEN));
     const out = await handle(lane, header, area);
@@ -277,7 +278,7 @@ async function answer(lane: number, sab: SharedArrayBuffer, ctrl: Int32Array, se
   } catch (err) {
     status = NnErrno.RUNTIME_ERROR;
     reply = { op: "error", message: `engine: ${message(err)}` };
-    if (isFatal(err)) post({ t: "fatal", message: message(err) });
+    if (isFatal(err)) fatal = message(err);
   }
   let len = writeMessage(sab, reply, blobs);
   if (len < 0) {
@@ -288,6 +289,8 @@ async function answer(lane: number, sab: SharedArrayBuffer, ctrl: Int32Array, se
   Atomics.store(ctrl, RESP_STATUS, status);
   Atomics.store(ctrl, RESP_SEQ, seq);
   Atomics.notify(ctrl, RESP_SEQ);
+  // After the answer: the guest gets the engine's own reason, then the Worker is replaced.
+  if (fatal !== undefined) post({ t: "fatal", message: fatal });
 }
 
 type Handled = { status: NnErrnoValue; reply: ChannelAnswer; blobs: Uint8Array[] };

@@ -9,6 +9,7 @@ import { NnErrno, type NnErrnoValue } from "./abi.ts";
 import {
   type ChannelAnswer,
   type ChannelRequest,
+  ENGINE_DOWN,
   readMessage,
   REQ_LEN,
   REQ_SEQ,
@@ -17,6 +18,9 @@ import {
   RESP_STATUS,
   writeMessage,
 } from "./channel.ts";
+
+/** Longest a waiting guest goes without checking whether the engine died. */
+const DOWN_CHECK_MS = 100;
 
 /** What the runtime sends a sandbox Worker to connect it to the engine. */
 export interface NnLinkInit {
@@ -66,6 +70,9 @@ export class NnLink {
       blobs: new Uint8Array(0),
       waitedMs,
     });
+    if (Atomics.load(ctrl, ENGINE_DOWN) !== 0) {
+      return error(NnErrno.BUSY, "the inference engine is restarting after a crash");
+    }
     if (Atomics.load(ctrl, RESP_SEQ) !== this.#seq) {
       return error(NnErrno.BUSY, "the engine is still working on an earlier call that timed out");
     }
@@ -81,6 +88,13 @@ export class NnLink {
     for (;;) {
       const answered = Atomics.load(ctrl, RESP_SEQ);
       if (answered === seq) break;
+      if (Atomics.load(ctrl, ENGINE_DOWN) !== 0) {
+        return error(
+          NnErrno.RUNTIME_ERROR,
+          "the inference engine stopped during this call (it crashed; it restarts)",
+          performance.now() - t0,
+        );
+      }
       const left = deadline - performance.now();
       if (left <= 0) {
         return error(
@@ -89,7 +103,8 @@ export class NnLink {
           performance.now() - t0,
         );
       }
-      Atomics.wait(ctrl, RESP_SEQ, answered, left);
+      // In slices: a crash marked between the check above and this wait must not go unseen.
+      Atomics.wait(ctrl, RESP_SEQ, answered, Math.min(left, DOWN_CHECK_MS));
     }
     const waitedMs = performance.now() - t0;
     const status = Atomics.load(ctrl, RESP_STATUS) as NnErrnoValue;

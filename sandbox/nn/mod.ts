@@ -7,7 +7,13 @@
  */
 
 export { NnService } from "./service.ts";
-export type { InstallModelOptions, ModelStatus, NnPoolLink, NnServiceOptions } from "./service.ts";
+export type {
+  EngineStatus,
+  InstallModelOptions,
+  ModelStatus,
+  NnPoolLink,
+  NnServiceOptions,
+} from "./service.ts";
 export type { ModelRecord } from "./store.ts";
 export type { ModelInfo, TensorSpec } from "./channel.ts";
 export { EngineFilesError, ModelInvalidError, ModelNotFoundError } from "./errors.ts";

@@ -16,8 +16,8 @@ import { join } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import { sha256Hex } from "../../lib/mod.ts";
 import { NS_PER_FUEL } from "../costs.ts";
-import { CHANNEL_INITIAL_BYTES, DATA_OFFSET } from "./channel.ts";
-import { EngineError, MIN_ENGINE_MEMORY_BYTES, NnEngine } from "./engine.ts";
+import { CHANNEL_INITIAL_BYTES, DATA_OFFSET, markEngineDown, markEngineUp } from "./channel.ts";
+import { EngineError, EngineStoppedError, MIN_ENGINE_MEMORY_BYTES, NnEngine } from "./engine.ts";
 import { ModelInvalidError, ModelNotFoundError } from "./errors.ts";
 import type { NnLinkInit } from "./link.ts";
 import { MODEL_NAME_MESSAGE, MODEL_NAME_RE } from "./names.ts";
@@ -63,6 +63,32 @@ export interface NnServiceOptions {
   idleStopMs?: number;
   /** Directory of the engine's files (default: embedded, else Deno's npm cache). */
   engineDir?: string;
+  /**
+   * After the engine died, it restarts at once the first time; a crash within
+   * `restartMaxDelayMs` of its last start waits this long before restarting,
+   * doubling with each further one. @default 1000
+   */
+  restartDelayMs?: number;
+  /** Longest wait before a restart; a run this long without a crash ends the streak. @default 60000 */
+  restartMaxDelayMs?: number;
+}
+
+/** The engine's state as the API shows it. */
+export interface EngineStatus {
+  /** `running` (or starting), `restarting` (it died: waiting to start, or serving again what it served), `stopped`. */
+  state: "running" | "restarting" | "stopped";
+  running: boolean;
+  start_ms: number;
+  heap_bytes: number;
+  js_heap_bytes: number;
+  models: string[];
+  /** Times the engine died since the runtime started. */
+  crashes: number;
+  /** Times it was started again after dying. */
+  restarts: number;
+  last_crash: { at: string; reason: string } | null;
+  /** Milliseconds until the next restart (0 unless `restarting` with a back-off). */
+  restart_in_ms: number;
 }
 
 /** Options of {@link NnService.install}. */
@@ -98,6 +124,16 @@ export class NnService implements NnPoolLink {
   #queue: Promise<unknown> = Promise.resolve();
   #idle: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
+  /** Crash bookkeeping: counts, the streak of crashes soon after a start, the pending restart. */
+  #crashes = 0;
+  #restarts = 0;
+  #lastCrash: { at: string; reason: string } | null = null;
+  #streak = 0;
+  #startedAt = 0;
+  #restartAt = 0;
+  #restartTimer: ReturnType<typeof setTimeout> | undefined;
+  /** True while a restart serves the dead engine's lanes and grants again. */
+  #restoring = false;
 
   constructor(options: NnServiceOptions) {
     this.#o = {
@@ -107,6 +143,8 @@ export class NnService implements NnPoolLink {
       maxElements: 1024 * 1024,
       maxModelBytes: 128 * 1024 * 1024,
       idleStopMs: 60_000,
+      restartDelayMs: 1000,
+      restartMaxDelayMs: 60_000,
       ...options,
     };
     if (this.#o.memoryBytes < MIN_ENGINE_MEMORY_BYTES) {
@@ -138,18 +176,24 @@ export class NnService implements NnPoolLink {
     return this.#serial(async () => {
       if (this.#stopped) throw new EngineError("the inference engine is stopped");
       clearTimeout(this.#idle);
-      await this.engine.start();
+      // While a restart waits out its back-off the instance loads all the same: its
+      // lane is marked down (its calls answer busy) and the restart serves it.
+      const waiting = this.#restartTimer !== undefined;
+      if (!waiting) await this.#engineUp();
       let init: NnLinkInit | undefined;
       if (!this.#lanes.has(lane)) {
         const sab = new SharedArrayBuffer(CHANNEL_INITIAL_BYTES, {
           maxByteLength: CHANNEL_MAX_BYTES,
         });
-        await this.engine.attach(lane, sab);
+        if (waiting) markEngineDown(sab);
+        else await this.engine.attach(lane, sab);
         this.#lanes.set(lane, sab);
         init = { sab, deadlineMs: this.#o.deadlineMs, fuelPerMs: this.#o.fuelPerMs };
       }
-      for (const name of models) await this.#ensureLoaded(name);
-      await this.engine.grant(inst, lane, models);
+      if (!waiting) {
+        for (const name of models) await this.#ensureLoaded(name);
+        await this.engine.grant(inst, lane, models);
+      }
       this.#grants.set(inst, { lane, models, module });
       return init;
     });
@@ -212,26 +256,86 @@ export class NnService implements NnPoolLink {
     }, this.#o.idleStopMs);
   }
 
-  /** The engine died (out of memory, a bug): start it again with what it held. */
-  #recover(why: string): void {
-    log.error("inference engine {why}; restarting it", { why });
-    const lanes = [...this.#lanes];
-    this.#loaded.clear();
-    if (this.#stopped || this.#grants.size === 0) {
-      this.#lanes.clear();
-      return;
+  /**
+   * Starts the engine unless it runs, serving again what the last one served
+   * (its lanes, the granted models, the grants). Runs in the service's queue.
+   * @throws {EngineStoppedError} while a restart waits out its back-off.
+   */
+  async #engineUp(): Promise<void> {
+    if (this.engine.running) return;
+    const wait = this.#restartAt - Date.now();
+    if (wait > 0) {
+      throw new EngineStoppedError(`crashed; it restarts in ${Math.ceil(wait / 1000)} s`);
     }
-    void this.#serial(async () => {
+    clearTimeout(this.#restartTimer);
+    this.#restartTimer = undefined;
+    const restart = this.#lanes.size > 0 || this.#grants.size > 0;
+    this.#restoring = restart;
+    try {
       await this.engine.start();
+      this.#startedAt = Date.now();
       // The sandbox Workers keep their buffers: the new engine serves the same ones.
-      for (const [lane, sab] of lanes) await this.engine.attach(lane, sab);
+      for (const [lane, sab] of this.#lanes) {
+        markEngineUp(sab);
+        await this.engine.attach(lane, sab);
+      }
       for (const [inst, g] of this.#grants) {
         for (const name of g.models) await this.#ensureLoaded(name);
         await this.engine.grant(inst, g.lane, g.models);
       }
-    }).catch((err) =>
-      log.error("inference engine restart failed: {error}", { error: String(err) })
-    );
+    } finally {
+      this.#restoring = false;
+    }
+    if (restart && this.#crashes > 0) {
+      this.#restarts++;
+      log.info("inference engine restarted ({n} after crashes)", { n: this.#restarts });
+    }
+  }
+
+  /** The engine died (a wasm trap or abort in onnxruntime, its Worker gone): restart it, backing off. */
+  #recover(why: string): void {
+    this.#crashes++;
+    this.#lastCrash = { at: new Date().toISOString(), reason: why };
+    // Guests waiting on the dead engine are answered now; their next calls answer busy.
+    for (const sab of this.#lanes.values()) markEngineDown(sab);
+    this.#loaded.clear();
+    if (this.#stopped || this.#grants.size === 0) {
+      this.#lanes.clear(); // the next module granted nn starts a fresh engine
+      log.error("inference engine {why}; it starts again when a module needs it", { why });
+      return;
+    }
+    const delay = this.#scheduleRestart();
+    log.error("inference engine {why} (crash {n}); restarting it in {delay} ms", {
+      why,
+      n: this.#crashes,
+      delay,
+    });
+  }
+
+  /**
+   * Schedules the restart: at once after a crash that ends a run longer than
+   * `restartMaxDelayMs`, else after `restartDelayMs`, doubled for each crash
+   * in the streak, at most `restartMaxDelayMs`. @returns the delay.
+   */
+  #scheduleRestart(): number {
+    const now = Date.now();
+    const { restartDelayMs: base, restartMaxDelayMs: max } = this.#o;
+    this.#streak = now - this.#startedAt < max ? this.#streak + 1 : 1;
+    const delay = this.#streak <= 1 ? 0 : Math.min(max, base * 2 ** (this.#streak - 2));
+    this.#restartAt = now + delay;
+    clearTimeout(this.#restartTimer);
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = undefined;
+      void this.#serial(() => this.#engineUp()).catch((err) => {
+        log.error("inference engine restart failed: {error}", { error: String(err) });
+        // A crash during the restart scheduled the next one already.
+        const pending = this.#restartTimer !== undefined;
+        if (!pending && !this.#stopped && !this.engine.running && this.#grants.size > 0) {
+          this.#scheduleRestart();
+        }
+      });
+    }, delay);
+    return delay;
   }
 
   /**
@@ -268,6 +372,7 @@ export class NnService implements NnPoolLink {
       }
       const sha256 = await sha256Hex(bytes);
       let info, cost;
+      await this.#engineUp();
       try {
         ({ info, cost } = await this.engine.validate(bytes));
       } catch (err) {
@@ -367,33 +472,42 @@ export class NnService implements NnPoolLink {
   }
 
   /** The engine's state, for the API and metrics. */
-  async engineStatus(): Promise<
-    {
-      running: boolean;
-      start_ms: number;
-      heap_bytes: number;
-      js_heap_bytes: number;
-      models: string[];
-    }
-  > {
+  async engineStatus(): Promise<EngineStatus> {
     const s = await this.engine.stats().catch(() => ({
       heapBytes: 0,
       jsHeapBytes: 0,
       models: [] as string[],
     }));
+    const waiting = !this.engine.running && this.#restartTimer !== undefined;
     return {
+      state: waiting || this.#restoring
+        ? "restarting"
+        : this.engine.running
+        ? "running"
+        : "stopped",
       running: this.engine.running,
       start_ms: Math.round(this.engine.startMs),
       heap_bytes: s.heapBytes,
       js_heap_bytes: s.jsHeapBytes,
       models: s.models,
+      ...this.crashCounts,
+      last_crash: this.#lastCrash,
+      restart_in_ms: waiting ? Math.max(0, this.#restartAt - Date.now()) : 0,
     };
+  }
+
+  /** Times the engine died and was started again (for metrics). */
+  get crashCounts(): { crashes: number; restarts: number } {
+    return { crashes: this.#crashes, restarts: this.#restarts };
   }
 
   /** Stops the engine for good. */
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#idle);
+    clearTimeout(this.#restartTimer);
+    this.#restartTimer = undefined;
+    for (const sab of this.#lanes.values()) markEngineDown(sab);
     this.engine.stop();
     this.#lanes.clear();
     this.#loaded.clear();
