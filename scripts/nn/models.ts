@@ -156,12 +156,13 @@ export function conv1d(o: Conv1dOptions): ReferenceModel {
  * roughness, the root mean square of consecutive differences ([1, 1]). A
  * fixed feature extractor written as an ONNX graph (MatMul with a
  * first-difference matrix, Mul, ReduceMean, Sqrt), not a trained network.
+ * `scale` multiplies the score (another version of the model, same interface).
  */
-export function windowScorer(n = 16): ReferenceModel {
+export function windowScorer(n = 16, scale = 1): ReferenceModel {
   const d = new Float32Array(n * (n - 1));
   for (let j = 0; j < n - 1; j++) {
-    d[j * (n - 1) + j] = -1; // row j, column j
-    d[(j + 1) * (n - 1) + j] = 1; // row j+1, column j
+    d[j * (n - 1) + j] = -scale; // row j, column j
+    d[(j + 1) * (n - 1) + j] = scale; // row j+1, column j
   }
   const g: Graph = {
     inputs: [{ name: "window", dims: [1, n] }],
@@ -181,7 +182,7 @@ export function windowScorer(n = 16): ReferenceModel {
     reference(x) {
       let s = 0;
       for (let i = 1; i < n; i++) s += (x[i] - x[i - 1]) ** 2;
-      return Float32Array.of(Math.sqrt(s / (n - 1)));
+      return Float32Array.of(scale * Math.sqrt(s / (n - 1)));
     },
   };
 }
