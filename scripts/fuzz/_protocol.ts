@@ -19,9 +19,11 @@ export interface WorkerJob {
   maxInputs?: number;
   /** Heap growth allowed across the run, in bytes. */
   heapBoundBytes: number;
+  /** Process RSS allowed, in bytes (checked by the runner while an input runs, by us after it). */
+  rssBoundBytes: number;
   /** Replay: run exactly these inputs instead of generating. */
   inputs?: Uint8Array[];
-  /** Int32 [index, state (1 running, 2 done), input length, -] then the input bytes. */
+  /** Int32 [index, state (1 running, 2 done, 3 past the RSS bound after input index), input length, -] then the input bytes. */
   shared: SharedArrayBuffer;
 }
 

@@ -41,6 +41,17 @@ export interface TargetReport {
 /** Longest a target's setup may take before the run is called broken. */
 const SETUP_TIMEOUT_MS = 120_000;
 
+/** Longest to wait for a stopped worker's memory to be given back. */
+const RSS_SETTLE_MS = 10_000;
+
+/** Resolves once the process RSS is below `bound`, or after `ms`. */
+async function rssBelow(bound: number, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (Deno.memoryUsage().rss > bound && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 interface WorkerEnd {
   /** Milliseconds the worker spent on inputs (after its setup). */
   runMs: number;
@@ -92,13 +103,17 @@ function runWorker(job: Omit<WorkerJob, "shared">, opts: Required<RunOptions>): 
           input: new Uint8Array(),
         });
       }
-      resolve({
+      const end = {
         runMs: runMs(),
         inputs,
         labels,
         findings,
         stoppedAt: index < 0 ? undefined : index,
-      });
+      };
+      // The RSS is the whole process's: the next worker starts only once the
+      // stopped one's memory is given back, or it would take the blame.
+      if (kind === "memory") rssBelow(opts.rssBoundBytes, RSS_SETTLE_MS).then(() => resolve(end));
+      else resolve(end);
     };
     const watchdog = setInterval(() => {
       const index = Atomics.load(ctl, 0);
@@ -109,10 +124,10 @@ function runWorker(job: Omit<WorkerJob, "shared">, opts: Required<RunOptions>): 
         lastIndex = index;
         since = now;
       }
-      const rss = state === 1 ? Deno.memoryUsage().rss : 0;
+      const rss = state === 1 || state === 3 ? Deno.memoryUsage().rss : 0;
       if (state === 0 && now - started > SETUP_TIMEOUT_MS) {
         stop(null, "setup", `no input started within ${SETUP_TIMEOUT_MS} ms`);
-      } else if (rss > opts.rssBoundBytes) {
+      } else if (rss > opts.rssBoundBytes || state === 3) {
         stop(
           "memory",
           "rss",
@@ -178,6 +193,7 @@ export async function runTarget(target: string, options: RunOptions = {}): Promi
       budgetMs: left,
       maxInputs: opts.maxInputs - report.inputs,
       heapBoundBytes: opts.heapBoundBytes,
+      rssBoundBytes: opts.rssBoundBytes,
     }, opts);
     report.inputs += end.inputs;
     for (const [k, v] of Object.entries(end.labels)) report.labels[k] = (report.labels[k] ?? 0) + v;
@@ -207,6 +223,7 @@ export async function replay(
       start,
       budgetMs: Number.MAX_SAFE_INTEGER,
       heapBoundBytes: opts.heapBoundBytes,
+      rssBoundBytes: opts.rssBoundBytes,
       inputs: inputs.slice(start),
     }, opts);
     // Indices inside the worker count from `start` over the sliced list.

@@ -46,6 +46,14 @@ self.onmessage = async (ev: MessageEvent<WorkerJob>) => {
     Atomics.store(ctl, 2, n);
     Atomics.store(ctl, 0, i);
     const out = await runOne(h, input);
+    // An input that left the process past the RSS bound is named here: the
+    // runner's watchdog, every 20 ms, would otherwise blame whichever input
+    // runs when it looks. State 3 hands over to it; we run nothing more and
+    // post nothing (not `done`) until it stops us.
+    if (Deno.memoryUsage().rss > job.rssBoundBytes) {
+      Atomics.store(ctl, 1, 3);
+      return;
+    }
     inputs++;
     labels[out.label] = (labels[out.label] ?? 0) + 1;
     if (out.kind !== "ok") {
