@@ -10,10 +10,12 @@ import {
   type Component,
   type Config,
   connectionsWithin,
-  createApp,
+  createApi,
   dashboardPage,
   ensureApiToken,
   type HttpServer,
+  ingestFastRoute,
+  type IngestOptions,
   ingestRoutes,
   Metrics,
   parseListen,
@@ -128,28 +130,27 @@ export async function runEdged(config: Config, options: RunOptions = {}): Promis
   };
   ctx.readiness = notReady;
 
+  const ingest: IngestOptions = {
+    log: readings,
+    bodyLimitBytes: config.http.body_limit_bytes,
+    maxBatch: config.http.max_batch,
+    maxFutureSkewMs: config.http.max_future_skew_s * 1000,
+    readingsCounter: metrics.counter(
+      "edged_ingest_readings_total",
+      "Readings received over HTTP, by outcome (accepted, rejected, full).",
+      ["outcome"],
+    ),
+  };
   const routes: Route[] = [
-    {
-      path: "/api/v1/data",
-      app: ingestRoutes({
-        log: readings,
-        bodyLimitBytes: config.http.body_limit_bytes,
-        maxBatch: config.http.max_batch,
-        maxFutureSkewMs: config.http.max_future_skew_s * 1000,
-        readingsCounter: metrics.counter(
-          "edged_ingest_readings_total",
-          "Readings received over HTTP, by outcome (accepted, rejected, full).",
-          ["outcome"],
-        ),
-      }),
-    },
+    { path: "/api/v1/data", app: ingestRoutes(ingest) },
     ...components.flatMap((c) => c.routes ?? []),
   ];
-  const app = createApp({
+  const { app, fast } = createApi({
     token,
     metrics,
     notReady,
     routes,
+    fastRoutes: [ingestFastRoute("/api/v1/data", ingest)],
     dashboard: () => dashboardPage({ deviceId: config.device_id, version: VERSION }),
     bodyLimitBytes: config.http.body_limit_bytes,
   });
@@ -175,6 +176,7 @@ export async function runEdged(config: Config, options: RunOptions = {}): Promis
       headerTimeoutMs: config.http.header_timeout_s * 1000,
       idleTimeoutMs: config.http.idle_timeout_s * 1000,
       requestTimeoutMs: config.http.request_timeout_s * 1000,
+      fast,
       onListen: (addr) => {
         const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
         if (!isLoopback(addr.hostname)) warnCleartext(`${host}:${addr.port}`);

@@ -38,10 +38,18 @@ export {
 } from "./config_opcua.ts";
 export { ApiError, type ErrorDetail, errorResponse } from "./api/errors.ts";
 export { bodyLimit, BodyTooLargeError, defaultBodyLimit } from "./api/body_limit.ts";
-export { createApp, type Route, type ServerOptions } from "./api/server.ts";
+export {
+  type Api,
+  createApi,
+  createApp,
+  type FastRoute,
+  type Route,
+  type ServerOptions,
+} from "./api/server.ts";
 export {
   CLOSE_REASONS,
   type CloseReason,
+  type FastHandler,
   type HttpHandler,
   type HttpServer,
   type HttpServerOptions,
@@ -56,7 +64,7 @@ export {
   type OpenFileLimit,
   raiseOpenFileLimit,
 } from "./rlimit.ts";
-export { type IngestOptions, ingestRoutes } from "./api/ingest.ts";
+export { ingestFastRoute, type IngestOptions, ingestRoutes } from "./api/ingest.ts";
 export { statusComponent } from "./api/status.ts";
 export { dashboardPage } from "./dashboard.ts";
 export { recentLogs, setupLogging } from "./log.ts";

@@ -8,20 +8,32 @@ import { constantTimeEqual } from "../token.ts";
 import { ApiError } from "./errors.ts";
 
 const encoder = new TextEncoder();
+const BEARER = /^Bearer[ ]+([^\s]+)\s*$/i;
+
+/**
+ * Whether an `Authorization` field value carries `token` (the check of
+ * {@linkcode bearerAuth}, for the server's fast path).
+ */
+export function bearerMatcher(token: string): (header: string | undefined) => boolean {
+  const expected = encoder.encode(token);
+  return (header) => {
+    if (!header) return false;
+    const m = BEARER.exec(header);
+    return m !== null && constantTimeEqual(encoder.encode(m[1]), expected);
+  };
+}
 
 /** Middleware that answers 401 unless `Authorization: Bearer <token>` matches. */
 export function bearerAuth(token: string): MiddlewareHandler {
-  const expected = encoder.encode(token);
+  const matches = bearerMatcher(token);
   return async (c, next) => {
     const header = c.req.header("authorization");
-    const challenge = { "WWW-Authenticate": 'Bearer realm="edged"' };
     if (!header) {
       throw new ApiError(401, "unauthorized", "missing Authorization: Bearer token", {
-        headers: challenge,
+        headers: { "WWW-Authenticate": 'Bearer realm="edged"' },
       });
     }
-    const m = /^Bearer[ ]+([^\s]+)\s*$/i.exec(header);
-    if (!m || !constantTimeEqual(encoder.encode(m[1]), expected)) {
+    if (!matches(header)) {
       throw new ApiError(401, "unauthorized", "invalid bearer token", {
         headers: { "WWW-Authenticate": 'Bearer realm="edged", error="invalid_token"' },
       });

@@ -201,3 +201,15 @@ export function parseHead(bytes: Uint8Array): RequestHead {
     expectContinue,
   };
 }
+
+/**
+ * The value of field `name` (lower-case) as a `Headers` object gives it: the
+ * values of every line with that name joined by ", ", or undefined.
+ */
+export function fieldValue(head: RequestHead, name: string): string | undefined {
+  let value: string | undefined;
+  for (const [k, v] of head.headers) {
+    if (k === name) value = value === undefined ? v : `${value}, ${v}`;
+  }
+  return value;
+}

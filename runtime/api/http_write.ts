@@ -78,13 +78,14 @@ function statusLine(status: number): string {
 }
 
 function head(
-  res: Response,
+  status: number,
+  fields: Iterable<readonly [string, string]>,
   extra: string,
   close: boolean,
   version: "1.0" | "1.1",
 ): string {
-  let s = statusLine(res.status);
-  for (const [k, v] of res.headers) {
+  let s = statusLine(status);
+  for (const [k, v] of fields) {
     if (!HOP_BY_HOP.has(k)) s += `${k}: ${v}\r\n`;
   }
   if (close) s += "connection: close\r\n";
@@ -132,19 +133,27 @@ export async function writeResponse(
   if (o.headOnly || res.status === 204 || res.status === 304 || res.status < 200) {
     // A HEAD answer repeats the GET answer's length when the handler knew it.
     const length = o.headOnly && known ? `content-length: ${known}\r\n` : "";
-    await writeAll(conn, bytesOf(head(res, length, o.close, o.version)));
+    await writeAll(conn, bytesOf(head(res.status, res.headers, length, o.close, o.version)));
     return;
   }
   const declared = known !== null && /^\d{1,15}$/.test(known) ? Number(known) : null;
   if (declared === null || declared < STREAM_FROM) {
     const body = await res.bytes();
-    const h = head(res, `content-length: ${body.length}\r\n`, o.close, o.version);
+    const h = head(
+      res.status,
+      res.headers,
+      `content-length: ${body.length}\r\n`,
+      o.close,
+      o.version,
+    );
     await writeAll(conn, bytesOf(h, body));
     return;
   }
   await writeAll(
     conn,
-    bytesOf(head(res, `content-length: ${declared}\r\n`, o.close, o.version)),
+    bytesOf(
+      head(res.status, res.headers, `content-length: ${declared}\r\n`, o.close, o.version),
+    ),
   );
   const reader = res.body!.getReader();
   let left = declared;
@@ -160,6 +169,36 @@ export async function writeResponse(
     if (left > 0) await reader.cancel().catch(() => {});
     reader.releaseLock();
   }
+}
+
+/**
+ * An answer built without a web `Response` (the server's fast path): its
+ * status, its fields (names lower-case, as a `Headers` object would list
+ * them) and its whole body.
+ */
+export interface RawAnswer {
+  status: number;
+  headers: readonly (readonly [string, string])[];
+  body: Uint8Array;
+}
+
+/**
+ * Writes `answer` to `conn` under the same rules as {@linkcode writeResponse}
+ * (a `Content-Length`, no body for HEAD, 204, 304 and 1xx) in one write.
+ */
+export async function writeRaw(
+  conn: ByteWriter,
+  answer: RawAnswer,
+  o: WriteOptions,
+): Promise<void> {
+  const { status, headers, body } = answer;
+  if (o.headOnly || status === 204 || status === 304 || status < 200) {
+    const length = o.headOnly ? `content-length: ${body.length}\r\n` : "";
+    await writeAll(conn, bytesOf(head(status, headers, length, o.close, o.version)));
+    return;
+  }
+  const h = head(status, headers, `content-length: ${body.length}\r\n`, o.close, o.version);
+  await writeAll(conn, bytesOf(h, body));
 }
 
 /** A complete response as bytes, for answers the server writes itself (refusals). */
