@@ -14,6 +14,7 @@
 import { EdgedError } from "../lib/mod.ts";
 import type { CommitParticipant, GroupCommit, Settle } from "./commit.ts";
 import type { Store } from "./store.ts";
+import type { StatementSync } from "node:sqlite";
 
 /** One validated reading. */
 export interface Reading {
@@ -74,8 +75,12 @@ const MIGRATIONS = [
    INSERT INTO readings_meta (key, value) VALUES ('uplinked_id', 0);`,
 ];
 
-/** Rows per multi-row INSERT statement. */
-const CHUNK = 100;
+/**
+ * Rows per multi-row INSERT statement, largest first: a commit of n rows
+ * takes one statement per chunk of 100 and one per set bit of what remains
+ * (a group commit of 64 single readings is one call, not 64).
+ */
+const CHUNKS = [100, 64, 32, 16, 8, 4, 2, 1];
 /** Rows that pile up past retention before the log prunes. */
 const PRUNE_SLICE = 10_000;
 
@@ -114,12 +119,11 @@ export class ReadingLog implements CommitParticipant {
   #durableId: number;
   #uplinkedId: number;
   #opts: Required<Omit<ReadingLogOptions, "onCommitted">> & Pick<ReadingLogOptions, "onCommitted">;
-  #insert;
+  /** INSERTs of each of {@linkcode CHUNKS} rows, prepared on first use, with their arguments. */
+  #inserts = new Map<number, { statement: StatementSync; args: (string | number)[] }>();
   #setUplinked;
-  #insertChunk;
   #prune;
   #prunedBelow = 0;
-  #chunkArgs: (string | number)[] = new Array(CHUNK * 6);
   #commitListeners = new Set<(durableId: number) => void>();
   #rowListeners = new Set<(rows: StoredReading[]) => void>();
   #holds = new Set<{ id: number }>();
@@ -151,13 +155,6 @@ export class ReadingLog implements CommitParticipant {
     store.migrate("readings", MIGRATIONS);
     this.#commits = store.commits;
     const db = this.#commits.db;
-    this.#insert = db.prepare(
-      "INSERT INTO readings (id, device_id, metric, value, ts_ms, received_ms) VALUES (?, ?, ?, ?, ?, ?)",
-    );
-    this.#insertChunk = db.prepare(
-      "INSERT INTO readings (id, device_id, metric, value, ts_ms, received_ms) VALUES " +
-        Array(CHUNK).fill("(?, ?, ?, ?, ?, ?)").join(", "),
-    );
     this.#setUplinked = store.db.prepare(
       "UPDATE readings_meta SET value = ? WHERE key = 'uplinked_id'",
     );
@@ -319,32 +316,44 @@ export class ReadingLog implements CommitParticipant {
    * Inserts `rows` in order with explicit, contiguous ids and returns the
    * first. Ids are assigned here rather than by SQLite because pruning may
    * empty the table, and SQLite would then hand out ids below the uplink
-   * cursor again. Rows go in chunks of {@linkcode CHUNK} per statement: one
+   * cursor again. Rows go in chunks of {@linkcode CHUNKS} per statement: one
    * native call per chunk instead of per row roughly halves the insert cost.
    */
   #insertAll(rows: Reading[], now: number): number {
     const firstId = this.#lastId + 1;
     let id = firstId;
     let i = 0;
-    const args = this.#chunkArgs;
-    for (; i + CHUNK <= rows.length; i += CHUNK) {
-      for (let j = 0; j < CHUNK; j++) {
-        const r = rows[i + j];
-        const k = j * 6;
-        args[k] = id++;
-        args[k + 1] = r.device_id;
-        args[k + 2] = r.metric;
-        args[k + 3] = r.value;
-        args[k + 4] = r.timestamp;
-        args[k + 5] = now;
+    for (const size of CHUNKS) {
+      if (rows.length - i < size) continue;
+      const { statement, args } = this.#chunkInsert(size);
+      for (; i + size <= rows.length; i += size) {
+        for (let j = 0; j < size; j++) {
+          const r = rows[i + j];
+          const k = j * 6;
+          args[k] = id++;
+          args[k + 1] = r.device_id;
+          args[k + 2] = r.metric;
+          args[k + 3] = r.value;
+          args[k + 4] = r.timestamp;
+          args[k + 5] = now;
+        }
+        statement.run(...args);
       }
-      this.#insertChunk.run(...args);
-    }
-    for (; i < rows.length; i++) {
-      const r = rows[i];
-      this.#insert.run(id++, r.device_id, r.metric, r.value, r.timestamp, now);
     }
     return firstId;
+  }
+
+  #chunkInsert(size: number) {
+    let insert = this.#inserts.get(size);
+    if (!insert) {
+      const statement = this.#commits.db.prepare(
+        "INSERT INTO readings (id, device_id, metric, value, ts_ms, received_ms) VALUES " +
+          Array(size).fill("(?, ?, ?, ?, ?, ?)").join(", "),
+      );
+      insert = { statement, args: new Array(size * 6) };
+      this.#inserts.set(size, insert);
+    }
+    return insert;
   }
 
   /**

@@ -93,6 +93,40 @@ Deno.test("reading ids keep growing after retention empties the table", async ()
   assert.equal(again.pending, 1);
 });
 
+Deno.test("requests of any size committed together are stored whole, in order, with contiguous ids", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = Store.open(dir);
+  const log = new ReadingLog(store);
+  // Sizes that cross every multi-row statement (100, 64, ..., 1) in one group commit.
+  const sizes = [1, 3, 64, 100, 163, 7, 1, 127];
+  let v = 0;
+  const batches = sizes.map((n) =>
+    Array.from({ length: n }, () => ({
+      device_id: `d${v % 7}`,
+      metric: `m${v % 3}`,
+      value: v + 0.5,
+      timestamp: 1_700_000_000_000 + v++,
+    }))
+  );
+  const ids = await Promise.all(batches.map((b) => log.append(b)));
+  assert.equal(log.commits, 1, "one group commit");
+  const all = batches.flat();
+  assert.deepEqual(ids.flat(), all.map((_, i) => i + 1));
+  const stored = log.readAfter(0, 1000);
+  assert.deepEqual(
+    stored.map(({ id, device_id, metric, value, timestamp }) => ({
+      id,
+      device_id,
+      metric,
+      value,
+      timestamp,
+    })),
+    all.map((r, i) => ({ id: i + 1, ...r })),
+  );
+  store.close();
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("without forwarding, nothing is pending and retention bounds the table", async () => {
   const store = Store.open(await Deno.makeTempDir());
   const log = new ReadingLog(store, { forward: false, retainUplinked: 100, maxPending: 10 });
