@@ -77,18 +77,19 @@ export class ConnReader {
    * call already searched.
    */
   takeHead(from = 0): Uint8Array | null {
-    const buf = this.#buf;
-    for (let i = Math.max(this.#start, this.#start + from - 3); i + 3 < this.#end; i++) {
-      if (
-        buf[i] === CRLFCRLF[0] && buf[i + 1] === CRLFCRLF[1] && buf[i + 2] === CRLFCRLF[2] &&
-        buf[i + 3] === CRLFCRLF[3]
-      ) {
+    // Line by line: the native indexOf finds each CR, a head has a few lines.
+    const buf = this.#buf.subarray(0, this.#end);
+    let i = Math.max(this.#start, this.#start + from - 3);
+    for (;;) {
+      i = buf.indexOf(CRLFCRLF[0], i);
+      if (i < 0 || i + 3 >= buf.length) return null;
+      if (buf[i + 1] === CRLFCRLF[1] && buf[i + 2] === CRLFCRLF[2] && buf[i + 3] === CRLFCRLF[3]) {
         const head = buf.slice(this.#start, i);
         this.#start = i + 4;
         return head;
       }
+      i++;
     }
-    return null;
   }
 
   /** The index of the first CRLF in the buffer (relative to it), or -1. */
