@@ -91,8 +91,18 @@ export class Counter extends Metric {
   }
   /** Adds `n` (default 1, never negative). */
   inc(labels?: Labels, n = 1): void {
-    if (!(n >= 0)) throw new RangeError(`counter increment must be >= 0, got ${n}`);
+    this.#add(labelKey(this.labelNames, labels), n);
+  }
+  /**
+   * The incrementer of one series, its labels resolved once: for hot paths
+   * that count the same labels many times.
+   */
+  series(labels?: Labels): (n?: number) => void {
     const k = labelKey(this.labelNames, labels);
+    return (n = 1) => this.#add(k, n);
+  }
+  #add(k: string, n: number): void {
+    if (!(n >= 0)) throw new RangeError(`counter increment must be >= 0, got ${n}`);
     this.#values.set(k, (this.#values.get(k) ?? 0) + n);
   }
   /** Current value for `labels`. */

@@ -28,18 +28,23 @@ export interface IngestOptions {
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i;
 
-/** Appends valid readings: resolves with how many once durable, counting the outcome. */
-async function accept(opts: IngestOptions, readings: Reading[]): Promise<number> {
-  try {
-    await opts.log.append(readings);
-  } catch (err) {
-    if (err instanceof OutboxFullError) {
-      opts.readingsCounter.inc({ outcome: "full" }, readings.length);
+/**
+ * Appends valid readings of `opts`: resolves with how many once durable,
+ * counting the outcome.
+ */
+function acceptor(opts: IngestOptions): (readings: Reading[]) => Promise<number> {
+  const accepted = opts.readingsCounter.series({ outcome: "accepted" });
+  const full = opts.readingsCounter.series({ outcome: "full" });
+  return async (readings) => {
+    try {
+      await opts.log.append(readings);
+    } catch (err) {
+      if (err instanceof OutboxFullError) full(readings.length);
+      throw err;
     }
-    throw err;
-  }
-  opts.readingsCounter.inc({ outcome: "accepted" }, readings.length);
-  return readings.length;
+    accepted(readings.length);
+    return readings.length;
+  };
 }
 
 function rules(opts: IngestOptions) {
@@ -48,6 +53,7 @@ function rules(opts: IngestOptions) {
 
 /** The ingest sub-app, mounted at /api/v1/data. */
 export function ingestRoutes(opts: IngestOptions): Hono {
+  const accept = acceptor(opts);
   const app = new Hono();
   app.post(
     "/",
@@ -88,7 +94,7 @@ export function ingestRoutes(opts: IngestOptions): Hono {
         opts.readingsCounter.inc({ outcome: "rejected" }, Array.isArray(body) ? body.length : 1);
         throw err;
       }
-      return c.json({ accepted: await accept(opts, readings) }, 202);
+      return c.json({ accepted: await accept(readings) }, 202);
     },
   );
   return app;
@@ -105,6 +111,7 @@ const JSON_FIELDS = [["content-type", "application/json"]] as const;
  * finds the same fault and answers it), with nothing counted or stored.
  */
 export function ingestFastRoute(path: string, opts: IngestOptions): FastRoute {
+  const accept = acceptor(opts);
   return {
     method: "POST",
     path,
@@ -118,7 +125,7 @@ export function ingestFastRoute(path: string, opts: IngestOptions): FastRoute {
       } catch {
         return undefined;
       }
-      return accept(opts, readings).then((n) => ({
+      return accept(readings).then((n) => ({
         status: 202,
         headers: JSON_FIELDS,
         body: encoder.encode(JSON.stringify({ accepted: n })),

@@ -143,24 +143,36 @@ export function createApi(opts: ServerOptions): Api {
   app.use("/api/v1/*", bearerAuth(opts.token));
   for (const r of opts.routes) app.route(r.path, r.app);
 
-  const fastRoutes = new Map((opts.fastRoutes ?? []).map((r) => [r.path, r]));
+  // Each fast route's request series, labels resolved once (as the middleware above names them).
+  const fastRoutes = new Map((opts.fastRoutes ?? []).map((r) => {
+    const byStatus = new Map<number, (n?: number) => void>();
+    const counted = (status: number) => {
+      let inc = byStatus.get(status);
+      if (!inc) {
+        inc = requests.series({ route: r.path, method: r.method, status: String(status) });
+        byStatus.set(status, inc);
+      }
+      return inc;
+    };
+    return [r.path, { r, counted, observe: latency.series({ route: r.path }) }];
+  }));
   const authorized = bearerMatcher(opts.token);
   const fast: FastHandler = (head, body) => {
     const route = fastRoutes.get(head.target);
-    if (route === undefined || route.method !== head.method) return undefined;
-    if (route.path.startsWith("/api/v1/") && !authorized(fieldValue(head, "authorization"))) {
+    if (route === undefined || route.r.method !== head.method) return undefined;
+    if (route.r.path.startsWith("/api/v1/") && !authorized(fieldValue(head, "authorization"))) {
       return undefined;
     }
     const start = performance.now();
-    const answer = route.handle(head, body);
+    const answer = route.r.handle(head, body);
     if (answer === undefined) return undefined;
     const done = (a: RawAnswer) => {
-      requests.inc({ route: route.path, method: head.method, status: String(a.status) });
-      latency.observe((performance.now() - start) / 1000, { route: route.path });
+      route.counted(a.status)();
+      route.observe((performance.now() - start) / 1000);
       return a;
     };
     return answer.then(done, (err) => {
-      const { status, body, headers } = renderError(err, head.method, route.path);
+      const { status, body, headers } = renderError(err, head.method, route.r.path);
       // Listed as the application's answer lists its fields: lower-case, sorted.
       const fields = new Headers({ ...headers, "content-type": "application/json" });
       return done({ status, headers: [...fields], body: encoder.encode(JSON.stringify(body)) });

@@ -33,3 +33,18 @@ Deno.test("metrics refuse bad names, labels and negative increments", () => {
   assert.throws(() => c.inc({ a: "1" }, -1), RangeError);
   assert.throws(() => m.counter("ok_total", "again"));
 });
+
+Deno.test("a counter's bound series counts into the series inc names", () => {
+  const m = new Metrics();
+  const c = m.counter("edged_bound_total", "Bound.", ["route", "status"]);
+  const ok = c.series({ route: "/x", status: "202" });
+  assert.equal(c.get({ route: "/x", status: "202" }), 0);
+  assert.doesNotMatch(m.render(), /^edged_bound_total\{/m, "no series until counted");
+  ok();
+  ok(4);
+  c.inc({ route: "/x", status: "202" });
+  assert.equal(c.get({ route: "/x", status: "202" }), 6);
+  assert.match(m.render(), /^edged_bound_total\{route="\/x",status="202"\} 6$/m);
+  assert.throws(() => ok(-1), RangeError);
+  assert.throws(() => c.series({ nope: "1" }));
+});
