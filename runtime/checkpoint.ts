@@ -31,10 +31,17 @@ export class Checkpointer {
   #running = false;
   #since = 0;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the last write committed (performance.now()). */
+  #lastWrite = 0;
   /** Checkpoints done. */
   checkpoints = 0;
   /** The last checkpoint's failure, if any. */
   lastError: string | undefined;
+
+  /** Whether its Worker runs (it stops after a quiet `idleStopMs`). */
+  get active(): boolean {
+    return this.#worker !== undefined;
+  }
 
   /** A checkpointer for the database file at `path`. */
   constructor(path: string, options: CheckpointerOptions = {}) {
@@ -47,8 +54,22 @@ export class Checkpointer {
   committed(): void {
     this.#since++;
     if (!this.#running && this.#since >= this.#every) this.#run();
-    clearTimeout(this.#idleTimer);
-    this.#idleTimer = setTimeout(() => this.#idle(), this.#idleStopMs);
+    this.#lastWrite = performance.now();
+    this.#armIdle(this.#idleStopMs);
+  }
+
+  /**
+   * Looks for a quiet `idleStopMs` in `ms`, if it is not looking already: one
+   * timer, moved on when it fires early, rather than one per commit.
+   */
+  #armIdle(ms: number): void {
+    if (this.#idleTimer !== undefined) return;
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      const quiet = performance.now() - this.#lastWrite;
+      if (quiet < this.#idleStopMs) this.#armIdle(this.#idleStopMs - quiet);
+      else this.#idle();
+    }, ms);
     Deno.unrefTimer(this.#idleTimer);
   }
 
@@ -78,17 +99,20 @@ export class Checkpointer {
 
   #idle(): void {
     if (this.#running) {
-      this.#idleTimer = setTimeout(() => this.#idle(), 1000);
-      Deno.unrefTimer(this.#idleTimer);
+      this.#armIdle(1000);
       return;
     }
-    if (this.#since > 0) this.#run();
-    else this.close();
+    if (this.#since > 0) {
+      // A last checkpoint of what came since; the Worker stops after it.
+      this.#run();
+      this.#armIdle(this.#idleStopMs);
+    } else this.close();
   }
 
   /** Stops the Worker (a checkpoint in progress finishes its SQLite call first). */
   close(): void {
     clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
     this.#worker?.terminate();
     this.#worker = undefined;
     this.#running = false;
