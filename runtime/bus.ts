@@ -45,6 +45,9 @@ export interface SinkStager {
   stage(write: () => void): Promise<void>;
 }
 
+/** Topics whose {@linkcode Bus.wants} answer is remembered (readings repeat their topics). */
+const WANTS_CACHE = 1024;
+
 /**
  * In-process publish/subscribe. Delivery is synchronous and in publish order;
  * a handler that throws is isolated (counted, logged by the caller's
@@ -60,6 +63,8 @@ export interface SinkStager {
  */
 export class Bus {
   #subs = new Set<Subscription>();
+  /** Answers of `wants` for the current subscriptions; emptied when they change. */
+  #wants = new Map<string, boolean>();
   #sinks = new Set<BusSink>();
   #onError: (err: unknown, msg: BusMessage) => void;
   #stager: SinkStager | undefined;
@@ -127,7 +132,10 @@ export class Bus {
     validateFilter(filter);
     const sub = { filter, handler };
     this.#subs.add(sub);
-    return () => void this.#subs.delete(sub);
+    this.#wants.clear();
+    return () => {
+      if (this.#subs.delete(sub)) this.#wants.clear();
+    };
   }
 
   /**
@@ -158,8 +166,14 @@ export class Bus {
 
   /** Whether any subscription matches `topic` (lets publishers skip encoding). */
   wants(topic: string): boolean {
-    for (const sub of this.#subs) if (topicMatches(sub.filter, topic)) return true;
-    return false;
+    let yes = this.#wants.get(topic);
+    if (yes === undefined) {
+      yes = false;
+      for (const sub of this.#subs) if (topicMatches(sub.filter, topic)) yes = true;
+      if (this.#wants.size >= WANTS_CACHE) this.#wants.clear();
+      this.#wants.set(topic, yes);
+    }
+    return yes;
   }
 
   /** Number of live subscriptions. */

@@ -24,3 +24,23 @@ Deno.test("bus delivers in order to matching subscribers and isolates a failing 
   assert.equal(bus.handlerErrors, 4);
   assert.throws(() => bus.subscribe("a/#/b", () => {}), TopicError);
 });
+
+Deno.test("bus.wants follows subscriptions as they come and go", () => {
+  const bus = new Bus();
+  const t = "sensors/pump-7/temperature";
+  assert.equal(bus.wants(t), false);
+  const off = bus.subscribe("sensors/+/temperature", () => {});
+  assert.equal(bus.wants(t), true, "a new subscription is seen at once");
+  assert.equal(bus.wants("sensors/pump-7/pressure"), false);
+  const offAll = bus.subscribe("#", () => {});
+  assert.equal(bus.wants("sensors/pump-7/pressure"), true);
+  off();
+  assert.equal(bus.wants(t), true, "still wanted by #");
+  offAll();
+  offAll();
+  assert.equal(bus.wants(t), false, "nobody left");
+  assert.equal(bus.wants("$SYS/x"), false);
+  bus.subscribe("#", () => {});
+  assert.equal(bus.wants("$SYS/x"), false, "a leading wildcard skips $ topics");
+  for (let i = 0; i < 3000; i++) assert.equal(bus.wants(`sensors/d${i}/temperature`), true);
+});
