@@ -50,8 +50,14 @@ const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::\d{0,5})?$
 const badRequest = (message: string, field?: string) =>
   new ApiError(400, "bad_request", message, field ? { field } : {});
 
+/** UTF-8, which for ASCII bytes is one char per byte as well, and native. */
+const ascii = new TextDecoder();
+
 /** The head's bytes (without the final empty line) as a string of one char per byte. */
 export function latin1(bytes: Uint8Array): string {
+  let i = 0;
+  while (i < bytes.length && bytes[i] < 0x80) i++;
+  if (i === bytes.length) return ascii.decode(bytes);
   let s = "";
   for (let i = 0; i < bytes.length; i += 8192) {
     s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);

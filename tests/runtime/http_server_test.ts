@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseHead } from "../../runtime/api/http_parse.ts";
+import { latin1, parseHead } from "../../runtime/api/http_parse.ts";
 import { type HttpServer, type HttpServerOptions, serveHttp } from "../../runtime/mod.ts";
 import { ApiError } from "../../runtime/mod.ts";
 
@@ -60,6 +60,25 @@ Deno.test("request heads: anything two parsers could read differently is refused
     [`GET / HTTP/1.1\r\nHost: a${"\r\nX: y".repeat(100)}`, 431],
   ];
   for (const [text, status] of cases) assert.equal(refused(text), status, JSON.stringify(text));
+});
+
+Deno.test("request heads: latin1 reads one char per byte, ASCII or not", () => {
+  const every = Uint8Array.from({ length: 256 }, (_, i) => i);
+  const text = latin1(every);
+  assert.equal(text.length, 256);
+  for (let i = 0; i < 256; i++) assert.equal(text.charCodeAt(i), i);
+  assert.equal(latin1(enc.encode("Host: a\r\n")), "Host: a\r\n");
+  assert.equal(
+    latin1(new Uint8Array([0xef, 0xbb, 0xbf, 0x41])),
+    "\u00ef\u00bb\u00bfA",
+    "no BOM dropped",
+  );
+  assert.equal(latin1(new Uint8Array(20000).fill(0xe9)), "\u00e9".repeat(20000));
+  // A value in UTF-8 stays its bytes: the head is a byte string (RFC 9110 section 5.5).
+  assert.equal(
+    parseHead(enc.encode("GET / HTTP/1.1\r\nHost: a\r\nX: \u00e9")).headers[1][1],
+    "\u00c3\u00a9",
+  );
 });
 
 const TIMEOUTS = { headerTimeoutMs: 400, idleTimeoutMs: 600, requestTimeoutMs: 2000 };
