@@ -112,6 +112,13 @@ const JSON_FIELDS = [["content-type", "application/json"]] as const;
  */
 export function ingestFastRoute(path: string, opts: IngestOptions): FastRoute {
   const accept = acceptor(opts);
+  // The answer's body by count of readings (at most maxBatch of them).
+  const bodies: Uint8Array[] = [];
+  const answer = (n: number) => ({
+    status: 202,
+    headers: JSON_FIELDS,
+    body: bodies[n] ??= encoder.encode(JSON.stringify({ accepted: n })),
+  });
   return {
     method: "POST",
     path,
@@ -125,11 +132,7 @@ export function ingestFastRoute(path: string, opts: IngestOptions): FastRoute {
       } catch {
         return undefined;
       }
-      return accept(readings).then((n) => ({
-        status: 202,
-        headers: JSON_FIELDS,
-        body: encoder.encode(JSON.stringify({ accepted: n })),
-      }));
+      return accept(readings).then(answer);
     },
   };
 }

@@ -257,4 +257,10 @@ Deno.test("bearerMatcher accepts the token alone, in any case of the scheme", ()
   for (const bad of [undefined, "", "Bearer", "Bearer s3cre", "Bearer s3cretx", "Basic s3cret"]) {
     assert.equal(matches(bad), false, String(bad));
   }
+  // Past ASCII the token's UTF-8 bytes count, as TextEncoder gives them.
+  const utf8 = bearerMatcher("t\u00e9st");
+  assert.equal(utf8("Bearer t\u00e9st"), true);
+  assert.equal(utf8("Bearer t\u00c3\u00a9st"), false, "its bytes read as latin1 are other chars");
+  assert.equal(utf8("Bearer t\u00e8st"), false);
+  assert.equal(bearerMatcher("s3cret\u0000")("Bearer s3cret"), false, "a shorter token");
 });
