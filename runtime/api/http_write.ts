@@ -197,8 +197,42 @@ export async function writeRaw(
     await writeAll(conn, bytesOf(head(status, headers, length, o.close, o.version)));
     return;
   }
-  const h = head(status, headers, `content-length: ${body.length}\r\n`, o.close, o.version);
-  await writeAll(conn, bytesOf(h, body));
+  const h = rawHead(answer, o);
+  const out = new Uint8Array(h.length + body.length);
+  out.set(h);
+  out.set(body, h.length);
+  await writeAll(conn, out);
+}
+
+/** The last head of {@linkcode writeRaw}: a hot route writes the same one, but for the date, again and again. */
+let last = {
+  status: 0,
+  headers: null as RawAnswer["headers"] | null,
+  length: -1,
+  close: false,
+  version: "1.1",
+  date: "",
+  bytes: new Uint8Array(0) as Uint8Array,
+};
+
+function rawHead({ status, headers, body }: RawAnswer, o: WriteOptions): Uint8Array {
+  const date = httpDate();
+  if (
+    last.status !== status || last.headers !== headers || last.length !== body.length ||
+    last.close !== o.close || last.version !== o.version || last.date !== date
+  ) {
+    const h = head(status, headers, `content-length: ${body.length}\r\n`, o.close, o.version);
+    last = {
+      status,
+      headers,
+      length: body.length,
+      close: o.close,
+      version: o.version,
+      date,
+      bytes: bytesOf(h),
+    };
+  }
+  return last.bytes;
 }
 
 /** A complete response as bytes, for answers the server writes itself (refusals). */
