@@ -39,9 +39,10 @@ const truncated = () =>
   });
 
 /**
- * The body of `head`: its bytes when they are all buffered already, else a
- * stream that reads them as pulled; null when the request has none. `state`
- * records whether it was read to its end.
+ * The body of `head`: its bytes when they are all buffered already (a view
+ * into the reader's buffer, valid until its next read), else a stream that
+ * reads them as pulled; null when the request has none. `state` records
+ * whether it was read to its end.
  */
 export function requestBody(
   reader: ConnReader,
@@ -57,7 +58,7 @@ export function requestBody(
   // handler reads without the cost of a stream.
   if (!head.chunked && !head.expectContinue && head.contentLength! <= reader.buffered) {
     state.done = true;
-    return reader.take(head.contentLength!);
+    return reader.view(head.contentLength!);
   }
   let started = false;
   const next = head.chunked ? chunkedSource(reader) : fixedSource(reader, head.contentLength!);

@@ -74,7 +74,7 @@ export class ConnReader {
   /**
    * The bytes before the first empty line (CRLF CRLF), consumed with it; null
    * when the buffer holds no complete head yet. `from` skips what an earlier
-   * call already searched.
+   * call already searched. A view into the buffer: valid until the next read.
    */
   takeHead(from = 0): Uint8Array | null {
     // Line by line: the native indexOf finds each CR, a head has a few lines.
@@ -84,7 +84,7 @@ export class ConnReader {
       i = buf.indexOf(CRLFCRLF[0], i);
       if (i < 0 || i + 3 >= buf.length) return null;
       if (buf[i + 1] === CRLFCRLF[1] && buf[i + 2] === CRLFCRLF[2] && buf[i + 3] === CRLFCRLF[3]) {
-        const head = buf.slice(this.#start, i);
+        const head = buf.subarray(this.#start, i);
         this.#start = i + 4;
         return head;
       }
@@ -103,6 +103,13 @@ export class ConnReader {
   /** Consumes `n` buffered bytes and returns a copy of them. */
   take(n: number): Uint8Array {
     const out = this.#buf.slice(this.#start, this.#start + n);
+    this.#start += n;
+    return out;
+  }
+
+  /** Consumes `n` buffered bytes and returns a view of them: valid until the next read. */
+  view(n: number): Uint8Array {
+    const out = this.#buf.subarray(this.#start, this.#start + n);
     this.#start += n;
     return out;
   }

@@ -78,7 +78,8 @@ export type HttpHandler = (
  * with its head (and whose Host makes a valid URL) before a web `Request` is
  * built, it answers without `Request` and `Response` objects, whose cost is
  * most of a small request's. It returns undefined, having done nothing, for
- * every request it does not take; that request goes to the handler.
+ * every request it does not take; that request goes to the handler. `body`
+ * is a view into the connection's buffer: read it before returning.
  */
 export type FastHandler = (
   head: RequestHead,
@@ -400,9 +401,11 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
           const fast = o.fast && !(body instanceof ReadableStream) && makesUrl(head)
             ? o.fast(head, body)
             : undefined;
-          res = fast
-            ? await fast
-            : await handler(toRequest(head, body), { remoteAddr: c.conn.remoteAddr });
+          res = fast ? await fast : await handler(
+            // A body read whole is a view into the buffer: the Request gets its own copy.
+            toRequest(head, body instanceof Uint8Array ? body.slice() : body),
+            { remoteAddr: c.conn.remoteAddr },
+          );
         } catch (err) {
           if (!(err instanceof ApiError)) o.onError?.(err);
           const { status, body, headers } = errorResponse(err);
