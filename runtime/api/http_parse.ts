@@ -85,7 +85,44 @@ function trimOws(line: string, start: number): string {
  * ```
  */
 export function parseHead(bytes: Uint8Array): RequestHead {
-  const text = latin1(bytes);
+  return parseHeadText(latin1(bytes));
+}
+
+/**
+ * Parses heads as {@linkcode parseHead} does, remembering the last few: a
+ * client sends the same head (host, token, type, length) request after
+ * request, and what a head says depends on nothing but its bytes. What it
+ * returns is frozen, as it may be shared between requests.
+ */
+export class HeadParser {
+  #seen = new Map<string, RequestHead>();
+  readonly #maxEntries: number;
+  readonly #maxChars: number;
+
+  /** Remembers up to `maxEntries` heads of at most `maxChars` bytes. */
+  constructor(maxEntries = 64, maxChars = 2048) {
+    this.#maxEntries = maxEntries;
+    this.#maxChars = maxChars;
+  }
+
+  /** The head of `bytes`; throws as {@linkcode parseHead} does (a refused head is not remembered). */
+  parse(bytes: Uint8Array): RequestHead {
+    const text = latin1(bytes);
+    let head = this.#seen.get(text);
+    if (head === undefined) {
+      head = parseHeadText(text);
+      if (text.length <= this.#maxChars) {
+        if (this.#seen.size >= this.#maxEntries) this.#seen.clear();
+        for (const field of head.headers) Object.freeze(field);
+        Object.freeze(head.headers);
+        this.#seen.set(text, Object.freeze(head));
+      }
+    }
+    return head;
+  }
+}
+
+function parseHeadText(text: string): RequestHead {
   const bad = FORBIDDEN.exec(text);
   if (bad) {
     throw badRequest(

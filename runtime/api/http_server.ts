@@ -28,7 +28,7 @@
  */
 import { setImmediate } from "node:timers";
 import { ApiError, errorResponse } from "./errors.ts";
-import { parseHead, type RequestHead } from "./http_parse.ts";
+import { HeadParser, type RequestHead } from "./http_parse.ts";
 import { ConnReader } from "./http_reader.ts";
 import { type BodyState, requestBody } from "./http_body.ts";
 import {
@@ -360,6 +360,8 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
     return true;
   };
 
+  const heads = new HeadParser();
+
   const serveConnection = async (c: Connection) => {
     const reader = new ConnReader(c.conn, maxHead);
     const w = writer(c);
@@ -372,7 +374,7 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
         try {
           const bytes = await readHead(c, reader);
           if (bytes === null) break;
-          head = parseHead(bytes);
+          head = heads.parse(bytes);
         } catch (err) {
           if (c.closed || !(err instanceof ApiError)) break;
           await refuse(c, err, reader);

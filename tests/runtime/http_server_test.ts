@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { latin1, parseHead } from "../../runtime/api/http_parse.ts";
+import { HeadParser, latin1, parseHead } from "../../runtime/api/http_parse.ts";
 import { type HttpServer, type HttpServerOptions, serveHttp } from "../../runtime/mod.ts";
 import { ApiError } from "../../runtime/mod.ts";
 
@@ -79,6 +79,32 @@ Deno.test("request heads: latin1 reads one char per byte, ASCII or not", () => {
     parseHead(enc.encode("GET / HTTP/1.1\r\nHost: a\r\nX: \u00e9")).headers[1][1],
     "\u00c3\u00a9",
   );
+});
+
+Deno.test("request heads: HeadParser answers as parseHead, remembering heads it has seen", () => {
+  const parser = new HeadParser(4, 200);
+  const texts = [
+    "POST /api/v1/data HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nAuthorization: Bearer t",
+    "POST /api/v1/data HTTP/1.1\r\nHost: a\r\nContent-Length: 13\r\nAuthorization: Bearer t",
+    "GET / HTTP/1.0\r\nConnection: keep-alive",
+    "PUT /x HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue",
+    `GET /long HTTP/1.1\r\nHost: a\r\nX: ${"y".repeat(300)}`, // past maxChars: not remembered
+    "GET /6 HTTP/1.1\r\nHost: a",
+  ];
+  for (const round of [1, 2, 3]) {
+    for (const t of texts) {
+      const got = parser.parse(enc.encode(t));
+      assert.deepEqual(got, parseHead(enc.encode(t)), `round ${round}: ${t.slice(0, 30)}`);
+      assert.ok(Object.isFrozen(got) === !t.includes("/long"), "remembered heads are frozen");
+    }
+  }
+  const one = parser.parse(enc.encode(texts[5]));
+  assert.equal(parser.parse(enc.encode(texts[5])), one, "the same object for the same bytes");
+  assert.throws(() => (one.headers as [string, string][]).push(["x", "y"]), TypeError);
+  // A refused head is refused every time, never remembered as anything else.
+  for (let i = 0; i < 3; i++) {
+    assert.throws(() => parser.parse(enc.encode("GET / HTTP/1.1\r\nHost: a\r\nHost: b")), ApiError);
+  }
 });
 
 const TIMEOUTS = { headerTimeoutMs: 400, idleTimeoutMs: 600, requestTimeoutMs: 2000 };
