@@ -63,12 +63,14 @@ export class ConnReader {
     return this.#start === 0 && this.#end === this.#max;
   }
 
-  /** Drops leading CRLFs (RFC 9112 section 2.2 lets a server ignore them before a request). */
-  skipEmptyLines(): void {
+  /** Drops leading CRLFs (RFC 9112 section 2.2 lets a server ignore them before a request); returns how many bytes. */
+  skipEmptyLines(): number {
+    const from = this.#start;
     while (
       this.#end - this.#start >= 2 && this.#buf[this.#start] === 13 &&
       this.#buf[this.#start + 1] === 10
     ) this.#start += 2;
+    return this.#start - from;
   }
 
   /**

@@ -274,7 +274,8 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
   const readHead = async (c: Connection, reader: ConnReader): Promise<Uint8Array | null> => {
     let searched = 0;
     for (;;) {
-      if (searched === 0) reader.skipEmptyLines();
+      // Empty lines before a request line are ignored (RFC 9112 §2.2), also split across reads.
+      searched = Math.max(0, searched - reader.skipEmptyLines());
       if (reader.buffered > 0 && !c.headStarted) {
         c.headStarted = true;
         if (c.phase === "idle") {

@@ -27,7 +27,8 @@ async function heads(reader: ConnReader): Promise<string[]> {
     let searched = 0;
     let head: Uint8Array | null = null;
     for (;;) {
-      if (searched === 0) reader.skipEmptyLines();
+      // Empty lines before a request line are ignored (RFC 9112 §2.2), also split across reads.
+      searched = Math.max(0, searched - reader.skipEmptyLines());
       head = reader.takeHead(searched);
       if (head) break;
       searched = reader.buffered;

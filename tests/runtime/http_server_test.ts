@@ -125,12 +125,24 @@ async function withServer(
   }
 }
 
-/** Sends raw bytes on a fresh connection and reads until the server closes it (or `ms`). */
-async function exchange(port: number, raw: string | Uint8Array, ms = 3000): Promise<string> {
+/**
+ * Sends raw bytes on a fresh connection (pieces of a list 50 ms apart, each its
+ * own read for the server) and reads until the server closes it (or `ms`).
+ */
+async function exchange(
+  port: number,
+  raw: string | Uint8Array | string[],
+  ms = 3000,
+): Promise<string> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  conn.setNoDelay(true);
   const timer = setTimeout(() => conn.close(), ms);
   try {
-    await conn.write(typeof raw === "string" ? enc.encode(raw) : raw);
+    const pieces = Array.isArray(raw) ? raw : [raw];
+    for (const [i, piece] of pieces.entries()) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 50));
+      await conn.write(typeof piece === "string" ? enc.encode(piece) : piece);
+    }
     let out = "";
     const buf = new Uint8Array(65536);
     for (;;) {
@@ -173,6 +185,24 @@ Deno.test("HTTP server: keep-alive, pipelining, chunked bodies and HEAD", async 
     const h = await exchange(port, "HEAD /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
     assert.match(h, /^HTTP\/1\.1 200 OK\r\n/);
     assert.ok(h.endsWith("\r\n\r\n"), "a HEAD answer has no body");
+  });
+});
+
+Deno.test("HTTP server: empty lines before a request line are ignored, however they arrive", async () => {
+  await withServer({}, echo, async (_s, port) => {
+    const request = "GET /e HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    for (
+      const pieces of [
+        ["\r\n\r\n" + request],
+        ["\r", "\n" + request],
+        ["\r\n", "\r", "\n", request],
+        ["\r\n\r", "\nGET /e HTTP/1.1\r\n", "Host: h\r\nConnection: close\r\n\r\n"],
+      ]
+    ) {
+      const out = await exchange(port, pieces);
+      assert.match(out, /^HTTP\/1\.1 200 OK\r\n/, JSON.stringify(pieces));
+      assert.match(out, /"path":"\/e"/, JSON.stringify(pieces));
+    }
   });
 });
 
