@@ -19,10 +19,10 @@ import {
 } from "../../runtime/mod.ts";
 import { fieldValue, parseHead } from "../../runtime/api/http_parse.ts";
 import { bearerMatcher } from "../../runtime/api/auth.ts";
+import { exchange } from "../_helpers/raw_http.ts";
 
 const TOKEN = "fast-path-token-0123456789";
 const enc = new TextEncoder();
-const dec = new TextDecoder();
 
 interface Side {
   port: number;
@@ -83,28 +83,6 @@ async function side(withFast: boolean, maxPending = 1_000_000): Promise<Side> {
   }, (req, info) => app.fetch(req, info));
   s.port = server.addr.port;
   return s;
-}
-
-/** Sends raw bytes on a fresh connection and reads until the server closes it. */
-async function exchange(port: number, raw: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const timer = setTimeout(() => conn.close(), 5000);
-  try {
-    await conn.write(enc.encode(raw));
-    let out = "";
-    const buf = new Uint8Array(65536);
-    for (;;) {
-      const n = await conn.read(buf).catch(() => null);
-      if (n === null) break;
-      out += dec.decode(buf.subarray(0, n));
-    }
-    return out;
-  } finally {
-    clearTimeout(timer);
-    try {
-      conn.close();
-    } catch { /* closed by the timer */ }
-  }
 }
 
 /** The answer without its `date` field, which differs from one second to the next. */
