@@ -59,14 +59,7 @@ export function snippets(cache: SnippetCache, local: number, gs: FuelGlobals): S
       ...head,
       ...[0x42, 0, 0, 0, 0, 0], // i64.const cost (patched)
       0x7d, // i64.sub
-      ...[OP.localTee, ...lb],
-      ...[OP.globalSet, ...gb],
-      ...[OP.localGet, ...lb],
-      ...[0x42, 0x00], // i64.const 0
-      0x53, // i64.lt_s
-      ...[OP.if, 0x40],
-      OP.unreachable,
-      OP.end,
+      ...publishAndTrapBelowZero(lb, gb),
     ];
     s = {
       charge: Uint8Array.from(charge),
@@ -78,6 +71,24 @@ export function snippets(cache: SnippetCache, local: number, gs: FuelGlobals): S
     cache.set(local, s);
   }
   return s;
+}
+
+/**
+ * After the i64.sub of a charge (the new counter on the stack): local.tee;
+ * global.set (the counter is published); local.get; i64.const 0; i64.lt_s;
+ * if; unreachable; end (a trap below zero). `lb`/`gb`: the encoded indices.
+ */
+function publishAndTrapBelowZero(lb: number[], gb: number[]): number[] {
+  return [
+    ...[OP.localTee, ...lb],
+    ...[OP.globalSet, ...gb],
+    ...[OP.localGet, ...lb],
+    ...[0x42, 0x00], // i64.const 0
+    0x53, // i64.lt_s
+    ...[OP.if, 0x40],
+    OP.unreachable,
+    OP.end,
+  ];
 }
 
 /** Signed LEB128 of a non-negative safe integer (an i64.const immediate, 5.2.2). */
@@ -129,14 +140,7 @@ export function bulkCharge(
     ...[0x42, ...sleb(cost.base)],
     0x7c, // i64.add
     0x7d, // i64.sub
-    ...[OP.localTee, ...lb],
-    ...[OP.globalSet, ...gb],
-    ...[OP.localGet, ...lb],
-    ...[0x42, 0x00], // i64.const 0
-    0x53, // i64.lt_s
-    ...[OP.if, 0x40],
-    OP.unreachable,
-    OP.end,
+    ...publishAndTrapBelowZero(lb, gb),
     ...[OP.globalGet, ...sb],
   ]);
   return s.bulk[sub] = b;
