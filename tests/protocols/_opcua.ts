@@ -75,6 +75,22 @@ export async function certificates(): Promise<
   return { dir, server, client };
 }
 
+/**
+ * The settings of a SignAndEncrypt session (Basic256Sha256) with the server
+ * pinned by its certificate's SHA-256 and edged's own client certificate.
+ */
+export function pinnedSecure(
+  certs: { server: TestCertificate; client: TestCertificate },
+): Record<string, string> {
+  return {
+    security_mode: "SignAndEncrypt",
+    security_policy: "Basic256Sha256",
+    server_certificate_sha256: certs.server.sha256,
+    certificate_file: certs.client.cert,
+    private_key_file: certs.client.key,
+  };
+}
+
 /** A validated adapter configuration (defaults applied, rules checked). */
 export function adapterConfig(raw: Record<string, unknown>): OpcuaAdapterConfig {
   return opcuaAdapterSchema.parse({

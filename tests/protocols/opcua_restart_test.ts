@@ -8,7 +8,7 @@ import { createOpcuaAdapter } from "../../protocols/opcua/mod.ts";
 import { ReadingLog } from "../../runtime/readings.ts";
 import { Store } from "../../runtime/store.ts";
 import { type OpcuaServer, startOpcuaServer, trustOnServer } from "../_helpers/opcua.ts";
-import { adapterConfig, certificates, openTestLog, teardown } from "./_opcua.ts";
+import { adapterConfig, certificates, openTestLog, pinnedSecure, teardown } from "./_opcua.ts";
 import { until } from "../_helpers/until.ts";
 
 Deno.test("opcua SignAndEncrypt: a server crash mid-stream loses no acknowledged reading and the subscription resumes", async () => {
@@ -30,11 +30,7 @@ Deno.test("opcua SignAndEncrypt: a server crash mid-stream loses no acknowledged
     servers.push(first);
     const cfg = adapterConfig({
       endpoint: first.endpoint,
-      security_mode: "SignAndEncrypt",
-      security_policy: "Basic256Sha256",
-      server_certificate_sha256: certs.server.sha256,
-      certificate_file: certs.client.cert,
-      private_key_file: certs.client.key,
+      ...pinnedSecure(certs),
       sampling_interval_ms: 0,
       // Room for 5 s of changes should a publish be late on a busy machine.
       queue_size: 100,

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { AdapterError } from "../../protocols/adapters/contract.ts";
 import { createOpcuaAdapter } from "../../protocols/opcua/mod.ts";
 import { makeCertificate, startOpcuaServer, trustOnServer } from "../_helpers/opcua.ts";
-import { adapterConfig, certificates, openTestLog, teardown } from "./_opcua.ts";
+import { adapterConfig, certificates, openTestLog, pinnedSecure, teardown } from "./_opcua.ts";
 import { until } from "../_helpers/until.ts";
 
 const POINTS = [
@@ -140,11 +140,7 @@ Deno.test("opcua Basic256Sha256 SignAndEncrypt + user name: values arrive and wr
     users: { operator: "s3cret-pass" },
     anonymous: false,
     config: (c) => ({
-      security_mode: "SignAndEncrypt",
-      security_policy: "Basic256Sha256",
-      server_certificate_sha256: c.server.sha256,
-      certificate_file: c.client.cert,
-      private_key_file: c.client.key,
+      ...pinnedSecure(c),
       username: "operator",
       password: "s3cret-pass",
     }),
@@ -266,11 +262,7 @@ Deno.test("opcua: a server that refuses edged's certificate, a wrong password, a
   const log = await openTestLog("line-2");
   const secure = {
     endpoint: server.endpoint,
-    security_mode: "SignAndEncrypt",
-    security_policy: "Basic256Sha256",
-    server_certificate_sha256: certs.server.sha256,
-    certificate_file: certs.client.cert,
-    private_key_file: certs.client.key,
+    ...pinnedSecure(certs),
     username: "operator",
     password: "right",
     points: [
@@ -405,11 +397,7 @@ Deno.test("opcua: an X.509 user certificate logs in where anonymous is refused",
   const log = await openTestLog("line-2");
   const base = {
     endpoint: server.endpoint,
-    security_mode: "SignAndEncrypt",
-    security_policy: "Basic256Sha256",
-    server_certificate_sha256: certs.server.sha256,
-    certificate_file: certs.client.cert,
-    private_key_file: certs.client.key,
+    ...pinnedSecure(certs),
     points: [{ metric: "counter", node_id: "ns=1;s=Counter" }],
   };
   try {
