@@ -1,11 +1,12 @@
 /**
  * The ground floor every other folder builds on: the error base, exit codes,
- * durable file writes, hex and digests, progress display and MQTT topic
+ * durable file writes, hex and digests, byte joins, progress display and MQTT topic
  * rules. It imports nothing local outside `lib/` and nothing heavier than the
  * web platform and Deno, so the TUF client and the delta tool stay small.
  *
  * @module
  */
+export { concatBytes } from "./bytes.ts";
 export { EdgedError, type EdgedErrorOptions, errorCode } from "./errors.ts";
 export { EXIT, type ExitCode } from "./exit.ts";
 export { copyFileAtomic, syncDir, writeFileAtomic } from "./fs.ts";

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { concatBytes } from "../../lib/mod.ts";
 import {
   DownloadError,
   DownloadHttpError,
@@ -92,19 +93,11 @@ export class HttpFetcher implements Fetcher {
   /** See {@link Fetcher.fetchBytes}. */
   async fetchBytes(url: string, maxLength: number): Promise<Uint8Array> {
     const chunks: Uint8Array[] = [];
-    let total = 0;
     await this.#stream(url, maxLength, this.#metadataTotal, (chunk) => {
       chunks.push(chunk);
-      total += chunk.length;
       return Promise.resolve();
     });
-    const out = new Uint8Array(total);
-    let off = 0;
-    for (const c of chunks) {
-      out.set(c, off);
-      off += c.length;
-    }
-    return out;
+    return concatBytes(chunks);
   }
 
   /** See {@link Fetcher.fetchToFile}. */

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { concatBytes } from "../../lib/mod.ts";
 import type { Rng } from "./_prng.ts";
 
 /** Integers that sit on boundaries parsers get wrong (AFL's list, widened to 64 bits). */
@@ -140,15 +141,9 @@ export function havoc(rng: Rng, input: Uint8Array, seeds: readonly Uint8Array[])
   return b;
 }
 
-/** Concatenates byte arrays. */
+/** Concatenates byte arrays (lib's concatBytes, with the parts as arguments). */
 export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** JSON values that break naive validators: wrong types, boundaries, deep nesting. */

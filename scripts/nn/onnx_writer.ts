@@ -21,6 +21,8 @@
  * @module
  */
 
+import { concatBytes } from "../../lib/mod.ts";
+
 /** ONNX `TensorProto.DataType` values used here. */
 export const DataType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7, DOUBLE: 11 } as const;
 
@@ -106,13 +108,7 @@ class Writer {
   }
   done(): Uint8Array {
     this.#flush();
-    const out = new Uint8Array(this.#chunks.reduce((n, c) => n + c.length, 0));
-    let at = 0;
-    for (const c of this.#chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
+    return concatBytes(this.#chunks);
   }
 }
 

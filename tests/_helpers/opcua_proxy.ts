@@ -11,6 +11,8 @@
  * @module
  */
 
+import { concatBytes } from "../../lib/mod.ts";
+
 /** Encoding ids (numeric NodeIds in namespace 0) of some service responses. */
 export const ENCODING = {
   CreateMonitoredItemsResponse: 754,
@@ -40,16 +42,6 @@ function encodingOf(chunk: Uint8Array): number | undefined {
   return view.getUint16(BODY_OFFSET + 2, true);
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /**
  * Listens on an ephemeral loopback port and forwards to `serverPort`; a
  * server response whose encoding id is `hold` is kept back until the next
@@ -67,7 +59,7 @@ export function startOpcuaProxy(serverPort: number, hold: number): OpcuaProxy {
     let held: Uint8Array | undefined;
     try {
       for await (const data of up.readable) {
-        buf = concat([buf, data]);
+        buf = concatBytes([buf, data]);
         const out: Uint8Array[] = [];
         while (buf.length >= 8) {
           const size = new DataView(buf.buffer, buf.byteOffset).getUint32(4, true);
@@ -82,12 +74,12 @@ export function startOpcuaProxy(serverPort: number, hold: number): OpcuaProxy {
             held = undefined;
             merged++;
           } else if (held) {
-            held = concat([held, chunk]);
+            held = concatBytes([held, chunk]);
           } else {
             out.push(chunk);
           }
         }
-        if (out.length > 0) await writer.write(concat(out));
+        if (out.length > 0) await writer.write(concatBytes(out));
       }
     } catch { /* either side closed */ }
     await writer.close().catch(() => {});

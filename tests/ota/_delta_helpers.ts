@@ -5,6 +5,7 @@
  * @module
  */
 import { bz2Compress } from "../../ota/delta/bz2/bz2.ts";
+import { concatBytes } from "../../lib/mod.ts";
 
 /** Deterministic pseudo-random bytes (xorshift32), so failures reproduce. */
 export function randomBytes(n: number, seed: number): Uint8Array {
@@ -49,16 +50,6 @@ export function offt(x: number | bigint): Uint8Array {
   return buf;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
-
 /** Parts of a hand-made patch; streams are bzip2'd unless given as raw bytes. */
 export interface CraftedPatch {
   triples: Array<[number | bigint, number | bigint, number | bigint]>;
@@ -77,10 +68,10 @@ export interface CraftedPatch {
 /** Builds a BSDIFF40 patch from its parts (format.ts documents the layout). */
 export function craftPatch(p: CraftedPatch): Uint8Array {
   const ctrl = p.rawCtrl ??
-    bz2Compress(concat(p.triples.flatMap(([x, y, z]) => [offt(x), offt(y), offt(z)])));
+    bz2Compress(concatBytes(p.triples.flatMap(([x, y, z]) => [offt(x), offt(y), offt(z)])));
   const diff = p.rawDiff ?? bz2Compress(p.diff ?? new Uint8Array(0));
   const extra = p.rawExtra ?? bz2Compress(p.extra ?? new Uint8Array(0));
-  return concat([
+  return concatBytes([
     new TextEncoder().encode("BSDIFF40"),
     offt(p.ctrlLength ?? ctrl.length),
     offt(p.diffLength ?? diff.length),

@@ -14,6 +14,7 @@ import {
   diffFiles,
   type PatchInput,
 } from "../../ota/delta/mod.ts";
+import { concatBytes } from "../../lib/mod.ts";
 import { bz2Compress } from "../../ota/delta/bz2/bz2.ts";
 import { suffixArray } from "../../ota/delta/diffcore/diffcore.ts";
 import { craftPatch, mutate, randomBytes, run } from "./_delta_helpers.ts";
@@ -29,13 +30,7 @@ async function patchBytes(
   const parts: Uint8Array[] = [];
   const sink = new WritableStream<Uint8Array>({ write: (c) => void parts.push(c) });
   const { sha256 } = await bspatch(old, patch, sink, options);
-  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    bytes.set(p, off);
-    off += p.length;
-  }
-  return { bytes, sha256 };
+  return { bytes: concatBytes(parts), sha256 };
 }
 
 function sha256(b: Uint8Array): string {

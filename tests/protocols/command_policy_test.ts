@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { CommandRegistry } from "../../protocols/mqtt/commands.ts";
+import { concatBytes } from "../../lib/mod.ts";
 import { isReplyTopic } from "../../protocols/mqtt/component.ts";
 import { type DroppedPacket, PacketGuard } from "../../protocols/mqtt/packet_guard.ts";
 
@@ -82,16 +83,6 @@ function publish(topic: string, payload: Uint8Array, qos: 0 | 1, id = 0): Uint8A
   return out;
 }
 
-const concat = (parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
-
 /** Feeds `bytes` to a guard in chunks cut at `cuts`; what passed, what was sent back, what dropped. */
 async function guard(bytes: Uint8Array, cuts: number[], max: number) {
   const sent: number[][] = [];
@@ -123,8 +114,8 @@ Deno.test("packet guard: oversized PUBLISHes are dropped as they stream past, in
   const puback = new Uint8Array([0x40, 0x02, 0x00, 0x05]);
   const small2 = publish("t", enc.encode("x"), 0);
   const bigQos0 = publish("u", new Uint8Array(5000), 0);
-  const stream = concat([small1, big, puback, small2, bigQos0, small1]);
-  const expected = concat([small1, puback, small2, small1]);
+  const stream = concatBytes([small1, big, puback, small2, bigQos0, small1]);
+  const expected = concatBytes([small1, puback, small2, small1]);
   let seed = 42;
   const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
   const cuttings = [

@@ -3,6 +3,7 @@
  * whose memory is libbz2's own state (at most ~3.7 MB for 900k blocks) plus two
  * fixed buffers, and a one-shot encoder with the same output as the C library.
  */
+import { concatBytes } from "../../../lib/mod.ts";
 import { DeltaError } from "../errors.ts";
 import { BZ2_WASM_BASE64 } from "./_wasm.ts";
 
@@ -247,7 +248,6 @@ export function bz2Compress(data: Uint8Array, level = 9): Uint8Array {
   const inPtr = alloc(IN_CAP * 16);
   const outPtr = alloc(OUT_CAP);
   const chunks: Uint8Array[] = [];
-  let total = 0;
   try {
     let off = 0;
     for (;;) {
@@ -268,7 +268,6 @@ export function bz2Compress(data: Uint8Array, level = 9): Uint8Array {
         const produced = OUT_CAP - m.avail_out(s);
         if (produced > 0) {
           chunks.push(heap().slice(outPtr, outPtr + produced));
-          total += produced;
         }
         if (ret === BZ_STREAM_END) break;
         if (ret !== BZ_RUN_OK && ret !== BZ_FINISH_OK) {
@@ -284,11 +283,5 @@ export function bz2Compress(data: Uint8Array, level = 9): Uint8Array {
     m.bz_free(inPtr);
     m.bz_free(outPtr);
   }
-  const out = new Uint8Array(total);
-  let pos = 0;
-  for (const c of chunks) {
-    out.set(c, pos);
-    pos += c.length;
-  }
-  return out;
+  return concatBytes(chunks);
 }
