@@ -105,6 +105,24 @@ async function runDenoLoad(o: LoadOptions): Promise<LoadResult> {
   };
 }
 
+/** CPU time (user + system, in ms) of each thread of `pid`, summed by thread name (Linux /proc). */
+export function threadCpuMs(pid: number): Map<string, number> {
+  const tick = 1000 / 100; // USER_HZ is 100 on Linux
+  const out = new Map<string, number>();
+  for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/stat`);
+    } catch {
+      continue; // the thread ended between the listing and the read
+    }
+    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) * tick);
+  }
+  return out;
+}
+
 /** Current and peak resident set size of `pid`, in MiB (Linux /proc). */
 export function rssMiB(pid: number): { rss: number; peak: number } {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
