@@ -139,22 +139,30 @@ export interface HttpServer {
 
 type Phase = "head" | "idle" | "request" | "linger";
 
-/** Phases in which a connection may be closed to make room for a new one. */
-const EVICTABLE: ReadonlySet<Phase> = new Set(["head", "idle", "linger"]);
-
 /** Longest time and most bytes read and dropped after an answer that left a body unread. */
 const LINGER_MS = 1000;
 const LINGER_BYTES = 1024 * 1024;
 
-/** One open connection and its clock. */
+/**
+ * One open connection and its clock. Deadlines armed per request cost no
+ * clock read: the sweeper stamps them on its first pass after they were
+ * armed, so one fires between its time and that plus two sweeper ticks
+ * after it was armed, never before.
+ */
 class Connection {
   readonly conn: Deno.TcpConn;
   phase: Phase = "head";
   /** When the pending read fails (performance.now() ms), and as what. */
   deadline = Infinity;
+  /** A deadline this many ms after the next sweep, when above 0 (see the class comment). */
+  armedMs = 0;
   deadlineReason: CloseReason = "header_timeout";
-  /** When the pending write fails. */
-  writeDeadline = Infinity;
+  /** A write is under way since: -1 none, 0 not yet seen by the sweeper, else when it saw it. */
+  writeSince = -1;
+  /** Neighbours in the server's list of evictable connections (phase other than "request"). */
+  prev: Connection | null = null;
+  next: Connection | null = null;
+  listed = false;
   /** Whether any byte of the current head has arrived. */
   headStarted = false;
   closed = false;
@@ -167,9 +175,17 @@ class Connection {
     this.#onClose = onClose;
   }
 
+  /** The pending read fails `ms` after now (give or take the sweeper's stamping), as `reason`. */
   arm(ms: number, reason: CloseReason): void {
-    this.deadline = performance.now() + ms;
+    this.deadline = Infinity;
+    this.armedMs = ms;
     this.deadlineReason = reason;
+  }
+
+  /** The pending read fails at `at` (performance.now() ms), or never. */
+  setDeadline(at: number): void {
+    this.deadline = at;
+    this.armedMs = 0;
   }
 
   close(reason: CloseReason): void {
@@ -206,8 +222,20 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
   const listener = Deno.listen({ hostname: o.hostname, port: o.port, transport: "tcp" });
   const addr = listener.addr;
   const live = new Set<Connection>();
-  // Insertion-ordered: the first entry has waited longest without a request.
-  const evictable = new Set<Connection>();
+  // The connections without a request under way, in the order they got
+  // there: the first has waited longest. A linked list through the
+  // connections, as a connection enters and leaves it twice per request.
+  let first: Connection | null = null;
+  let lastListed: Connection | null = null;
+  const unlist = (c: Connection) => {
+    if (!c.listed) return;
+    c.listed = false;
+    if (c.prev) c.prev.next = c.next;
+    else first = c.next;
+    if (c.next) c.next.prev = c.prev;
+    else lastListed = c.prev;
+    c.prev = c.next = null;
+  };
   const stats: HttpServerStats = {
     accepted: 0,
     closed: Object.fromEntries(CLOSE_REASONS.map((r) => [r, 0])) as Record<CloseReason, number>,
@@ -216,29 +244,39 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
   let stopping = false;
   const drained = Promise.withResolvers<void>();
 
+  /** Enters `phase`: every phase but "request" lists the connection as evictable, at the end. */
   const setPhase = (c: Connection, phase: Phase) => {
     c.phase = phase;
-    evictable.delete(c);
-    if (EVICTABLE.has(phase)) evictable.add(c);
+    unlist(c);
+    if (phase === "request") return;
+    c.listed = true;
+    c.prev = lastListed;
+    if (lastListed) lastListed.next = c;
+    else first = c;
+    lastListed = c;
   };
 
   /** Closes the connection that has waited longest without a request under way. */
   const evictOne = (): boolean => {
-    for (const c of evictable) {
-      c.close("evicted");
-      evictable.delete(c);
-      return true;
-    }
-    return false;
+    const c = first;
+    if (c === null) return false;
+    c.close("evicted");
+    unlist(c);
+    return true;
   };
 
   const tick = Math.max(50, Math.min(1000, o.headerTimeoutMs / 4, o.idleTimeoutMs / 4));
   const sweeper = setInterval(() => {
     const now = performance.now();
     for (const c of live) {
-      if (c.writeDeadline < now) c.close("write_timeout");
+      if (c.armedMs > 0) {
+        c.deadline = now + c.armedMs;
+        c.armedMs = 0;
+      }
+      if (c.writeSince === 0) c.writeSince = now;
+      if (c.writeSince > 0 && now - c.writeSince > o.idleTimeoutMs) c.close("write_timeout");
       // An answer still going out is not idleness: its own deadline counts.
-      else if (c.deadline < now && !(c.phase === "idle" && c.writeDeadline < Infinity)) expire(c);
+      else if (c.deadline < now && !(c.phase === "idle" && c.writeSince >= 0)) expire(c);
     }
   }, tick);
   Deno.unrefTimer(sweeper);
@@ -255,20 +293,29 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
         ...headers,
         "content-type": "application/json",
       })).catch(() => {}).finally(() => c.close(reason));
-      c.deadline = Infinity;
+      c.setDeadline(Infinity);
       return;
     }
     c.close(reason);
   };
 
-  const writer = (c: Connection): ByteWriter => ({
-    write(p: Uint8Array): Promise<number> {
-      c.writeDeadline = performance.now() + o.idleTimeoutMs;
-      return c.conn.write(p).finally(() => {
-        c.writeDeadline = Infinity;
-      });
-    },
-  });
+  /** Writes to `c`, failing it when a write makes no progress for `idleTimeoutMs` (see the sweeper). */
+  const writer = (c: Connection): ByteWriter => {
+    const done = (n: number) => {
+      c.writeSince = -1;
+      return n;
+    };
+    const failed = (err: unknown) => {
+      c.writeSince = -1;
+      throw err;
+    };
+    return {
+      write(p: Uint8Array): Promise<number> {
+        c.writeSince = 0;
+        return c.conn.write(p).then(done, failed);
+      },
+    };
+  };
 
   /** Reads up to the end of a head; null when the client closed between requests. */
   const readHead = async (c: Connection, reader: ConnReader): Promise<Uint8Array | null> => {
@@ -366,7 +413,11 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
   const serveConnection = async (c: Connection) => {
     const reader = new ConnReader(c.conn, maxHead);
     const w = writer(c);
-    let writing: Promise<void> = Promise.resolve();
+    // The answer still going out, if any (an answer waits for the one before).
+    let writing: Promise<void> | null = null;
+    // Its reactions, registered as it starts: before any later wait for it.
+    const written = () => void (writing = null);
+    const writeFailed = () => c.close("error");
     setPhase(c, "head");
     c.arm(o.headerTimeoutMs, "header_timeout");
     try {
@@ -383,8 +434,9 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
           break;
         }
         setPhase(c, "request");
-        c.deadline = Infinity;
-        const requestDeadline = performance.now() + o.requestTimeoutMs;
+        c.setDeadline(Infinity);
+        // Read only for a body that is not here yet (a stream): most requests need no clock.
+        let requestDeadline = 0;
         const state: BodyState = { done: false, error: undefined };
         const body = requestBody(reader, head, state, {
           beforeFirstRead: async () => {
@@ -392,13 +444,16 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
           },
           reading: (active) => {
             if (!active) {
-              c.deadline = Infinity;
+              c.setDeadline(Infinity);
               return;
             }
             c.deadlineReason = "body_timeout";
-            c.deadline = Math.min(requestDeadline, performance.now() + o.idleTimeoutMs);
+            c.setDeadline(Math.min(requestDeadline, performance.now() + o.idleTimeoutMs));
           },
         });
+        if (body instanceof ReadableStream) {
+          requestDeadline = performance.now() + o.requestTimeoutMs;
+        }
         let res: Response | RawAnswer;
         try {
           const fast = o.fast && !(body instanceof ReadableStream) && makesUrl(head)
@@ -427,12 +482,17 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
         // The answer goes out while the connection already waits for the next
         // request: one turn of the event loop less per request. Answers stay
         // in order: each waits for the one before.
-        await writing;
+        if (writing !== null) {
+          await writing;
+          if (c.closed) break;
+        }
         const how = { headOnly: head.method === "HEAD", close: !keep, version: head.version };
-        writing = res instanceof Response ? writeResponse(w, res, how) : writeRaw(w, res, how);
-        if (!keep) await writing;
-        else writing.catch(() => c.close("error"));
-        if (!keep) {
+        const sent = res instanceof Response ? writeResponse(w, res, how) : writeRaw(w, res, how);
+        if (keep) {
+          writing = sent;
+          sent.then(written, writeFailed);
+        } else {
+          await sent;
           if (!state.done) await linger(c, reader);
           c.close(stopping ? "shutdown" : "done");
           break;
@@ -446,7 +506,7 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
     } finally {
       c.close("done");
       live.delete(c);
-      evictable.delete(c);
+      unlist(c);
       if (stopping && live.size === 0) drained.resolve();
     }
   };

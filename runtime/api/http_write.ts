@@ -53,10 +53,11 @@ const HOP_BY_HOP = new Set([
   "date",
 ]);
 
-/** Writes all of `bytes`. */
-export async function writeAll(conn: ByteWriter, bytes: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
+/** Writes all of `bytes` (one `write`, and one promise reaction, when the socket takes them at once). */
+export function writeAll(conn: ByteWriter, bytes: Uint8Array): Promise<void> {
+  return conn.write(bytes).then((n) => {
+    if (n < bytes.length) return writeAll(conn, bytes.subarray(n));
+  });
 }
 
 let dateSecond = -1;
@@ -174,7 +175,8 @@ export async function writeResponse(
 /**
  * An answer built without a web `Response` (the server's fast path): its
  * status, its fields (names lower-case, as a `Headers` object would list
- * them) and its whole body.
+ * them) and its whole body (not changed once handed over: the writer may
+ * send the same bytes again for an answer with the same body object).
  */
 export interface RawAnswer {
   status: number;
@@ -186,7 +188,7 @@ export interface RawAnswer {
  * Writes `answer` to `conn` under the same rules as {@linkcode writeResponse}
  * (a `Content-Length`, no body for HEAD, 204, 304 and 1xx) in one write.
  */
-export async function writeRaw(
+export function writeRaw(
   conn: ByteWriter,
   answer: RawAnswer,
   o: WriteOptions,
@@ -194,42 +196,43 @@ export async function writeRaw(
   const { status, headers, body } = answer;
   if (o.headOnly || status === 204 || status === 304 || status < 200) {
     const length = o.headOnly ? `content-length: ${body.length}\r\n` : "";
-    await writeAll(conn, bytesOf(head(status, headers, length, o.close, o.version)));
-    return;
+    return writeAll(conn, bytesOf(head(status, headers, length, o.close, o.version)));
   }
-  const h = rawHead(answer, o);
-  const out = new Uint8Array(h.length + body.length);
-  out.set(h);
-  out.set(body, h.length);
-  await writeAll(conn, out);
+  return writeAll(conn, rawBytes(answer, o));
 }
 
-/** The last head of {@linkcode writeRaw}: a hot route writes the same one, but for the date, again and again. */
+/**
+ * The last answer of {@linkcode writeRaw}, whole: a hot route answers the
+ * same fields and body (the same objects), but for the date, again and
+ * again, so it is built once a second and written as is (never changed once
+ * built: writes in flight may still read it).
+ */
 let last = {
   status: 0,
   headers: null as RawAnswer["headers"] | null,
-  length: -1,
+  body: null as Uint8Array | null,
   close: false,
   version: "1.1",
   date: "",
   bytes: new Uint8Array(0) as Uint8Array,
 };
 
-function rawHead({ status, headers, body }: RawAnswer, o: WriteOptions): Uint8Array {
+function rawBytes(answer: RawAnswer, o: WriteOptions): Uint8Array {
+  const { status, headers, body } = answer;
   const date = httpDate();
   if (
-    last.status !== status || last.headers !== headers || last.length !== body.length ||
+    last.status !== status || last.headers !== headers || last.body !== body ||
     last.close !== o.close || last.version !== o.version || last.date !== date
   ) {
     const h = head(status, headers, `content-length: ${body.length}\r\n`, o.close, o.version);
     last = {
       status,
       headers,
-      length: body.length,
+      body,
       close: o.close,
       version: o.version,
       date,
-      bytes: bytesOf(h),
+      bytes: bytesOf(h, body),
     };
   }
   return last.bytes;

@@ -13,7 +13,8 @@ import { OutboxFullError, type Reading, type ReadingLog } from "../readings.ts";
 import type { Counter } from "../metrics.ts";
 import { ApiError } from "./errors.ts";
 import { parseReadings } from "./readings_schema.ts";
-import { fieldValue } from "./http_parse.ts";
+import { fieldValue, type RequestHead } from "./http_parse.ts";
+import type { RawAnswer } from "./http_write.ts";
 import type { FastRoute } from "./server.ts";
 
 /** What the ingest route needs. */
@@ -111,20 +112,35 @@ const JSON_FIELDS = [["content-type", "application/json"]] as const;
  * finds the same fault and answers it), with nothing counted or stored.
  */
 export function ingestFastRoute(path: string, opts: IngestOptions): FastRoute {
-  const accept = acceptor(opts);
-  // The answer's body by count of readings (at most maxBatch of them).
-  const bodies: Uint8Array[] = [];
-  const answer = (n: number) => ({
-    status: 202,
-    headers: JSON_FIELDS,
-    body: bodies[n] ??= encoder.encode(JSON.stringify({ accepted: n })),
-  });
+  const accepted = opts.readingsCounter.series({ outcome: "accepted" });
+  const full = opts.readingsCounter.series({ outcome: "full" });
+  // The answer by count of readings (at most maxBatch of them), built once.
+  const answers: RawAnswer[] = [];
+  const answer = (n: number): RawAnswer =>
+    answers[n] ??= {
+      status: 202,
+      headers: JSON_FIELDS,
+      body: encoder.encode(JSON.stringify({ accepted: n })),
+    };
+  const one = answer(1);
+  const acceptedOne = () => {
+    accepted(1);
+    return one;
+  };
+  // Shared heads (frozen, see HeadParser) seen to be of JSON type.
+  const jsonHeads = new WeakSet<RequestHead>();
+  const isJson = (head: RequestHead) => {
+    if (jsonHeads.has(head)) return true;
+    if (!JSON_TYPE.test(fieldValue(head, "content-type") ?? "")) return false;
+    if (Object.isFrozen(head)) jsonHeads.add(head);
+    return true;
+  };
   return {
     method: "POST",
     path,
     handle(head, body) {
       if (body === null || body.length > opts.bodyLimitBytes) return undefined;
-      if (!JSON_TYPE.test(fieldValue(head, "content-type") ?? "")) return undefined;
+      if (!isJson(head)) return undefined;
       let readings: Reading[];
       try {
         // TextDecoder as Request.text() decodes: UTF-8, a BOM dropped, bad bytes replaced.
@@ -132,7 +148,21 @@ export function ingestFastRoute(path: string, opts: IngestOptions): FastRoute {
       } catch {
         return undefined;
       }
-      return accept(readings).then(answer);
+      // As the route's acceptor does, without its async frame: count, then answer.
+      let durable: Promise<unknown>;
+      try {
+        durable = opts.log.append(readings);
+      } catch (err) {
+        if (err instanceof OutboxFullError) full(readings.length);
+        return Promise.reject(err);
+      }
+      const n = readings.length;
+      return durable.then(
+        n === 1 ? acceptedOne : () => {
+          accepted(n);
+          return answer(n);
+        },
+      );
     },
   };
 }
