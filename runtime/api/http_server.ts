@@ -36,6 +36,7 @@ import {
   cannedResponse,
   type RawAnswer,
   writeAll,
+  type WriteOptions,
   writeRaw,
   writeResponse,
 } from "./http_write.ts";
@@ -199,6 +200,24 @@ class Connection {
   }
 }
 
+/** Whether `a` and `b` hold the same bytes. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The eight ways to write an answer, made once. */
+const WRITE_OPTIONS: WriteOptions[] = [];
+for (const version of ["1.0", "1.1"] as const) {
+  for (const close of [false, true]) {
+    for (const headOnly of [false, true]) WRITE_OPTIONS.push({ headOnly, close, version });
+  }
+}
+function writeOptions(headOnly: boolean, close: boolean, version: "1.0" | "1.1"): WriteOptions {
+  return WRITE_OPTIONS[(version === "1.1" ? 4 : 0) + (close ? 2 : 0) + (headOnly ? 1 : 0)];
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -309,12 +328,20 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
       c.writeSince = -1;
       throw err;
     };
-    return {
+    const w: ByteWriter = {
       write(p: Uint8Array): Promise<number> {
         c.writeSince = 0;
         return c.conn.write(p).then(done, failed);
       },
+      writeAll(p: Uint8Array): Promise<void> {
+        c.writeSince = 0;
+        return c.conn.write(p).then((n) => {
+          if (n < p.length) return w.writeAll!(p.subarray(n));
+          c.writeSince = -1;
+        }, failed);
+      },
     };
+    return w;
   };
 
   /** Reads up to the end of a head; null when the client closed between requests. */
@@ -418,15 +445,42 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
     // Its reactions, registered as it starts: before any later wait for it.
     const written = () => void (writing = null);
     const writeFailed = () => c.close("error");
+    // The last head's bytes (a copy) and what they parsed to, when shared: a
+    // client sends the same head again and again, and comparing bytes costs
+    // less than decoding them to look the head up.
+    let lastBytes: Uint8Array | null = null;
+    let lastHead: RequestHead | null = null;
+    // The request under way, for the body's hooks (made once per connection).
+    let head: RequestHead;
+    let requestDeadline = 0;
+    const hooks = {
+      beforeFirstRead: async () => {
+        if (head.expectContinue) await writeAll(w, CONTINUE);
+      },
+      reading: (active: boolean) => {
+        if (!active) {
+          c.setDeadline(Infinity);
+          return;
+        }
+        c.deadlineReason = "body_timeout";
+        c.setDeadline(Math.min(requestDeadline, performance.now() + o.idleTimeoutMs));
+      },
+    };
     setPhase(c, "head");
     c.arm(o.headerTimeoutMs, "header_timeout");
     try {
       for (;;) {
-        let head: RequestHead;
         try {
           const bytes = await readHead(c, reader);
           if (bytes === null) break;
-          head = heads.parse(bytes);
+          if (lastHead !== null && sameBytes(bytes, lastBytes!)) head = lastHead;
+          else {
+            head = heads.parse(bytes);
+            if (Object.isFrozen(head)) {
+              lastBytes = bytes.slice();
+              lastHead = head;
+            }
+          }
         } catch (err) {
           if (c.closed || !(err instanceof ApiError)) break;
           await refuse(c, err, reader);
@@ -435,22 +489,9 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
         }
         setPhase(c, "request");
         c.setDeadline(Infinity);
-        // Read only for a body that is not here yet (a stream): most requests need no clock.
-        let requestDeadline = 0;
         const state: BodyState = { done: false, error: undefined };
-        const body = requestBody(reader, head, state, {
-          beforeFirstRead: async () => {
-            if (head.expectContinue) await writeAll(w, CONTINUE);
-          },
-          reading: (active) => {
-            if (!active) {
-              c.setDeadline(Infinity);
-              return;
-            }
-            c.deadlineReason = "body_timeout";
-            c.setDeadline(Math.min(requestDeadline, performance.now() + o.idleTimeoutMs));
-          },
-        });
+        const body = requestBody(reader, head, state, hooks);
+        // Read only for a body that is not here yet (a stream): most requests need no clock.
         if (body instanceof ReadableStream) {
           requestDeadline = performance.now() + o.requestTimeoutMs;
         }
@@ -486,7 +527,7 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
           await writing;
           if (c.closed) break;
         }
-        const how = { headOnly: head.method === "HEAD", close: !keep, version: head.version };
+        const how = writeOptions(head.method === "HEAD", !keep, head.version);
         const sent = res instanceof Response ? writeResponse(w, res, how) : writeRaw(w, res, how);
         if (keep) {
           writing = sent;

@@ -10,6 +10,8 @@
 export interface ByteWriter {
   /** Writes some of `p`; resolves with how many bytes. */
   write(p: Uint8Array): Promise<number>;
+  /** Writes all of `p` (when the writer has a cheaper way than `write` in a loop). */
+  writeAll?(p: Uint8Array): Promise<void>;
 }
 
 const REASONS: Record<number, string> = {
@@ -55,6 +57,7 @@ const HOP_BY_HOP = new Set([
 
 /** Writes all of `bytes` (one `write`, and one promise reaction, when the socket takes them at once). */
 export function writeAll(conn: ByteWriter, bytes: Uint8Array): Promise<void> {
+  if (conn.writeAll) return conn.writeAll(bytes);
   return conn.write(bytes).then((n) => {
     if (n < bytes.length) return writeAll(conn, bytes.subarray(n));
   });
