@@ -16,7 +16,9 @@
  *   without a request is closed after `idleTimeoutMs`; a body must keep
  *   arriving (`idleTimeoutMs` between reads) and be complete within
  *   `requestTimeoutMs`; an answer the client does not read is abandoned
- *   after `idleTimeoutMs`;
+ *   after `idleTimeoutMs` (a sweep checks the deadlines every quarter of the
+ *   shortest timeout, 50 ms to 1 s, and may act up to two sweeps late, never
+ *   early);
  * - **accept errors** (descriptors exhausted, ...) never end the server: it
  *   closes the oldest idle connection, backs off (10 ms doubling to 1 s) and
  *   accepts again.
