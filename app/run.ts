@@ -32,7 +32,7 @@ import {
   Store,
   VERSION,
 } from "../runtime/mod.ts";
-import { EXIT } from "../lib/mod.ts";
+import { collectNow, EXIT } from "../lib/mod.ts";
 import { createComponents } from "./components.ts";
 
 const log = getLogger(["edged", "runtime"]);
@@ -228,6 +228,9 @@ export async function runEdged(config: Config, options: RunOptions = {}): Promis
       device: config.device_id,
       dataDir,
     });
+    // Start-up leaves megabytes of garbage and a young generation grown to
+    // hold it, which an idle edged would keep for good (it never collects).
+    collectNow();
   } catch (err) {
     log.error("a component failed to start: {error}", { error: String(err) });
     requestExit(EXIT.FAILURE, "start failed");

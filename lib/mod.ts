@@ -1,14 +1,16 @@
 /**
  * The ground floor every other folder builds on: the error base, exit codes,
- * durable file writes, hex and digests, byte joins, progress display and MQTT topic
- * rules. It imports nothing local outside `lib/` and nothing heavier than the
- * web platform and Deno, so the TUF client and the delta tool stay small.
+ * durable file writes, hex and digests, byte joins, progress display, MQTT topic
+ * rules and a garbage collection on demand. It imports nothing local outside
+ * `lib/` and nothing heavier than the web platform and Deno, so the TUF client
+ * and the delta tool stay small.
  *
  * @module
  */
 export { concatBytes } from "./bytes.ts";
 export { EdgedError, type EdgedErrorOptions, errorCode } from "./errors.ts";
 export { EXIT, type ExitCode } from "./exit.ts";
+export { collectNow } from "./gc.ts";
 export { copyFileAtomic, syncDir, writeFileAtomic } from "./fs.ts";
 export { fromHex, sha256File, sha256Hex, toHex } from "./hex.ts";
 export {

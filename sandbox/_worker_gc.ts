@@ -7,28 +7,13 @@
  *
  * @module
  */
-import v8 from "node:v8";
-import vm from "node:vm";
+import { collectNow } from "../lib/mod.ts";
 
 /** A collection runs once this much linear memory is garbage. */
 const COLLECT_AFTER_BYTES = 16 << 20;
 
 /** Linear memory of instances let go of since the last collection (bytes). */
 let garbageBytes = 0;
-
-/**
- * `gc()` of this isolate. `--expose-gc` set from here applies to contexts
- * made afterwards, so the function comes from a new one. Undefined where that
- * is not possible (then V8 collects when it decides to).
- */
-const collect: (() => void) | undefined = (() => {
-  try {
-    v8.setFlagsFromString("--expose-gc");
-    return vm.runInNewContext("gc") as () => void;
-  } catch {
-    return undefined;
-  }
-})();
 
 /** Counts `bytes` of linear memory let go of (a dropped instance, a failed load). */
 export function discarded(bytes: number): void {
@@ -37,7 +22,7 @@ export function discarded(bytes: number): void {
 
 /** Collects when enough linear memory was let go of; call when no answer is waiting on it. */
 export function collectGarbage(): void {
-  if (garbageBytes < COLLECT_AFTER_BYTES || !collect) return;
+  if (garbageBytes < COLLECT_AFTER_BYTES) return;
   garbageBytes = 0;
-  collect();
+  collectNow();
 }
