@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import { type Config, runFlags } from "../runtime/mod.ts";
 import { LAUNCHER_ENV, supervise } from "../ota/update/mod.ts";
+import { collectNow } from "../lib/mod.ts";
 
 /** How to start this build again: itself when compiled, `deno run main.ts` from source. */
 export function selfCommand(): string[] {
@@ -39,6 +40,9 @@ export async function runSupervised(
   if (flags.config) runArgs.push("--config", resolve(flags.config));
   if (flags.listen) runArgs.push("--listen", flags.listen);
   const u = config.update;
+  // The launcher idles for as long as edged runs: give back what loading
+  // the program left behind (app/run.ts does the same once edged is ready).
+  collectNow();
   return await supervise({
     dataDir,
     runArgs,
