@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { main } from "./app/mod.ts";
+// app/main.ts, not app/mod.ts: the entry loads only what the command line needs.
+import { main } from "./app/main.ts";
 
 if (import.meta.main) {
   Deno.exitCode = await main(Deno.args);
