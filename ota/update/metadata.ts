@@ -7,7 +7,8 @@
  * @module
  */
 import { join } from "node:path";
-import { type Fetcher, HttpFetcher, TufClient } from "../tuf/mod.ts";
+// ota/tuf loads with the first client (an update check), not in an idle edged.
+import type { Fetcher, TufClient } from "../tuf/mod.ts";
 import { UpdateNotConfiguredError } from "./errors.ts";
 import type { SlotStore } from "./state.ts";
 import type { UpdaterOptions } from "./updater.ts";
@@ -55,6 +56,7 @@ export class TrustedMetadata {
       throw new UpdateNotConfiguredError("no update repository configured (update.url)");
     }
     if (!this.#client) {
+      const { HttpFetcher, TufClient } = await import("../tuf/mod.ts");
       const store = this.#o.store;
       await store.ensure();
       try {

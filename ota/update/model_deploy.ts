@@ -10,7 +10,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { join } from "node:path";
-import { applyPatch } from "../delta/mod.ts";
+// ota/delta loads only when a model delta is applied, not in an idle edged.
 import type { TargetInfo, TufClient } from "../tuf/mod.ts";
 import { type ModelCustom, parseCustom, type TargetCustom } from "../contract.ts";
 import type { DownloadResult } from "./download.ts";
@@ -79,6 +79,7 @@ export async function fetchModel(
     const file = join(o.dir, `${want}-${custom.name}.onnx`);
     try {
       const patch = await o.download(await o.client.requireTargetInfo(delta.path));
+      const { applyPatch } = await import("../delta/mod.ts");
       await applyPatch(installed.path, patch.path, file, { expectedSha256: want });
       await Deno.remove(patch.path).catch(() => {});
       await verifyTarget(o.client, o.info, file);

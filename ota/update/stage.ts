@@ -9,8 +9,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { applyPatch } from "../delta/mod.ts";
-import { type TargetInfo, type TufClient, TufError } from "../tuf/mod.ts";
+// ota/delta and ota/tuf load only when an update is staged, not in an idle edged.
+import type { TargetInfo, TufClient } from "../tuf/mod.ts";
 import { sha256File } from "../../lib/mod.ts";
 import type { DownloadResult } from "./download.ts";
 import { DiskSpaceError, UpdateVerificationError } from "./errors.ts";
@@ -73,6 +73,7 @@ export async function stageRelease(o: StageOptions): Promise<StagedFile> {
       // BSDIFF40 output into the staged file (temp file, fsync, rename),
       // checked against the release digest before the rename; the header
       // may not announce more than the release's signed length.
+      const { applyPatch } = await import("../delta/mod.ts");
       await applyPatch(source, patch.path, staged, {
         mode: 0o755,
         expectedSha256: sha,
@@ -119,7 +120,7 @@ export async function verifyTarget(client: TufClient, info: TargetInfo, path: st
   try {
     await client.verifyTargetFile(info, path);
   } catch (cause) {
-    if (!(cause instanceof TufError)) throw cause;
+    if (!(cause instanceof (await import("../tuf/mod.ts")).TufError)) throw cause;
     const actual = {
       sha256: (await sha256File(path).catch(() => undefined)) ?? null,
       length: (await Deno.stat(path).catch(() => ({ size: -1 }))).size,
