@@ -7,14 +7,14 @@
  */
 import { type Component, type RuntimeContext, statusComponent, VERSION } from "../runtime/mod.ts";
 import { modelsComponent, modulesComponent } from "../sandbox/mod.ts";
+// protocols/ by its parts: Modbus and OPC UA (protocols/modbus/, protocols/opcua/)
+// load only when a block of theirs is configured, not in an idle edged.
+import { mqttComponent } from "../protocols/mqtt/mod.ts";
 import {
   ADAPTER_WRITE_COMMAND,
   adaptersComponent,
   adapterWriteCommand,
-  createOpcuaAdapter,
-  ModbusAdapter,
-  mqttComponent,
-} from "../protocols/mod.ts";
+} from "../protocols/adapters/mod.ts";
 import { updaterComponent } from "../ota/update/mod.ts";
 
 /**
@@ -70,9 +70,13 @@ export function createComponents(ctx: RuntimeContext): Component[] {
   const adapters = adaptersComponent({
     config: ctx.config.adapters,
     factories: {
-      modbus: (block) => new ModbusAdapter(block),
+      modbus: async (block) =>
+        new (await import("../protocols/modbus/mod.ts")).ModbusAdapter(block),
       // node-opcua is loaded by the adapter's start(), only when a block exists.
-      opcua: (block) => createOpcuaAdapter(block, { dataDir: ctx.dataDir }),
+      opcua: async (block) =>
+        (await import("../protocols/opcua/mod.ts")).createOpcuaAdapter(block, {
+          dataDir: ctx.dataDir,
+        }),
     },
     bus: ctx.bus,
     readings: ctx.readings,
