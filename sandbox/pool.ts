@@ -23,6 +23,7 @@ import {
   CTRL_WORDS,
   type FromWorker,
   type LogRate,
+  packCalls,
   RPC_COST_US,
   RPC_DATA_OFFSET,
   RPC_DISPATCH_US,
@@ -33,6 +34,7 @@ import {
   type SinkLine,
   type ThreadShare,
   type ToWorker,
+  unpackOutcomes,
   type WireCall,
   type WireOutcome,
 } from "./pool_protocol.ts";
@@ -136,7 +138,8 @@ export class WorkerPool {
   }
 
   #send(l: Lane, msg: ToWorker): void {
-    l.worker.postMessage(msg);
+    if (msg.t === "run") l.worker.postMessage(msg, [msg.calls.buf]);
+    else l.worker.postMessage(msg);
   }
 
   #lost(lane: number, l: Lane, why: string): void {
@@ -248,9 +251,11 @@ export class WorkerPool {
 
   /** Runs `calls` in order in Worker `lane`; one outcome per call (null: not run, see worker.ts). */
   async run(lane: number, calls: WireCall[]): Promise<(WireOutcome | null)[]> {
-    const reply = await this.#request(lane, (req) => ({ t: "run", req, calls }));
+    const packed = packCalls(calls);
+    const reply = await this.#request(lane, (req) => ({ t: "run", req, calls: packed }));
     if (reply.t !== "ran") throw new Error(`sandbox worker ${lane} answered ${reply.t} to run`);
-    reply.outcomes.forEach((out, i) => {
+    const outcomes = unpackOutcomes(reply.outcomes, calls.length);
+    outcomes.forEach((out, i) => {
       if (!out) return;
       const inst = calls[i].inst;
       // Calls the guard saw running past their deadline were reported then.
@@ -260,7 +265,7 @@ export class WorkerPool {
         this.#opts.onOverrun(lane, inst, out.heldMs, false);
       }
     });
-    return reply.outcomes;
+    return outcomes;
   }
 
   /**

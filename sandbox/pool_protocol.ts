@@ -8,6 +8,7 @@
  */
 
 import type { FaultKind } from "./errors.ts";
+import type { LogLine, Published } from "./host/context.ts";
 import type { CallOutcome, RunnableModule } from "./instance.ts";
 import type { NnLinkInit } from "./nn/link.ts";
 import type { KvWrite } from "./kv.ts";
@@ -34,6 +35,174 @@ export interface WireCall {
   inst: number;
   topic: string;
   payload: Uint8Array;
+}
+
+/**
+ * A batch of calls as it crosses to the Worker: one buffer (transferred, not
+ * cloned), per call three Int32 words (instance, topic bytes, payload bytes),
+ * then every call's topic (UTF-8) and payload bytes back to back. A batch of
+ * objects each holding a Uint8Array costs the structured clone about twice as
+ * much on both threads.
+ */
+export interface PackedCalls {
+  n: number;
+  buf: ArrayBuffer;
+}
+
+const utf8 = new TextEncoder();
+/** Topics encoded lately (deliveries repeat their topics). */
+const topicBytes = new Map<string, Uint8Array>();
+const TOPIC_CACHE = 4096;
+
+function encodeTopic(topic: string): Uint8Array {
+  let b = topicBytes.get(topic);
+  if (b === undefined) {
+    b = utf8.encode(topic);
+    if (topicBytes.size >= TOPIC_CACHE) topicBytes.clear();
+    topicBytes.set(topic, b);
+  }
+  return b;
+}
+
+/** Packs `calls` into one buffer (see {@link PackedCalls}). */
+export function packCalls(calls: readonly WireCall[]): PackedCalls {
+  const n = calls.length;
+  const topics = new Array<Uint8Array>(n);
+  let bytes = 0;
+  for (let i = 0; i < n; i++) {
+    const t = topics[i] = encodeTopic(calls[i].topic);
+    bytes += t.length + calls[i].payload.length;
+  }
+  const head = n * 3 * 4;
+  const buf = new ArrayBuffer(head + bytes);
+  const words = new Int32Array(buf, 0, n * 3);
+  const out = new Uint8Array(buf);
+  let at = head;
+  for (let i = 0; i < n; i++) {
+    const { inst, payload } = calls[i];
+    const t = topics[i];
+    words[i * 3] = inst;
+    words[i * 3 + 1] = t.length;
+    words[i * 3 + 2] = payload.length;
+    out.set(t, at);
+    at += t.length;
+    out.set(payload, at);
+    at += payload.length;
+  }
+  return { n, buf };
+}
+
+/** One call of a {@link PackedCalls} batch, as the Worker reads it (views into the buffer). */
+export interface PackedCall {
+  inst: number;
+  topic: Uint8Array;
+  payload: Uint8Array;
+}
+
+/** The calls of a packed batch, in order. */
+export function unpackCalls({ n, buf }: PackedCalls): PackedCall[] {
+  const words = new Int32Array(buf, 0, n * 3);
+  const calls = new Array<PackedCall>(n);
+  let at = n * 3 * 4;
+  for (let i = 0; i < n; i++) {
+    const topicLen = words[i * 3 + 1];
+    const payloadLen = words[i * 3 + 2];
+    const topic = new Uint8Array(buf, at, topicLen);
+    at += topicLen;
+    calls[i] = { inst: words[i * 3], topic, payload: new Uint8Array(buf, at, payloadLen) };
+    at += payloadLen;
+  }
+  return calls;
+}
+
+/**
+ * A batch's outcomes as they come back: per call {@link OUT_FIELDS} numbers
+ * in one Float64Array (transferred), and the rare parts (publications, log
+ * lines, a fault, kv writes) only for the calls that have any.
+ */
+export interface PackedOutcomes {
+  nums: Float64Array;
+  extra: OutcomeExtra[];
+}
+
+/** What a call's outcome holds beside its numbers, when it holds anything. */
+export interface OutcomeExtra {
+  /** Index of the call in the batch. */
+  i: number;
+  published?: Published[];
+  logs?: LogLine[];
+  error?: { kind: FaultKind; message: string };
+  kv?: KvWrite[];
+}
+
+/** Numbers per call in {@link PackedOutcomes.nums}: ran (1, else 0: not run), then the fields below. */
+export const OUT_FIELDS = 8;
+const O_RAN = 0;
+const O_STATUS = 1;
+const O_FUEL = 2;
+const O_MS = 3;
+const O_STARTED = 4;
+const O_HELD = 5;
+const O_MEMORY = 6;
+const O_LOGS_DROPPED = 7;
+
+/** Writes outcome `out` of call `i` into `nums` (and its rare parts into `extra`). */
+export function packOutcome(
+  nums: Float64Array,
+  extra: OutcomeExtra[],
+  i: number,
+  out: WireOutcome,
+): void {
+  const o = i * OUT_FIELDS;
+  nums[o + O_RAN] = 1;
+  nums[o + O_STATUS] = out.status === null ? NaN : out.status;
+  nums[o + O_FUEL] = out.fuelUsed;
+  nums[o + O_MS] = out.ms;
+  nums[o + O_STARTED] = out.startedAt;
+  nums[o + O_HELD] = out.heldMs;
+  nums[o + O_MEMORY] = out.memoryBytes;
+  nums[o + O_LOGS_DROPPED] = out.logsDropped;
+  if (out.published.length || out.logs.length || out.error || out.kv) {
+    const x: OutcomeExtra = { i };
+    if (out.published.length) x.published = out.published;
+    if (out.logs.length) x.logs = out.logs;
+    if (out.error) x.error = out.error;
+    if (out.kv) x.kv = out.kv;
+    extra.push(x);
+  }
+}
+
+/** The outcomes of a packed batch of `n` calls (null: not run). */
+export function unpackOutcomes({ nums, extra }: PackedOutcomes, n: number): (WireOutcome | null)[] {
+  const outs = new Array<WireOutcome | null>(n);
+  for (let i = 0; i < n; i++) {
+    const o = i * OUT_FIELDS;
+    if (nums[o + O_RAN] !== 1) {
+      outs[i] = null;
+      continue;
+    }
+    const status = nums[o + O_STATUS];
+    outs[i] = {
+      status: Number.isNaN(status) ? null : status,
+      published: [],
+      logs: [],
+      fuelUsed: nums[o + O_FUEL],
+      ms: nums[o + O_MS],
+      startedAt: nums[o + O_STARTED],
+      heldMs: nums[o + O_HELD],
+      memoryBytes: nums[o + O_MEMORY],
+      logsDropped: nums[o + O_LOGS_DROPPED],
+    };
+  }
+  for (const x of extra) {
+    const out = outs[x.i];
+    if (!out) continue;
+    if (x.published) out.published = x.published;
+    if (x.logs) out.logs = x.logs;
+    if (x.error) out.error = x.error;
+    if (x.kv) out.kv = x.kv;
+  }
+  return outs;
 }
 
 /** A call's outcome plus what the runtime's thread keeps for the module's stats. */
@@ -82,7 +251,7 @@ export type ToWorker =
     kvUsage: number;
   }
   | { t: "unload"; req: number; inst: number }
-  | { t: "run"; req: number; calls: WireCall[] }
+  | { t: "run"; req: number; calls: PackedCalls }
   /** Connects the Worker to the inference engine (before its first module granted `nn` loads). */
   | ({ t: "nn" } & NnLinkInit);
 
@@ -100,8 +269,11 @@ export type FromWorker =
   | {
     t: "ran";
     req: number;
-    /** One per call, in order; null for a call not run because its instance faulted earlier in the batch. */
-    outcomes: (WireOutcome | null)[];
+    /**
+     * One per call, in order; not run (null once unpacked) for a call whose
+     * instance faulted earlier in the batch.
+     */
+    outcomes: PackedOutcomes;
     sink: SinkLine[];
   }
   | { t: "unloaded"; req: number; sink: SinkLine[] }
@@ -136,10 +308,11 @@ export const CALL_START = 3;
  * Milliseconds since `epoch` (the runtime's, sent in `init`), as an Int32 that
  * wraps after 24 days: both threads read the same clock
  * (`performance.timeOrigin + performance.now()`), and differences of two
- * stamps are taken with `| 0`, so the wrap does not matter.
+ * stamps are taken with `| 0`, so the wrap does not matter. `now` is a
+ * `performance.now()` the caller already took.
  */
-export function clockMs(epoch: number): number {
-  return (performance.timeOrigin + performance.now() - epoch) | 0;
+export function clockMs(epoch: number, now = performance.now()): number {
+  return (performance.timeOrigin + now - epoch) | 0;
 }
 /**
  * Index of the word holding what serving the answered request cost the

@@ -18,14 +18,18 @@ import { PublishRate, TokenBucket } from "./host/context.ts";
 import { GuestInstance, type RunnableModule } from "./instance.ts";
 import { nnGuest } from "./nn/host.ts";
 import { NnLink } from "./nn/link.ts";
-import type {
-  FromWorker,
-  LogRate,
-  SinkLine,
-  ThreadShare,
-  ToWorker,
-  WireCall,
-  WireOutcome,
+import {
+  type FromWorker,
+  type LogRate,
+  OUT_FIELDS,
+  type OutcomeExtra,
+  type PackedCall,
+  packOutcome,
+  type SinkLine,
+  type ThreadShare,
+  type ToWorker,
+  unpackCalls,
+  type WireOutcome,
 } from "./pool_protocol.ts";
 import { RuntimeLink } from "./worker_link.ts";
 import { type Caller, WorkerKv } from "./worker_kv.ts";
@@ -46,7 +50,6 @@ interface Slot {
 /** The rates a slot keeps across its instances. */
 type SlotRates = Pick<Slot, "publishRate" | "thread">;
 
-const enc = new TextEncoder();
 const slots = new Map<number, Slot>();
 /** The shared buffer to the runtime's thread, from the pool's `init` message. */
 let link: RuntimeLink;
@@ -89,14 +92,20 @@ function faultOf(err: unknown): { kind: FaultKind; message: string } {
   return { kind: f.kind, message: f.message };
 }
 
+/** `performance.now()` when the last call ended: the next call starts there (one clock read per call). */
+let clock = 0;
+
 /** Runs one call with the wall-clock guard's stamps set (see CALL_INST in pool_protocol.ts). */
-function guarded(call: WireCall, slot: Slot | undefined): WireOutcome {
-  const startedAt = link.callStarted(call.inst);
+function guarded(call: PackedCall, slot: Slot | undefined): WireOutcome {
+  const started = clock;
+  const startedAt = link.callStarted(call.inst, started);
   if (slot) workerKv.beginCall(slot.module.manifest.name);
-  let out: Omit<WireOutcome, "startedAt" | "heldMs"> | undefined;
+  let out: WireOutcome | undefined;
   try {
-    out = run(call, slot);
-    return { ...out, startedAt, heldMs: link.heldSince(startedAt) };
+    out = run(call, slot, started);
+    out.startedAt = startedAt;
+    out.heldMs = link.heldSince(startedAt, clock);
+    return out;
   } finally {
     // Its kv writes count only when the call succeeded.
     if (slot) workerKv.endCall(out !== undefined && !out.error);
@@ -104,16 +113,31 @@ function guarded(call: WireCall, slot: Slot | undefined): WireOutcome {
   }
 }
 
-function run(call: WireCall, slot: Slot | undefined): Omit<WireOutcome, "startedAt" | "heldMs"> {
-  const empty = { status: null, published: [], logs: [], fuelUsed: 0, ms: 0 };
-  if (!slot) {
-    return {
-      ...empty,
-      memoryBytes: 0,
-      logsDropped: 0,
-      error: { kind: "host", message: "the instance was unloaded" },
-    };
-  }
+/** A call that did not reach the guest. */
+function notRun(
+  memoryBytes: number,
+  logsDropped: number,
+  error: { kind: FaultKind; message: string },
+): WireOutcome {
+  clock = performance.now();
+  return {
+    status: null,
+    published: [],
+    logs: [],
+    fuelUsed: 0,
+    ms: 0,
+    memoryBytes,
+    logsDropped,
+    error,
+    startedAt: 0,
+    heldMs: 0,
+  };
+}
+
+/** Runs `call` (started at `performance.now()` `started`); sets {@link clock} to when it ended. */
+function run(call: PackedCall, slot: Slot | undefined, started: number): WireOutcome {
+  if (!slot) return notRun(0, 0, { kind: "host", message: "the instance was unloaded" });
+  let t0 = started;
   if (!slot.instance) {
     try {
       slot.instance = create(call.inst, slot.module, slot);
@@ -121,27 +145,22 @@ function run(call: WireCall, slot: Slot | undefined): Omit<WireOutcome, "started
       // Whatever it allocated before failing is garbage now: at most its memory cap.
       discarded(slot.module.manifest.limits.memory_bytes);
       const { kind, message } = faultOf(err);
-      return {
-        ...empty,
-        memoryBytes: 0,
-        logsDropped: slot.logsDroppedBefore,
-        error: { kind, message: `restart after fault: ${message}` },
-      };
+      return notRun(0, slot.logsDroppedBefore, {
+        kind,
+        message: `restart after fault: ${message}`,
+      });
     }
+    t0 = performance.now();
   }
   const instance = slot.instance;
-  const t0 = performance.now();
-  const out = instance.call(enc.encode(call.topic), call.payload);
-  const ms = performance.now() - t0;
-  const memoryBytes = instance.memoryBytes;
+  const out = instance.call(call.topic, call.payload) as WireOutcome;
+  clock = performance.now();
+  out.ms = clock - t0;
+  out.memoryBytes = instance.memoryBytes;
   // After a fault the instance may hold broken state: it goes, the next call gets a fresh one.
   if (out.error) drop(slot);
-  return {
-    ...out,
-    ms,
-    memoryBytes,
-    logsDropped: slot.logsDroppedBefore + (slot.instance?.ctx.logsDropped ?? 0),
-  };
+  out.logsDropped = slot.logsDroppedBefore + (slot.instance?.ctx.logsDropped ?? 0);
+  return out;
 }
 
 /** Lets go of a slot's instance (its log count stays with the slot). */
@@ -230,26 +249,42 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
       // runtime unrun: it decides (quarantine or retry) before the module runs again.
       // So do all the batch's later messages once its outcomes hold BATCH_PUBLISHED_BYTES:
       // what a batch makes this Worker hold is bounded whatever its modules publish.
+      const calls = unpackCalls(msg.calls);
+      const outcomes = new Array<WireOutcome | null>(calls.length).fill(null);
       const faulted = new Set<number>();
       /** Each module's last call that succeeded: it carries the batch's kv writes. */
       const lastOk = new Map<string, number>();
       let held = 0;
-      const outcomes = msg.calls.map((call, i) => {
-        if (faulted.has(call.inst) || held >= BATCH_PUBLISHED_BYTES) return null;
+      clock = performance.now();
+      for (let i = 0; i < calls.length; i++) {
+        const call = calls[i];
+        if (faulted.has(call.inst) || held >= BATCH_PUBLISHED_BYTES) continue;
         const slot = slots.get(call.inst);
-        const out = guarded(call, slot);
+        const out = outcomes[i] = guarded(call, slot);
         if (out.error) faulted.add(call.inst);
         else if (slot) lastOk.set(slot.module.manifest.name, i);
         for (const p of out.published) held += p.topic.length + p.payload.length;
-        return out;
-      });
+      }
       // The runtime commits all of a batch's effects in one group transaction, so the
       // batch's kv writes go once per module, the last value per key.
       for (const [module, i] of lastOk) {
         const kv = workerKv.dirtyOf(module);
         if (kv) outcomes[i]!.kv = kv;
       }
-      post({ t: "ran", req: msg.req, outcomes, sink: takeSink() });
+      const nums = new Float64Array(calls.length * OUT_FIELDS);
+      const extra: OutcomeExtra[] = [];
+      outcomes.forEach((out, i) => {
+        if (out) packOutcome(nums, extra, i, out);
+      });
+      self.postMessage(
+        {
+          t: "ran",
+          req: msg.req,
+          outcomes: { nums, extra },
+          sink: takeSink(),
+        } satisfies FromWorker,
+        [nums.buffer],
+      );
       workerKv.settle();
       collectGarbage();
       return;

@@ -96,17 +96,20 @@ export class RuntimeLink {
     };
   }
 
-  /** Stamps the start of instance `inst`'s call for the wall-clock guard; returns the stamp. */
-  callStarted(inst: number): number {
-    const startedAt = clockMs(this.#epoch);
+  /**
+   * Stamps the start of instance `inst`'s call (at `performance.now()` `now`)
+   * for the wall-clock guard; returns the stamp.
+   */
+  callStarted(inst: number, now: number): number {
+    const startedAt = clockMs(this.#epoch, now);
     Atomics.store(this.#ctrl, CALL_START, startedAt);
     Atomics.store(this.#ctrl, CALL_INST, inst);
     return startedAt;
   }
 
-  /** Milliseconds since the stamp `startedAt`. */
-  heldSince(startedAt: number): number {
-    return (clockMs(this.#epoch) - startedAt) | 0;
+  /** Milliseconds from the stamp `startedAt` to `performance.now()` `now`. */
+  heldSince(startedAt: number, now: number): number {
+    return (clockMs(this.#epoch, now) - startedAt) | 0;
   }
 
   /** No call runs any more: the guard has nothing to watch. */
