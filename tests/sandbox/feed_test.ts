@@ -1,0 +1,36 @@
+/**
+ * The payload bytes modules get for readings, built a commit at a time
+ * (`sandbox/feed.ts`), are the bytes of the bus message of each reading
+ * (`readingPayload`, MISSION.md "Module ABI v1").
+ */
+import assert from "node:assert/strict";
+import { type Reading, readingPayload } from "../../runtime/mod.ts";
+import { payloadsOf } from "../../sandbox/feed.ts";
+
+const dec = new TextDecoder();
+
+Deno.test("a commit's reading payloads are each reading's bus payload, byte for byte", () => {
+  const ascii: Reading[] = [
+    { device_id: "pump-7", metric: "temperature", value: 71.5, timestamp: 1700000000000 },
+    { device_id: "a", metric: "b:c.d_e", value: -0.000001, timestamp: 0 },
+    { device_id: "x", metric: "y", value: 1e21, timestamp: 1 },
+  ];
+  // Adapters name devices and metrics as their peers do: non-ASCII text, quotes, controls.
+  const text: Reading[] = [
+    ...ascii,
+    { device_id: "Kühlraum", metric: "température", value: 4, timestamp: 2 },
+    { device_id: 'say "hi"\\', metric: "tab\there\n", value: 3, timestamp: 3 },
+    { device_id: "\ud83c\udf21", metric: "lone\ud800", value: 2, timestamp: 4 },
+  ];
+  for (const rows of [ascii, text, text.slice(3, 4), []]) {
+    const got = payloadsOf(rows);
+    assert.equal(got.length, rows.length);
+    rows.forEach((r, i) => {
+      assert.deepEqual([...got[i]], [...readingPayload(r)], dec.decode(readingPayload(r)));
+      assert.equal(
+        JSON.parse(dec.decode(got[i])).device_id,
+        r.device_id.replace("\ud800", "\ufffd"),
+      );
+    });
+  }
+});
