@@ -37,11 +37,11 @@ export interface DispatchHost {
   lost(r: ModuleRecord, ds: Delivery[], gen: number, err: Error): void;
 }
 
-interface Sent {
+/** A call sent to a Worker, with what its outcome is booked against. */
+interface Sent extends WireCall {
   r: ModuleRecord;
   d: Delivery;
   gen: number;
-  inst: number;
 }
 
 /** Pumps queued messages into the Workers of one module host. */
@@ -94,11 +94,10 @@ export class Dispatcher {
     const turn = this.#rr[lane] ?? 0;
     this.#rr[lane] = turn + 1;
     const start = ready.length ? turn % ready.length : 0;
-    const calls: WireCall[] = [];
     const sent: Sent[] = [];
     const paused = new Set<ModuleRecord>();
     let bytes = 0;
-    const room = () => calls.length < BATCH && bytes < BATCH_BYTES;
+    const room = () => sent.length < BATCH && bytes < BATCH_BYTES;
     let more = true;
     while (more && room()) {
       more = false;
@@ -119,31 +118,36 @@ export class Dispatcher {
         }
         const d = r.dequeue()!;
         bytes += d.payload.length;
-        calls.push({ inst: r.inst, topic: d.topic, payload: d.payload });
-        sent.push({ r, d, gen: r.gen, inst: r.inst });
+        sent.push({ inst: r.inst, topic: d.topic, payload: d.payload, r, d, gen: r.gen });
         r.sent.push(d);
         r.inFlight++;
         if (r.queue.length > 0) more = true;
       }
     }
     if (wait !== Infinity) this.#later(lane, wait);
-    if (calls.length === 0) {
+    if (sent.length === 0) {
       if (behind) this.#later(lane, 0);
       return;
     }
     this.#busy[lane] = true;
-    pool.run(lane, calls).then((outcomes) => {
+    pool.run(lane, sent).then((outcomes) => {
       // Messages a Worker did not run (their module faulted earlier in the batch)
       // go back to the front of their queue, in order.
-      const back = new Map<ModuleRecord, Delivery[]>();
-      outcomes.forEach((out, i) => {
+      let back: Map<ModuleRecord, Delivery[]> | undefined;
+      for (let i = 0; i < outcomes.length; i++) {
+        const out = outcomes[i];
         const { r, d, gen, inst } = sent[i];
         r.inFlight--;
         unsend(r, d);
         if (out) this.host.apply(r, inst, out, d, gen);
-        else if (gen === r.gen) back.set(r, [...(back.get(r) ?? []), d]);
-      });
-      for (const [r, ds] of back) r.requeue(ds);
+        else if (gen === r.gen) {
+          back ??= new Map();
+          const ds = back.get(r);
+          if (ds) ds.push(d);
+          else back.set(r, [d]);
+        }
+      }
+      if (back) { for (const [r, ds] of back) r.requeue(ds); }
     }, (err) => {
       const hit = new Map<ModuleRecord, { ds: Delivery[]; gen: number }>();
       for (const { r, d, gen } of sent) {

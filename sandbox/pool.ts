@@ -76,6 +76,8 @@ interface Lane {
 interface InstanceInfo {
   lane: number;
   manifest: Manifest;
+  /** Its calls' wall-clock deadline (ms). */
+  deadlineMs: number;
   sensorGrants: PathMatcher[];
   /** Its kv and sensor calls are refused from now on (the module was removed). */
   revoked: boolean;
@@ -191,6 +193,7 @@ export class WorkerPool {
     this.#insts.set(inst, {
       lane,
       manifest: m,
+      deadlineMs: this.#opts.deadlineMs(m),
       sensorGrants: m.grants.sensor.map(globMatcher),
       revoked: false,
     });
@@ -255,16 +258,19 @@ export class WorkerPool {
     const reply = await this.#request(lane, (req) => ({ t: "run", req, calls: packed }));
     if (reply.t !== "ran") throw new Error(`sandbox worker ${lane} answered ${reply.t} to run`);
     const outcomes = unpackOutcomes(reply.outcomes, calls.length);
-    outcomes.forEach((out, i) => {
-      if (!out) return;
+    for (let i = 0; i < outcomes.length; i++) {
+      const out = outcomes[i];
+      if (!out) continue;
       const inst = calls[i].inst;
       // Calls the guard saw running past their deadline were reported then.
-      if (this.#overran.delete(`${lane}:${inst}:${out.startedAt}`)) return;
+      if (this.#overran.size > 0 && this.#overran.delete(`${lane}:${inst}:${out.startedAt}`)) {
+        continue;
+      }
       const info = this.#insts.get(inst);
-      if (info && out.heldMs > this.#opts.deadlineMs(info.manifest)) {
+      if (info && out.heldMs > info.deadlineMs) {
         this.#opts.onOverrun(lane, inst, out.heldMs, false);
       }
-    });
+    }
     return outcomes;
   }
 
@@ -293,7 +299,7 @@ export class WorkerPool {
       const startedAt = Atomics.load(l.ctrl, CALL_START);
       const info = this.#insts.get(inst);
       const held = (now - startedAt) | 0;
-      if (!info || held <= this.#opts.deadlineMs(info.manifest)) return;
+      if (!info || held <= info.deadlineMs) return;
       const key = `${lane}:${inst}:${startedAt}`;
       if (this.#overran.has(key)) return;
       this.#overran.add(key);

@@ -172,6 +172,9 @@ export function packOutcome(
   }
 }
 
+/** What an outcome without publications or log lines holds in their place (never written to). */
+const NONE = Object.freeze([]) as unknown as never[];
+
 /** The outcomes of a packed batch of `n` calls (null: not run). */
 export function unpackOutcomes({ nums, extra }: PackedOutcomes, n: number): (WireOutcome | null)[] {
   const outs = new Array<WireOutcome | null>(n);
@@ -184,8 +187,8 @@ export function unpackOutcomes({ nums, extra }: PackedOutcomes, n: number): (Wir
     const status = nums[o + O_STATUS];
     outs[i] = {
       status: Number.isNaN(status) ? null : status,
-      published: [],
-      logs: [],
+      published: NONE,
+      logs: NONE,
       fuelUsed: nums[o + O_FUEL],
       ms: nums[o + O_MS],
       startedAt: nums[o + O_STARTED],

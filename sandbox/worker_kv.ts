@@ -129,10 +129,9 @@ export class WorkerKv {
       throw new Error("not available in a sandbox Worker");
     };
     return {
-      get: (_module, key) => {
-        return this.#lookup(inst, module, caller, key, keyString(key), "kv_get")?.slice() ??
-          undefined;
-      },
+      // Not a copy: kv_get only copies it into the guest's memory, nothing keeps it.
+      get: (_module, key) =>
+        this.#lookup(inst, module, caller, key, keyString(key), "kv_get") ?? undefined,
       set: (_module, key, value, maxBytes) => {
         const k = keyString(key);
         const old = this.#lookup(inst, module, caller, key, k, "kv_set");
@@ -155,9 +154,15 @@ export class WorkerKv {
     if (!this.#usage.has(module)) this.#usage.set(module, usage);
   }
 
+  /** The call state, reused from call to call (its map is empty between calls). */
+  readonly #idle: CallKv = { module: "", writes: new Map(), delta: 0 };
+
   /** Starts collecting the kv writes of one call (or initialiser) of `module`. */
   beginCall(module: string): void {
-    this.#call = { module, writes: new Map(), delta: 0 };
+    const c = this.#call = this.#idle;
+    c.module = module;
+    c.writes.clear();
+    c.delta = 0;
   }
 
   /**
@@ -170,11 +175,12 @@ export class WorkerKv {
     if (!c || c.writes.size === 0) return;
     if (!ok) {
       this.#usage.set(c.module, (this.#usage.get(c.module) ?? 0) - c.delta);
-      return;
+    } else {
+      let dirty = this.#dirty.get(c.module);
+      if (!dirty) this.#dirty.set(c.module, dirty = new Map());
+      for (const [k, w] of c.writes) dirty.set(k, w);
     }
-    let dirty = this.#dirty.get(c.module);
-    if (!dirty) this.#dirty.set(c.module, dirty = new Map());
-    for (const [k, w] of c.writes) dirty.set(k, w);
+    c.writes.clear();
   }
 
   /** The writes of `module` in this batch (or load), last value per key. */

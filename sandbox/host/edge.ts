@@ -283,6 +283,7 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
     const { max_bytes: maxBytes, max_value_bytes: maxValue } = m.grants.kv;
     const getCost = hostCost("edge.kv_get");
     const setCost = hostCost("edge.kv_set");
+    const getPerByte = { base: 0, perByte: getCost.perByte };
     fns.kv_get = (kp: number, kl: number, op: number, oc: number): number => {
       const key = ctx.bytes(kp, kl);
       const out = ctx.bytes(op, oc);
@@ -293,7 +294,7 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
         const value = kv.get(ctx.name, key);
         if (value === undefined) return EdgeError.NOT_FOUND;
         if (value.length > out.length) return EdgeError.TOO_BIG;
-        ctx.charge({ base: 0, perByte: getCost.perByte }, value.length, "kv_get");
+        ctx.charge(getPerByte, value.length, "kv_get");
         out.set(value);
         return value.length;
       } catch (err) {
