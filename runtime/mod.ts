@@ -94,7 +94,7 @@ export {
   ReadingLog,
   type StoredReading,
 } from "./readings.ts";
-export { publishReadings, readingJson, readingPayload, readingTopic } from "./reading_messages.ts";
+export { publishReadings, readingPayload, readingTopic } from "./reading_messages.ts";
 export { Store, StoreError } from "./store.ts";
 export { privateUmask, secureDataDir } from "./data_dir.ts";
 export { ensureApiToken, TOKEN_FILE } from "./token.ts";

@@ -15,19 +15,14 @@ export function readingTopic(r: Pick<Reading, "device_id" | "metric">): string {
   return `sensors/${r.device_id}/${r.metric}`;
 }
 
-/** The JSON text of a reading's payload on the bus (see {@link readingPayload}). */
-export function readingJson(r: Reading): string {
-  return JSON.stringify({
+/** The JSON payload of a reading on the bus. */
+export function readingPayload(r: Reading): Uint8Array {
+  return encoder.encode(JSON.stringify({
     device_id: r.device_id,
     metric: r.metric,
     value: r.value,
     timestamp: r.timestamp,
-  });
-}
-
-/** The JSON payload of a reading on the bus. */
-export function readingPayload(r: Reading): Uint8Array {
-  return encoder.encode(readingJson(r));
+  }));
 }
 
 /** Publishes committed readings on the bus, in commit order; skips topics nobody wants. */

@@ -20,7 +20,6 @@ import {
   type LoggedReading,
   type Reading,
   type ReadingHold,
-  readingJson,
   readingPayload,
   readingTopic,
   type StoredReading,
@@ -38,55 +37,104 @@ const TAIL = 16384;
 
 const utf8 = new TextEncoder();
 
+/** Device and metric pairs whose topic and payload prefix {@link Series} keeps, at most. */
+const SERIES = 4096;
+
+/** JSON of a number as `JSON.stringify` writes it. */
+const jsonNumber = (v: number): string => Number.isFinite(v) ? String(v) : "null";
+
 /**
- * The JSON payloads of `rows` (the bytes of `readingPayload`), encoded
- * together: one `TextEncoder` call and one buffer per commit instead of one
- * each per reading. When the text is not all ASCII, each is encoded on its own.
+ * The topic and the start of the payload of each device and metric seen
+ * lately: readings repeat their series, so each builds its topic string (one
+ * string for every reading of the series, which also makes the modules'
+ * topic matches cache hits) and its JSON prefix once.
  */
-export function payloadsOf(rows: readonly Reading[]): Uint8Array[] {
+class Series {
+  readonly #byDevice = new Map<string, Map<string, { topic: string; prefix: string }>>();
+  #size = 0;
+
+  of(r: Reading): { topic: string; prefix: string } {
+    let metrics = this.#byDevice.get(r.device_id);
+    let s = metrics?.get(r.metric);
+    if (s) return s;
+    if (this.#size >= SERIES) {
+      this.#byDevice.clear();
+      this.#size = 0;
+      metrics = undefined;
+    }
+    if (!metrics) this.#byDevice.set(r.device_id, metrics = new Map());
+    s = {
+      topic: readingTopic(r),
+      prefix: `{"device_id":${JSON.stringify(r.device_id)},"metric":${JSON.stringify(r.metric)}` +
+        `,"value":`,
+    };
+    metrics.set(r.metric, s);
+    this.#size++;
+    return s;
+  }
+
+  /** The text of `readingJson(r)`, from the prefix of its series. */
+  json(r: Reading, prefix: string): string {
+    return `${prefix}${jsonNumber(r.value)},"timestamp":${jsonNumber(r.timestamp)}}`;
+  }
+}
+
+/**
+ * The topics and JSON payloads of `rows` (the bytes of `readingPayload`),
+ * the payloads encoded together: one `TextEncoder` call and one buffer per
+ * commit instead of one each per reading. When the text is not all ASCII,
+ * each is encoded on its own.
+ */
+export function payloadsOf(
+  rows: readonly Reading[],
+  series = new Series(),
+): { topics: string[]; payloads: Uint8Array[] } {
   const n = rows.length;
   const texts = new Array<string>(n);
-  for (let i = 0; i < n; i++) texts[i] = readingJson(rows[i]);
+  const topics = new Array<string>(n);
+  for (let i = 0; i < n; i++) {
+    const r = rows[i];
+    const s = series.of(r);
+    topics[i] = s.topic;
+    texts[i] = series.json(r, s.prefix);
+  }
   const all = texts.join("");
   const buf = utf8.encode(all);
-  const out = new Array<Uint8Array>(n);
+  const payloads = new Array<Uint8Array>(n);
   if (buf.length !== all.length) {
     // Some payload holds non-ASCII text: its bytes and characters differ in number.
-    for (let i = 0; i < n; i++) out[i] = utf8.encode(texts[i]);
-    return out;
+    for (let i = 0; i < n; i++) payloads[i] = utf8.encode(texts[i]);
+    return { topics, payloads };
   }
   let at = 0;
   for (let i = 0; i < n; i++) {
     const end = at + texts[i].length;
-    out[i] = buf.subarray(at, end);
+    payloads[i] = buf.subarray(at, end);
     at = end;
   }
-  return out;
+  return { topics, payloads };
 }
 
 /**
- * The newest durable readings as deliveries (topics built once, lazily, and
- * payloads once per commit, for every module): a module whose queue was full
- * for a commit or two reads the rest from here instead of querying the
- * reading log again.
+ * The newest durable readings as deliveries (topics and payloads built once
+ * per commit, for every module): a module whose queue was full for a commit
+ * or two reads the rest from here instead of querying the reading log again.
  */
 class Tail {
-  readonly #rows: (StoredReading | undefined)[] = new Array(TAIL);
   readonly #topics: (string | undefined)[] = new Array(TAIL);
   readonly #payloads: (Uint8Array | undefined)[] = new Array(TAIL);
   readonly #ats = new Float64Array(TAIL);
+  readonly #series = new Series();
   /** Id of the oldest row held (rows are contiguous up to {@link Tail.last}). */
   first = 1;
   last = 0;
 
   add(rows: StoredReading[], at: number): void {
     if (rows[0].id !== this.last + 1) this.first = rows[0].id; // a gap: start over
-    const payloads = payloadsOf(rows);
+    const { topics, payloads } = payloadsOf(rows, this.#series);
     for (let k = 0; k < rows.length; k++) {
-      const r = rows[k];
-      const i = r.id % TAIL;
-      this.#rows[i] = r;
-      this.#topics[i] = undefined;
+      const i = rows[k].id % TAIL;
+      this.#topics[i] = topics[k];
       this.#payloads[i] = payloads[k];
       this.#ats[i] = at;
     }
@@ -99,8 +147,7 @@ class Tail {
   }
 
   topic(id: number): string {
-    const i = id % TAIL;
-    return this.#topics[i] ??= readingTopic(this.#rows[i]!);
+    return this.#topics[id % TAIL]!;
   }
 
   payload(id: number): Uint8Array {

@@ -4,7 +4,7 @@
  * (`readingPayload`, MISSION.md "Module ABI v1").
  */
 import assert from "node:assert/strict";
-import { type Reading, readingPayload } from "../../runtime/mod.ts";
+import { type Reading, readingPayload, readingTopic } from "../../runtime/mod.ts";
 import { payloadsOf } from "../../sandbox/feed.ts";
 
 const dec = new TextDecoder();
@@ -14,7 +14,15 @@ Deno.test("a commit's reading payloads are each reading's bus payload, byte for 
     { device_id: "pump-7", metric: "temperature", value: 71.5, timestamp: 1700000000000 },
     { device_id: "a", metric: "b:c.d_e", value: -0.000001, timestamp: 0 },
     { device_id: "x", metric: "y", value: 1e21, timestamp: 1 },
+    { device_id: "x", metric: "y", value: -0, timestamp: 1.5 },
+    { device_id: "pump-7", metric: "temperature", value: 0.1 + 0.2, timestamp: 1700000000001 },
   ];
+  // More series than the feeder keeps, each seen twice: its cache starts over on the way.
+  const many: Reading[] = [];
+  for (let i = 0; i < 5000; i++) {
+    many.push({ device_id: `d${i}`, metric: "m", value: i, timestamp: i });
+    many.push({ device_id: `d${i}`, metric: "m", value: -i, timestamp: i + 1 });
+  }
   // Adapters name devices and metrics as their peers do: non-ASCII text, quotes, controls.
   const text: Reading[] = [
     ...ascii,
@@ -22,9 +30,10 @@ Deno.test("a commit's reading payloads are each reading's bus payload, byte for 
     { device_id: 'say "hi"\\', metric: "tab\there\n", value: 3, timestamp: 3 },
     { device_id: "\ud83c\udf21", metric: "lone\ud800", value: 2, timestamp: 4 },
   ];
-  for (const rows of [ascii, text, text.slice(3, 4), []]) {
-    const got = payloadsOf(rows);
+  for (const rows of [ascii, text, text.slice(5, 6), many, []]) {
+    const { topics, payloads: got } = payloadsOf(rows);
     assert.equal(got.length, rows.length);
+    assert.deepEqual(topics, rows.map(readingTopic));
     rows.forEach((r, i) => {
       assert.deepEqual([...got[i]], [...readingPayload(r)], dec.decode(readingPayload(r)));
       assert.equal(
