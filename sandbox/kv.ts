@@ -40,7 +40,17 @@ export const MAX_KEY_BYTES = 256;
 /** Key-value storage as the host functions see it. */
 export interface KvStore {
   get(module: string, key: Uint8Array): Uint8Array | undefined;
-  /** Stores `value`; "quota" when the module's usage would pass `maxBytes`. */
+  /**
+   * Copies the value of `key` into `out` when it fits and returns its length
+   * (-1: no such key); `kv_get` uses it, where a store has it, instead of
+   * {@link KvStore.get} and a copy of its own.
+   */
+  read?(module: string, key: Uint8Array, out: Uint8Array): number;
+  /**
+   * Stores `value`; "quota" when the module's usage would pass `maxBytes`.
+   * `key` and `value` may be views of the guest's memory, valid only during
+   * the call: a store copies what it keeps.
+   */
   set(module: string, key: Uint8Array, value: Uint8Array, maxBytes: number): "ok" | "quota";
   /** Bytes (keys plus values) the module uses. */
   usage(module: string): number;

@@ -23,6 +23,35 @@ const KV_CACHE_BYTES = 8 << 20;
  */
 const KV_ENTRY_BYTES = 96;
 
+/**
+ * A value as this Worker keeps it: one of up to {@link SMALL_VALUE} bytes as
+ * a string of one char per byte (no buffer of its own: making a Uint8Array
+ * costs some 300 ns here, more than the whole kv call), a larger one as bytes.
+ */
+type Value = Uint8Array | string;
+
+/** Values up to this size are kept as strings (see {@link Value}). */
+const SMALL_VALUE = 64;
+
+/** A copy of the guest bytes `view` (valid only during the call) to keep. */
+function keep(view: Uint8Array): Value {
+  return view.length > SMALL_VALUE ? view.slice() : keyString(view);
+}
+
+/** The bytes of `v`. */
+function bytesOf(v: Value): Uint8Array {
+  if (typeof v !== "string") return v;
+  const b = new Uint8Array(v.length);
+  for (let i = 0; i < v.length; i++) b[i] = v.charCodeAt(i);
+  return b;
+}
+
+/** Copies `v` to the start of `out` (which has room). */
+function copyInto(v: Value, out: Uint8Array): void {
+  if (typeof v !== "string") out.set(v);
+  else for (let i = 0; i < v.length; i++) out[i] = v.charCodeAt(i);
+}
+
 /** The instance a kv or sensor call comes from: its fuel and its module's share of the thread. */
 export interface Caller {
   ctx?: ModuleContext;
@@ -32,7 +61,8 @@ export interface Caller {
 /** The writes of the call running now (kept out of everything else until it succeeds). */
 interface CallKv {
   module: string;
-  writes: Map<string, KvWrite>;
+  /** Value per key (see {@link keyString}). */
+  writes: Map<string, Value>;
   /** Usage change of those writes. */
   delta: number;
 }
@@ -53,14 +83,14 @@ export class WorkerKv {
    * unloaded (it moved, or was removed and its kv maybe deleted); the runtime
    * only loads it elsewhere after that unload. `null` caches "no such key".
    */
-  readonly #cache = new Map<string, Map<string, Uint8Array | null>>();
+  readonly #cache = new Map<string, Map<string, Value | null>>();
   #cacheBytes = 0;
   /**
    * Writes of calls that succeeded in the batch being run, per module: the
    * runtime learns of them only with the batch's answer, so until it is posted
    * they must be found here whatever the cache drops.
    */
-  readonly #dirty = new Map<string, Map<string, KvWrite>>();
+  readonly #dirty = new Map<string, Map<string, Value>>();
   /** Each module's kv usage in bytes: committed, plus every write made here since. */
   readonly #usage = new Map<string, number>();
   #call: CallKv | null = null;
@@ -71,7 +101,7 @@ export class WorkerKv {
     this.#miss = miss;
   }
 
-  #cachePut(module: string, k: string, value: Uint8Array | null): void {
+  #cachePut(module: string, k: string, value: Value | null): void {
     let entries = this.#cache.get(module);
     const size = KV_ENTRY_BYTES + k.length + (value?.length ?? 0);
     if (value && value.length > KV_CACHE_VALUE_BYTES) {
@@ -100,13 +130,13 @@ export class WorkerKv {
     key: Uint8Array,
     k: string,
     fn: "kv_get" | "kv_set",
-  ): Uint8Array | null {
+  ): Value | null {
     if (this.#call?.module === module) {
       const w = this.#call.writes.get(k);
-      if (w) return w.value;
+      if (w !== undefined) return w;
     }
     const dirty = this.#dirty.get(module)?.get(k);
-    if (dirty) return dirty.value;
+    if (dirty !== undefined) return dirty;
     const hit = this.#cache.get(module)?.get(k);
     if (hit !== undefined) return hit;
     // A miss costs a round trip to the runtime's thread: charged before it is made.
@@ -118,28 +148,39 @@ export class WorkerKv {
     }
     if (code === EdgeError.QUOTA) throw new HostQuotaError(fn);
     if (code < 0) throw new Error(`kv_get failed (${code})`);
-    const value = bytes.slice();
+    const value = keep(bytes);
     this.#cachePut(module, k, value);
     return value;
   }
 
-  /** The kv store instance `inst` of `module` uses (its calls come from `caller`). */
+  /**
+   * The kv store instance `inst` of `module` uses (its calls come from
+   * `caller`). It keeps copies of what `set` is given, so the host functions
+   * may pass views of the guest's memory.
+   */
   storeFor(inst: number, module: string, caller: Caller): KvStore {
     const refuse = () => {
       throw new Error("not available in a sandbox Worker");
     };
     return {
-      // Not a copy: kv_get only copies it into the guest's memory, nothing keeps it.
-      get: (_module, key) =>
-        this.#lookup(inst, module, caller, key, keyString(key), "kv_get") ?? undefined,
+      get: (_module, key) => {
+        const v = this.#lookup(inst, module, caller, key, keyString(key), "kv_get");
+        return v === null ? undefined : typeof v === "string" ? bytesOf(v) : v.slice();
+      },
+      read: (_module, key, out) => {
+        const v = this.#lookup(inst, module, caller, key, keyString(key), "kv_get");
+        if (v === null) return -1;
+        if (v.length <= out.length) copyInto(v, out);
+        return v.length;
+      },
       set: (_module, key, value, maxBytes) => {
         const k = keyString(key);
         const old = this.#lookup(inst, module, caller, key, k, "kv_set");
         const used = this.#usage.get(module) ?? 0;
-        const delta = (old ? -(key.length + old.length) : 0) + key.length + value.length;
+        const delta = (old !== null ? -(key.length + old.length) : 0) + key.length + value.length;
         if (used + delta > maxBytes) return "quota";
         if (this.#call?.module !== module) this.#call = { module, writes: new Map(), delta: 0 };
-        this.#call.writes.set(k, { key, value });
+        this.#call.writes.set(k, keep(value));
         this.#call.delta += delta;
         this.#usage.set(module, used + delta);
         return "ok";
@@ -186,13 +227,16 @@ export class WorkerKv {
   /** The writes of `module` in this batch (or load), last value per key. */
   dirtyOf(module: string): KvWrite[] | undefined {
     const dirty = this.#dirty.get(module);
-    return dirty && dirty.size > 0 ? [...dirty.values()] : undefined;
+    if (!dirty || dirty.size === 0) return undefined;
+    const writes: KvWrite[] = [];
+    for (const [k, v] of dirty) writes.push({ key: bytesOf(k), value: bytesOf(v) });
+    return writes;
   }
 
   /** The batch's answer is posted: the runtime has its writes from now on. */
   settle(): void {
     for (const [module, dirty] of this.#dirty) {
-      for (const [k, w] of dirty) this.#cachePut(module, k, w.value);
+      for (const [k, v] of dirty) this.#cachePut(module, k, v);
     }
     this.#dirty.clear();
   }

@@ -291,6 +291,14 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
       if (!key || !out) return EdgeError.FAULT;
       if (key.length > MAX_KEY_BYTES) return EdgeError.TOO_BIG;
       try {
+        if (kv.read) {
+          // The store copies the value into the guest's buffer when it fits.
+          const n = kv.read(ctx.name, key, out);
+          if (n < 0) return EdgeError.NOT_FOUND;
+          if (n > out.length) return EdgeError.TOO_BIG;
+          ctx.charge(getPerByte, n, "kv_get");
+          return n;
+        }
         const value = kv.get(ctx.name, key);
         if (value === undefined) return EdgeError.NOT_FOUND;
         if (value.length > out.length) return EdgeError.TOO_BIG;
@@ -315,9 +323,7 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
       }
       ctx.charge(setCost, key.length + value.length, "kv_set");
       try {
-        return kv.set(ctx.name, key.slice(), value.slice(), maxBytes) === "ok"
-          ? 0
-          : EdgeError.QUOTA;
+        return kv.set(ctx.name, key, value, maxBytes) === "ok" ? 0 : EdgeError.QUOTA;
       } catch (err) {
         if (err instanceof ModuleFault) throw err;
         // kv_set of a key its Worker has not seen asks the runtime for the old value.

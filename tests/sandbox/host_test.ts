@@ -265,3 +265,43 @@ Deno.test("WASI: fd_write goes to the log line by line, args and environ are emp
   assert.deepEqual(lines, ["hello", "world"]);
   assert.equal(dec(enc("ok")), "ok");
 });
+
+Deno.test("kv values come back byte for byte: small and large, every byte value, cached and committed", async () => {
+  const e = await env();
+  try {
+    // kv_set("k", payload) unless the payload is empty, then kv_get("k") and publish what it read.
+    const echo = await module(
+      `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (local $n i32)
+        (if (i32.gt_u (local.get 3) (i32.const 0))
+          (then (drop (call $kv_set (i32.const 0) (i32.const 1) (local.get 2) (local.get 3)))))
+        (local.set $n (call $kv_get (i32.const 0) (i32.const 1) (i32.const 8192) (i32.const 4096)))
+        (call $publish (i32.const 1) (i32.const 6) (i32.const 8192) (local.get $n)))
+       (data (i32.const 0) "kkv/out")`,
+      `(import "edge" "kv_get" (func $kv_get (param i32 i32 i32 i32) (result i32)))
+       (import "edge" "kv_set" (func $kv_set (param i32 i32 i32 i32) (result i32)))
+       (import "edge" "publish" (func $publish (param i32 i32 i32 i32) (result i32)))`,
+    );
+    await e.host.install(
+      manifest("echo", { grants: { kv: { max_bytes: 4096 }, publish: ["kv/#"] } }),
+      echo,
+    );
+    const small = new Uint8Array([0, 1, 0x7f, 0x80, 0xff]);
+    const large = Uint8Array.from({ length: 300 }, (_, i) => (i * 7) & 0xff);
+    const stored = () =>
+      (e.store.db.prepare("SELECT value FROM module_kv WHERE module = 'echo' AND key = ?")
+        .get(enc("k")) as { value: Uint8Array }).value;
+    for (const value of [small, large]) {
+      const written = await e.host.deliver("echo", "t", value);
+      assert.deepEqual(written.published.map((p) => [p.topic, [...p.payload]]), [[
+        "kv/out",
+        [...value],
+      ]]);
+      // Read again in a later call (from the Worker's cache), and as committed.
+      const read = await e.host.deliver("echo", "t", new Uint8Array());
+      assert.deepEqual([...read.published[0].payload], [...value]);
+      assert.deepEqual([...stored()], [...value]);
+    }
+  } finally {
+    await e.dispose();
+  }
+});
