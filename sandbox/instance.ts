@@ -41,6 +41,9 @@ export interface CallOutcome {
   error?: { kind: FaultKind; message: string };
 }
 
+/** What an outcome holds for no publications or no log lines (never written to). */
+const NONE = Object.freeze([]) as unknown as never[];
+
 /** The part of a {@link ValidatedModule} an instance runs (it crosses to a Worker). */
 export type RunnableModule = Pick<ValidatedModule, "manifest" | "module">;
 
@@ -153,9 +156,31 @@ export class GuestInstance {
     });
   }
 
+  /**
+   * {@link GuestInstance.call} with the topic and then the payload side by
+   * side in `bytes` (`topicLength` bytes, then the rest): one copy into the
+   * guest, as a packed batch holds them.
+   */
+  callJoined(bytes: Uint8Array, topicLength: number): CallOutcome {
+    const e = this.#exports;
+    return this.#run(() => {
+      const total = bytes.length;
+      const ptr = e.edge_alloc(total);
+      if (!this.ctx.write(ptr, bytes) || (ptr === 0 && total > 0)) {
+        throw new ModuleFault("trap", `edge_alloc(${total}) returned an unusable pointer ${ptr}`);
+      }
+      return e.edge_on_message(ptr, topicLength, ptr + topicLength, total - topicLength);
+    });
+  }
+
   #run(fn: () => number | void): CallOutcome {
     const ctx = this.ctx;
-    ctx.call = new CallState();
+    const last = ctx.call;
+    // The last call's state is reused unless it handed out lines or publications.
+    if (last.published.length === 0 && last.logs.length === 0) {
+      last.publishedBytes = 0;
+      last.logBytes = 0;
+    } else ctx.call = new CallState();
     const e = this.#exports;
     const setFuel = e[FUEL_SET_EXPORT];
     setFuel?.(this.#budget);
@@ -179,8 +204,10 @@ export class GuestInstance {
       const left = e[FUEL_GET_EXPORT]!();
       fuelUsed = left < 0 ? this.#budget : this.#budget - left;
     }
-    const published = error ? [] : ctx.call.published;
-    return { status: error ? null : status, published, logs: ctx.call.logs, fuelUsed, error };
+    const call = ctx.call;
+    const published = error || call.published.length === 0 ? NONE : call.published;
+    const logs = call.logs.length === 0 ? NONE : call.logs;
+    return { status: error ? null : status, published, logs, fuelUsed, error };
   }
 
   #classify(err: unknown): FaultKind {

@@ -289,10 +289,16 @@ export class ModuleRecord {
     return yes;
   }
 
-  /** Whether any subscription can match a reading's topic. */
+  /** Whether any subscription can match a reading's topic (of the running version). */
   get readsReadings(): boolean {
-    return this.manifest.subscribe.some((f) => streamsOf(f).includes("readings"));
+    if (this.#readsFor !== this.validated) {
+      this.#readsFor = this.validated;
+      this.#reads = this.manifest.subscribe.some((f) => streamsOf(f).includes("readings"));
+    }
+    return this.#reads;
   }
+  #readsFor: ValidatedModule | undefined;
+  #reads = false;
 
   /**
    * The highest position in `stream` the module is done with: just below its

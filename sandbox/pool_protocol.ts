@@ -92,27 +92,41 @@ export function packCalls(calls: readonly WireCall[]): PackedCalls {
   return { n, buf };
 }
 
-/** One call of a {@link PackedCalls} batch, as the Worker reads it (views into the buffer). */
-export interface PackedCall {
-  inst: number;
-  topic: Uint8Array;
-  payload: Uint8Array;
-}
+/** A packed batch as the Worker reads it. */
+export class PackedReader {
+  readonly n: number;
+  readonly #words: Int32Array;
+  readonly #bytes: Uint8Array;
+  /** Where each call's topic starts in the buffer. */
+  readonly #at: Int32Array;
 
-/** The calls of a packed batch, in order. */
-export function unpackCalls({ n, buf }: PackedCalls): PackedCall[] {
-  const words = new Int32Array(buf, 0, n * 3);
-  const calls = new Array<PackedCall>(n);
-  let at = n * 3 * 4;
-  for (let i = 0; i < n; i++) {
-    const topicLen = words[i * 3 + 1];
-    const payloadLen = words[i * 3 + 2];
-    const topic = new Uint8Array(buf, at, topicLen);
-    at += topicLen;
-    calls[i] = { inst: words[i * 3], topic, payload: new Uint8Array(buf, at, payloadLen) };
-    at += payloadLen;
+  constructor({ n, buf }: PackedCalls) {
+    this.n = n;
+    this.#words = new Int32Array(buf, 0, n * 3);
+    this.#bytes = new Uint8Array(buf);
+    this.#at = new Int32Array(n);
+    let at = n * 3 * 4;
+    for (let i = 0; i < n; i++) {
+      this.#at[i] = at;
+      at += this.#words[i * 3 + 1] + this.#words[i * 3 + 2];
+    }
   }
-  return calls;
+
+  /** Instance of call `i`. */
+  inst(i: number): number {
+    return this.#words[i * 3];
+  }
+
+  /** Bytes of call `i`'s topic. */
+  topicLength(i: number): number {
+    return this.#words[i * 3 + 1];
+  }
+
+  /** Call `i`'s topic, then its payload, side by side (a view into the buffer). */
+  joined(i: number): Uint8Array {
+    const at = this.#at[i];
+    return this.#bytes.subarray(at, at + this.#words[i * 3 + 1] + this.#words[i * 3 + 2]);
+  }
 }
 
 /**

@@ -23,12 +23,11 @@ import {
   type LogRate,
   OUT_FIELDS,
   type OutcomeExtra,
-  type PackedCall,
+  PackedReader,
   packOutcome,
   type SinkLine,
   type ThreadShare,
   type ToWorker,
-  unpackCalls,
   type WireOutcome,
 } from "./pool_protocol.ts";
 import { RuntimeLink } from "./worker_link.ts";
@@ -96,13 +95,13 @@ function faultOf(err: unknown): { kind: FaultKind; message: string } {
 let clock = 0;
 
 /** Runs one call with the wall-clock guard's stamps set (see CALL_INST in pool_protocol.ts). */
-function guarded(call: PackedCall, slot: Slot | undefined): WireOutcome {
+function guarded(calls: PackedReader, i: number, slot: Slot | undefined): WireOutcome {
   const started = clock;
-  const startedAt = link.callStarted(call.inst, started);
+  const startedAt = link.callStarted(calls.inst(i), started);
   if (slot) workerKv.beginCall(slot.module.manifest.name);
   let out: WireOutcome | undefined;
   try {
-    out = run(call, slot, started);
+    out = run(calls, i, slot, started);
     out.startedAt = startedAt;
     out.heldMs = link.heldSince(startedAt, clock);
     return out;
@@ -135,12 +134,12 @@ function notRun(
 }
 
 /** Runs `call` (started at `performance.now()` `started`); sets {@link clock} to when it ended. */
-function run(call: PackedCall, slot: Slot | undefined, started: number): WireOutcome {
+function run(calls: PackedReader, i: number, slot: Slot | undefined, started: number): WireOutcome {
   if (!slot) return notRun(0, 0, { kind: "host", message: "the instance was unloaded" });
   let t0 = started;
   if (!slot.instance) {
     try {
-      slot.instance = create(call.inst, slot.module, slot);
+      slot.instance = create(calls.inst(i), slot.module, slot);
     } catch (err) {
       // Whatever it allocated before failing is garbage now: at most its memory cap.
       discarded(slot.module.manifest.limits.memory_bytes);
@@ -153,7 +152,7 @@ function run(call: PackedCall, slot: Slot | undefined, started: number): WireOut
     t0 = performance.now();
   }
   const instance = slot.instance;
-  const out = instance.call(call.topic, call.payload) as WireOutcome;
+  const out = instance.callJoined(calls.joined(i), calls.topicLength(i)) as WireOutcome;
   clock = performance.now();
   out.ms = clock - t0;
   out.memoryBytes = instance.memoryBytes;
@@ -249,19 +248,19 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
       // runtime unrun: it decides (quarantine or retry) before the module runs again.
       // So do all the batch's later messages once its outcomes hold BATCH_PUBLISHED_BYTES:
       // what a batch makes this Worker hold is bounded whatever its modules publish.
-      const calls = unpackCalls(msg.calls);
-      const outcomes = new Array<WireOutcome | null>(calls.length).fill(null);
+      const calls = new PackedReader(msg.calls);
+      const outcomes = new Array<WireOutcome | null>(calls.n).fill(null);
       const faulted = new Set<number>();
       /** Each module's last call that succeeded: it carries the batch's kv writes. */
       const lastOk = new Map<string, number>();
       let held = 0;
       clock = performance.now();
-      for (let i = 0; i < calls.length; i++) {
-        const call = calls[i];
-        if (faulted.has(call.inst) || held >= BATCH_PUBLISHED_BYTES) continue;
-        const slot = slots.get(call.inst);
-        const out = outcomes[i] = guarded(call, slot);
-        if (out.error) faulted.add(call.inst);
+      for (let i = 0; i < calls.n; i++) {
+        const inst = calls.inst(i);
+        if (faulted.has(inst) || held >= BATCH_PUBLISHED_BYTES) continue;
+        const slot = slots.get(inst);
+        const out = outcomes[i] = guarded(calls, i, slot);
+        if (out.error) faulted.add(inst);
         else if (slot) lastOk.set(slot.module.manifest.name, i);
         for (const p of out.published) held += p.topic.length + p.payload.length;
       }
@@ -271,7 +270,7 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
         const kv = workerKv.dirtyOf(module);
         if (kv) outcomes[i]!.kv = kv;
       }
-      const nums = new Float64Array(calls.length * OUT_FIELDS);
+      const nums = new Float64Array(calls.n * OUT_FIELDS);
       const extra: OutcomeExtra[] = [];
       outcomes.forEach((out, i) => {
         if (out) packOutcome(nums, extra, i, out);

@@ -216,6 +216,19 @@ export class ModuleContext {
     return u8.subarray(p, p + n);
   }
 
+  /** Copies `src` to guest address `ptr`; false (nothing copied) when it does not fit in the memory. */
+  write(ptr: number, src: Uint8Array): boolean {
+    let u8 = this.#view;
+    if (u8 === undefined || u8.byteLength === 0) {
+      if (!this.memory) return false;
+      u8 = this.#view = new Uint8Array(this.memory.buffer);
+    }
+    const p = ptr >>> 0;
+    if (p + src.length > u8.length) return false;
+    u8.set(src, p);
+    return true;
+  }
+
   /**
    * False when a line logged now would be neither kept for the call's answer
    * nor sent on (it would only be counted as dropped): then a host function
