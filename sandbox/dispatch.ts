@@ -96,6 +96,8 @@ export class Dispatcher {
     const start = ready.length ? turn % ready.length : 0;
     const sent: Sent[] = [];
     const paused = new Set<ModuleRecord>();
+    /** Rate tokens taken for this batch and not used yet, per module (taken at its first turn). */
+    const tokens = new Map<ModuleRecord, number>();
     let bytes = 0;
     const room = () => sent.length < BATCH && bytes < BATCH_BYTES;
     let more = true;
@@ -111,11 +113,15 @@ export class Dispatcher {
           wait = Math.min(wait, r.until - Date.now());
           continue;
         }
-        if (!r.bucket.take()) {
+        let left = tokens.get(r);
+        if (left === undefined) left = r.bucket.takeUpTo(Math.min(r.queue.length, BATCH));
+        if (left === 0) {
           paused.add(r);
+          tokens.set(r, 0);
           wait = Math.min(wait, 1000 / r.bucket.rate);
           continue;
         }
+        tokens.set(r, left - 1);
         const d = r.dequeue()!;
         bytes += d.payload.length;
         sent.push({ inst: r.inst, topic: d.topic, payload: d.payload, r, d, gen: r.gen });
@@ -124,6 +130,7 @@ export class Dispatcher {
         if (r.queue.length > 0) more = true;
       }
     }
+    for (const [r, left] of tokens) if (left > 0) r.bucket.giveBack(left);
     if (wait !== Infinity) this.#later(lane, wait);
     if (sent.length === 0) {
       if (behind) this.#later(lane, 0);

@@ -74,6 +74,19 @@ export class TokenBucket {
     return true;
   }
 
+  /** Takes as many whole tokens as are left, up to `max` (one clock read for many takes); returns how many. */
+  takeUpTo(max: number): number {
+    this.#refill();
+    const n = Math.max(0, Math.min(max, Math.floor(this.#tokens)));
+    this.#tokens -= n;
+    return n;
+  }
+
+  /** Gives back `n` tokens taken and not used. */
+  giveBack(n: number): void {
+    this.#tokens = Math.min(this.burst, this.#tokens + n);
+  }
+
   /** True when `n` tokens could be taken now (takes none). */
   has(n: number): boolean {
     this.#refill();
