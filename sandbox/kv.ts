@@ -41,17 +41,35 @@ export const MAX_KEY_BYTES = 256;
 export interface KvStore {
   get(module: string, key: Uint8Array): Uint8Array | undefined;
   /**
-   * Copies the value of `key` into `out` when it fits and returns its length
-   * (-1: no such key); `kv_get` uses it, where a store has it, instead of
-   * {@link KvStore.get} and a copy of its own.
+   * {@link KvStore.get} by range in the guest's memory `mem` (checked by the
+   * caller): copies the value of the key at [kp, kp+kl) to `op` when it fits
+   * in `oc` bytes and returns its length (-1: no such key). `kv_get` uses it
+   * where a store has it: no views and no copy of the store's own per call.
    */
-  read?(module: string, key: Uint8Array, out: Uint8Array): number;
+  readAt?(
+    module: string,
+    mem: Uint8Array,
+    kp: number,
+    kl: number,
+    op: number,
+    oc: number,
+  ): number;
   /**
    * Stores `value`; "quota" when the module's usage would pass `maxBytes`.
    * `key` and `value` may be views of the guest's memory, valid only during
    * the call: a store copies what it keeps.
    */
   set(module: string, key: Uint8Array, value: Uint8Array, maxBytes: number): "ok" | "quota";
+  /** {@link KvStore.set} by range in the guest's memory (checked by the caller), where a store has it. */
+  setAt?(
+    module: string,
+    mem: Uint8Array,
+    kp: number,
+    kl: number,
+    vp: number,
+    vl: number,
+    maxBytes: number,
+  ): "ok" | "quota";
   /** Bytes (keys plus values) the module uses. */
   usage(module: string): number;
   /** Deletes every key of the module. */
@@ -66,8 +84,16 @@ export interface KvWrite {
 
 /** A key as a map key (one char per byte). */
 export function keyString(key: Uint8Array): string {
+  return keyStringAt(key, 0, key.length);
+}
+
+/** {@link keyString} of bytes [at, at+n) of `bytes`. */
+export function keyStringAt(bytes: Uint8Array, at: number, n: number): string {
+  if (n > 16) {
+    return String.fromCharCode.apply(null, bytes.subarray(at, at + n) as unknown as number[]);
+  }
   let s = "";
-  for (let i = 0; i < key.length; i++) s += String.fromCharCode(key[i]);
+  for (let i = at; i < at + n; i++) s += String.fromCharCode(bytes[i]);
   return s;
 }
 

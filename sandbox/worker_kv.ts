@@ -9,7 +9,7 @@
  */
 import { EdgeError, HostQuotaError, type ModuleContext, type TokenBucket } from "./host/context.ts";
 import { hostCost } from "./costs.ts";
-import { keyString, type KvStore, type KvWrite } from "./kv.ts";
+import { keyStringAt, type KvStore, type KvWrite } from "./kv.ts";
 import type { LinkAnswer } from "./worker_link.ts";
 
 /** Values up to this size are kept in the read cache. */
@@ -33,9 +33,9 @@ type Value = Uint8Array | string;
 /** Values up to this size are kept as strings (see {@link Value}). */
 const SMALL_VALUE = 64;
 
-/** A copy of the guest bytes `view` (valid only during the call) to keep. */
-function keep(view: Uint8Array): Value {
-  return view.length > SMALL_VALUE ? view.slice() : keyString(view);
+/** A copy of bytes [at, at+n) of `mem` (the guest's memory, valid only during the call) to keep. */
+function keep(mem: Uint8Array, at: number, n: number): Value {
+  return n > SMALL_VALUE ? mem.slice(at, at + n) : keyStringAt(mem, at, n);
 }
 
 /** The bytes of `v`. */
@@ -46,10 +46,10 @@ function bytesOf(v: Value): Uint8Array {
   return b;
 }
 
-/** Copies `v` to the start of `out` (which has room). */
-function copyInto(v: Value, out: Uint8Array): void {
-  if (typeof v !== "string") out.set(v);
-  else for (let i = 0; i < v.length; i++) out[i] = v.charCodeAt(i);
+/** Copies `v` to `out` at `at` (which has room). */
+function copyInto(v: Value, out: Uint8Array, at: number): void {
+  if (typeof v !== "string") out.set(v, at);
+  else for (let i = 0; i < v.length; i++) out[at + i] = v.charCodeAt(i);
 }
 
 /** The instance a kv or sensor call comes from: its fuel and its module's share of the thread. */
@@ -127,7 +127,9 @@ export class WorkerKv {
     inst: number,
     module: string,
     caller: Caller,
-    key: Uint8Array,
+    mem: Uint8Array,
+    kp: number,
+    kl: number,
     k: string,
     fn: "kv_get" | "kv_set",
   ): Value | null {
@@ -141,50 +143,68 @@ export class WorkerKv {
     if (hit !== undefined) return hit;
     // A miss costs a round trip to the runtime's thread: charged before it is made.
     caller.ctx?.charge(missCost, 0, fn);
-    const { code, bytes } = this.#miss(inst, key.slice(), caller.thread);
+    const { code, bytes } = this.#miss(inst, mem.slice(kp, kp + kl), caller.thread);
     if (code === EdgeError.NOT_FOUND) {
       this.#cachePut(module, k, null);
       return null;
     }
     if (code === EdgeError.QUOTA) throw new HostQuotaError(fn);
     if (code < 0) throw new Error(`kv_get failed (${code})`);
-    const value = keep(bytes);
+    const value = keep(bytes, 0, bytes.length);
     this.#cachePut(module, k, value);
     return value;
   }
 
   /**
    * The kv store instance `inst` of `module` uses (its calls come from
-   * `caller`). It keeps copies of what `set` is given, so the host functions
-   * may pass views of the guest's memory.
+   * `caller`). It reads keys and values in the guest's memory by range
+   * (`readAt`, `setAt`: no views to make per call) and keeps copies of what
+   * it is given.
    */
   storeFor(inst: number, module: string, caller: Caller): KvStore {
     const refuse = () => {
       throw new Error("not available in a sandbox Worker");
     };
+    const lookup = (mem: Uint8Array, kp: number, kl: number, fn: "kv_get" | "kv_set") =>
+      this.#lookup(inst, module, caller, mem, kp, kl, keyStringAt(mem, kp, kl), fn);
+    const set = (
+      mem: Uint8Array,
+      kp: number,
+      kl: number,
+      vp: number,
+      vl: number,
+      maxBytes: number,
+    ): "ok" | "quota" => {
+      const k = keyStringAt(mem, kp, kl);
+      const old = this.#lookup(inst, module, caller, mem, kp, kl, k, "kv_set");
+      const used = this.#usage.get(module) ?? 0;
+      const delta = (old !== null ? -(kl + old.length) : 0) + kl + vl;
+      if (used + delta > maxBytes) return "quota";
+      if (this.#call?.module !== module) this.#call = { module, writes: new Map(), delta: 0 };
+      this.#call.writes.set(k, keep(mem, vp, vl));
+      this.#call.delta += delta;
+      this.#usage.set(module, used + delta);
+      return "ok";
+    };
     return {
       get: (_module, key) => {
-        const v = this.#lookup(inst, module, caller, key, keyString(key), "kv_get");
+        const v = lookup(key, 0, key.length, "kv_get");
         return v === null ? undefined : typeof v === "string" ? bytesOf(v) : v.slice();
       },
-      read: (_module, key, out) => {
-        const v = this.#lookup(inst, module, caller, key, keyString(key), "kv_get");
+      readAt: (_module, mem, kp, kl, op, oc) => {
+        const v = lookup(mem, kp, kl, "kv_get");
         if (v === null) return -1;
-        if (v.length <= out.length) copyInto(v, out);
+        if (v.length <= oc) copyInto(v, mem, op);
         return v.length;
       },
       set: (_module, key, value, maxBytes) => {
-        const k = keyString(key);
-        const old = this.#lookup(inst, module, caller, key, k, "kv_set");
-        const used = this.#usage.get(module) ?? 0;
-        const delta = (old !== null ? -(key.length + old.length) : 0) + key.length + value.length;
-        if (used + delta > maxBytes) return "quota";
-        if (this.#call?.module !== module) this.#call = { module, writes: new Map(), delta: 0 };
-        this.#call.writes.set(k, keep(value));
-        this.#call.delta += delta;
-        this.#usage.set(module, used + delta);
-        return "ok";
+        // Key and value side by side, so they can be read by range like the guest's memory.
+        const both = new Uint8Array(key.length + value.length);
+        both.set(key);
+        both.set(value, key.length);
+        return set(both, 0, key.length, key.length, value.length, maxBytes);
       },
+      setAt: (_module, mem, kp, kl, vp, vl, maxBytes) => set(mem, kp, kl, vp, vl, maxBytes),
       usage: refuse,
       clear: refuse,
     };

@@ -229,6 +229,19 @@ export class ModuleContext {
     return u8.subarray(p, p + n);
   }
 
+  /**
+   * The whole guest memory when [ptr, ptr+len) lies inside it, else null (see
+   * {@link ModuleContext.bytes}; read the range at `ptr >>> 0`): no view per range.
+   */
+  memoryFor(ptr: number, len: number): Uint8Array | null {
+    let u8 = this.#view;
+    if (u8 === undefined || u8.byteLength === 0) {
+      if (!this.memory) return null;
+      u8 = this.#view = new Uint8Array(this.memory.buffer);
+    }
+    return (ptr >>> 0) + (len >>> 0) > u8.length ? null : u8;
+  }
+
   /** Copies `src` to guest address `ptr`; false (nothing copied) when it does not fit in the memory. */
   write(ptr: number, src: Uint8Array): boolean {
     let u8 = this.#view;

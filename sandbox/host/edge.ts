@@ -284,21 +284,32 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
     const getCost = hostCost("edge.kv_get");
     const setCost = hostCost("edge.kv_set");
     const getPerByte = { base: 0, perByte: getCost.perByte };
+    const { readAt, setAt } = kv;
     fns.kv_get = (kp: number, kl: number, op: number, oc: number): number => {
+      if (readAt) {
+        // The same checks and charges as below, on ranges of the memory instead of views.
+        const mem = ctx.memoryFor(kp, kl);
+        const fits = mem !== null && ctx.memoryFor(op, oc) !== null;
+        ctx.charge(getCost, mem ? kl >>> 0 : 0, "kv_get");
+        if (!mem || !fits) return EdgeError.FAULT;
+        if (kl >>> 0 > MAX_KEY_BYTES) return EdgeError.TOO_BIG;
+        try {
+          const n = readAt.call(kv, ctx.name, mem, kp >>> 0, kl >>> 0, op >>> 0, oc >>> 0);
+          if (n < 0) return EdgeError.NOT_FOUND;
+          if (n > oc >>> 0) return EdgeError.TOO_BIG;
+          ctx.charge(getPerByte, n, "kv_get");
+          return n;
+        } catch (err) {
+          if (err instanceof ModuleFault) throw err;
+          return err instanceof HostQuotaError ? EdgeError.QUOTA : EdgeError.IO;
+        }
+      }
       const key = ctx.bytes(kp, kl);
       const out = ctx.bytes(op, oc);
       ctx.charge(getCost, key?.length ?? 0, "kv_get");
       if (!key || !out) return EdgeError.FAULT;
       if (key.length > MAX_KEY_BYTES) return EdgeError.TOO_BIG;
       try {
-        if (kv.read) {
-          // The store copies the value into the guest's buffer when it fits.
-          const n = kv.read(ctx.name, key, out);
-          if (n < 0) return EdgeError.NOT_FOUND;
-          if (n > out.length) return EdgeError.TOO_BIG;
-          ctx.charge(getPerByte, n, "kv_get");
-          return n;
-        }
         const value = kv.get(ctx.name, key);
         if (value === undefined) return EdgeError.NOT_FOUND;
         if (value.length > out.length) return EdgeError.TOO_BIG;
@@ -311,6 +322,29 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
       }
     };
     fns.kv_set = (kp: number, kl: number, vp: number, vl: number): number => {
+      if (setAt) {
+        // The same checks and charges as below, on ranges of the memory instead of views.
+        const mem = ctx.memoryFor(kp, kl);
+        if (!mem || !ctx.memoryFor(vp, vl)) {
+          ctx.charge(setCost, 0, "kv_set");
+          return EdgeError.FAULT;
+        }
+        const k = kl >>> 0;
+        const v = vl >>> 0;
+        if (k === 0 || k > MAX_KEY_BYTES || v > maxValue) {
+          ctx.charge(setCost, 0, "kv_set");
+          return EdgeError.TOO_BIG;
+        }
+        ctx.charge(setCost, k + v, "kv_set");
+        try {
+          return setAt.call(kv, ctx.name, mem, kp >>> 0, k, vp >>> 0, v, maxBytes) === "ok"
+            ? 0
+            : EdgeError.QUOTA;
+        } catch (err) {
+          if (err instanceof ModuleFault) throw err;
+          return err instanceof HostQuotaError ? EdgeError.QUOTA : EdgeError.IO;
+        }
+      }
       const key = ctx.bytes(kp, kl);
       const value = ctx.bytes(vp, vl);
       if (!key || !value) {
