@@ -116,14 +116,18 @@ export function payloadsOf(
 }
 
 /**
- * The newest durable readings as deliveries (topics and payloads built once
- * per commit, for every module): a module whose queue was full for a commit
- * or two reads the rest from here instead of querying the reading log again.
+ * The newest durable readings as deliveries (topics built once per commit,
+ * payloads once per commit a module wants some of, for every module): a
+ * module whose queue was full for a commit or two reads the rest from here
+ * instead of querying the reading log again.
  */
 class Tail {
+  readonly #rows: (StoredReading | undefined)[] = new Array(TAIL);
   readonly #topics: (string | undefined)[] = new Array(TAIL);
   readonly #payloads: (Uint8Array | undefined)[] = new Array(TAIL);
   readonly #ats = new Float64Array(TAIL);
+  /** The last id of each row's commit (its payloads are built together). */
+  readonly #ends = new Float64Array(TAIL);
   readonly #series = new Series();
   /** Id of the oldest row held (rows are contiguous up to {@link Tail.last}). */
   first = 1;
@@ -131,14 +135,16 @@ class Tail {
 
   add(rows: StoredReading[], at: number): void {
     if (rows[0].id !== this.last + 1) this.first = rows[0].id; // a gap: start over
-    const { topics, payloads } = payloadsOf(rows, this.#series);
-    for (let k = 0; k < rows.length; k++) {
-      const i = rows[k].id % TAIL;
-      this.#topics[i] = topics[k];
-      this.#payloads[i] = payloads[k];
+    const end = rows[rows.length - 1].id;
+    for (const r of rows) {
+      const i = r.id % TAIL;
+      this.#rows[i] = r;
+      this.#topics[i] = this.#series.of(r).topic;
+      this.#payloads[i] = undefined;
       this.#ats[i] = at;
+      this.#ends[i] = end;
     }
-    this.last = rows[rows.length - 1].id;
+    this.last = end;
     this.first = Math.max(this.first, this.last - TAIL + 1);
   }
 
@@ -150,8 +156,16 @@ class Tail {
     return this.#topics[id % TAIL]!;
   }
 
+  /** The payload of `id`: the first asked of a commit builds the rest of the commit's too. */
   payload(id: number): Uint8Array {
-    return this.#payloads[id % TAIL]!;
+    const hit = this.#payloads[id % TAIL];
+    if (hit) return hit;
+    const end = this.#ends[id % TAIL];
+    const rows: StoredReading[] = [];
+    for (let j = id; j <= end; j++) rows.push(this.#rows[j % TAIL]!);
+    const { payloads } = payloadsOf(rows, this.#series);
+    for (let k = 0; k < rows.length; k++) this.#payloads[(id + k) % TAIL] = payloads[k];
+    return payloads[0];
   }
 
   at(id: number): number {
