@@ -80,10 +80,17 @@ class Series {
 }
 
 /**
+ * Text encoded into one buffer at most: a payload a module keeps (its queue
+ * holds up to `queue_capacity` of them, from as many commits) keeps its whole
+ * buffer alive, so a buffer holds a few KiB of a commit, never all of it.
+ */
+const PACK_CHARS = 4096;
+
+/**
  * The topics and JSON payloads of `rows` (the bytes of `readingPayload`),
- * the payloads encoded together: one `TextEncoder` call and one buffer per
- * commit instead of one each per reading. When the text is not all ASCII,
- * each is encoded on its own.
+ * the payloads encoded in groups: one `TextEncoder` call and one buffer per
+ * {@link PACK_CHARS} of text instead of one each per reading. When a group's
+ * text is not all ASCII, each of its payloads is encoded on its own.
  */
 export function payloadsOf(
   rows: readonly Reading[],
@@ -98,19 +105,26 @@ export function payloadsOf(
     topics[i] = s.topic;
     texts[i] = series.json(r, s.prefix);
   }
-  const all = texts.join("");
-  const buf = utf8.encode(all);
   const payloads = new Array<Uint8Array>(n);
-  if (buf.length !== all.length) {
-    // Some payload holds non-ASCII text: its bytes and characters differ in number.
-    for (let i = 0; i < n; i++) payloads[i] = utf8.encode(texts[i]);
-    return { topics, payloads };
-  }
-  let at = 0;
-  for (let i = 0; i < n; i++) {
-    const end = at + texts[i].length;
-    payloads[i] = buf.subarray(at, end);
-    at = end;
+  let start = 0;
+  while (start < n) {
+    let end = start + 1;
+    let chars = texts[start].length;
+    while (end < n && chars + texts[end].length <= PACK_CHARS) chars += texts[end++].length;
+    const all = end - start === 1 ? texts[start] : texts.slice(start, end).join("");
+    const buf = utf8.encode(all);
+    if (buf.length !== all.length) {
+      // Some payload holds non-ASCII text: its bytes and characters differ in number.
+      for (let i = start; i < end; i++) payloads[i] = utf8.encode(texts[i]);
+    } else {
+      let at = 0;
+      for (let i = start; i < end; i++) {
+        const stop = at + texts[i].length;
+        payloads[i] = buf.subarray(at, stop);
+        at = stop;
+      }
+    }
+    start = end;
   }
   return { topics, payloads };
 }

@@ -43,3 +43,23 @@ Deno.test("a commit's reading payloads are each reading's bus payload, byte for 
     });
   }
 });
+
+Deno.test("a reading payload a module keeps holds no more than a few KiB of its commit", () => {
+  // A module's queue keeps payloads, one per reading it wants: one per commit for
+  // a module that reads one device, up to queue_capacity of them. Each must not
+  // keep the whole commit's bytes alive (a big commit is megabytes).
+  const rows: Reading[] = [];
+  for (let i = 0; i < 20_000; i++) {
+    rows.push({ device_id: `dev-${i}`, metric: "temperature", value: i / 7, timestamp: i });
+  }
+  for (const text of [rows, [...rows.slice(0, 9_999), { ...rows[0], device_id: "Kühlraum" }]]) {
+    const { payloads } = payloadsOf(text);
+    for (const [i, p] of payloads.entries()) {
+      assert.ok(
+        p.buffer.byteLength <= 16 * 1024,
+        `payload ${i} holds ${p.buffer.byteLength} bytes`,
+      );
+      assert.deepEqual([...p], [...readingPayload(text[i])]);
+    }
+  }
+});
