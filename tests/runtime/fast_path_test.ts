@@ -242,3 +242,35 @@ Deno.test("bearerMatcher accepts the token alone, in any case of the scheme", ()
   assert.equal(utf8("Bearer t\u00e8st"), false);
   assert.equal(bearerMatcher("s3cret\u0000")("Bearer s3cret"), false, "a shorter token");
 });
+
+Deno.test("a head that differs from the last one in any byte is read and authorised anew", async () => {
+  const fast = await side(true);
+  try {
+    const keep = (raw: string) => raw.replace("Connection: close\r\n", "");
+    const good = keep(post(ONE));
+    // The same head but for one byte: of the token, the content type, the target, the length.
+    const wrongToken = keep(post(ONE, { auth: `Bearer ${TOKEN.slice(0, -1)}8` }));
+    const wrongType = keep(post(ONE, { type: "application/jsox" }));
+    const wrongTarget = keep(post(ONE, { target: "/api/v1/datA" }));
+    const longer = keep(post(ONE.replace("71.5", "71.55")));
+    const sequence = [good, wrongToken, good, wrongType, good, wrongTarget, longer, good];
+    const want = ["202", "401", "202", "400", "202", "404", "202", "202"];
+    const statuses = (out: string) => [...out.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
+    // Pipelined in one write, then each request in its own write, then each split mid-head.
+    const last = post(ONE);
+    const pipelined = await exchange(fast.port, sequence.join("") + last);
+    assert.deepEqual(statuses(pipelined), [...want, "202"]);
+    const apart = await exchange(fast.port, [...sequence, last]);
+    assert.deepEqual(statuses(apart), [...want, "202"]);
+    const split = await exchange(
+      fast.port,
+      [...sequence, last].flatMap((r) => [r.slice(0, 40), r.slice(40)]),
+    );
+    assert.deepEqual(statuses(split), [...want, "202"]);
+    // Another connection sending the wrong token alone, after the right one was remembered.
+    assert.match(await exchange(fast.port, post(ONE, { auth: `Bearer ${TOKEN}x` })), / 401 /);
+    assert.match(await exchange(fast.port, post(ONE)), / 202 /);
+  } finally {
+    await fast.close();
+  }
+});

@@ -353,3 +353,85 @@ Deno.test("HTTP server: shutdown answers the request under way and closes the re
     idle.close();
   }
 });
+
+/**
+ * Sends `first` at once, then `raw` one byte every `everyMs` (over and over)
+ * until the server closes (or `maxMs`); what came back and when it closed.
+ */
+async function trickle(
+  port: number,
+  first: string,
+  raw: string,
+  everyMs: number,
+  maxMs: number,
+): Promise<{ out: string; ms: number }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  conn.setNoDelay(true);
+  const t0 = performance.now();
+  let out = "";
+  let closedAt = -1;
+  const reading = (async () => {
+    const buf = new Uint8Array(4096);
+    for (;;) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) break;
+      out += dec.decode(buf.subarray(0, n));
+    }
+    closedAt = performance.now() - t0;
+  })();
+  try {
+    if (first) await conn.write(enc.encode(first));
+    const bytes = enc.encode(raw);
+    for (let i = 0; closedAt < 0 && performance.now() - t0 < maxMs; i++) {
+      const ok = await conn.write(bytes.subarray(i % bytes.length, i % bytes.length + 1))
+        .then(() => true, () => false);
+      if (!ok) break;
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+    await Promise.race([reading, new Promise((r) => setTimeout(r, 500))]);
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed already */ }
+    await reading;
+  }
+  return { out, ms: closedAt < 0 ? Infinity : closedAt };
+}
+
+Deno.test("HTTP server: a client sending one byte at a time is cut within the documented bounds", async () => {
+  // The sweep runs every quarter of the shortest timeout (here 100 ms) and acts
+  // at most two sweeps late, never early.
+  const tick = Math.max(
+    50,
+    Math.min(1000, TIMEOUTS.headerTimeoutMs / 4, TIMEOUTS.idleTimeoutMs / 4),
+  );
+  const slack = 2 * tick + 300; // the trickle's own pace and a busy machine
+  await withServer({}, echo, async (server, port) => {
+    const head = await trickle(
+      port,
+      "",
+      "GET / HTTP/1.1\r\nHost: h\r\nX-Pad: " + "a".repeat(200),
+      50,
+      4000,
+    );
+    assert.match(head.out, /^HTTP\/1\.1 408 /);
+    assert.ok(
+      head.ms >= TIMEOUTS.headerTimeoutMs && head.ms < TIMEOUTS.headerTimeoutMs + slack,
+      `a head at one byte per 50 ms was cut after ${head.ms} ms`,
+    );
+    // A body at one byte per 100 ms never waits idleTimeoutMs for a byte: the request timeout cuts it.
+    const body = await trickle(
+      port,
+      "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n",
+      "b",
+      100,
+      6000,
+    );
+    assert.ok(
+      body.ms >= TIMEOUTS.requestTimeoutMs && body.ms < TIMEOUTS.requestTimeoutMs + slack + 500,
+      `a body at one byte per 100 ms was cut after ${body.ms} ms`,
+    );
+    assert.doesNotMatch(body.out, /200 OK/);
+    assert.ok(server.stats.closed.body_timeout >= 1, JSON.stringify(server.stats));
+  });
+});
