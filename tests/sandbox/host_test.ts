@@ -305,3 +305,82 @@ Deno.test("kv values come back byte for byte: small and large, every byte value,
     await e.dispose();
   }
 });
+
+Deno.test("kv by range in guest memory: the edges of memory, empty keys and values, every value size class", async () => {
+  const { e, call } = await probeHost({
+    ...GRANTS,
+    grants: { ...GRANTS.grants, kv: { max_bytes: 4096 } },
+  });
+  const END = 65536; // one page
+  try {
+    const set = async (k: Uint8Array<ArrayBuffer>, v: Uint8Array<ArrayBuffer>) =>
+      (await call(4, DATA, k.length, DATA + k.length, v.length, new Uint8Array([...k, ...v])))
+        .status;
+    /** kv_get of `k` into [op, op+oc), the key at DATA. */
+    const getTo = async (k: Uint8Array<ArrayBuffer>, op: number, oc: number) =>
+      (await call(3, DATA, k.length, op, oc, k)).status;
+    // Put byte `b` at guest address END-1 (kv_get writes it there): a key or value at the very end.
+    assert.equal(await set(enc("last"), new Uint8Array([0xfe])), 0);
+    assert.equal(await getTo(enc("last"), END - 1, 1), 1);
+    // A key that ends at the end of memory works; one byte further is FAULT.
+    assert.equal((await call(4, END - 1, 1, DATA, 3, enc("abc"))).status, 0);
+    assert.equal((await call(4, END - 1, 2, DATA, 3, enc("abc"))).status, EdgeError.FAULT);
+    assert.equal((await call(3, END - 1, 1, DATA, 3)).status, 3);
+    assert.equal((await call(3, END - 1, 2, DATA, 3)).status, EdgeError.FAULT);
+    // A value and an output buffer that end at the end of memory work; past it, FAULT.
+    assert.equal((await call(4, DATA, 1, END - 1, 1, enc("v"))).status, 0);
+    assert.equal((await call(4, DATA, 1, END - 1, 2, enc("v"))).status, EdgeError.FAULT);
+    assert.equal(await getTo(enc("v"), END - 1, 1), 1);
+    assert.equal(await getTo(enc("v"), END - 1, 2), EdgeError.FAULT);
+    assert.equal(await getTo(enc("v"), END, 0), EdgeError.TOO_BIG); // an empty buffer at the end
+    // The value stored from the last byte of memory is that byte.
+    assert.equal(await getTo(new Uint8Array([0xfe]), DATA + 64, 8), 3);
+    // Empty keys are refused (set) and never found (get); empty values are values.
+    assert.equal(await set(new Uint8Array(), enc("x")), EdgeError.TOO_BIG);
+    assert.equal(await getTo(new Uint8Array(), DATA + 64, 8), EdgeError.NOT_FOUND);
+    assert.equal(await set(enc("empty"), new Uint8Array()), 0);
+    assert.equal(await getTo(enc("empty"), DATA + 64, 0), 0);
+    assert.equal(await getTo(enc("empty"), END, 0), 0);
+    // Values and keys of every size class the Worker keeps apart (up to 16, up to 64,
+    // above), every byte value, read back later (cached) as they were written.
+    const echo = await module(
+      `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (local $n i32)
+        (local.set $n (call $kv_get (local.get 2) (local.get 3) (i32.const 8192) (i32.const 4096)))
+        (if (i32.lt_s (local.get $n) (i32.const 0)) (then (return (local.get $n))))
+        (call $publish (i32.const 0) (i32.const 6) (i32.const 8192) (local.get $n)))
+       (data (i32.const 0) "kv/out")`,
+      `(import "edge" "kv_get" (func $kv_get (param i32 i32 i32 i32) (result i32)))
+       (import "edge" "publish" (func $publish (param i32 i32 i32 i32) (result i32)))`,
+    );
+    const bytes = (n: number, seed: number) =>
+      Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed * 31) & 0xff);
+    const written: [Uint8Array<ArrayBuffer>, Uint8Array<ArrayBuffer>][] = [];
+    for (const n of [1, 16, 17, 63, 64, 65, 256]) {
+      const [k, v] = [bytes(n, n), bytes(n, n + 1)];
+      assert.equal(await set(k, v), 0, `a key and a value of ${n} bytes`);
+      written.push([k, v]);
+    }
+    // All 256 byte values, in values of each size class.
+    for (let b = 0; b < 256; b += 16) {
+      written.push([enc(`all-${b}`), Uint8Array.from({ length: 16 }, (_, i) => b + i)]);
+    }
+    const down = Uint8Array.from({ length: 256 }, (_, i) => 255 - i);
+    written.push([enc("down64"), down.slice(0, 64)], [enc("down65"), down.slice(0, 65)]);
+    written.push([enc("down256"), down]);
+    for (const [k, v] of written.slice(7)) assert.equal(await set(k, v), 0);
+    await e.host.install(
+      manifest("probe", {
+        ...GRANTS,
+        grants: { ...GRANTS.grants, kv: { max_bytes: 4096 }, publish: ["kv/#"] },
+      }),
+      echo,
+    );
+    for (const [k, v] of written) {
+      const out = await e.host.deliver("probe", "t", k); // the key is the topic's payload
+      assert.equal(out.error, undefined);
+      assert.deepEqual([...(out.published[0]?.payload ?? [])], [...v], `key of ${k.length} bytes`);
+    }
+  } finally {
+    await e.dispose();
+  }
+});
