@@ -53,8 +53,15 @@ const utf8 = new TextEncoder();
 /** Topics encoded lately (deliveries repeat their topics). */
 const topicBytes = new Map<string, Uint8Array>();
 const TOPIC_CACHE = 4096;
+/**
+ * Longest topic (UTF-16 units) remembered: a topic may be 64 KiB, and a
+ * module publishing onto thousands of long ones must not make the cache hold
+ * hundreds of MiB (at most 4096 topics of 256 units, about 4 MiB, as strings and bytes).
+ */
+const TOPIC_CACHE_CHARS = 256;
 
 function encodeTopic(topic: string): Uint8Array {
+  if (topic.length > TOPIC_CACHE_CHARS) return utf8.encode(topic);
   let b = topicBytes.get(topic);
   if (b === undefined) {
     b = utf8.encode(topic);
