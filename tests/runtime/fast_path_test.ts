@@ -274,3 +274,33 @@ Deno.test("a head that differs from the last one in any byte is read and authori
     await fast.close();
   }
 });
+
+Deno.test("the fast path's remembered answer carries the date of its second and its own count", async () => {
+  const fast = await side(true);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: fast.port });
+  try {
+    const keep = (raw: string) => raw.replace("Connection: close\r\n", "");
+    const two = JSON.stringify([{ device_id: "a", value: 1 }, { device_id: "b", value: 2 }]);
+    const buf = new Uint8Array(4096);
+    const ask = async (body: string) => {
+      await conn.write(enc.encode(keep(post(body))));
+      const n = await conn.read(buf);
+      const out = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+      const date = Date.parse(/\r\ndate: ([^\r]+)\r\n/.exec(out)![1]);
+      return { out, lag: Date.now() - date };
+    };
+    for (let i = 0; i < 3; i++) {
+      for (const [body, count] of [[ONE, 1], [ONE, 1], [two, 2], [ONE, 1]] as const) {
+        const { out, lag } = await ask(body);
+        assert.match(out, /^HTTP\/1\.1 202 /);
+        assert.ok(out.endsWith(`{"accepted":${count}}`), out);
+        // An HTTP date has whole seconds: the answer's is the second it was sent in.
+        assert.ok(lag >= 0 && lag < 1000 + 50, `the answer's date is ${lag} ms old`);
+      }
+      await new Promise((r) => setTimeout(r, 700));
+    }
+  } finally {
+    conn.close();
+    await fast.close();
+  }
+});
