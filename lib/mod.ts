@@ -23,6 +23,7 @@ export {
 } from "./progress.ts";
 export {
   filterProblem,
+  TopicCache,
   TopicError,
   topicMatches,
   topicProblem,

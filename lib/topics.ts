@@ -92,3 +92,54 @@ export function topicMatches(filter: string, topic: string): boolean {
   }
   return f.length === t.length;
 }
+
+/**
+ * Something worked out from a topic, remembered for the topics that repeat
+ * (readings and deliveries repeat theirs), within a bound an attacker cannot
+ * push: at most `entries` topics, each of at most 256 UTF-16 units (a topic may
+ * be 64 KiB, and thousands of long distinct ones must not be kept: at most
+ * about 2 MiB of topic text for 4096 entries). Longer topics are worked out
+ * every time; a full cache starts over.
+ *
+ * @example
+ * ```ts
+ * import { TopicCache } from "./topics.ts";
+ * const bytes = new TopicCache<Uint8Array>(1024, (t) => new TextEncoder().encode(t));
+ * bytes.get("sensors/pump-7/temperature"); // computed once, then remembered
+ * ```
+ */
+export class TopicCache<T> {
+  /** Longest topic remembered, in UTF-16 units. */
+  static readonly MAX_CHARS = 256;
+  readonly #entries: number;
+  readonly #compute: (topic: string) => T;
+  readonly #map = new Map<string, T>();
+
+  /** A cache of up to `entries` topics of what `compute` makes of them. */
+  constructor(entries: number, compute: (topic: string) => T) {
+    this.#entries = entries;
+    this.#compute = compute;
+  }
+
+  /** What `compute` makes of `topic`, remembered when the topic is short enough. */
+  get(topic: string): T {
+    if (topic.length > TopicCache.MAX_CHARS) return this.#compute(topic);
+    let v = this.#map.get(topic);
+    if (v === undefined) {
+      v = this.#compute(topic);
+      if (this.#map.size >= this.#entries) this.#map.clear();
+      this.#map.set(topic, v);
+    }
+    return v;
+  }
+
+  /** Forgets everything (what `compute` depends on changed). */
+  clear(): void {
+    this.#map.clear();
+  }
+
+  /** Topics remembered. */
+  get size(): number {
+    return this.#map.size;
+  }
+}

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { topicMatches, validateFilter, validateTopic } from "../lib/mod.ts";
+import { TopicCache, topicMatches, validateFilter, validateTopic } from "../lib/mod.ts";
 
 /** One message on the bus. */
 export interface BusMessage {
@@ -64,7 +64,10 @@ const WANTS_CACHE = 1024;
 export class Bus {
   #subs = new Set<Subscription>();
   /** Answers of `wants` for the current subscriptions; emptied when they change. */
-  #wants = new Map<string, boolean>();
+  #wants = new TopicCache(WANTS_CACHE, (topic) => {
+    for (const sub of this.#subs) if (topicMatches(sub.filter, topic)) return true;
+    return false;
+  });
   #sinks = new Set<BusSink>();
   #onError: (err: unknown, msg: BusMessage) => void;
   #stager: SinkStager | undefined;
@@ -166,14 +169,7 @@ export class Bus {
 
   /** Whether any subscription matches `topic` (lets publishers skip encoding). */
   wants(topic: string): boolean {
-    let yes = this.#wants.get(topic);
-    if (yes === undefined) {
-      yes = false;
-      for (const sub of this.#subs) if (topicMatches(sub.filter, topic)) yes = true;
-      if (this.#wants.size >= WANTS_CACHE) this.#wants.clear();
-      this.#wants.set(topic, yes);
-    }
-    return yes;
+    return this.#wants.get(topic);
   }
 
   /** Number of live subscriptions. */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { topicMatches } from "../lib/mod.ts";
+import { TopicCache, topicMatches } from "../lib/mod.ts";
 import type { FaultKind } from "./errors.ts";
 import { TokenBucket } from "./host/context.ts";
 import type { Manifest } from "./manifest.ts";
@@ -273,20 +273,17 @@ export class ModuleRecord {
   }
 
   /** Answers of {@link ModuleRecord.wants} for topics seen lately (readings repeat their topics). */
-  #wants = new Map<string, boolean>();
+  #wants = new TopicCache(
+    WANTS_CACHE,
+    (topic) => this.manifest.subscribe.some((f) => topicMatches(f, topic)),
+  );
   /** Observers of the module's histograms (set by the module host). */
   observeCall?: (seconds: number) => void;
   observeEffectLag?: (seconds: number) => void;
 
   /** Whether a message on `topic` is for this module (its manifest's `subscribe`). */
   wants(topic: string): boolean {
-    let yes = this.#wants.get(topic);
-    if (yes === undefined) {
-      yes = this.manifest.subscribe.some((f) => topicMatches(f, topic));
-      if (this.#wants.size >= WANTS_CACHE) this.#wants.clear();
-      this.#wants.set(topic, yes);
-    }
-    return yes;
+    return this.#wants.get(topic);
   }
 
   /** Whether any subscription can match a reading's topic (of the running version). */

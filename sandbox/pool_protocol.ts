@@ -7,6 +7,7 @@
  * @module
  */
 
+import { TopicCache } from "../lib/mod.ts";
 import type { FaultKind } from "./errors.ts";
 import type { LogLine, Published } from "./host/context.ts";
 import type { CallOutcome, RunnableModule } from "./instance.ts";
@@ -51,24 +52,10 @@ export interface PackedCalls {
 
 const utf8 = new TextEncoder();
 /** Topics encoded lately (deliveries repeat their topics). */
-const topicBytes = new Map<string, Uint8Array>();
-const TOPIC_CACHE = 4096;
-/**
- * Longest topic (UTF-16 units) remembered: a topic may be 64 KiB, and a
- * module publishing onto thousands of long ones must not make the cache hold
- * hundreds of MiB (at most 4096 topics of 256 units, about 4 MiB, as strings and bytes).
- */
-const TOPIC_CACHE_CHARS = 256;
+const topicBytes = new TopicCache<Uint8Array>(4096, (t) => utf8.encode(t));
 
 function encodeTopic(topic: string): Uint8Array {
-  if (topic.length > TOPIC_CACHE_CHARS) return utf8.encode(topic);
-  let b = topicBytes.get(topic);
-  if (b === undefined) {
-    b = utf8.encode(topic);
-    if (topicBytes.size >= TOPIC_CACHE) topicBytes.clear();
-    topicBytes.set(topic, b);
-  }
-  return b;
+  return topicBytes.get(topic);
 }
 
 /** Packs `calls` into one buffer (see {@link PackedCalls}). */

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import {
   filterProblem,
+  TopicCache,
   TopicError,
   topicMatches,
   topicProblem,
@@ -54,4 +55,33 @@ Deno.test("a TopicError answers 400 invalid_topic", () => {
     () => validateTopic("a/+"),
     (e: unknown) => e instanceof TopicError && e.code === "invalid_topic" && e.status === 400,
   );
+});
+
+Deno.test("a topic cache remembers short topics within its bound, never long ones", () => {
+  let computed = 0;
+  const cache = new TopicCache(3, (t) => {
+    computed++;
+    return t.length;
+  });
+  assert.equal(cache.get("a/b"), 3);
+  assert.equal(cache.get("a/b"), 3);
+  assert.equal(computed, 1, "a repeated short topic is worked out once");
+
+  // A long topic (an attacker's 64 KiB one, or thousands of them) is never kept.
+  const long = "x/".repeat(TopicCache.MAX_CHARS);
+  for (let i = 0; i < 3; i++) assert.equal(cache.get(long), long.length);
+  assert.equal(computed, 4, "a topic over MAX_CHARS is worked out every time");
+  assert.equal(cache.size, 1);
+  const edge = "y".repeat(TopicCache.MAX_CHARS);
+  cache.get(edge);
+  cache.get(edge);
+  assert.equal(computed, 5, "a topic of exactly MAX_CHARS is remembered");
+
+  // Full: it starts over rather than grow.
+  for (let i = 0; i < 10; i++) cache.get(`d/${i}`);
+  assert.ok(cache.size <= 3, `size ${cache.size}`);
+  cache.clear();
+  assert.equal(cache.size, 0);
+  cache.get("a/b");
+  assert.equal(computed, 16, "after clear the topic is worked out again");
 });
