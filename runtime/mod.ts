@@ -92,6 +92,7 @@ export {
   type Reading,
   type ReadingHold,
   ReadingLog,
+  type RowsListener,
   type StoredReading,
 } from "./readings.ts";
 export { publishReadings, readingPayload, readingTopic } from "./reading_messages.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Bus } from "./bus.ts";
-import type { Reading, StoredReading } from "./readings.ts";
+import type { Reading } from "./readings.ts";
 
 const encoder = new TextEncoder();
 
@@ -26,7 +26,7 @@ export function readingPayload(r: Reading): Uint8Array {
 }
 
 /** Publishes committed readings on the bus, in commit order; skips topics nobody wants. */
-export function publishReadings(bus: Bus, rows: StoredReading[]): void {
+export function publishReadings(bus: Bus, rows: readonly Reading[]): void {
   if (bus.subscriptions === 0) return;
   for (const r of rows) {
     const topic = readingTopic(r);

@@ -30,6 +30,13 @@ export interface StoredReading extends Reading {
   id: number;
 }
 
+/**
+ * Told of the readings of one durable commit, in log order: `rows[i]` has id
+ * `firstId + i`. The rows are the appended readings themselves, not copies:
+ * a listener reads them and never changes them.
+ */
+export type RowsListener = (rows: readonly Reading[], firstId: number) => void;
+
 /** A stored reading with when it was accepted (UTC ms). */
 export interface LoggedReading extends StoredReading {
   receivedMs: number;
@@ -56,8 +63,11 @@ export interface ReadingLogOptions {
   forward?: boolean;
   /** Uplinked readings kept for local inspection before pruning. @default {10000} */
   retainUplinked?: number;
-  /** Called after each commit is durable with the committed readings, in log order. */
-  onCommitted?: (rows: StoredReading[]) => void;
+  /**
+   * Called after each commit is durable with the committed readings, in log
+   * order, and the id of the first (the others follow it one by one).
+   */
+  onCommitted?: RowsListener;
   /** Seconds suggested in Retry-After when full. @default {5} */
   retryAfterSeconds?: number;
 }
@@ -125,7 +135,7 @@ export class ReadingLog implements CommitParticipant {
   #prune;
   #prunedBelow = 0;
   #commitListeners = new Set<(durableId: number) => void>();
-  #rowListeners = new Set<(rows: StoredReading[]) => void>();
+  #rowListeners = new Set<RowsListener>();
   #holds = new Set<{ id: number }>();
   /**
    * Called when an append would take the pending readings over the cap, with
@@ -293,17 +303,8 @@ export class ReadingLog implements CommitParticipant {
           for (let i = 0; i < ids.length; i++) ids[i] = next++;
           p.resolve(ids);
         }
-        if (this.#opts.onCommitted || this.#rowListeners.size > 0) {
-          const stored = rows.map((r, i) => ({
-            id: firstId + i,
-            device_id: r.device_id,
-            metric: r.metric,
-            value: r.value,
-            timestamp: r.timestamp,
-          }));
-          this.#opts.onCommitted?.(stored);
-          for (const l of this.#rowListeners) l(stored);
-        }
+        this.#opts.onCommitted?.(rows, firstId);
+        for (const l of this.#rowListeners) l(rows, firstId);
         for (const l of this.#commitListeners) l(lastId);
       },
       failed: (err) => {
@@ -386,9 +387,10 @@ export class ReadingLog implements CommitParticipant {
 
   /**
    * Calls `listener` after every commit is durable with its readings, in log
-   * order (contiguous ids, continuing the previous call's); returns the remover.
+   * order, and the first one's id (contiguous ids, continuing the previous
+   * call's); returns the remover.
    */
-  addRowsListener(listener: (rows: StoredReading[]) => void): () => void {
+  addRowsListener(listener: RowsListener): () => void {
     this.#rowListeners.add(listener);
     return () => void this.#rowListeners.delete(listener);
   }

@@ -22,7 +22,6 @@ import {
   type ReadingHold,
   readingPayload,
   readingTopic,
-  type StoredReading,
 } from "../runtime/mod.ts";
 import type { LoggedMessage, MessageLog } from "./message_log.ts";
 import type { Cursor } from "./cursors.ts";
@@ -136,7 +135,7 @@ export function payloadsOf(
  * instead of querying the reading log again.
  */
 class Tail {
-  readonly #rows: (StoredReading | undefined)[] = new Array(TAIL);
+  readonly #rows: (Reading | undefined)[] = new Array(TAIL);
   readonly #topics: (string | undefined)[] = new Array(TAIL);
   readonly #payloads: (Uint8Array | undefined)[] = new Array(TAIL);
   readonly #ats = new Float64Array(TAIL);
@@ -147,11 +146,13 @@ class Tail {
   first = 1;
   last = 0;
 
-  add(rows: StoredReading[], at: number): void {
-    if (rows[0].id !== this.last + 1) this.first = rows[0].id; // a gap: start over
-    const end = rows[rows.length - 1].id;
-    for (const r of rows) {
-      const i = r.id % TAIL;
+  /** Rows of one commit: `rows[k]` has id `firstId + k`. */
+  add(rows: readonly Reading[], firstId: number, at: number): void {
+    if (firstId !== this.last + 1) this.first = firstId; // a gap: start over
+    const end = firstId + rows.length - 1;
+    for (let k = 0; k < rows.length; k++) {
+      const r = rows[k];
+      const i = (firstId + k) % TAIL;
       this.#rows[i] = r;
       this.#topics[i] = this.#series.of(r).topic;
       this.#payloads[i] = undefined;
@@ -175,7 +176,7 @@ class Tail {
     const hit = this.#payloads[id % TAIL];
     if (hit) return hit;
     const end = this.#ends[id % TAIL];
-    const rows: StoredReading[] = [];
+    const rows: Reading[] = [];
     for (let j = id; j <= end; j++) rows.push(this.#rows[j % TAIL]!);
     const { payloads } = payloadsOf(rows, this.#series);
     for (let k = 0; k < rows.length; k++) this.#payloads[(id + k) % TAIL] = payloads[k];
@@ -283,18 +284,21 @@ export class Feeder {
     this.#holds.get(r)?.set(r.streams.readings.committed);
   }
 
-  /** Rows of one durable reading-log commit: to every module that keeps up. */
-  onReadings(rows: StoredReading[]): void {
+  /**
+   * Rows of one durable reading-log commit (`rows[k]` has id `firstId + k`):
+   * to every module that keeps up.
+   */
+  onReadings(rows: readonly Reading[], firstId: number): void {
     if (rows.length === 0) return;
-    const first = rows[0].id;
-    const last = rows[rows.length - 1].id;
+    const first = firstId;
+    const last = firstId + rows.length - 1;
     let readers = false;
     for (const r of this.#o.records()) {
       if (r.readsReadings) readers = true;
       else this.#follow(r, last);
     }
     if (!readers) return; // no module reads readings: nothing to keep
-    this.#tail.add(rows, now());
+    this.#tail.add(rows, firstId, now());
     for (const r of this.#o.records()) {
       // Behind: it reads the tail or the log itself (refill).
       if (r.readsReadings && r.streams.readings.next === first - 1) this.#fromTail(r, last);

@@ -25,7 +25,7 @@ import {
   type GroupCommit,
   type Metrics,
   ReadingLog,
-  type StoredReading,
+  type RowsListener,
 } from "../runtime/mod.ts";
 import { ModuleFailedError, ModuleQuarantinedError, PayloadTooLargeError } from "./errors.ts";
 import { parseManifest } from "./manifest.ts";
@@ -53,7 +53,7 @@ const log = getLogger(["edged", "modules"]);
 
 /** The reading log as the module host reads it. */
 export type HostReadings = FeedReadings & {
-  addRowsListener(listener: (rows: StoredReading[]) => void): () => void;
+  addRowsListener(listener: RowsListener): () => void;
 };
 
 /** Options of {@link ModuleHost}. */
@@ -209,7 +209,9 @@ export class ModuleHost {
       touch: (r) => this.#effects.touch(r),
       kick: (r) => this.#dispatch.kick(r.lane),
     });
-    this.#unlisten = this.#readings.addRowsListener((rows) => this.#feeder.onReadings(rows));
+    this.#unlisten = this.#readings.addRowsListener((rows, firstId) =>
+      this.#feeder.onReadings(rows, firstId)
+    );
     this.#opts.bus.addSink(this.#messages.sink);
     this.#lanes = new Lanes({
       workers: this.#opts.workers,

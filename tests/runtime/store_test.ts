@@ -50,7 +50,7 @@ Deno.test("reading log: pending cap, uplink cursor and retention", async () => {
   const log = new ReadingLog(store, {
     maxPending: 10,
     retainUplinked: 2,
-    onCommitted: (rows) => committed.push(...rows.map((r) => r.id)),
+    onCommitted: (rows, firstId) => committed.push(...rows.map((_, i) => firstId + i)),
   });
   const r = (v: number) => ({ device_id: "d", metric: "m", value: v, timestamp: 1 });
   const ids = await Promise.all([log.append([r(1), r(2)]), log.append([r(3)])]);
