@@ -77,6 +77,8 @@ export class GroupCommit {
   readonly #participants: CommitParticipant[] = [];
   #scheduled = false;
   #lazy: ReturnType<typeof setTimeout> | undefined;
+  /** Work asked for a transaction within some milliseconds and none has started since. */
+  #lazyDue = false;
   #writing = false;
   #inFlight = 0;
   /** Staged one-offs waiting for the next transaction. */
@@ -116,14 +118,18 @@ export class GroupCommit {
   schedule(withinMs = 0): void {
     if (this.#scheduled) return;
     if (withinMs > 0) {
+      this.#lazyDue = true;
+      // A timer still armed from earlier work fires sooner: within withinMs too.
       this.#lazy ??= setTimeout(() => {
         this.#lazy = undefined;
-        this.schedule();
+        if (this.#lazyDue) this.schedule();
       }, withinMs);
       return;
     }
-    clearTimeout(this.#lazy);
-    this.#lazy = undefined;
+    // An armed lazy timer stays: the transaction about to run takes its work
+    // (and clears #lazyDue), so it fires for nothing, which costs less than
+    // clearing it and arming a new one for every transaction under load. It is
+    // cleared once the committer is idle.
     this.#scheduled = true;
     // After the event loop's next I/O poll, not in a microtask: work already
     // on the wire joins this transaction. Not setTimeout(0): Deno clamps that
@@ -162,6 +168,7 @@ export class GroupCommit {
 
   #flush(): void {
     this.#scheduled = false;
+    this.#lazyDue = false;
     if (!this.db.isOpen) {
       const err = new Error("store is closed");
       for (const item of this.#oneOffs.splice(0)) item.reject(err);
@@ -229,6 +236,10 @@ export class GroupCommit {
       (err) => settles.forEach((s) => s.failed(err)),
     ).finally(() => {
       this.#inFlight--;
+      if (this.#inFlight === 0 && !this.#scheduled && !this.#lazyDue) {
+        clearTimeout(this.#lazy);
+        this.#lazy = undefined;
+      }
     });
   }
 
@@ -237,7 +248,7 @@ export class GroupCommit {
    * transaction after it, and the syncs before, have finished. Never rejects.
    */
   flushed(): Promise<void> {
-    if (!this.#scheduled && this.#lazy === undefined && this.#inFlight === 0) {
+    if (!this.#scheduled && !this.#lazyDue && this.#inFlight === 0) {
       return Promise.resolve();
     }
     return this.stage(() => {}).catch(() => {});
