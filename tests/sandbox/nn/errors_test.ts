@@ -152,7 +152,26 @@ Deno.test("a compute past nn.deadline_ms answers runtime_error, later calls busy
       await guest(),
     );
     const x = tensorPayload([128, 256], new Float32Array(128 * 256).fill(0.5));
-    const out = await e.host.deliver("g", "run/big", x);
+    /** Waits until the engine serves the module again (status 0 for the tiny model). */
+    const served = async () => {
+      const end = Date.now() + 10_000;
+      let status = -1;
+      while (status !== 0 && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 20));
+        status = (await e.host.deliver("g", "run/tiny", x)).status ?? -1;
+      }
+      return status;
+    };
+    let out = await e.host.deliver("g", "run/big", x);
+    // On a loaded machine even load_by_name can miss a 5 ms deadline (the same
+    // rule at work, before compute): this test is about compute, so try again
+    // once the engine serves (a few times at most).
+    const loadMissed = (o: typeof out) =>
+      o.logs.some((l) => /load_by_name: no answer within the deadline/.test(l.message));
+    for (let i = 0; i < 5 && loadMissed(out); i++) {
+      await served();
+      out = await e.host.deliver("g", "run/big", x);
+    }
     if (out.status === 400 + NnErrno.BUSY) {
       // On a loaded machine the engine may pick the request up after its deadline: not started.
       assert.match(out.logs[0].message, /deadline passed while the call waited/);
@@ -164,13 +183,7 @@ Deno.test("a compute past nn.deadline_ms answers runtime_error, later calls busy
       assert.equal(busy.status, 100 + NnErrno.BUSY, JSON.stringify(busy.logs));
       assert.match(busy.logs[0].message, /still working on an earlier call/);
     }
-    const end = Date.now() + 10_000;
-    let status = -1;
-    while (status !== 0 && Date.now() < end) {
-      await new Promise((r) => setTimeout(r, 20));
-      status = (await e.host.deliver("g", "run/tiny", x)).status ?? -1;
-    }
-    assert.equal(status, 0, "the engine serves the module again once it is done");
+    assert.equal(await served(), 0, "the engine serves the module again once it is done");
   } finally {
     await e.dispose();
   }
