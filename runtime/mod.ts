@@ -95,7 +95,13 @@ export {
   type RowsListener,
   type StoredReading,
 } from "./readings.ts";
-export { publishReadings, readingPayload, readingTopic } from "./reading_messages.ts";
+export {
+  publishReadings,
+  readingPayload,
+  readingPayloads,
+  ReadingSeries,
+  readingTopic,
+} from "./reading_messages.ts";
 export { Store, StoreError } from "./store.ts";
 export { privateUmask, secureDataDir } from "./data_dir.ts";
 export { ensureApiToken, TOKEN_FILE } from "./token.ts";

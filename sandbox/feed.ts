@@ -21,6 +21,8 @@ import {
   type Reading,
   type ReadingHold,
   readingPayload,
+  readingPayloads,
+  ReadingSeries,
   readingTopic,
 } from "../runtime/mod.ts";
 import type { LoggedMessage, MessageLog } from "./message_log.ts";
@@ -33,100 +35,6 @@ const log = getLogger(["edged", "modules"]);
 const CHUNK = 512;
 /** Newest readings kept in memory, topics and payloads built, for modules a little behind. */
 const TAIL = 16384;
-
-const utf8 = new TextEncoder();
-
-/** Device and metric pairs whose topic and payload prefix {@link Series} keeps, at most. */
-const SERIES = 4096;
-
-/** JSON of a number as `JSON.stringify` writes it. */
-const jsonNumber = (v: number): string => Number.isFinite(v) ? String(v) : "null";
-
-/**
- * The topic and the start of the payload of each device and metric seen
- * lately: readings repeat their series, so each builds its topic string (one
- * string for every reading of the series, which also makes the modules'
- * topic matches cache hits) and its JSON prefix once.
- */
-class Series {
-  readonly #byDevice = new Map<string, Map<string, { topic: string; prefix: string }>>();
-  #size = 0;
-
-  of(r: Reading): { topic: string; prefix: string } {
-    let metrics = this.#byDevice.get(r.device_id);
-    let s = metrics?.get(r.metric);
-    if (s) return s;
-    if (this.#size >= SERIES) {
-      this.#byDevice.clear();
-      this.#size = 0;
-      metrics = undefined;
-    }
-    if (!metrics) this.#byDevice.set(r.device_id, metrics = new Map());
-    s = {
-      topic: readingTopic(r),
-      prefix: `{"device_id":${JSON.stringify(r.device_id)},"metric":${JSON.stringify(r.metric)}` +
-        `,"value":`,
-    };
-    metrics.set(r.metric, s);
-    this.#size++;
-    return s;
-  }
-
-  /** The text of `readingJson(r)`, from the prefix of its series. */
-  json(r: Reading, prefix: string): string {
-    return `${prefix}${jsonNumber(r.value)},"timestamp":${jsonNumber(r.timestamp)}}`;
-  }
-}
-
-/**
- * Text encoded into one buffer at most: a payload a module keeps (its queue
- * holds up to `queue_capacity` of them, from as many commits) keeps its whole
- * buffer alive, so a buffer holds a few KiB of a commit, never all of it.
- */
-const PACK_CHARS = 4096;
-
-/**
- * The topics and JSON payloads of `rows` (the bytes of `readingPayload`),
- * the payloads encoded in groups: one `TextEncoder` call and one buffer per
- * {@link PACK_CHARS} of text instead of one each per reading. When a group's
- * text is not all ASCII, each of its payloads is encoded on its own.
- */
-export function payloadsOf(
-  rows: readonly Reading[],
-  series = new Series(),
-): { topics: string[]; payloads: Uint8Array[] } {
-  const n = rows.length;
-  const texts = new Array<string>(n);
-  const topics = new Array<string>(n);
-  for (let i = 0; i < n; i++) {
-    const r = rows[i];
-    const s = series.of(r);
-    topics[i] = s.topic;
-    texts[i] = series.json(r, s.prefix);
-  }
-  const payloads = new Array<Uint8Array>(n);
-  let start = 0;
-  while (start < n) {
-    let end = start + 1;
-    let chars = texts[start].length;
-    while (end < n && chars + texts[end].length <= PACK_CHARS) chars += texts[end++].length;
-    const all = end - start === 1 ? texts[start] : texts.slice(start, end).join("");
-    const buf = utf8.encode(all);
-    if (buf.length !== all.length) {
-      // Some payload holds non-ASCII text: its bytes and characters differ in number.
-      for (let i = start; i < end; i++) payloads[i] = utf8.encode(texts[i]);
-    } else {
-      let at = 0;
-      for (let i = start; i < end; i++) {
-        const stop = at + texts[i].length;
-        payloads[i] = buf.subarray(at, stop);
-        at = stop;
-      }
-    }
-    start = end;
-  }
-  return { topics, payloads };
-}
 
 /**
  * The newest durable readings as deliveries (topics built once per commit,
@@ -141,7 +49,7 @@ class Tail {
   readonly #ats = new Float64Array(TAIL);
   /** The last id of each row's commit (its payloads are built together). */
   readonly #ends = new Float64Array(TAIL);
-  readonly #series = new Series();
+  readonly #series = new ReadingSeries();
   /** Id of the oldest row held (rows are contiguous up to {@link Tail.last}). */
   first = 1;
   last = 0;
@@ -178,7 +86,7 @@ class Tail {
     const end = this.#ends[id % TAIL];
     const rows: Reading[] = [];
     for (let j = id; j <= end; j++) rows.push(this.#rows[j % TAIL]!);
-    const { payloads } = payloadsOf(rows, this.#series);
+    const { payloads } = readingPayloads(rows, this.#series);
     for (let k = 0; k < rows.length; k++) this.#payloads[(id + k) % TAIL] = payloads[k];
     return payloads[0];
   }

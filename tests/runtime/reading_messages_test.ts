@@ -1,11 +1,10 @@
 /**
  * The payload bytes modules get for readings, built a commit at a time
- * (`sandbox/feed.ts`), are the bytes of the bus message of each reading
- * (`readingPayload`, MISSION.md "Module ABI v1").
+ * (`readingPayloads`, which the module feeder uses), are the bytes of the bus
+ * message of each reading (`readingPayload`, MISSION.md "Module ABI v1").
  */
 import assert from "node:assert/strict";
-import { type Reading, readingPayload, readingTopic } from "../../runtime/mod.ts";
-import { payloadsOf } from "../../sandbox/feed.ts";
+import { type Reading, readingPayload, readingPayloads, readingTopic } from "../../runtime/mod.ts";
 
 const dec = new TextDecoder();
 
@@ -31,7 +30,7 @@ Deno.test("a commit's reading payloads are each reading's bus payload, byte for 
     { device_id: "\ud83c\udf21", metric: "lone\ud800", value: 2, timestamp: 4 },
   ];
   for (const rows of [ascii, text, text.slice(5, 6), many, []]) {
-    const { topics, payloads: got } = payloadsOf(rows);
+    const { topics, payloads: got } = readingPayloads(rows);
     assert.equal(got.length, rows.length);
     assert.deepEqual(topics, rows.map(readingTopic));
     rows.forEach((r, i) => {
@@ -53,7 +52,7 @@ Deno.test("a reading payload a module keeps holds no more than a few KiB of its 
     rows.push({ device_id: `dev-${i}`, metric: "temperature", value: i / 7, timestamp: i });
   }
   for (const text of [rows, [...rows.slice(0, 9_999), { ...rows[0], device_id: "Kühlraum" }]]) {
-    const { payloads } = payloadsOf(text);
+    const { payloads } = readingPayloads(text);
     for (const [i, p] of payloads.entries()) {
       assert.ok(
         p.buffer.byteLength <= 16 * 1024,
