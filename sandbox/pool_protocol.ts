@@ -54,17 +54,13 @@ const utf8 = new TextEncoder();
 /** Topics encoded lately (deliveries repeat their topics). */
 const topicBytes = new TopicCache<Uint8Array>(4096, (t) => utf8.encode(t));
 
-function encodeTopic(topic: string): Uint8Array {
-  return topicBytes.get(topic);
-}
-
 /** Packs `calls` into one buffer (see {@link PackedCalls}). */
 export function packCalls(calls: readonly WireCall[]): PackedCalls {
   const n = calls.length;
   const topics = new Array<Uint8Array>(n);
   let bytes = 0;
   for (let i = 0; i < n; i++) {
-    const t = topics[i] = encodeTopic(calls[i].topic);
+    const t = topics[i] = topicBytes.get(calls[i].topic);
     bytes += t.length + calls[i].payload.length;
   }
   const head = n * 3 * 4;
