@@ -18,7 +18,9 @@ Deno.test("a module spinning in one Worker holds up neither a module in another 
   const e = await env({ workers: 2 });
   try {
     await e.host.install(
-      manifest("spin", { limits: { fuel_per_message: 400_000_000 } }),
+      // About 2 s of spinning here (0.2 s per 400 M): far longer than the 20 quick
+      // answers below take even on a loaded machine, which a tenth of it was not.
+      manifest("spin", { limits: { fuel_per_message: 4_000_000_000 } }),
       await module(SPIN_FOREVER),
     );
     await e.host.install(manifest("quick"), await module(ANSWER));
