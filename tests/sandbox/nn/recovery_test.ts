@@ -58,14 +58,22 @@ Deno.test("the engine dies mid-compute: the guest gets runtime_error at once, ot
   const dataDir = await Deno.makeTempDir({ prefix: "edged-nn-crash-" });
   const metrics = new Metrics();
   // A deadline far beyond the test's wait: the answer must come from the crash, not the deadline.
-  const models = modelsComponent({ dataDir, metrics, deadlineMs: 60_000, idleStopMs: 50 });
+  // The charge of a compute is its cost measured at install scaled by its input, and a
+  // loaded machine can inflate that measurement past the 1e10 fuel a message may have
+  // (CI: the call faulted before it reached the engine). Fuel is not what this test is
+  // about: a thousandth of the default rate keeps any charge far below the limit.
+  const models = modelsComponent({
+    dataDir,
+    metrics,
+    deadlineMs: 60_000,
+    idleStopMs: 50,
+    fuelPerMs: 1_000,
+  });
   const e = await env({ dataDir, nn: models.nn });
   try {
     const nn = models.nn;
-    // ~4.5 G multiply-adds for a batch of 512: half a second or more here. The
-    // charge is this estimated from the cost measured at install, which a busy
-    // machine inflates: a batch of 1024 could cost more than the 1e10 fuel a
-    // message may have, and the call would fault before it reached the engine.
+    // ~4.5 G multiply-adds for a batch of 512: half a second or more here, so the
+    // kill 150 ms after the call lands while the engine computes.
     const slow = mlp([64, 8192, 1024, 1], 11);
     const small = mlp([8, 16, 4], 5);
     await nn.install("slow", slow.bytes);
@@ -88,7 +96,7 @@ Deno.test("the engine dies mid-compute: the guest gets runtime_error at once, ot
     await new Promise((r) => setTimeout(r, 150)); // the computation is under way
     nn.engine.kill("crashed: killed by the test");
     const out = await call;
-    assert.equal(out.status, 400 + NnErrno.RUNTIME_ERROR, logs(out));
+    assert.equal(out.status, 400 + NnErrno.RUNTIME_ERROR, `${logs(out)} ${out.error?.message}`);
     assert.match(logs(out), /the inference engine stopped during this call/);
 
     // The runtime and a module without nn are unaffected.
