@@ -28,7 +28,9 @@ async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 20
 }
 
 Deno.test("out of memory in the capped heap during compute: the call gets runtime_error with the reason, the same engine keeps serving", async () => {
-  const e = await nnEnv({ memoryBytes: 32 << 20 });
+  // A thousandth of the default fuel per engine ms: the 8192-row charge, scaled from a
+  // cost measured at install, must not reach the 1e10 limit on a loaded machine.
+  const e = await nnEnv({ memoryBytes: 32 << 20, fuelPerMs: 1_000 });
   try {
     // 128 KiB of weights load; a batch of 8192 needs 128 MiB of activations.
     const m = mlp([8, 4096, 2], 3);
