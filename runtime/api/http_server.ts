@@ -160,7 +160,11 @@ class Connection {
   /** A deadline this many ms after the next sweep, when above 0 (see the class comment). */
   armedMs = 0;
   deadlineReason: CloseReason = "header_timeout";
-  /** A write is under way since: -1 none, 0 not yet seen by the sweeper, else when it saw it. */
+  /**
+   * A write is under way since: -1 none, 0 not yet seen by the sweeper, else
+   * when it saw it. One clock for the connection: its writes never overlap
+   * (each waits for the one before), so it always belongs to the write going out.
+   */
   writeSince = -1;
   /** Neighbours in the server's list of evictable connections (phase other than "request"). */
   prev: Connection | null = null;
@@ -457,7 +461,12 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
     let requestDeadline = 0;
     const hooks = {
       beforeFirstRead: async () => {
-        if (head.expectContinue) await writeAll(w, CONTINUE);
+        if (!head.expectContinue) return;
+        // An interim answer keeps the order of answers too (RFC 9112 section
+        // 9.3.2): written during the answer ahead, it would land inside it and
+        // take over the write clock that answer's stalled write runs on.
+        if (writing !== null) await writing;
+        await writeAll(w, CONTINUE);
       },
       reading: (active: boolean) => {
         if (!active) {

@@ -435,3 +435,85 @@ Deno.test("HTTP server: a client sending one byte at a time is cut within the do
     assert.ok(server.stats.closed.body_timeout >= 1, JSON.stringify(server.stats));
   });
 });
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+Deno.test("HTTP server: a pipelined request's 100 Continue goes out after the answer ahead of it", async () => {
+  const half = new Uint8Array(65536).fill(0x61);
+  const rest = Promise.withResolvers<void>();
+  const reading = Promise.withResolvers<void>();
+  await withServer({}, async (req) => {
+    if (new URL(req.url).pathname === "/stream") {
+      let parts = 0;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(ctl) {
+          if (parts === 1) await rest.promise;
+          ctl.enqueue(half);
+          if (++parts === 2) ctl.close();
+        },
+      }, { highWaterMark: 0 });
+      return new Response(body, { headers: { "content-length": String(2 * half.length) } });
+    }
+    reading.resolve();
+    return new Response(await req.text());
+  }, async (_s, port) => {
+    const out = exchange(
+      port,
+      "GET /stream HTTP/1.1\r\nHost: h\r\n\r\n" +
+        "PUT /read HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: 100-continue\r\n" +
+        "Connection: close\r\n\r\nok",
+    );
+    // The second handler reads its body while the first answer is half written.
+    await reading.promise;
+    await sleep(100);
+    rest.resolve();
+    const text = await out;
+    const bodyAt = text.indexOf("\r\n\r\n") + 4;
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n[\s\S]*content-length: 131072\r\n/);
+    const interim = text.indexOf("HTTP/1.1 100 Continue");
+    assert.equal(
+      interim - bodyAt,
+      2 * half.length,
+      "the 100 Continue follows the whole first answer",
+    );
+    assert.ok(/^a*$/.test(text.slice(bodyAt, interim)), "the first answer's body is intact");
+    assert.match(
+      text.slice(interim),
+      /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nok$/,
+    );
+  });
+});
+
+Deno.test("HTTP server: a pipelined 100 Continue does not restart the write timeout of the answer ahead", async () => {
+  const timeouts = { headerTimeoutMs: 400, idleTimeoutMs: 1200, requestTimeoutMs: 5000 };
+  const tick = 100; // a quarter of the shortest timeout: the sweeper acts at most two ticks late
+  const big = new Uint8Array(32 * 1024 * 1024);
+  await withServer(timeouts, async (req) => {
+    if (new URL(req.url).pathname === "/big") return new Response(big);
+    // The second request asks for its body (and so for a 100 Continue) just
+    // before the first answer, which the client does not read, times out.
+    await sleep(timeouts.idleTimeoutMs - tick);
+    return new Response(await req.text());
+  }, async (server, port) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await conn.write(enc.encode(
+        "GET /big HTTP/1.1\r\nHost: h\r\n\r\n" +
+          "PUT /read HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nok",
+      ));
+      const t0 = performance.now();
+      while (server.stats.closed.write_timeout === 0 && performance.now() - t0 < 5000) {
+        await sleep(20);
+      }
+      const ms = performance.now() - t0;
+      assert.equal(server.stats.closed.write_timeout, 1, JSON.stringify(server.stats));
+      // Restarted by the 100 Continue, it could not fire before 2 * idleTimeoutMs - tick.
+      assert.ok(
+        ms < timeouts.idleTimeoutMs + 2 * tick + 500,
+        `an unread answer was abandoned after ${ms} ms`,
+      );
+    } finally {
+      conn.close();
+    }
+  });
+});
