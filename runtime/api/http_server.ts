@@ -494,6 +494,14 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
           }
         } catch (err) {
           if (c.closed || !(err instanceof ApiError)) break;
+          if (writing !== null) {
+            // Answers go out in order (RFC 9112 section 9.3.2): the one ahead
+            // first, whole. Nothing more is read meanwhile, and the head's
+            // clock stops: that answer's write clock bounds the wait.
+            c.setDeadline(Infinity);
+            await writing;
+            if (c.closed) break;
+          }
           await refuse(c, err, reader);
           c.close("bad_request");
           break;

@@ -517,3 +517,59 @@ Deno.test("HTTP server: a pipelined 100 Continue does not restart the write time
     }
   });
 });
+
+/** Sends `raw` on a fresh connection, then (when `halfClose`) ends its sending side; reads to the close. */
+async function sendAndRead(port: number, raw: string, halfClose: boolean): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const timer = setTimeout(() => conn.close(), 5000);
+  try {
+    await conn.write(enc.encode(raw));
+    if (halfClose) await conn.closeWrite();
+    const parts: string[] = [];
+    const buf = new Uint8Array(65536);
+    for (;;) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) break;
+      parts.push(dec.decode(buf.subarray(0, n)));
+    }
+    return parts.join("");
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* closed by the timer */ }
+  }
+}
+
+Deno.test("HTTP server: the answer ahead of a malformed pipelined head goes out whole, then the 400", async () => {
+  // Larger than the socket buffers take at once: the answer needs many writes.
+  const big = new Uint8Array(16 * 1024 * 1024).fill(0x62);
+  const handler = (req: Request) =>
+    new URL(req.url).pathname === "/big" ? new Response(big) : echo(req);
+  const pipelined = "GET /big HTTP/1.1\r\nHost: h\r\n\r\n" +
+    "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n";
+  await withServer({}, handler, async (server, port) => {
+    // A client that reads nothing holds the connection no longer than the write timeout.
+    const silent = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await silent.write(enc.encode(pipelined));
+      const t0 = performance.now();
+      while (server.connections > 0 && performance.now() - t0 < 5000) await sleep(20);
+      assert.equal(server.connections, 0);
+      assert.equal(server.stats.closed.write_timeout, 1, JSON.stringify(server.stats));
+    } finally {
+      silent.close();
+    }
+    const text = await sendAndRead(port, pipelined, false);
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
+    const bodyAt = text.indexOf("\r\n\r\n") + 4;
+    const refusal = text.indexOf("HTTP/1.1 400 ");
+    assert.equal(refusal - bodyAt, big.length, "the 400 follows the whole first answer");
+    assert.ok(/^b*$/.test(text.slice(bodyAt, refusal)), "the first answer's body is intact");
+    // The refusal is the last thing the client reads before the close.
+    assert.match(
+      text.slice(refusal),
+      /^[^{]*connection: close\r\n[^{]*\{"error":\{"code":"bad_request"[^]*\}$/,
+    );
+  });
+});
