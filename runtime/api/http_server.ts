@@ -483,7 +483,11 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
       for (;;) {
         try {
           const bytes = await readHead(c, reader);
-          if (bytes === null) break;
+          if (bytes === null) {
+            // The client has sent all it will (a half-close): what it asked still goes out whole.
+            if (writing !== null) await writing;
+            break;
+          }
           if (lastHead !== null && sameBytes(bytes, lastBytes!)) head = lastHead;
           else {
             head = heads.parse(bytes);

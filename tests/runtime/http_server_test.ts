@@ -573,3 +573,22 @@ Deno.test("HTTP server: the answer ahead of a malformed pipelined head goes out 
     );
   });
 });
+
+Deno.test("HTTP server: a client that stops sending after its requests still gets every answer whole", async () => {
+  const big = new Uint8Array(16 * 1024 * 1024).fill(0x62);
+  const handler = (req: Request) =>
+    new URL(req.url).pathname === "/big" ? new Response(big) : echo(req);
+  await withServer({}, handler, async (_s, port) => {
+    // The end of the client's stream arrives with the request (a half-close).
+    const text = await sendAndRead(port, "GET /big HTTP/1.1\r\nHost: h\r\n\r\n", true);
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
+    const bodyAt = text.indexOf("\r\n\r\n") + 4;
+    assert.equal(text.length - bodyAt, big.length, "the whole answer, then the close");
+    assert.ok(/^b*$/.test(text.slice(bodyAt)));
+    // An incomplete head at the end of the stream is refused after the answer ahead.
+    const cut = await sendAndRead(port, "GET /big HTTP/1.1\r\nHost: h\r\n\r\nGET / HT", true);
+    const refusal = cut.indexOf("HTTP/1.1 400 ");
+    assert.equal(refusal - (cut.indexOf("\r\n\r\n") + 4), big.length);
+    assert.match(cut.slice(refusal), /incomplete request head/);
+  });
+});
