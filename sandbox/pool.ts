@@ -123,7 +123,13 @@ export class WorkerPool {
       maxByteLength: RPC_DATA_OFFSET + CEILINGS.kvMaxValueBytes,
     });
     const l: Lane = { worker, sab, ctrl: new Int32Array(sab, 0, CTRL_WORDS), pending: new Map() };
-    worker.onmessage = (e: MessageEvent<FromWorker>) => this.#receive(l, e.data);
+    worker.onmessage = (e: MessageEvent<FromWorker>) => {
+      try {
+        this.#receive(l, e.data);
+      } catch (err) {
+        this.#lost(lane, l, `sent a malformed message (${err})`);
+      }
+    };
     worker.onerror = (e) => {
       e.preventDefault(); // a Worker's error must not take the runtime down
       this.#lost(lane, l, `crashed: ${e.message}`);
@@ -142,6 +148,18 @@ export class WorkerPool {
   #send(l: Lane, msg: ToWorker): void {
     if (msg.t === "run") l.worker.postMessage(msg, [msg.calls.buf]);
     else l.worker.postMessage(msg);
+  }
+
+  /**
+   * Worker `lane` (`l`) answered something it never sends: a bug of ours, and
+   * what it holds can no longer be trusted (its kv cache already counts the
+   * writes of a batch whose answer, unread, commits nothing). It is replaced
+   * like a crashed one; the error is what the caller throws.
+   */
+  #malformed(lane: number, l: Lane, err: unknown): WorkerGoneError {
+    const why = `sent a malformed answer (${err instanceof Error ? err.message : err})`;
+    this.#lost(lane, l, why);
+    return new WorkerGoneError(lane, why);
   }
 
   #lost(lane: number, l: Lane, why: string): void {
@@ -198,12 +216,14 @@ export class WorkerPool {
       revoked: false,
     });
     let reply: FromWorker;
+    let l: Lane;
     try {
       if (m.grants.nn.length > 0 && this.#opts.nn) {
         // The engine learns the grant (and the Worker its link) before the instance can call.
         const link = await this.#opts.nn.admit(lane, inst, m.grants.nn, m.name);
         if (link) this.#send(this.#lane(lane), { t: "nn", ...link });
       }
+      l = this.#lane(lane); // the Worker the request goes to
       reply = await this.#request(lane, (req) => ({
         t: "load",
         req,
@@ -216,7 +236,7 @@ export class WorkerPool {
       this.#opts.nn?.release(inst);
       throw err;
     }
-    if (reply.t !== "loaded") throw new Error(`sandbox worker ${lane} answered ${reply.t} to load`);
+    if (reply.t !== "loaded") throw this.#malformed(lane, l, `${reply.t} to load`);
     if (reply.error) {
       this.#insts.delete(inst);
       this.#opts.nn?.release(inst);
@@ -255,9 +275,15 @@ export class WorkerPool {
   /** Runs `calls` in order in Worker `lane`; one outcome per call (null: not run, see worker.ts). */
   async run(lane: number, calls: WireCall[]): Promise<(WireOutcome | null)[]> {
     const packed = packCalls(calls);
+    const l = this.#lane(lane);
     const reply = await this.#request(lane, (req) => ({ t: "run", req, calls: packed }));
-    if (reply.t !== "ran") throw new Error(`sandbox worker ${lane} answered ${reply.t} to run`);
-    const outcomes = unpackOutcomes(reply.outcomes, calls.length);
+    let outcomes: (WireOutcome | null)[];
+    try {
+      if (reply.t !== "ran") throw new Error(`${reply.t} to run`);
+      outcomes = unpackOutcomes(reply.outcomes, calls.length);
+    } catch (err) {
+      throw this.#malformed(lane, l, err);
+    }
     for (let i = 0; i < outcomes.length; i++) {
       const out = outcomes[i];
       if (!out) continue;

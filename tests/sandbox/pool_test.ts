@@ -257,3 +257,101 @@ Deno.test("a Worker that dies fails its waiting calls with WorkerGoneError and i
     pool.terminate();
   }
 });
+
+/**
+ * Worker answers reach the pool through `onmessage`: `garble` changes the
+ * next answer of type `t` (a batch's by default) by `change` (by default, a
+ * type the pool does not know).
+ */
+function garbleAnswers(): {
+  garble(t?: string, change?: Record<string, unknown>): void;
+  restore(): void;
+} {
+  const onmessage = Object.getOwnPropertyDescriptor(Worker.prototype, "onmessage")!;
+  let armed = "";
+  let how: Record<string, unknown> = {};
+  Object.defineProperty(Worker.prototype, "onmessage", {
+    ...onmessage,
+    set(this: Worker, handler: (e: MessageEvent) => void) {
+      onmessage.set!.call(this, (e: MessageEvent) => {
+        if (armed && e.data?.t === armed) {
+          armed = "";
+          return handler({ data: { ...e.data, ...how } } as MessageEvent);
+        }
+        handler(e);
+      });
+    },
+  });
+  return {
+    garble: (t = "ran", change = { t: "garbled" }) => {
+      armed = t;
+      how = change;
+    },
+    restore: () => Object.defineProperty(Worker.prototype, "onmessage", onmessage),
+  };
+}
+
+Deno.test("after a malformed Worker answer, the module reads only committed kv values", async () => {
+  const answers = garbleAnswers();
+  const e = await env({ workers: 1, faultLimit: 100 });
+  try {
+    // Each message adds one to the counter at key "n" and returns the new count.
+    const counter = await module(
+      `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
+         (i32.store (i32.const 16) (i32.const 0))
+         (drop (call $get (i32.const 0) (i32.const 1) (i32.const 16) (i32.const 4)))
+         (i32.store (i32.const 16) (i32.add (i32.load (i32.const 16)) (i32.const 1)))
+         (drop (call $set (i32.const 0) (i32.const 1) (i32.const 16) (i32.const 4)))
+         (i32.load (i32.const 16)))
+       (data (i32.const 0) "n")`,
+      `(import "edge" "kv_set" (func $set (param i32 i32 i32 i32) (result i32)))
+       (import "edge" "kv_get" (func $get (param i32 i32 i32 i32) (result i32)))`,
+    );
+    await e.host.install(manifest("counter", { grants: { kv: { max_bytes: 100 } } }), counter);
+    const count = async () => (await e.host.deliver("counter", "t", enc("+"))).status;
+    assert.equal(await count(), 1);
+    assert.equal(await count(), 2);
+    // The Worker counted to 3, but its answer could not be read: nothing of it committed.
+    answers.garble();
+    await assert.rejects(count(), WorkerGoneError);
+    assert.equal(await count(), 3, "the count goes on from the committed 2");
+    assert.equal(await count(), 4);
+    // An answer the pool fails to read at all (no log lines where they belong) is the same.
+    answers.garble("ran", { sink: null });
+    await assert.rejects(count(), WorkerGoneError);
+    assert.equal(await count(), 5, "the count goes on from the committed 4");
+  } finally {
+    answers.restore();
+    await e.dispose();
+  }
+});
+
+Deno.test("after a malformed answer to a load, the module's initialiser reads only committed kv values", async () => {
+  const answers = garbleAnswers();
+  const e = await env({ workers: 1 });
+  try {
+    // edge_init adds one to the counter at key "n"; each message returns the counter.
+    const counter = await module(
+      `(func (export "edge_init") (result i32)
+         (i32.store (i32.const 16) (i32.const 0))
+         (drop (call $get (i32.const 0) (i32.const 1) (i32.const 16) (i32.const 4)))
+         (i32.store (i32.const 16) (i32.add (i32.load (i32.const 16)) (i32.const 1)))
+         (call $set (i32.const 0) (i32.const 1) (i32.const 16) (i32.const 4)))
+       (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
+         (drop (call $get (i32.const 0) (i32.const 1) (i32.const 16) (i32.const 4)))
+         (i32.load (i32.const 16)))
+       (data (i32.const 0) "n")`,
+      `(import "edge" "kv_set" (func $set (param i32 i32 i32 i32) (result i32)))
+       (import "edge" "kv_get" (func $get (param i32 i32 i32 i32) (result i32)))`,
+    );
+    const m = manifest("booted", { grants: { kv: { max_bytes: 100 } } });
+    // The first load's answer cannot be read: its initialiser's write never commits.
+    answers.garble("loaded");
+    await assert.rejects(e.host.install(m, counter));
+    await e.host.install(m, counter);
+    assert.equal((await e.host.deliver("booted", "t", enc("?"))).status, 1, "one boot counted");
+  } finally {
+    answers.restore();
+    await e.dispose();
+  }
+});
