@@ -12,7 +12,8 @@
  *   connection has a request under way, the new one is answered 503 and
  *   closed;
  * - **timeouts**: the request head must arrive within `headerTimeoutMs` of
- *   the connection (or of the first byte of a later request); a connection
+ *   the connection (or of the first byte of a later request, acting only once
+ *   the answer ahead of it is written: answers stay in order); a connection
  *   without a request is closed after `idleTimeoutMs`; a body must keep
  *   arriving (`idleTimeoutMs` between reads) and be complete within
  *   `requestTimeoutMs`; an answer the client does not read is abandoned
@@ -166,6 +167,8 @@ class Connection {
    * (each waits for the one before), so it always belongs to the write going out.
    */
   writeSince = -1;
+  /** An answer was handed to the writer and is not all written yet. */
+  answering = false;
   /** Neighbours in the server's list of evictable connections (phase other than "request"). */
   prev: Connection | null = null;
   next: Connection | null = null;
@@ -300,8 +303,13 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
       }
       if (c.writeSince === 0) c.writeSince = now;
       if (c.writeSince > 0 && now - c.writeSince > o.idleTimeoutMs) c.close("write_timeout");
-      // An answer still going out is not idleness: its own deadline counts.
-      else if (c.deadline < now && !(c.phase === "idle" && c.writeSince >= 0)) expire(c);
+      // An answer still going out is not idleness: its own deadline counts. Nor
+      // does a head's deadline act before the answer ahead of it is out: its
+      // 408 must follow that answer, not land inside it.
+      else if (
+        c.deadline < now &&
+        !(c.phase === "idle" && c.writeSince >= 0) && !(c.phase === "head" && c.answering)
+      ) expire(c);
     }
   }, tick);
   Deno.unrefTimer(sweeper);
@@ -449,7 +457,10 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
     // The answer still going out, if any (an answer waits for the one before).
     let writing: Promise<void> | null = null;
     // Its reactions, registered as it starts: before any later wait for it.
-    const written = () => void (writing = null);
+    const written = () => {
+      writing = null;
+      c.answering = false;
+    };
     const writeFailed = () => c.close("error");
     // The last head's bytes (a copy) and what they parsed to, when shared: a
     // client sends the same head again and again, and comparing bytes costs
@@ -554,6 +565,7 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
         const sent = res instanceof Response ? writeResponse(w, res, how) : writeRaw(w, res, how);
         if (keep) {
           writing = sent;
+          c.answering = true;
           sent.then(written, writeFailed);
         } else {
           await sent;

@@ -592,3 +592,38 @@ Deno.test("HTTP server: a client that stops sending after its requests still get
     assert.match(cut.slice(refusal), /incomplete request head/);
   });
 });
+
+Deno.test("HTTP server: a pipelined head that times out is answered 408 after the answer ahead, whole", async () => {
+  const big = new Uint8Array(8 * 1024 * 1024).fill(0x62);
+  const handler = (req: Request) =>
+    new URL(req.url).pathname === "/big" ? new Response(big) : echo(req);
+  await withServer({}, handler, async (server, port) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      // The second head stops half-way; the client reads the first answer slowly
+      // (but steadily: no write timeout), so it goes out past the header timeout.
+      await conn.write(enc.encode("GET /big HTTP/1.1\r\nHost: h\r\n\r\nGET / HT"));
+      const t0 = performance.now();
+      const parts: string[] = [];
+      const buf = new Uint8Array(32768);
+      for (;;) {
+        const n = await conn.read(buf).catch(() => null);
+        if (n === null) break;
+        parts.push(dec.decode(buf.subarray(0, n)));
+        await sleep(5);
+      }
+      const text = parts.join("");
+      assert.ok(
+        performance.now() - t0 > TIMEOUTS.headerTimeoutMs,
+        "the answer outlasted the header timeout",
+      );
+      const bodyAt = text.indexOf("\r\n\r\n") + 4;
+      const refusal = text.indexOf("HTTP/1.1 408 ");
+      assert.equal(refusal - bodyAt, big.length, "the 408 follows the whole first answer");
+      assert.ok(/^b*$/.test(text.slice(bodyAt, refusal)), "the first answer's body is intact");
+      assert.equal(server.stats.closed.header_timeout, 1, JSON.stringify(server.stats));
+    } finally {
+      conn.close();
+    }
+  });
+});
