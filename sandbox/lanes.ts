@@ -162,9 +162,11 @@ export class Lanes {
   /**
    * Throws away `r`'s queued and in-flight work and starts it again from its
    * committed cursors on a fresh instance: its kv as committed, its messages
-   * from the logs (after a group transaction with its effects failed).
+   * from the logs (after a group transaction with its effects failed, or
+   * refused its kv writes, which its Worker's kv cache already serves).
+   * Counted as a `host` fault with `why`.
    */
-  #restart(r: ModuleRecord, why: string): void {
+  restart(r: ModuleRecord, why: string): void {
     r.gen++;
     r.clearQueue();
     for (const s of [r.streams.readings, r.streams.messages]) s.next = s.committed;
@@ -179,7 +181,7 @@ export class Lanes {
     log.error("committing module effects failed: {error}", { error: String(err) });
     for (const r of records) {
       if (this.#o.installed.isCurrent(r)) {
-        this.#restart(r, `its effects did not commit (${err}); starting over from its cursors`);
+        this.restart(r, `its effects did not commit (${err}); starting over from its cursors`);
       }
     }
   }

@@ -261,6 +261,7 @@ export class ModuleHost {
       metrics: this.#metrics,
       deadlineMs: this.#opts.deadlineMs,
       toProbation: (r) => this.#lanes.toProbation(r),
+      restart: (r, why) => this.#lanes.restart(r, why),
     });
     this.#installer = new Installer({
       meter: this.#opts.meter,

@@ -34,6 +34,8 @@ export interface OutcomesOptions {
   deadlineMs: (fuelPerMessage: number) => number;
   /** Moves `r` to the probation Worker, unless it is there already. */
   toProbation: (r: ModuleRecord) => void;
+  /** Starts `r` over from its committed state on a fresh instance (a `host` fault, `why`). */
+  restart: (r: ModuleRecord, why: string) => void;
 }
 
 /** The books of one module host's calls. */
@@ -90,11 +92,12 @@ export class Outcomes {
     cursors: Map<ModuleRecord, { readings: number; messages: number }>,
   ): void {
     const now = performance.timeOrigin + performance.now();
+    let refused: Map<ModuleRecord, Effect> | undefined;
     for (const e of effects) {
       const r = e.r;
       const name = r.manifest.name;
       if (e.refused) {
-        this.fault(r, { kind: "host", message: `effects refused: ${e.refused}` });
+        (refused ??= new Map()).set(r, e);
         continue;
       }
       for (const p of e.published) {
@@ -120,6 +123,13 @@ export class Outcomes {
       s.readings.committed = Math.max(s.readings.committed, pos.readings);
       s.messages.committed = Math.max(s.messages.committed, pos.messages);
       this.#o.feeder.committed(r);
+    }
+    // Its Worker made the refused kv writes and its kv cache serves them: the module
+    // starts over from what committed (past the refused messages, whose cursors did).
+    for (const [r, e] of refused ?? []) {
+      if (this.#o.installed.isCurrent(r, e.gen)) {
+        this.#o.restart(r, `effects refused: ${e.refused}`);
+      }
     }
   }
 

@@ -326,6 +326,52 @@ Deno.test("after a malformed Worker answer, the module reads only committed kv v
   }
 });
 
+Deno.test("kv writes the runtime refuses are never read back from the Worker's cache", async () => {
+  const e = await env({ workers: 1, faultLimit: 100 });
+  try {
+    // Payload "s<v>": kv_set("k", v), returns its result. "g": kv_get("k") length (or -3).
+    const body = (init: string) =>
+      module(
+        `${init}
+         (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
+           (if (i32.eq (i32.load8_u (local.get 2)) (i32.const 115))
+             (then (return (call $set (i32.const 0) (i32.const 1)
+               (i32.add (local.get 2) (i32.const 1)) (i32.sub (local.get 3) (i32.const 1))))))
+           (call $get (i32.const 0) (i32.const 1) (i32.const 2000) (i32.const 100)))
+         (data (i32.const 0) "k")`,
+        `(import "edge" "kv_set" (func $set (param i32 i32 i32 i32) (result i32)))
+         (import "edge" "kv_get" (func $get (param i32 i32 i32 i32) (result i32)))`,
+      );
+    const m = (version: string, maxBytes: number) =>
+      manifest("shrunk", {
+        version,
+        grants: { kv: { max_bytes: maxBytes } },
+        limits: { fuel_per_message: 2_000_000_000 },
+      });
+    await e.host.install(m("1.0.0", 100), await body(""));
+    const slowInit = `(func (export "edge_init") (result i32) (local i32)
+      (loop $l (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+        (br_if $l (i32.lt_u (local.get 0) (i32.const 150000000))))
+      (i32.const 0))`;
+    // Version 2 allows 4 bytes. A write of 10 by version 1, still running during the
+    // swap, fits version 1's grant in the Worker but not the grant it commits under.
+    const swap = e.host.install(m("2.0.0", 4), await body(slowInit));
+    await new Promise((r) => setTimeout(r, 100));
+    const during = e.host.deliver("shrunk", "t", enc("s123456789"));
+    await swap;
+    assert.equal((await during).status, 0, "the Worker took the write");
+    assert.equal(e.host.status("shrunk").kv_bytes, 0, "the runtime refused it");
+    assert.equal(e.host.status("shrunk").faults.host, 1, "counted as a host fault");
+    assert.equal((await e.host.deliver("shrunk", "t", enc("g"))).status, -3);
+    // What the Worker holds from now on is what committed.
+    assert.equal((await e.host.deliver("shrunk", "t", enc("s12"))).status, 0);
+    assert.equal((await e.host.deliver("shrunk", "t", enc("g"))).status, 2);
+    assert.equal(e.host.status("shrunk").kv_bytes, 3);
+  } finally {
+    await e.dispose();
+  }
+});
+
 Deno.test("after a malformed answer to a load, the module's initialiser reads only committed kv values", async () => {
   const answers = garbleAnswers();
   const e = await env({ workers: 1 });
