@@ -17,6 +17,7 @@ import type { BusMessage, CommitParticipant, GroupCommit, Settle } from "../runt
 import type { CursorStore } from "./cursors.ts";
 import { keyString, type KvWrite, type SqliteKv } from "./kv.ts";
 import type { Delivery, ModuleRecord } from "./module_record.ts";
+import { ModuleEffectsRefusedError } from "./errors.ts";
 import type { Published } from "./host/context.ts";
 
 /**
@@ -34,7 +35,10 @@ export interface Effect {
   d?: Delivery;
   kv?: KvWrite[];
   published: Published[];
-  /** A messages API caller waiting for the effects to be durable. */
+  /**
+   * A messages API caller waiting for the effects to be durable: resolved then,
+   * rejected when they were refused ({@link ModuleEffectsRefusedError}) or failed.
+   */
   done?: { resolve: () => void; reject: (err: unknown) => void };
   /** Set when the runtime refused the module's kv writes of the transaction (over quota): none was written. */
   refused?: string;
@@ -124,22 +128,31 @@ export class Effects implements CommitParticipant {
     }
     // Handed over before anything is written: if a write throws, seal() reports them failed.
     this.#written.push(...live);
-    const refused = new Set<ModuleRecord>();
+    const refused = new Map<ModuleRecord, string>();
     for (const [r, writes] of kv) {
       // The Worker checks the quota before kv_set answers 0; this is the runtime's own check.
-      const grant = r.manifest.grants.kv;
-      const ok = grant !== undefined &&
-        this.#kv.writeIn(
+      const { version, grants: { kv: grant } } = r.manifest;
+      if (grant === undefined) {
+        refused.set(r, `its kv writes need a kv grant, which version ${version} does not have`);
+      } else if (
+        !this.#kv.writeIn(
           r.manifest.name,
           [...writes.values()],
           grant.max_bytes,
           grant.max_value_bytes,
+        )
+      ) {
+        refused.set(
+          r,
+          `its kv writes would exceed its kv grant (version ${version}: max_bytes ` +
+            `${grant.max_bytes}, max_value_bytes ${grant.max_value_bytes})`,
         );
-      if (!ok) refused.add(r);
+      }
     }
     for (const e of live) {
       const r = e.r;
-      if (refused.has(r)) e.refused = "its kv writes would exceed its kv grant";
+      const why = refused.get(r);
+      if (why !== undefined) e.refused = why;
       else {
         const source = `module:${r.manifest.name}`;
         for (const p of e.published) {
@@ -175,7 +188,11 @@ export class Effects implements CommitParticipant {
       durable: () => {
         for (const e of effects) if (e.kv?.length) this.#kv.release(e.r.manifest.name, e.kv);
         this.#host.durable(effects, cursors);
-        for (const e of effects) e.done?.resolve();
+        // A messages API caller learns that nothing of its message was kept, never success.
+        for (const e of effects) {
+          if (e.refused === undefined) e.done?.resolve();
+          else e.done?.reject(new ModuleEffectsRefusedError(e.r.manifest.name, e.refused));
+        }
       },
       failed: (err) => {
         const records = new Set<ModuleRecord>([...effects.map((e) => e.r), ...cursors.keys()]);

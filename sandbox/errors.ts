@@ -91,6 +91,25 @@ export class PayloadTooLargeError extends EdgedError {
   }
 }
 
+/**
+ * A message whose effects the runtime refused when it committed them (its kv
+ * writes over the kv grant the module commits under, e.g. a message the old
+ * version still ran during a swap to a smaller grant): none of them was kept,
+ * neither its kv writes nor its publications. 507 as for a quota the request
+ * would exceed (RFC 4331 section 6; `insufficient_storage` is the disk's).
+ */
+export class ModuleEffectsRefusedError extends EdgedError {
+  override readonly code = "module_effects_refused";
+  override readonly status = 507;
+  /** Builds the error; `why` says what the runtime refused. */
+  constructor(name: string, why: string) {
+    super(
+      `module "${name}" handled the message but its effects were refused at commit, ` +
+        `so none was kept (neither kv writes nor publications): ${why}`,
+    );
+  }
+}
+
 /** A call waiting on a sandbox Worker that died or was stopped; retry shortly. */
 export class WorkerGoneError extends EdgedError {
   override readonly code = "sandbox_unavailable";

@@ -23,6 +23,7 @@ export type { ValidatedModule, ValidateOptions } from "./validate.ts";
 export { GuestInstance } from "./instance.ts";
 export type { CallOutcome } from "./instance.ts";
 export {
+  ModuleEffectsRefusedError,
   ModuleFailedError,
   ModuleFault,
   ModuleLoadingError,

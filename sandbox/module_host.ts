@@ -390,8 +390,11 @@ export class ModuleHost {
 
   /**
    * Delivers one message now, bypassing the queue and the rate limit, and
-   * answers what the module did once its effects are durable.
+   * answers what the module did once its effects are durable
+   * (`runtime/commit.ts`: after the transaction's WAL sync).
    * @throws {ModuleLoadingError} while edged starts and the module is not loaded yet.
+   * @throws {ModuleEffectsRefusedError} when the runtime refused its effects at
+   *   commit (over its kv grant): nothing of the message was kept.
    */
   async deliver(name: string, topic: string, payload: Uint8Array): Promise<CallOutcome> {
     const r = this.#installed.deliverable(name);

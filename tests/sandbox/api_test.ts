@@ -1,6 +1,7 @@
 /** The modules API of a real edged process (MISSION.md "HTTP API"). */
 import assert from "node:assert/strict";
-import { postJson, startEdged } from "../_helpers/edged.ts";
+import { type EdgedProcess, postJson, startEdged } from "../_helpers/edged.ts";
+import { manifest, module } from "./_helpers.ts";
 
 const ROOT = new URL("../../examples/modules/", import.meta.url).pathname;
 
@@ -169,5 +170,89 @@ Deno.test("modules API: preload, list, put, validate (422), messages, delete, re
   } finally {
     await proc.stop();
     await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("POST messages answers 507 module_effects_refused when the runtime refuses the message's kv writes at commit, never success", async () => {
+  const proc = await startEdged();
+  try {
+    // Every message writes its payload (the JSON text) to key "k" and returns kv_set's result.
+    const onMessage = `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
+        (call $set (i32.const 0) (i32.const 1) (local.get 2) (local.get 3)))
+      (data (i32.const 0) "k")`;
+    const kvSet = `(import "edge" "kv_set" (func $set (param i32 i32 i32 i32) (result i32)))`;
+    const slowInit = `(func (export "edge_init") (result i32) (local i32)
+      (loop $l (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+        (br_if $l (i32.lt_u (local.get 0) (i32.const 300000000))))
+      (i32.const 0))`;
+    const put = async (version: string, maxBytes: number, body: string) => {
+      const f = new FormData();
+      const m = manifest("shrunk", {
+        version,
+        grants: { kv: { max_bytes: maxBytes } },
+        limits: { fuel_per_message: 4_000_000_000 },
+      });
+      f.append("manifest", JSON.stringify(m));
+      f.append("module", new Blob([await module(body, kvSet) as Uint8Array<ArrayBuffer>]));
+      return proc.api("/api/v1/modules/shrunk", { method: "PUT", body: f });
+    };
+    const send = (payload: unknown) =>
+      proc.api("/api/v1/modules/shrunk/messages", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ topic: "t", payload }),
+      });
+    const status = async (p: EdgedProcess) => await (await p.api("/api/v1/modules/shrunk")).json();
+    const value = "123456789"; // "k" and "\"123456789\"": 12 bytes
+
+    // Version 2 allows 4 bytes. A write of 12 by version 1, still running in the Worker while
+    // version 2 initialises there, fits version 1's grant in the Worker but not the grant it
+    // commits under. The message must reach the Worker after version 2's load and before the
+    // swap: attempts that miss the window (told apart by what committed) go again.
+    let waitMs = 300;
+    for (let attempt = 1; attempt <= 6; attempt++) {
+      await (await proc.api("/api/v1/modules/shrunk", { method: "DELETE" })).body?.cancel();
+      const v1 = await put("1.0.0", 100, onMessage);
+      assert.equal(v1.status, 201, await v1.text());
+      let swapped = false;
+      const swap = put("2.0.0", 4, onMessage + slowInit).then(async (r) => {
+        swapped = true;
+        assert.equal(r.status, 200, await r.text());
+      });
+      await new Promise((r) => setTimeout(r, waitMs));
+      if (swapped) {
+        waitMs /= 2;
+        continue;
+      }
+      const r = await send(value);
+      const body = await r.json();
+      await swap;
+      const s = await status(proc);
+      if (r.status === 200 && body.status === 0 && s.kv_bytes === 12) {
+        waitMs *= 2; // version 1 ran it before version 2's load reached the Worker: it committed
+        continue;
+      }
+      if (r.status === 200 && body.status !== 0) {
+        waitMs /= 2; // version 2 ran it, and its kv_set answered QUOTA itself
+        continue;
+      }
+      // Version 1 ran it; the runtime refused its write under version 2's grant.
+      assert.equal(s.kv_bytes, 0, "nothing of the message was kept");
+      assert.equal(s.faults.host, 1, "counted as a host fault");
+      assert.equal(r.status, 507, `refused effects answered ${r.status} ${JSON.stringify(body)}`);
+      assert.equal(body.error.code, "module_effects_refused");
+      assert.match(body.error.message, /refused/);
+      assert.match(body.error.message, /kv grant/);
+      assert.equal(body.status, undefined, "no module status that reads as success");
+      // It started over from what committed: version 2's kv_set answers QUOTA (-5) itself.
+      const again = await send(value);
+      assert.equal(again.status, 200);
+      assert.equal((await again.json()).status, -5);
+      return;
+    }
+    assert.fail("no attempt delivered the message between version 2's load and its swap");
+  } finally {
+    await proc.stop();
+    await Deno.remove(proc.dataDir, { recursive: true });
   }
 });

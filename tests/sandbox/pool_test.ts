@@ -4,7 +4,12 @@
  * replaced; deleting a module deletes its kv state unless asked to keep it.
  */
 import assert from "node:assert/strict";
-import { parseManifest, validateModule, WorkerGoneError } from "../../sandbox/mod.ts";
+import {
+  ModuleEffectsRefusedError,
+  parseManifest,
+  validateModule,
+  WorkerGoneError,
+} from "../../sandbox/mod.ts";
 import { WorkerPool } from "../../sandbox/pool.ts";
 import type { KvStore } from "../../sandbox/kv.ts";
 import { enc, env, manifest, module, wat } from "./_helpers.ts";
@@ -359,7 +364,12 @@ Deno.test("kv writes the runtime refuses are never read back from the Worker's c
     await new Promise((r) => setTimeout(r, 100));
     const during = e.host.deliver("shrunk", "t", enc("s123456789"));
     await swap;
-    assert.equal((await during).status, 0, "the Worker took the write");
+    // The Worker took the write (kv_set answered 0); its caller learns nothing was kept.
+    await assert.rejects(during, (err: unknown) => {
+      assert.ok(err instanceof ModuleEffectsRefusedError, String(err));
+      assert.match(err.message, /max_bytes 4\b/);
+      return true;
+    });
     assert.equal(e.host.status("shrunk").kv_bytes, 0, "the runtime refused it");
     assert.equal(e.host.status("shrunk").faults.host, 1, "counted as a host fault");
     assert.equal((await e.host.deliver("shrunk", "t", enc("g"))).status, -3);
