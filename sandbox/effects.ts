@@ -17,7 +17,7 @@ import type { BusMessage, CommitParticipant, GroupCommit, Settle } from "../runt
 import type { CursorStore } from "./cursors.ts";
 import { keyString, type KvWrite, type SqliteKv } from "./kv.ts";
 import type { Delivery, ModuleRecord } from "./module_record.ts";
-import { ModuleEffectsRefusedError } from "./errors.ts";
+import { ModuleEffectsRefusedError, WorkerGoneError } from "./errors.ts";
 import type { Published } from "./host/context.ts";
 
 /**
@@ -117,7 +117,13 @@ export class Effects implements CommitParticipant {
       const r = e.r;
       if (!this.#host.current(r, e.gen)) {
         if (e.kv?.length) this.#kv.release(r.manifest.name, e.kv);
-        e.done?.reject(new Error(`module ${r.manifest.name} was removed or restarted`));
+        // As in Outcomes.apply: a clear 503 to retry, never a bare internal error.
+        e.done?.reject(
+          new WorkerGoneError(
+            r.lane,
+            `removed or restarted module ${r.manifest.name}: its effects were not kept`,
+          ),
+        );
         continue;
       }
       live.push(e);
