@@ -139,11 +139,17 @@ Deno.test("compute is charged the model's measured work in fuel, the same every 
 });
 
 Deno.test("a compute past nn.deadline_ms answers runtime_error, later calls busy until the engine is done, then work again", async () => {
-  const e = await nnEnv({ deadlineMs: 5 });
+  // A tenth of the default fuel per engine ms: a loaded machine inflates the cost measured
+  // at install, and the charge of this batch must stay below the message's 1e10.
+  const fuelPerMs = 100_000;
+  const e = await nnEnv({ deadlineMs: 5, fuelPerMs });
   try {
-    // 128 × (256·2048 + 2048·2048 + 2048·8) ≈ 6·10⁸ multiply-adds: far past 5 ms here.
-    await e.nn.install("big", mlp([256, 2048, 2048, 8], 9).bytes);
-    await e.nn.install("tiny", mlp([256, 4]).bytes);
+    // 496 × (64·4096 + 4096·1024 + 1024·8) ≈ 2.2·10⁹ multiply-adds: a second or more
+    // here, so the engine is still at it when the next call comes, even on a loaded
+    // machine (with a quarter of it, CI's next call once found the engine done). 496
+    // rows of 64 floats fill most of the guest's message buffer.
+    await e.nn.install("big", mlp([64, 4096, 1024, 8], 9).bytes);
+    await e.nn.install("tiny", mlp([64, 4]).bytes);
     // Fuel enough for the big model's measured work: the deadline is what stops the wait here.
     await e.host.install(
       nnManifest("g", ["big", "tiny"], {
@@ -151,7 +157,7 @@ Deno.test("a compute past nn.deadline_ms answers runtime_error, later calls busy
       }),
       await guest(),
     );
-    const x = tensorPayload([128, 256], new Float32Array(128 * 256).fill(0.5));
+    const x = tensorPayload([496, 64], new Float32Array(496 * 64).fill(0.5));
     /** Waits until the engine serves the module again (status 0 for the tiny model). */
     const served = async () => {
       const end = Date.now() + 10_000;
@@ -176,9 +182,9 @@ Deno.test("a compute past nn.deadline_ms answers runtime_error, later calls busy
       // On a loaded machine the engine may pick the request up after its deadline: not started.
       assert.match(out.logs[0].message, /deadline passed while the call waited/);
     } else {
-      assert.equal(out.status, 400 + NnErrno.RUNTIME_ERROR, JSON.stringify(out.logs));
+      assert.equal(out.status, 400 + NnErrno.RUNTIME_ERROR, JSON.stringify([out.error, out.logs]));
       assert.match(out.logs.map((l) => l.message).join("\n"), /deadline of 5 ms/);
-      assert.ok(out.fuelUsed >= 5 * 1_000_000, `the wait is charged (${out.fuelUsed})`);
+      assert.ok(out.fuelUsed >= 5 * fuelPerMs, `the wait is charged (${out.fuelUsed})`);
       const busy = await e.host.deliver("g", "run/tiny", x);
       assert.equal(busy.status, 100 + NnErrno.BUSY, JSON.stringify(busy.logs));
       assert.match(busy.logs[0].message, /still working on an earlier call/);
