@@ -2,15 +2,17 @@
  * Configuration: embedded defaults < TOML file (`--config`) < environment
  * (`EDGED_*`) < command-line flags, validated by one zod schema
  * (`config_schema.ts`). Anything unknown or invalid stops the start with a
- * message naming the setting and where it came from.
+ * message naming the setting and where it came from. A configuration that
+ * passes the schema's plain rules (`config_rules.ts`, generated from it) is
+ * taken without loading zod; any other goes to the schema itself.
  *
  * @module
  */
 import { parse as parseToml } from "smol-toml";
 import { EdgedError } from "../lib/mod.ts";
-import { type Config, configSchema, NAME_RE } from "./config_schema.ts";
-import { type Leaf, settings } from "./config_settings.ts";
-import { issueLines } from "./_config_issues.ts";
+import type { Config } from "./config_schema.ts";
+import { type ConfigRule, type Leaf, NAME_RE, parseByRules } from "./config_rules.ts";
+import { CONFIG_RULES } from "./_config_rules_table.ts";
 
 /** Thrown when configuration is unknown or invalid; the message names the setting. */
 export class ConfigError extends EdgedError {
@@ -66,6 +68,27 @@ function defaultDeviceId(): string {
 }
 
 /**
+ * `raw` judged by the zod schema, which only a configuration that the plain
+ * rules could not pass needs (zod and the schema load then, not before).
+ */
+async function parseBySchema(
+  raw: Record<string, unknown>,
+  origin: ReadonlyMap<string, string>,
+): Promise<Config> {
+  const [{ configSchema }, { issueLines }] = await Promise.all([
+    import("./config_schema.ts"),
+    import("./_config_issues.ts"),
+  ]);
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    throw new ConfigError(
+      `invalid configuration:\n  ${issueLines(result.error.issues, raw, origin).join("\n  ")}`,
+    );
+  }
+  return result.data as Config;
+}
+
+/**
  * Loads the configuration from the file (if any), the environment and the
  * flags. Throws {@linkcode ConfigError} naming the first bad setting.
  *
@@ -115,8 +138,10 @@ export async function loadConfig(
     };
     mark(raw, []);
   }
-  const known = settings();
-  const byEnv = new Map(known.map((s) => [s.env, s]));
+  const byEnv = new Map(
+    CONFIG_RULES.filter((r): r is ConfigRule & { env: string } => r.env !== undefined)
+      .map((r) => [r.env, { path: r.path, kind: r.type as Leaf }]),
+  );
   for (const [name, value] of Object.entries(env)) {
     // An empty variable counts as unset, as shells and unit files make those easily.
     if (!name.startsWith("EDGED_") || OTHER_ENV.has(name) || value === "") continue;
@@ -139,13 +164,7 @@ export async function loadConfig(
     raw.listen = flags.listen;
     origin.set("listen", "from --listen");
   }
-  const result = configSchema.safeParse(raw);
-  if (!result.success) {
-    throw new ConfigError(
-      `invalid configuration:\n  ${issueLines(result.error.issues, raw, origin).join("\n  ")}`,
-    );
-  }
-  const cfg = result.data as Config;
+  const cfg = (parseByRules(raw, CONFIG_RULES) ?? await parseBySchema(raw, origin)) as Config;
   if (!origin.has("modules.max_lag")) {
     cfg.modules.max_lag = Math.min(cfg.modules.max_lag, cfg.store.max_pending_readings);
   }

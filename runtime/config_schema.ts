@@ -9,11 +9,9 @@
  */
 import { z } from "zod";
 import { adaptersSchema } from "./adapters_config.ts";
+import { NAME_RE, parseListen, TOKEN_RE } from "./config_rules.ts";
 
-/** Device ids: 1-128 of A-Z a-z 0-9 . _ - starting alphanumeric (the host name's default too). */
-export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-/** A bearer token travels in `Authorization: Bearer TOKEN` (RFC 6750): one run of visible ASCII. */
-export const TOKEN_RE = /^[\x21-\x7e]+$/;
+export { NAME_RE, parseListen, TOKEN_RE } from "./config_rules.ts";
 
 /** host:port, with IPv6 hosts in brackets. */
 const listenSchema = z.string().refine((v) => parseListen(v) !== null, {
@@ -226,12 +224,3 @@ export const configSchema = z.strictObject({
 
 /** The validated configuration. */
 export type Config = z.infer<typeof configSchema> & { device_id: string };
-
-/** Splits `HOST:PORT`; null when malformed. */
-export function parseListen(v: string): { hostname: string; port: number } | null {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]\s]+)):(\d{1,5})$/.exec(v);
-  if (!m) return null;
-  const port = Number(m[3]);
-  if (port > 65535) return null;
-  return { hostname: m[1] ?? m[2], port };
-}

@@ -16,26 +16,19 @@ export {
   type WalSyncer,
 } from "./commit.ts";
 export type { Component, RuntimeContext } from "./component.ts";
+export type { AdaptersConfig, ModbusAdapterConfig, ModbusPointConfig } from "./adapters_config.ts";
 export {
-  type AdaptersConfig,
-  adaptersSchema,
   MODBUS_BAUD_RATES,
   MODBUS_TYPE_REGISTERS,
-  type ModbusAdapterConfig,
-  type ModbusPointConfig,
   type ModbusTarget,
   parseModbusUrl,
-} from "./adapters_config.ts";
+} from "./modbus_url.ts";
 export { ConfigError, type ConfigFlags, loadConfig } from "./config.ts";
-export { type Config, configSchema, parseListen } from "./config_schema.ts";
-export { type BlockSetting, blockSettings, settings } from "./config_settings.ts";
-export {
-  OPCUA_SECURITY_POLICIES,
-  type OpcuaAdapterConfig,
-  opcuaAdapterSchema,
-  type OpcuaPointConfig,
-  opcuaPointSchema,
-} from "./config_opcua.ts";
+export type { Config } from "./config_schema.ts";
+export { parseListen } from "./config_rules.ts";
+export type { OpcuaAdapterConfig, OpcuaPointConfig } from "./config_opcua.ts";
+// The zod schemas themselves (configSchema, adaptersSchema, settings(), ...)
+// are in runtime/schema.ts: importing this module does not load zod.
 export { ApiError, type ErrorDetail, errorResponse } from "./api/errors.ts";
 export { bodyLimit, BodyTooLargeError, defaultBodyLimit } from "./api/body_limit.ts";
 export {

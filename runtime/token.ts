@@ -6,7 +6,7 @@
  */
 import { toHex, writeFileAtomic } from "../lib/mod.ts";
 import { ConfigError } from "./config.ts";
-import { TOKEN_RE } from "./config_schema.ts";
+import { TOKEN_RE } from "./config_rules.ts";
 
 /** File name of the stored token inside the data directory. */
 export const TOKEN_FILE = "api-token";

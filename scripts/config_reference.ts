@@ -2,11 +2,12 @@
  * Writes docs/configuration.md, the reference of every setting, from the
  * configuration schema itself (runtime/config_schema.ts), so the document cannot
  * drift from the code: `deno task config-docs`. A test fails when the
- * committed file differs from what this prints.
+ * committed file differs from what this prints. It writes the schema's plain
+ * rules (runtime/_config_rules_table.ts) too, which another test holds to it.
  *
  * @module
  */
-import { blockSettings, configSchema, settings } from "../runtime/mod.ts";
+import { blockSettings, configRulesModule, configSchema, settings } from "../runtime/schema.ts";
 import { Command, parseCli } from "./_cli.ts";
 
 function defaultOf(path: string[]): unknown {
@@ -73,14 +74,19 @@ export function configReference(): string {
 if (import.meta.main) {
   const program = new Command("config-docs")
     .description(
-      "Write docs/configuration.md from the configuration schema (runtime/config_schema.ts); " +
-        "tests/scripts/config_reference_test.ts fails while the committed file differs.",
+      "Write docs/configuration.md and runtime/_config_rules_table.ts from the configuration " +
+        "schema (runtime/config_schema.ts); tests fail while the committed files differ.",
     );
   const stop = parseCli(program, Deno.args);
   if (stop !== null) Deno.exit(stop);
   const out = new URL("../docs/configuration.md", import.meta.url);
   await Deno.writeTextFile(out, configReference());
-  const fmt = await new Deno.Command(Deno.execPath(), { args: ["fmt", out.pathname] }).output();
+  // The plain rules edged checks a configuration by before it needs zod (runtime/config_rules.ts).
+  const rules = new URL("../runtime/_config_rules_table.ts", import.meta.url);
+  await Deno.writeTextFile(rules, configRulesModule());
+  const fmt = await new Deno.Command(Deno.execPath(), {
+    args: ["fmt", out.pathname, rules.pathname],
+  }).output();
   if (fmt.code !== 0) Deno.exit(1);
-  console.log(`wrote ${out.pathname}`);
+  console.log(`wrote ${out.pathname} and ${rules.pathname}`);
 }

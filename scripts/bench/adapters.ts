@@ -30,14 +30,8 @@ import {
   parseReadResponse,
   readRequest,
 } from "../../protocols/mod.ts";
-import {
-  adaptersSchema,
-  Bus,
-  Metrics,
-  parseModbusUrl,
-  ReadingLog,
-  Store,
-} from "../../runtime/mod.ts";
+import { Bus, Metrics, parseModbusUrl, ReadingLog, Store } from "../../runtime/mod.ts";
+import { adaptersSchema } from "../../runtime/schema.ts";
 import { type EdgedProcess, startEdged } from "../../tests/_helpers/edged.ts";
 import { type ModbusServer, startModbusServer } from "../../tests/_helpers/modbus.ts";
 

@@ -7,7 +7,7 @@
  */
 import { ModbusAdapter, type ModbusAdapterOptions } from "../../protocols/mod.ts";
 import type { AdapterReading, AdapterSink } from "../../protocols/mod.ts";
-import { adaptersSchema } from "../../runtime/mod.ts";
+import { adaptersSchema } from "../../runtime/schema.ts";
 
 export { until } from "../_helpers/until.ts";
 

@@ -11,7 +11,8 @@ import {
   CommandRegistry,
   ModbusAdapter,
 } from "../../protocols/mod.ts";
-import { adaptersSchema, Bus, Metrics, ReadingLog, Store } from "../../runtime/mod.ts";
+import { Bus, Metrics, ReadingLog, Store } from "../../runtime/mod.ts";
+import { adaptersSchema } from "../../runtime/schema.ts";
 import { type ModbusServer, startModbusServer } from "../_helpers/modbus.ts";
 import { until } from "./_modbus.ts";
 

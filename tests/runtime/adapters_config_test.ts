@@ -4,7 +4,8 @@
  * stops the start with a message naming the setting and the block.
  */
 import assert from "node:assert/strict";
-import { adaptersSchema, ConfigError, loadConfig, parseModbusUrl } from "../../runtime/mod.ts";
+import { ConfigError, loadConfig, parseModbusUrl } from "../../runtime/mod.ts";
+import { adaptersSchema } from "../../runtime/schema.ts";
 import { runCli } from "../_helpers/edged.ts";
 
 const EXAMPLE = `

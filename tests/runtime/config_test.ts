@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { ConfigError, loadConfig, settings } from "../../runtime/mod.ts";
+import { ConfigError, loadConfig } from "../../runtime/mod.ts";
+import { settings } from "../../runtime/schema.ts";
 import { runCli } from "../_helpers/edged.ts";
 
 Deno.test("zero configuration gives the embedded defaults", async () => {

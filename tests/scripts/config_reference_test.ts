@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { configReference } from "../../scripts/config_reference.ts";
-import { settings } from "../../runtime/mod.ts";
+import { settings } from "../../runtime/schema.ts";
 
 Deno.test("docs/configuration.md lists every setting, as the schema defines it", async () => {
   const committed = await Deno.readTextFile(

@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { parse as parseToml } from "smol-toml";
-import { configSchema, settings } from "../../runtime/mod.ts";
+import { configSchema, settings } from "../../runtime/schema.ts";
 import { manifestSchema } from "../../sandbox/mod.ts";
 
 const ROOT = new URL("../../", import.meta.url);

@@ -7,7 +7,8 @@
  *
  * @module
  */
-import { ConfigError, configSchema, loadConfig, settings } from "../../../runtime/mod.ts";
+import { ConfigError, loadConfig } from "../../../runtime/mod.ts";
+import { configSchema, settings } from "../../../runtime/schema.ts";
 import { weirdValue } from "../_mutate.ts";
 import type { Rng } from "../_prng.ts";
 import { type FuzzTarget, type Harness, OracleViolation } from "../_target.ts";
