@@ -21,7 +21,7 @@ import { updaterComponent } from "../ota/update/mod.ts";
  * Builds the components of the runtime from the shared services, in start
  * order (they stop in reverse).
  */
-export function createComponents(ctx: RuntimeContext): Component[] {
+export async function createComponents(ctx: RuntimeContext): Promise<Component[]> {
   const m = ctx.config.modules;
   const n = ctx.config.nn;
   // Stops after the modules: their instances let go of the engine first.
@@ -35,7 +35,7 @@ export function createComponents(ctx: RuntimeContext): Component[] {
     maxModelBytes: n.max_model_bytes,
     idleStopMs: n.idle_stop_s * 1000,
   });
-  const modules = modulesComponent({
+  const modules = await modulesComponent({
     nn: models.nn,
     dataDir: ctx.dataDir,
     bus: ctx.bus,

@@ -115,7 +115,7 @@ export async function runEdged(config: Config, options: RunOptions = {}): Promis
     requestExit,
     stopping: stopping.signal,
   };
-  const components = createComponents(ctx);
+  const components = await createComponents(ctx);
 
   let started = false;
   const notReady = (): string[] => {

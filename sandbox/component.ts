@@ -19,11 +19,11 @@ export interface ModulesComponent {
 }
 
 /**
- * Builds the modules component: a {@link ModuleHost} and its API mounted at
- * `/api/v1/modules`.
+ * Builds the modules component: a {@link ModuleHost} (`ModuleHost.open`) and
+ * its API mounted at `/api/v1/modules`.
  */
-export function modulesComponent(options: ModuleHostOptions): ModulesComponent {
-  const host = new ModuleHost(options);
+export async function modulesComponent(options: ModuleHostOptions): Promise<ModulesComponent> {
+  const host = await ModuleHost.open(options);
   return {
     name: "modules",
     host,

@@ -15,7 +15,8 @@ import { ModuleFault, ModuleValidationError } from "./errors.ts";
 import type { Feeder } from "./feed.ts";
 import type { InstalledModules } from "./installed_modules.ts";
 import type { Lanes } from "./lanes.ts";
-import { type Manifest, parseManifest } from "./manifest.ts";
+import type { Manifest } from "./manifest.ts";
+import { manifestParser } from "./_manifest_parser.ts";
 import { ModuleRecord } from "./module_record.ts";
 import type { ModuleStore } from "./persist.ts";
 import type { WorkerPool } from "./pool.ts";
@@ -67,7 +68,7 @@ export class Installer {
     let version = "unknown";
     let sha256 = "";
     try {
-      const manifest = parseManifest(stored.manifestJson);
+      const manifest = (await manifestParser())(stored.manifestJson);
       version = manifest.version;
       sha256 = manifest.sha256 ?? "";
       await this.activate(manifest, stored.bytes);

@@ -9,32 +9,10 @@ import { z } from "zod";
 import { filterProblem } from "../lib/mod.ts";
 import { ModuleValidationError } from "./errors.ts";
 import { MODEL_NAME_MESSAGE, MODEL_NAME_RE } from "./nn/names.ts";
+import { CEILINGS, defaultPublishBytesPerCall } from "./manifest_limits.ts";
+import { provideManifestParser } from "./_manifest_parser.ts";
 
-/** Hard ceilings no manifest may exceed, whatever it asks for. */
-export const CEILINGS = {
-  /** 4 GiB: all a 32-bit memory can address. */
-  memoryBytes: 65536 * 65536,
-  fuelPerMessage: 10_000_000_000,
-  maxPayloadBytes: 16 * 1024 * 1024,
-  messagesPerSecond: 100_000,
-  kvMaxBytes: 64 * 1024 * 1024,
-  /** One kv value: also the most the Worker's shared buffer grows to for a kv_get. */
-  kvMaxValueBytes: 16 * 1024 * 1024,
-  publishMessagesPerCall: 10_000,
-  /** What one call may publish in all (topics and payloads): what one message may make the runtime hold. */
-  publishBytesPerCall: 32 * 1024 * 1024,
-  publishMessagesPerSecond: 100_000,
-  publishBytesPerSecond: 256 * 1024 * 1024,
-  backlog: 1_000_000_000,
-} as const;
-
-/**
- * `limits.publish_bytes_per_call` when the manifest does not say: 1 MiB, or
- * room for one largest payload with a topic of up to 4 KiB.
- */
-export function defaultPublishBytesPerCall(maxPayloadBytes: number): number {
-  return Math.max(1024 * 1024, maxPayloadBytes + 4096);
-}
+export { CEILINGS, defaultPublishBytesPerCall } from "./manifest_limits.ts";
 
 const filter = z.string().superRefine((f, ctx) => {
   const p = filterProblem(f);
@@ -140,3 +118,5 @@ export function parseManifest(input: unknown): Manifest {
   }
   return result.data;
 }
+
+provideManifestParser(parseManifest);

@@ -17,7 +17,10 @@ export { ModuleHost } from "./module_host.ts";
 export type { ModuleHostOptions } from "./module_host.ts";
 export type { ModuleState, ModuleStatus } from "./module_record.ts";
 export { modulesApi, outcomeJson } from "./api.ts";
-export { type Manifest, manifestSchema, parseManifest } from "./manifest.ts";
+// The manifest's schema and sync parser are in sandbox/manifest.ts, loaded
+// with zod the first time a manifest is read: manifestParser() gives the parser.
+export type { Manifest } from "./manifest.ts";
+export { manifestParser } from "./_manifest_parser.ts";
 export { validateModule } from "./validate.ts";
 export type { ValidatedModule, ValidateOptions } from "./validate.ts";
 export { GuestInstance } from "./instance.ts";

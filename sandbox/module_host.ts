@@ -28,7 +28,7 @@ import {
   type RowsListener,
 } from "../runtime/mod.ts";
 import { ModuleFailedError, ModuleQuarantinedError, PayloadTooLargeError } from "./errors.ts";
-import { parseManifest } from "./manifest.ts";
+import { loadedManifestParser, manifestParser } from "./_manifest_parser.ts";
 import type { CallOutcome } from "./instance.ts";
 import { SqliteKv, type StoreLike } from "./kv.ts";
 import { ModuleStore } from "./persist.ts";
@@ -136,6 +136,18 @@ export class ModuleHost {
   #ready = false;
   #metrics?: ModuleMetrics;
 
+  /**
+   * A host for `options`, the manifest schema loaded first when modules are
+   * installed (the constructor reads their manifests at once); with none
+   * installed it loads with the first manifest to read.
+   */
+  static async open(options: ModuleHostOptions): Promise<ModuleHost> {
+    if (new ModuleStore(join(options.dataDir, "modules")).manifests().length > 0) {
+      await manifestParser();
+    }
+    return new ModuleHost(options);
+  }
+
   constructor(options: ModuleHostOptions) {
     this.#opts = {
       queueCapacity: 256,
@@ -173,12 +185,21 @@ export class ModuleHost {
       idsAbove: installed.dormantMessagesAbove(),
     });
     this.#disk = new ModuleStore(join(options.dataDir, "modules"));
-    for (const { name, manifestJson } of this.#disk.manifests()) {
+    const manifests = this.#disk.manifests();
+    // The schema is loaded by now when there are manifests to read
+    // (ModuleHost.open, or an import of manifest.ts); with none, it never loads.
+    const parseManifest = manifests.length > 0 ? loadedManifestParser() : undefined;
+    if (manifests.length > 0 && parseManifest === undefined) {
+      throw new Error(
+        "the manifest schema is not loaded: build the host with ModuleHost.open() (or import sandbox/manifest.ts)",
+      );
+    }
+    for (const { name, manifestJson } of manifests) {
       let version = "unknown";
       let sha256 = "";
       let subscribe: string[] = [];
       try {
-        const m = parseManifest(manifestJson);
+        const m = parseManifest!(manifestJson);
         version = m.version;
         sha256 = m.sha256 ?? "";
         subscribe = m.subscribe;
@@ -298,7 +319,7 @@ export class ModuleHost {
     for (const dir of this.#opts.preload) {
       try {
         const manifestJson = await Deno.readTextFile(join(dir, "manifest.json"));
-        const manifest = parseManifest(manifestJson);
+        const manifest = (await manifestParser())(manifestJson);
         if (this.#installed.runsOrFailed(manifest.name)) continue;
         await this.install(manifestJson, await Deno.readFile(join(dir, "module.wasm")));
         log.info("preloaded module {name} from {dir}", { name: manifest.name, dir });
@@ -338,6 +359,11 @@ export class ModuleHost {
    * @throws {ModuleValidationError} with every reason when refused.
    */
   install(manifestInput: unknown, bytes: Uint8Array): Promise<ModuleStatus> {
+    const parseManifest = loadedManifestParser();
+    // First manifest of an edged that started without any: load the schema.
+    if (parseManifest === undefined) {
+      return manifestParser().then(() => this.install(manifestInput, bytes));
+    }
     const manifest = parseManifest(manifestInput);
     return this.#lock.run(manifest.name, async () => {
       const validated = await this.#installer.activate(manifest, bytes, true);

@@ -14,7 +14,8 @@ import { EdgeError } from "./host/context.ts";
 import { globMatcher, MAX_SENSOR_BYTES, type PathMatcher, readGrantedSensor } from "./host/edge.ts";
 import type { RunnableModule } from "./instance.ts";
 import type { KvStore, KvWrite } from "./kv.ts";
-import { CEILINGS, type Manifest } from "./manifest.ts";
+import type { Manifest } from "./manifest.ts";
+import { CEILINGS } from "./manifest_limits.ts";
 import type { NnPoolLink } from "./nn/service.ts";
 import {
   CALL_INST,

@@ -417,7 +417,7 @@ async function workerCalls(dir: string, quick: boolean): Promise<BenchRow[]> {
   await Deno.writeTextFile(sensor, "42000\n");
   const store = Store.open(dataDir);
   // The whole runtime's thread for this module: the rows measure calls, not the thread share.
-  const host = new ModuleHost({ dataDir, store, bus: new Bus(), threadMsPerSecond: 1000 });
+  const host = await ModuleHost.open({ dataDir, store, bus: new Bus(), threadMsPerSecond: 1000 });
   const four = "(param i32 i32 i32 i32) (result i32)";
   const imports = `(import "edge" "kv_get" (func $get ${four}))
     (import "edge" "kv_set" (func $set ${four}))

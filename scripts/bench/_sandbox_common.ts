@@ -5,7 +5,7 @@
  * @module
  */
 
-import { parseManifest } from "../../sandbox/mod.ts";
+import { parseManifest } from "../../sandbox/manifest.ts";
 
 /** The `p`th percentile (0-100) of `xs`. */
 export function pct(xs: number[], p: number): number {

@@ -11,7 +11,8 @@
  */
 import type { BenchOptions, BenchRow } from "./_report.ts";
 import { Bus, Store } from "../../runtime/mod.ts";
-import { ModuleHost, parseManifest } from "../../sandbox/mod.ts";
+import { ModuleHost } from "../../sandbox/mod.ts";
+import { parseManifest } from "../../sandbox/manifest.ts";
 import { loadEngineFiles, NnEngine, NnService, npmCacheDist } from "../../sandbox/nn/mod.ts";
 import { stageEngineFiles } from "../compile.ts";
 import { mlp, windowScorer } from "../nn/models.ts";
@@ -42,7 +43,7 @@ async function latency(quick: boolean): Promise<BenchRow[]> {
   const dataDir = await Deno.makeTempDir({ prefix: "edged-bench-nn-" });
   const store = Store.open(dataDir);
   const nn = new NnService({ dataDir });
-  const host = new ModuleHost({ dataDir, store, bus: new Bus(), nn });
+  const host = await ModuleHost.open({ dataDir, store, bus: new Bus(), nn });
   try {
     await host.start();
     const models = [
@@ -168,7 +169,7 @@ async function childRss(mode: "plain" | "nn-idle" | "nn-loaded"): Promise<void> 
   const dataDir = await Deno.makeTempDir({ prefix: "edged-bench-nn-rss-" });
   const store = Store.open(dataDir);
   const nn = mode === "plain" ? undefined : new NnService({ dataDir });
-  const host = new ModuleHost({ dataDir, store, bus: new Bus(), nn });
+  const host = await ModuleHost.open({ dataDir, store, bus: new Bus(), nn });
   await host.start();
   const wasm = await guest();
   const m = mlp([64, 256, 10], 1);

@@ -120,7 +120,7 @@ async function childRss(kind: string, n: number): Promise<void> {
   );
   const dir = await Deno.makeTempDir();
   const store = Store.open(dir);
-  const host = new ModuleHost({ dataDir: dir, store, bus: new Bus(), logLinesPerSecond: 1 });
+  const host = await ModuleHost.open({ dataDir: dir, store, bus: new Bus(), logLinesPerSecond: 1 });
   await host.start();
   // Warm up everything shared (compiler, SQLite statements) before the baseline.
   await host.install({ ...manifest, name: "warm" }, bytes);
@@ -537,7 +537,7 @@ async function kvCall(dir: string, quick: boolean): Promise<BenchRow[]> {
   const dataDir = await Deno.makeTempDir({ dir });
   const store = Store.open(dataDir);
   // The whole runtime's thread may serve this one module: the row measures the call, not the share.
-  const host = new ModuleHost({ dataDir, store, bus: new Bus(), threadMsPerSecond: 1000 });
+  const host = await ModuleHost.open({ dataDir, store, bus: new Bus(), threadMsPerSecond: 1000 });
   try {
     await host.start();
     await host.install(m, bytes);
@@ -604,7 +604,7 @@ async function runaway(dir: string, quick: boolean): Promise<BenchRow[]> {
     const dataDir = await Deno.makeTempDir({ dir });
     const store = Store.open(dataDir);
     const bus = new Bus();
-    const host = new ModuleHost({ dataDir, store, bus, logLinesPerSecond: 1 });
+    const host = await ModuleHost.open({ dataDir, store, bus, logLinesPerSecond: 1 });
     await host.start();
     const sentAt = new Map<string, number>();
     const lat: number[] = [];

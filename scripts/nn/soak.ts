@@ -15,7 +15,8 @@
 
 import { Bus, Store } from "../../runtime/mod.ts";
 import { Command, parseCli } from "../_cli.ts";
-import { ModuleHost, parseManifest } from "../../sandbox/mod.ts";
+import { ModuleHost } from "../../sandbox/mod.ts";
+import { parseManifest } from "../../sandbox/manifest.ts";
 import { NnService } from "../../sandbox/nn/mod.ts";
 import { mlp } from "./models.ts";
 
@@ -72,7 +73,7 @@ export async function modelSwapSoak(o: SoakOptions): Promise<SoakResult> {
   const dataDir = await Deno.makeTempDir({ prefix: "edged-nn-soak-" });
   const store = Store.open(dataDir);
   const nn = new NnService({ dataDir });
-  const host = new ModuleHost({ dataDir, store, bus: new Bus(), nn });
+  const host = await ModuleHost.open({ dataDir, store, bus: new Bus(), nn });
   try {
     await host.start();
     // ~300 KB of weights: a session leaked per swap would show within a few dozen swaps.

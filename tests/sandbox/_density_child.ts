@@ -3,7 +3,8 @@
  * cap each) in one isolate, delivers one message to each, and prints JSON
  * with how many answered and how much address space the process grew by.
  */
-import { GuestInstance, parseManifest, validateModule } from "../../sandbox/mod.ts";
+import { GuestInstance, validateModule } from "../../sandbox/mod.ts";
+import { parseManifest } from "../../sandbox/manifest.ts";
 
 const count = Number(Deno.args[0]);
 const vmKiB = () => Number(Deno.readTextFileSync("/proc/self/status").match(/VmSize:\s+(\d+)/)![1]);

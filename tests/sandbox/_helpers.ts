@@ -6,12 +6,8 @@
  */
 
 import { Bus, ReadingLog, Store } from "../../runtime/mod.ts";
-import {
-  type Manifest,
-  ModuleHost,
-  type ModuleHostOptions,
-  parseManifest,
-} from "../../sandbox/mod.ts";
+import { type Manifest, ModuleHost, type ModuleHostOptions } from "../../sandbox/mod.ts";
+import { parseManifest } from "../../sandbox/manifest.ts";
 
 const cache = new Map<string, Uint8Array>();
 
@@ -89,7 +85,7 @@ export async function env(
     (m) =>
       seen.push({ topic: m.topic, payload: new TextDecoder().decode(m.payload), source: m.source }),
   );
-  const host = new ModuleHost({ dataDir, store, bus, readings, ...options });
+  const host = await ModuleHost.open({ dataDir, store, bus, readings, ...options });
   await host.start();
   const close = async () => {
     await host.stop();

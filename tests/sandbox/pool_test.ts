@@ -4,12 +4,8 @@
  * replaced; deleting a module deletes its kv state unless asked to keep it.
  */
 import assert from "node:assert/strict";
-import {
-  ModuleEffectsRefusedError,
-  parseManifest,
-  validateModule,
-  WorkerGoneError,
-} from "../../sandbox/mod.ts";
+import { ModuleEffectsRefusedError, validateModule, WorkerGoneError } from "../../sandbox/mod.ts";
+import { parseManifest } from "../../sandbox/manifest.ts";
 import { WorkerPool } from "../../sandbox/pool.ts";
 import type { KvStore } from "../../sandbox/kv.ts";
 import { enc, env, manifest, module, wat } from "./_helpers.ts";

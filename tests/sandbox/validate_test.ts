@@ -122,7 +122,7 @@ Deno.test("a 4 GiB declared memory and a ten-million-entry table are refused", a
 });
 
 Deno.test("manifest errors name the field", async () => {
-  const { parseManifest } = await import("../../sandbox/mod.ts");
+  const { parseManifest } = await import("../../sandbox/manifest.ts");
   assert.throws(
     () => parseManifest({ name: "x", version: "1.0.0", limits: { fuel_per_mesage: 5 } }),
     (e: ModuleValidationError) =>

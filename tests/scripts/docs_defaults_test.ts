@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { parse as parseToml } from "smol-toml";
 import { configSchema, settings } from "../../runtime/schema.ts";
-import { manifestSchema } from "../../sandbox/mod.ts";
+import { manifestSchema } from "../../sandbox/manifest.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 const read = (path: string) => Deno.readTextFileSync(new URL(path, ROOT));

@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { ModuleValidationError, parseManifest, validateModule } from "../../../sandbox/mod.ts";
+import { ModuleValidationError, validateModule } from "../../../sandbox/mod.ts";
+import { parseManifest } from "../../../sandbox/manifest.ts";
 import { mutateJson, weirdValue } from "../_mutate.ts";
 import type { Rng } from "../_prng.ts";
 import { reasonKind } from "./_reasons.ts";

@@ -13,9 +13,9 @@ import {
   GuestInstance,
   ModuleFault,
   ModuleValidationError,
-  parseManifest,
   validateModule,
 } from "../../../sandbox/mod.ts";
+import { parseManifest } from "../../../sandbox/manifest.ts";
 import { reasonKind } from "./_reasons.ts";
 import { type FuzzTarget, type Harness, OracleViolation } from "../_target.ts";
 import { generateWasm } from "./_wasm_gen.ts";
