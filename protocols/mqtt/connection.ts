@@ -12,8 +12,8 @@ import { Buffer } from "node:buffer";
 import type { IClientOptions, IConnackPacket, MqttClient } from "mqtt";
 import type { Duplex } from "node:stream";
 import { backoffDelay } from "./backoff.ts";
-import { type DroppedPacket, PacketGuard } from "./packet_guard.ts";
-import { BrokerSocket } from "./socket.ts";
+// The guards (and node:stream under them) load with npm:mqtt, in Connection.start().
+import type { DroppedPacket } from "./packet_guard.ts";
 
 const log = getLogger(["edged", "mqtt"]);
 
@@ -97,6 +97,12 @@ async function tlsOptions(o: ConnectionOptions): Promise<Partial<IClientOptions>
   return { ca, cert, key, rejectUnauthorized: true };
 }
 
+/** The stream classes of `socket.ts` and `packet_guard.ts`. */
+interface Guards {
+  BrokerSocket: typeof import("./socket.ts").BrokerSocket;
+  PacketGuard: typeof import("./packet_guard.ts").PacketGuard;
+}
+
 /**
  * Guards what the broker sends (`packet_guard.ts`). npm `mqtt` builds its
  * stream in `connect()` (with `manualConnect` we call it) and pipes it into
@@ -106,11 +112,13 @@ async function tlsOptions(o: ConnectionOptions): Promise<Partial<IClientOptions>
  * goes into that pipe.
  */
 function guardInbound(
+  guards: Guards,
   client: MqttClient,
   o: ConnectionOptions,
   tls: { ca?: string; cert?: string; key?: string },
   onDropped: (p: DroppedPacket) => void,
 ): void {
+  const { BrokerSocket, PacketGuard } = guards;
   const c = client as unknown as { streamBuilder: (c: MqttClient) => Duplex };
   const url = new URL(o.url);
   if (url.protocol === "mqtt:" || url.protocol === "mqtts:") {
@@ -157,6 +165,7 @@ export class Connection {
   #tls: Partial<IClientOptions> = {};
   #tlsFiles: { ca?: string; cert?: string; key?: string } = {};
   #mqtt: typeof import("mqtt").default | undefined;
+  #guards: Guards | undefined;
   #client: MqttClient | null = null;
   #live: MqttClient | null = null;
   #attempt = 0;
@@ -183,12 +192,18 @@ export class Connection {
   }
 
   /**
-   * Loads `npm:mqtt` (only now: an edged without a broker never pays its
-   * memory), reads TLS files (failing fast on bad ones) and starts connecting
-   * in the background.
+   * Loads `npm:mqtt` and the packet guards (only now: an edged without a
+   * broker never pays their memory, node:stream's included), reads TLS files
+   * (failing fast on bad ones) and starts connecting in the background.
    */
   async start(): Promise<void> {
-    this.#mqtt = (await import("mqtt")).default;
+    const [mqtt, { BrokerSocket }, { PacketGuard }] = await Promise.all([
+      import("mqtt"),
+      import("./socket.ts"),
+      import("./packet_guard.ts"),
+    ]);
+    this.#mqtt = mqtt.default;
+    this.#guards = { BrokerSocket, PacketGuard };
     this.#tls = await tlsOptions(this.#o);
     this.#tlsFiles = {
       ca: this.#tls.ca as string | undefined,
@@ -221,7 +236,7 @@ export class Connection {
       properties: o.protocolVersion === 5 ? { maximumPacketSize: o.maxPacketBytes } : undefined,
       manualConnect: true,
     });
-    guardInbound(client, o, this.#tlsFiles, (p) => o.onOversized?.(p));
+    guardInbound(this.#guards!, client, o, this.#tlsFiles, (p) => o.onOversized?.(p));
     client.connect();
     this.#client = client;
     let established = false;
