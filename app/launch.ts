@@ -8,14 +8,14 @@
  */
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
-import { type Config, runFlags } from "../runtime/mod.ts";
+import { type Config, sourceRunFlags } from "../runtime/mod.ts";
 import { LAUNCHER_ENV, supervise } from "../ota/update/mod.ts";
 import { collectNow } from "../lib/mod.ts";
 
 /** How to start this build again: itself when compiled, `deno run main.ts` from source. */
 export function selfCommand(): string[] {
   if (Deno.build.standalone) return [Deno.execPath()];
-  return [Deno.execPath(), "run", ...runFlags(), fileURLToPath(Deno.mainModule)];
+  return [Deno.execPath(), "run", ...sourceRunFlags(), fileURLToPath(Deno.mainModule)];
 }
 
 /** Flags of `edged run` that the child gets again. */

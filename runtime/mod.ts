@@ -99,4 +99,11 @@ export { Store, StoreError } from "./store.ts";
 export { privateUmask, secureDataDir } from "./data_dir.ts";
 export { ensureApiToken, TOKEN_FILE } from "./token.ts";
 export { type BuildInfo, buildInfo, VERSION } from "./version.ts";
-export { runFlags, RUNTIME_PERMISSIONS, UNSTABLE_FLAGS, V8_FLAGS } from "./permissions.ts";
+export {
+  runFlags,
+  RUNTIME_PERMISSIONS,
+  SOURCE_RUN_FLAGS,
+  sourceRunFlags,
+  UNSTABLE_FLAGS,
+  V8_FLAGS,
+} from "./permissions.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-export { runFlags, RUNTIME_PERMISSIONS, V8_FLAGS } from "../runtime/mod.ts";
+export { runFlags, RUNTIME_PERMISSIONS, sourceRunFlags, V8_FLAGS } from "../runtime/mod.ts";
 
 /** Target triples `deno task compile` builds. */
 export const TARGETS: readonly string[] = [

@@ -105,14 +105,14 @@ export interface SmokeResult {
  * and stops it with SIGTERM.
  */
 export async function smokeTest(timeoutS = 180): Promise<SmokeResult> {
-  const { runFlags } = await import("./_flags.ts");
+  const { sourceRunFlags } = await import("./_flags.ts");
   const dataDir = await Deno.makeTempDir({ prefix: "edged-aarch64-" });
   const token = "aarch64-smoke-token-0123";
   const t0 = performance.now();
   const child = (await arm64Command(
     [
       "run",
-      ...runFlags(),
+      ...sourceRunFlags(),
       `${ROOT}main.ts`,
       "run",
       "--data-dir",

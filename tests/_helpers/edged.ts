@@ -5,15 +5,15 @@
  * @module
  */
 
-import { runFlags } from "../../runtime/mod.ts";
+import { sourceRunFlags } from "../../runtime/mod.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 /** Path of main.ts. */
 export const MAIN = `${ROOT}main.ts`;
 
-/** The permission flags edged runs with (the same as `deno task dev`). */
-export const RUN_FLAGS: readonly string[] = runFlags();
+/** The flags edged runs from source with (the same as `deno task dev`). */
+export const RUN_FLAGS: readonly string[] = sourceRunFlags();
 
 /** A running edged process. */
 export interface EdgedProcess {

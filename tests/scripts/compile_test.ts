@@ -6,7 +6,7 @@ import {
   INCLUDE,
   stageEngineFiles,
 } from "../../scripts/compile.ts";
-import { runFlags, RUNTIME_PERMISSIONS } from "../../scripts/_flags.ts";
+import { runFlags, RUNTIME_PERMISSIONS, sourceRunFlags } from "../../scripts/_flags.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -39,7 +39,8 @@ Deno.test("compile: only onnxruntime-web's bundle and wasm are staged and embedd
 
 Deno.test("compile: deno.json's dev task runs with exactly the baked-in flags", () => {
   const dev = denoJson.tasks.dev;
-  for (const flag of runFlags()) assert.ok(dev.includes(flag), `dev task lacks ${flag}`);
+  for (const flag of sourceRunFlags()) assert.ok(dev.includes(flag), `dev task lacks ${flag}`);
+  assert.ok(runFlags().every((f) => sourceRunFlags().includes(f)));
   assert.ok(!dev.includes("--allow-all") && !/(^|\s)-A(\s|$)/.test(dev), "no --allow-all");
   assert.ok(RUNTIME_PERMISSIONS.every((p) => p.startsWith("--allow-")));
 });
