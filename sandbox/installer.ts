@@ -20,7 +20,8 @@ import { manifestParser } from "./_manifest_parser.ts";
 import { ModuleRecord } from "./module_record.ts";
 import type { ModuleStore } from "./persist.ts";
 import type { WorkerPool } from "./pool.ts";
-import { type ValidatedModule, validateModule } from "./validate.ts";
+import type { ValidatedModule } from "./validate.ts";
+import { moduleValidator } from "./_validator.ts";
 
 const log = getLogger(["edged", "modules"]);
 
@@ -92,7 +93,7 @@ export class Installer {
     persist = false,
   ): Promise<ValidatedModule> {
     const { installed, lanes } = this.#o;
-    const validated = await validateModule(bytes, manifest, { meter: this.#o.meter });
+    const validated = await (await moduleValidator())(bytes, manifest, { meter: this.#o.meter });
     const pool = lanes.workers();
     const old = installed.get(manifest.name);
     const lane = old?.lane ?? lanes.leastLoaded();

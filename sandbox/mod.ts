@@ -21,9 +21,11 @@ export { modulesApi, outcomeJson } from "./api.ts";
 // with zod the first time a manifest is read: manifestParser() gives the parser.
 export type { Manifest } from "./manifest.ts";
 export { manifestParser } from "./_manifest_parser.ts";
-export { validateModule } from "./validate.ts";
+// validate.ts (validateModule) and instance.ts (GuestInstance) load with the
+// first module: moduleValidator() gives the validator; tests and tools that
+// run a guest themselves import instance.ts.
+export { moduleValidator } from "./_validator.ts";
 export type { ValidatedModule, ValidateOptions } from "./validate.ts";
-export { GuestInstance } from "./instance.ts";
 export type { CallOutcome } from "./instance.ts";
 export {
   ModuleEffectsRefusedError,

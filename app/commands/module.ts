@@ -7,7 +7,7 @@
  */
 
 import { Command } from "commander";
-import { manifestParser, ModuleValidationError, validateModule } from "../../sandbox/mod.ts";
+import { manifestParser, ModuleValidationError, moduleValidator } from "../../sandbox/mod.ts";
 import { EXIT } from "../../lib/mod.ts";
 
 /** Runs the checks and prints the verdict; returns the exit code. */
@@ -26,7 +26,7 @@ export async function runValidate(
     return EXIT.USAGE;
   }
   try {
-    const v = await validateModule(bytes, (await manifestParser())(manifestText));
+    const v = await (await moduleValidator())(bytes, (await manifestParser())(manifestText));
     const m = v.manifest;
     if (json) {
       console.log(JSON.stringify({ ok: true, name: m.name, version: m.version, sha256: v.sha256 }));

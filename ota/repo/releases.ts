@@ -9,7 +9,7 @@
 import { sha256Hex } from "../../lib/mod.ts";
 import { getLogger } from "@logtape/logtape";
 import { bsdiff } from "../delta/mod.ts";
-import { manifestParser, ModuleValidationError, validateModule } from "../../sandbox/mod.ts";
+import { manifestParser, ModuleValidationError, moduleValidator } from "../../sandbox/mod.ts";
 import { RepoError } from "./errors.ts";
 import type { AddedTarget, Repository } from "./repository.ts";
 import { checkSegment } from "./_util.ts";
@@ -125,7 +125,7 @@ export async function addModule(
     throw new RepoError(`manifest ${manifestFile} is not valid JSON`, { cause });
   }
   try {
-    await validateModule(bytes, (await manifestParser())(manifestJson));
+    await (await moduleValidator())(bytes, (await manifestParser())(manifestJson));
   } catch (err) {
     if (err instanceof ModuleValidationError) {
       throw new RepoError(`module does not validate: ${err.message}`, { cause: err });

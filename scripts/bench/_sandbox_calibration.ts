@@ -17,7 +17,9 @@
 
 import type { BenchRow } from "./_report.ts";
 import { Bus, Store } from "../../runtime/mod.ts";
-import { GuestInstance, type Manifest, ModuleHost, validateModule } from "../../sandbox/mod.ts";
+import { type Manifest, ModuleHost } from "../../sandbox/mod.ts";
+import { validateModule } from "../../sandbox/validate.ts";
+import { GuestInstance } from "../../sandbox/instance.ts";
 import { BULK_COSTS, hostCost, NS_PER_FUEL } from "../../sandbox/costs.ts";
 import { FC } from "../../sandbox/wasm/instructions.ts";
 import { manifestFor, wat2wasm } from "./_sandbox_common.ts";

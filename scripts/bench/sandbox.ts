@@ -11,7 +11,9 @@
 
 import type { BenchOptions, BenchRow } from "./_report.ts";
 import { Bus, Store } from "../../runtime/mod.ts";
-import { GuestInstance, ModuleHost, validateModule } from "../../sandbox/mod.ts";
+import { ModuleHost } from "../../sandbox/mod.ts";
+import { validateModule } from "../../sandbox/validate.ts";
+import { GuestInstance } from "../../sandbox/instance.ts";
 import { keyString } from "../../sandbox/kv.ts";
 import { manifestFor, pct, sh, wat2wasm } from "./_sandbox_common.ts";
 import { calibration } from "./_sandbox_calibration.ts";

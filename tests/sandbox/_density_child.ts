@@ -3,7 +3,8 @@
  * cap each) in one isolate, delivers one message to each, and prints JSON
  * with how many answered and how much address space the process grew by.
  */
-import { GuestInstance, validateModule } from "../../sandbox/mod.ts";
+import { validateModule } from "../../sandbox/validate.ts";
+import { GuestInstance } from "../../sandbox/instance.ts";
 import { parseManifest } from "../../sandbox/manifest.ts";
 
 const count = Number(Deno.args[0]);

@@ -3,12 +3,9 @@
  * ModuleValidationError with reasons; never another exception or a hang.
  */
 import assert from "node:assert/strict";
-import {
-  GuestInstance,
-  ModuleFault,
-  ModuleValidationError,
-  validateModule,
-} from "../../sandbox/mod.ts";
+import { ModuleFault, ModuleValidationError } from "../../sandbox/mod.ts";
+import { validateModule } from "../../sandbox/validate.ts";
+import { GuestInstance } from "../../sandbox/instance.ts";
 import { enc, manifest } from "./_helpers.ts";
 
 /** Mutations per source module (EDGED_FUZZ_ITER to run more). */

@@ -1,6 +1,7 @@
 /** The fuel rewriter keeps semantics and accounts fuel across calls and every exit path. */
 import assert from "node:assert/strict";
-import { GuestInstance, validateModule } from "../../sandbox/mod.ts";
+import { validateModule } from "../../sandbox/validate.ts";
+import { GuestInstance } from "../../sandbox/instance.ts";
 import { enc, manifest, module } from "./_helpers.ts";
 
 async function run(body: string, payload: Uint8Array, fuel = 1_000_000, meter = true) {

@@ -4,7 +4,8 @@
  * replaced; deleting a module deletes its kv state unless asked to keep it.
  */
 import assert from "node:assert/strict";
-import { ModuleEffectsRefusedError, validateModule, WorkerGoneError } from "../../sandbox/mod.ts";
+import { ModuleEffectsRefusedError, WorkerGoneError } from "../../sandbox/mod.ts";
+import { validateModule } from "../../sandbox/validate.ts";
 import { parseManifest } from "../../sandbox/manifest.ts";
 import { WorkerPool } from "../../sandbox/pool.ts";
 import type { KvStore } from "../../sandbox/kv.ts";

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { GuestInstance, ModuleValidationError, validateModule } from "../../sandbox/mod.ts";
+import { ModuleValidationError } from "../../sandbox/mod.ts";
+import { validateModule } from "../../sandbox/validate.ts";
+import { GuestInstance } from "../../sandbox/instance.ts";
 import { dec, enc, env, manifest, module, wat } from "./_helpers.ts";
 
 const SPIN = `(loop $l (br $l))`;

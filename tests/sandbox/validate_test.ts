@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { ModuleValidationError, validateModule } from "../../sandbox/mod.ts";
+import { ModuleValidationError } from "../../sandbox/mod.ts";
+import { validateModule } from "../../sandbox/validate.ts";
 import { sha256Hex } from "../../lib/mod.ts";
 import { manifest, module, wat } from "./_helpers.ts";
 

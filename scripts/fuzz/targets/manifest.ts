@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { ModuleValidationError, validateModule } from "../../../sandbox/mod.ts";
+import { ModuleValidationError } from "../../../sandbox/mod.ts";
+import { validateModule } from "../../../sandbox/validate.ts";
 import { parseManifest } from "../../../sandbox/manifest.ts";
 import { mutateJson, weirdValue } from "../_mutate.ts";
 import type { Rng } from "../_prng.ts";

@@ -9,12 +9,9 @@
  *
  * @module
  */
-import {
-  GuestInstance,
-  ModuleFault,
-  ModuleValidationError,
-  validateModule,
-} from "../../../sandbox/mod.ts";
+import { ModuleFault, ModuleValidationError } from "../../../sandbox/mod.ts";
+import { validateModule } from "../../../sandbox/validate.ts";
+import { GuestInstance } from "../../../sandbox/instance.ts";
 import { parseManifest } from "../../../sandbox/manifest.ts";
 import { reasonKind } from "./_reasons.ts";
 import { type FuzzTarget, type Harness, OracleViolation } from "../_target.ts";
