@@ -40,6 +40,7 @@ import {
   publishRelease,
   repoCli,
   rollbackTarget,
+  waitFor,
 } from "../../tests/ota/_update_helpers.ts";
 import { serveRepo } from "../../tests/ota/_repo_server.ts";
 import { Rng } from "../fuzz/_prng.ts";
@@ -195,9 +196,38 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
   const isPublished = (s: { current: { version: string; sha256: string | null } }) =>
     published.has(s.current.version) &&
     (s.current.sha256 === null || s.current.sha256 === published.get(s.current.version));
+  /**
+   * Waits until the device reports a published version. A factory build (no
+   * slot installed yet) learns which release it is from an update check, and
+   * its first periodic check comes 30 to 90 s after start (jittered, so a
+   * fleet restarted together does not hit the server at once): waiting for
+   * that one made the loop fail whenever the jitter and a slow start passed
+   * 90 s. So while the device is idle and unidentified it is asked for a
+   * check, every 2 s at most.
+   */
+  const waitPublished = async (): Promise<any> => {
+    let last: unknown = "no answer";
+    let asked = 0;
+    try {
+      return await waitFor("a published version", async () => {
+        const r = await device.api("/api/v1/update");
+        last = r.body;
+        if (r.status !== 200) return undefined;
+        if (isPublished(r.body)) return r.body;
+        if (r.body.phase === "idle" && Date.now() - asked >= 2000) {
+          asked = Date.now();
+          await device.api("/api/v1/update/check", { method: "POST", timeoutMs: 30_000 })
+            .catch(() => {});
+        }
+        return undefined;
+      }, 90_000);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(last)}`);
+    }
+  };
   try {
     device.start();
-    let status = await device.waitStatus("a published version", isPublished, 90_000);
+    let status = await waitPublished();
     for (let trial = 1; trial <= opts.trials; trial++) {
       // A version on trial refuses a new apply until it is confirmed healthy,
       // or rolled back at the boot deadline (60 s here): never left hanging.
@@ -248,7 +278,7 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
       await keptTarget(trial, "a refused download", before);
       device.start();
       try {
-        status = await device.waitStatus("a published version", isPublished, 90_000);
+        status = await waitPublished();
       } catch (err) {
         report.violations.push(`trial ${trial}: after restart ${(err as Error).message}`);
         break;
@@ -308,7 +338,7 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
       await keptTarget(trial, `a power loss at ${at} ms (${phase})`, before);
       device.start();
       try {
-        status = await device.waitStatus("a published version", isPublished, 90_000);
+        status = await waitPublished();
       } catch (err) {
         report.violations.push(`trial ${trial}: after restart ${(err as Error).message}`);
         break;
