@@ -358,7 +358,8 @@ Deno.test("modbus: readings the log refuses wait and are offered again, in order
       const seen = sink.got.length;
       for (let v = 1; v <= 5; v++) {
         await server.set("holding", 0, [v]);
-        await new Promise((r) => setTimeout(r, 120));
+        // Each value is read at least once (a fixed pause missed one on a loaded machine).
+        await until(`value ${v} read`, () => adapter.status().points[0].last_value === v);
       }
       await until("the refusal reported", () => adapter.status().last_error?.kind === "full");
       assert.equal(sink.got.length, seen);
