@@ -11,13 +11,6 @@ import { z } from "zod";
 import { opcuaAdapterSchema } from "./config_opcua.ts";
 import { MODBUS_TYPE_REGISTERS, parseModbusUrl } from "./modbus_url.ts";
 
-export {
-  MODBUS_BAUD_RATES,
-  MODBUS_TYPE_REGISTERS,
-  type ModbusTarget,
-  parseModbusUrl,
-} from "./modbus_url.ts";
-
 /** Adapter names: lowercase letters, digits and `-` (they become topic levels and labels). */
 const ADAPTER_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** Device ids and metrics become topic levels: the same rule as `POST /api/v1/data`. */
