@@ -166,7 +166,7 @@ export async function runEdged(config: Config, options: RunOptions = {}): Promis
   }
 
   const listen = parseListen(config.listen)!;
-  const maxConnections = openFileLimits(config.http.max_connections);
+  const maxConnections = await openFileLimits(config.http.max_connections);
   let server: HttpServer;
   try {
     server = serveHttp({
@@ -294,8 +294,8 @@ function warnCleartext(where: string): void {
  * Raises the open-file limit to the hard limit and returns the connection cap
  * that fits it, saying so when either is lower than asked.
  */
-function openFileLimits(wanted: number): number {
-  const limit = raiseOpenFileLimit();
+async function openFileLimits(wanted: number): Promise<number> {
+  const limit = await raiseOpenFileLimit();
   if (limit.raisedFrom !== undefined) {
     log.info("raised the open-file limit from {from} to {to}", {
       from: limit.raisedFrom,

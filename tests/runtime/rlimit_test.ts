@@ -35,14 +35,14 @@ Deno.test("raiseOpenFileLimit raises a soft limit below the hard one, and leaves
   await setSoft(lowered, before.hard);
   try {
     assert.equal(limits().soft, lowered);
-    const raised = raiseOpenFileLimit();
+    const raised = await raiseOpenFileLimit();
     assert.equal(raised.error, undefined);
     assert.equal(raised.raisedFrom, lowered);
     assert.equal(limits().soft, raised.soft);
     assert.ok(raised.soft > lowered);
 
     // At the hard limit now: nothing to raise, nothing failed.
-    const again = raiseOpenFileLimit();
+    const again = await raiseOpenFileLimit();
     assert.deepEqual(again, { soft: limits().soft, hard: limits().hard });
   } finally {
     await setSoft(before.soft, before.hard);
