@@ -75,8 +75,14 @@ export function outcomeJson(out: CallOutcome): Record<string, unknown> {
   };
 }
 
+/** What the modules API needs of a host: a {@linkcode ModuleHost} or the component's lazy one. */
+export type ModulesApiHost = Pick<
+  ModuleHost,
+  "names" | "status" | "install" | "remove" | "deliver"
+>;
+
 /** Builds the Hono app of the modules API over `host`. */
-export function modulesApi(host: ModuleHost): Hono {
+export function modulesApi(host: ModulesApiHost): Hono {
   const app = new Hono();
 
   app.get("/", (c) => c.json({ modules: host.names().map((n) => host.status(n)) }));

@@ -5,18 +5,19 @@
  *
  * @example
  * ```ts ignore
- * import { ModuleHost } from "./sandbox/mod.ts";
- * const host = new ModuleHost({ dataDir: "./data", bus, store });
- * runtime.add(host.component());
+ * import { modulesComponent } from "./sandbox/mod.ts";
+ * const modules = await modulesComponent({ dataDir: "./data", bus, store });
  * ```
  *
  * @module
  */
 
-export { ModuleHost } from "./module_host.ts";
-export type { ModuleHostOptions } from "./module_host.ts";
+// module_host.ts (ModuleHost and everything under it) loads with the first
+// module: modulesComponent's LazyModuleHost builds it. Tests and tools that
+// run a host themselves import module_host.ts.
+export type { ModuleHost, ModuleHostOptions } from "./module_host.ts";
 export type { ModuleState, ModuleStatus } from "./module_record.ts";
-export { modulesApi, outcomeJson } from "./api.ts";
+export { modulesApi, type ModulesApiHost, outcomeJson } from "./api.ts";
 // The manifest's schema and sync parser are in sandbox/manifest.ts, loaded
 // with zod the first time a manifest is read: manifestParser() gives the parser.
 export type { Manifest } from "./manifest.ts";
@@ -43,7 +44,7 @@ export { EdgeError } from "./host/context.ts";
 export type { StoreLike } from "./kv.ts";
 export type { DeliveryStatus, SubscriptionStatus } from "./module_record.ts";
 export { KV_MIGRATIONS } from "./kv.ts";
-export { modulesComponent } from "./component.ts";
+export { LazyModuleHost, type ModulesComponent, modulesComponent } from "./component.ts";
 export {
   EngineError,
   MODEL_NAME_RE,

@@ -101,6 +101,12 @@ export interface ModuleHostOptions {
   workers?: number;
   /** Registry for per-module gauges (scraped at /metrics). */
   metrics?: Metrics;
+  /**
+   * The module histograms, registered already (with `metrics`) by whoever
+   * built the host later than the registry's metrics (`LazyModuleHost`,
+   * `component.ts`); the host then registers none of its own.
+   */
+  moduleMetrics?: ModuleMetrics;
   /** The inference engine's side (`nn/service.ts`), for modules granted `nn`. */
   nn?: NnPoolLink;
   /**
@@ -113,7 +119,9 @@ export interface ModuleHostOptions {
 /** Runs installed modules. Create one per runtime; see {@link ModuleHost.component}. */
 export class ModuleHost {
   readonly #opts:
-    & Required<Omit<ModuleHostOptions, "preload" | "metrics" | "nn" | "readings">>
+    & Required<
+      Omit<ModuleHostOptions, "preload" | "metrics" | "moduleMetrics" | "nn" | "readings">
+    >
     & Pick<ModuleHostOptions, "nn">
     & { preload: string[] };
   #stopped = false;
@@ -267,7 +275,9 @@ export class ModuleHost {
         });
       },
     });
-    if (options.metrics) {
+    if (options.moduleMetrics) {
+      this.#metrics = options.moduleMetrics;
+    } else if (options.metrics) {
       this.#metrics = registerModuleMetrics(
         options.metrics,
         () => this.names().map((n) => this.status(n)),

@@ -17,7 +17,8 @@
 
 import type { BenchRow } from "./_report.ts";
 import { Bus, Store } from "../../runtime/mod.ts";
-import { type Manifest, ModuleHost } from "../../sandbox/mod.ts";
+import type { Manifest } from "../../sandbox/mod.ts";
+import { ModuleHost } from "../../sandbox/module_host.ts";
 import { validateModule } from "../../sandbox/validate.ts";
 import { GuestInstance } from "../../sandbox/instance.ts";
 import { BULK_COSTS, hostCost, NS_PER_FUEL } from "../../sandbox/costs.ts";

@@ -11,7 +11,7 @@
  */
 import type { BenchOptions, BenchRow } from "./_report.ts";
 import { Bus, Store } from "../../runtime/mod.ts";
-import { ModuleHost } from "../../sandbox/mod.ts";
+import { ModuleHost } from "../../sandbox/module_host.ts";
 import { parseManifest } from "../../sandbox/manifest.ts";
 import { loadEngineFiles, NnEngine, NnService, npmCacheDist } from "../../sandbox/nn/mod.ts";
 import { stageEngineFiles } from "../compile.ts";

@@ -11,7 +11,7 @@
 
 import type { BenchOptions, BenchRow } from "./_report.ts";
 import { Bus, Store } from "../../runtime/mod.ts";
-import { ModuleHost } from "../../sandbox/mod.ts";
+import { ModuleHost } from "../../sandbox/module_host.ts";
 import { validateModule } from "../../sandbox/validate.ts";
 import { GuestInstance } from "../../sandbox/instance.ts";
 import { keyString } from "../../sandbox/kv.ts";

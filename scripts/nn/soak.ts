@@ -15,7 +15,7 @@
 
 import { Bus, Store } from "../../runtime/mod.ts";
 import { Command, parseCli } from "../_cli.ts";
-import { ModuleHost } from "../../sandbox/mod.ts";
+import { ModuleHost } from "../../sandbox/module_host.ts";
 import { parseManifest } from "../../sandbox/manifest.ts";
 import { NnService } from "../../sandbox/nn/mod.ts";
 import { mlp } from "./models.ts";

@@ -6,7 +6,8 @@
  */
 
 import { Bus, ReadingLog, Store } from "../../runtime/mod.ts";
-import { type Manifest, ModuleHost, type ModuleHostOptions } from "../../sandbox/mod.ts";
+import type { Manifest, ModuleHostOptions } from "../../sandbox/mod.ts";
+import { ModuleHost } from "../../sandbox/module_host.ts";
 import { parseManifest } from "../../sandbox/manifest.ts";
 
 const cache = new Map<string, Uint8Array>();
