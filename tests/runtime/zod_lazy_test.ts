@@ -8,34 +8,15 @@
  */
 import assert from "node:assert/strict";
 import { MAIN, RUN_FLAGS, startEdged } from "../_helpers/edged.ts";
-
-const ROOT = new URL("../../", import.meta.url).pathname;
-
-/** A deno.json like the project's, but whose `zod` throws on load; in `dir`. */
-async function configWithThrowingZod(dir: string): Promise<string> {
-  await Deno.writeTextFile(
-    `${dir}/zod_stub.ts`,
-    `throw new Error("zod was loaded");\nexport const z = {};\n`,
-  );
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  config.imports.zod = "./zod_stub.ts";
-  const path = `${dir}/deno.json`;
-  await Deno.writeTextFile(path, JSON.stringify(config));
-  // The project's lock (a copy: deno may rewrite it), so nothing is resolved afresh from npm.
-  await Deno.copyFile(`${ROOT}deno.lock`, `${dir}/deno.lock`);
-  return path;
-}
-
-/** Runs deno with `--config CONFIG` before edged's own flags (exec keeps the pid). */
-const WITH_CONFIG = ["/bin/sh", "-c", 'd=$0; r=$1; shift; exec "$d" "$r" --config "$CFG" "$@"'];
+import { configWithThrowingImport, WITH_CONFIG } from "../_helpers/throwing_import.ts";
 
 Deno.test("config: an idle edged never loads zod; a configuration the rules refuse loads it", async () => {
   const dir = await Deno.makeTempDir({ prefix: "edged-zod-lazy-" });
-  const CFG = await configWithThrowingZod(dir);
+  const CFG = await configWithThrowingImport(dir, "zod", "zod", "export const z = {};");
   try {
     const idle = await startEdged({
       env: { CFG, EDGED_MQTT_SUBSCRIBE: "a/#", EDGED_HTTP_MAX_BATCH: "500" },
-      wrapper: WITH_CONFIG,
+      wrapper: [...WITH_CONFIG],
     });
     try {
       const res = await fetch(`${idle.url}/readyz`);

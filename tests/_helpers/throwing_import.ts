@@ -1,0 +1,44 @@
+/**
+ * Proving that edged does not load a module: run it with an import map in
+ * which that module is replaced by one that throws when it is evaluated.
+ *
+ * @module
+ */
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+/**
+ * Writes into `dir` a deno.json like the project's, but whose import
+ * `specifier` is a module that throws "`what` was loaded" on evaluation
+ * (exporting `exports`, so the code that imports it still type-checks and
+ * links), and a copy of the project's lock (deno may rewrite it), so nothing
+ * is resolved afresh from npm. Returns the deno.json's path.
+ */
+export async function configWithThrowingImport(
+  dir: string,
+  specifier: string,
+  what: string,
+  exports: string,
+): Promise<string> {
+  const stub = `${specifier.replace(/\W/g, "_")}_stub.ts`;
+  await Deno.writeTextFile(
+    `${dir}/${stub}`,
+    `throw new Error(${JSON.stringify(`${what} was loaded`)});\n${exports}\n`,
+  );
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+  config.imports[specifier] = `./${stub}`;
+  const path = `${dir}/deno.json`;
+  await Deno.writeTextFile(path, JSON.stringify(config));
+  await Deno.copyFile(`${ROOT}deno.lock`, `${dir}/deno.lock`);
+  return path;
+}
+
+/**
+ * A `startEdged` wrapper that runs deno with `--config $CFG` before edged's
+ * own flags (exec keeps the pid); pass `env: { CFG }`.
+ */
+export const WITH_CONFIG: readonly string[] = [
+  "/bin/sh",
+  "-c",
+  'd=$0; r=$1; shift; exec "$d" "$r" --config "$CFG" "$@"',
+];
