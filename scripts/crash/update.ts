@@ -40,7 +40,6 @@ import {
   publishRelease,
   repoCli,
   rollbackTarget,
-  waitFor,
 } from "../../tests/ota/_update_helpers.ts";
 import { serveRepo } from "../../tests/ota/_repo_server.ts";
 import { Rng } from "../fuzz/_prng.ts";
@@ -205,25 +204,14 @@ export async function updateCrash(opts: CrashOptions): Promise<CrashReport> {
    * 90 s. So while the device is idle and unidentified it is asked for a
    * check, every 2 s at most.
    */
-  const waitPublished = async (): Promise<any> => {
-    let last: unknown = "no answer";
+  const waitPublished = (): Promise<any> => {
     let asked = 0;
-    try {
-      return await waitFor("a published version", async () => {
-        const r = await device.api("/api/v1/update");
-        last = r.body;
-        if (r.status !== 200) return undefined;
-        if (isPublished(r.body)) return r.body;
-        if (r.body.phase === "idle" && Date.now() - asked >= 2000) {
-          asked = Date.now();
-          await device.api("/api/v1/update/check", { method: "POST", timeoutMs: 30_000 })
-            .catch(() => {});
-        }
-        return undefined;
-      }, 90_000);
-    } catch (err) {
-      throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(last)}`);
-    }
+    return device.waitStatus("a published version", isPublished, 90_000, async (s) => {
+      if (s.phase !== "idle" || Date.now() - asked < 2000) return;
+      asked = Date.now();
+      await device.api("/api/v1/update/check", { method: "POST", timeoutMs: 30_000 })
+        .catch(() => {});
+    });
   };
   try {
     device.start();

@@ -231,14 +231,25 @@ export class Device {
     return (await waitFor("the update API", () => this.api("/api/v1/update"))).body;
   }
 
-  /** Waits until the update status satisfies `pred`; the error shows the last status seen. */
-  async waitStatus(what: string, pred: (s: any) => boolean, timeoutMs = 40000): Promise<any> {
+  /**
+   * Waits until the update status satisfies `pred`, running `meanwhile` with
+   * each status that does not; the error shows the last status seen.
+   */
+  async waitStatus(
+    what: string,
+    pred: (s: any) => boolean,
+    timeoutMs = 40000,
+    meanwhile?: (s: any) => Promise<void>,
+  ): Promise<any> {
     let last: unknown = "no answer";
     try {
       return await waitFor(what, async () => {
         const r = await this.api("/api/v1/update");
         last = r.body;
-        return r.status === 200 && pred(r.body) ? r.body : undefined;
+        if (r.status !== 200) return undefined;
+        if (pred(r.body)) return r.body;
+        await meanwhile?.(r.body);
+        return undefined;
       }, timeoutMs);
     } catch (err) {
       throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(last)}`);
