@@ -59,11 +59,6 @@ export class LazyModuleHost {
       : options;
   }
 
-  /** The host, once built. */
-  get loaded(): ModuleHost | undefined {
-    return this.#host;
-  }
-
   /** Builds the host (once; started too when the component has started). */
   open(): Promise<ModuleHost> {
     if (this.#host) return Promise.resolve(this.#host);
