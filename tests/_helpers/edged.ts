@@ -49,7 +49,7 @@ export interface StartOptions {
   /** Wait until /readyz answers 200. @default {true} */
   waitReady?: boolean;
   /** A command that runs deno, e.g. `["prlimit", "--nofile=256"]` (it must exec, keeping the pid). */
-  wrapper?: string[];
+  wrapper?: readonly string[];
 }
 
 /** Runs `edged` with arbitrary arguments and collects its output. */

@@ -13,7 +13,7 @@ Deno.test("mqtt: without a broker edged never loads npm:mqtt; with one it loads 
   const dir = await Deno.makeTempDir({ prefix: "edged-mqtt-lazy-" });
   const CFG = await configWithThrowingImport(dir, "mqtt", "npm:mqtt", "export default {};");
   try {
-    const idle = await startEdged({ env: { CFG }, wrapper: [...WITH_CONFIG] });
+    const idle = await startEdged({ env: { CFG }, wrapper: WITH_CONFIG });
     try {
       const res = await fetch(`${idle.url}/readyz`);
       assert.equal(res.status, 200, await res.text());
@@ -24,7 +24,7 @@ Deno.test("mqtt: without a broker edged never loads npm:mqtt; with one it loads 
 
     const configured = await startEdged({
       env: { CFG, EDGED_MQTT_URL: "mqtt://127.0.0.1:1" },
-      wrapper: [...WITH_CONFIG],
+      wrapper: WITH_CONFIG,
       waitReady: false,
     });
     try {

@@ -16,7 +16,7 @@ Deno.test("config: an idle edged never loads zod; a configuration the rules refu
   try {
     const idle = await startEdged({
       env: { CFG, EDGED_MQTT_SUBSCRIBE: "a/#", EDGED_HTTP_MAX_BATCH: "500" },
-      wrapper: [...WITH_CONFIG],
+      wrapper: WITH_CONFIG,
     });
     try {
       const res = await fetch(`${idle.url}/readyz`);
