@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import {
   Bus,
   type Component,
@@ -32,7 +31,7 @@ import {
   Store,
   VERSION,
 } from "../runtime/mod.ts";
-import { collectNow, EXIT } from "../lib/mod.ts";
+import { collectNow, EXIT, getLogger } from "../lib/mod.ts";
 import { createComponents } from "./components.ts";
 
 const log = getLogger(["edged", "runtime"]);

@@ -14,6 +14,16 @@ export { collectNow } from "./gc.ts";
 export { copyFileAtomic, syncDir, writeFileAtomic } from "./fs.ts";
 export { fromHex, sha256File, sha256Hex, toHex } from "./hex.ts";
 export {
+  configureLogging,
+  getLogger,
+  type Logger,
+  type LoggingSetup,
+  type LogLevel,
+  type LogRecord,
+  renderTemplate,
+  type Sink,
+} from "./log.ts";
+export {
   createProgress,
   formatBytes,
   formatDuration,

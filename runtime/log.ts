@@ -1,17 +1,12 @@
 /**
- * Structured, leveled logging through LogTape: JSON lines when stdout is not a
- * terminal (journald, Docker, log shippers), readable colored text when it is.
+ * Structured, leveled logging: JSON lines when stdout is not a terminal
+ * (journald, Docker, log shippers), readable colored text when it is. The
+ * loggers are `lib/log.ts`'s; this installs their sinks. JSON lines are
+ * written here; only the colored text loads LogTape, for its formatter.
  *
  * @module
  */
-import {
-  configure,
-  getAnsiColorFormatter,
-  getConsoleSink,
-  type LogLevel,
-  type LogRecord,
-  reset,
-} from "@logtape/logtape";
+import { configureLogging, type LogLevel, type LogRecord } from "../lib/mod.ts";
 
 function bare(v: unknown): string {
   if (typeof v === "string") return v;
@@ -95,26 +90,16 @@ export interface LogOptions {
 export async function setupLogging(options: LogOptions = {}): Promise<void> {
   const { level = "info", format = "auto" } = options;
   const json = format === "json" || (format === "auto" && !Deno.stdout.isTerminal());
-  await reset();
-  await configure({
-    sinks: {
+  const formatter: (r: LogRecord) => string = json
+    ? jsonLine
+    : (await import("@logtape/logtape")).getAnsiColorFormatter({ value: "bare" });
+  configureLogging({
+    category: ["edged"],
+    lowestLevel: level,
+    sinks: [
       // Every level goes to stdout: one ordered stream for the service manager.
-      stdout: getConsoleSink({
-        formatter: json ? jsonLine : getAnsiColorFormatter({ value: "bare" }),
-        levelMap: {
-          trace: "log",
-          debug: "log",
-          info: "log",
-          warning: "log",
-          error: "log",
-          fatal: "log",
-        },
-      }),
-      recent: recentSink,
-    },
-    loggers: [
-      { category: ["edged"], lowestLevel: level, sinks: ["stdout", "recent"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stdout"] },
+      (r) => console.log(formatter(r).replace(/\r?\n$/, "")),
+      recentSink,
     ],
   });
 }

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../lib/mod.ts";
 import type { Delivery, ModuleRecord } from "./module_record.ts";
 import type { WorkerPool } from "./pool.ts";
 import type { WireCall, WireOutcome } from "./pool_protocol.ts";

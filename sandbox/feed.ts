@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../lib/mod.ts";
 import {
   type LoggedReading,
   type Reading,

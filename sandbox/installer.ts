@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../lib/mod.ts";
 import type { GroupCommit } from "../runtime/mod.ts";
 import type { CursorStore } from "./cursors.ts";
 import type { Effects } from "./effects.ts";

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../lib/mod.ts";
 import type { GroupCommit } from "../runtime/mod.ts";
 import { type FaultKind, WorkerGoneError } from "./errors.ts";
 import type { Effects } from "./effects.ts";

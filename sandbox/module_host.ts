@@ -19,7 +19,7 @@
  */
 
 import { join } from "node:path";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../lib/mod.ts";
 import {
   type Bus,
   type GroupCommit,

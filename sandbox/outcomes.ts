@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../lib/mod.ts";
 import type { Bus } from "../runtime/mod.ts";
 import { type FaultKind, WorkerGoneError } from "./errors.ts";
 import type { Effect, Effects } from "./effects.ts";

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../lib/mod.ts";
 import type { FaultKind } from "./errors.ts";
 import type { ModuleRecord } from "./module_record.ts";
 

@@ -6,8 +6,7 @@
  *
  * @module
  */
-import { sha256Hex } from "../../lib/mod.ts";
-import { getLogger } from "@logtape/logtape";
+import { getLogger, sha256Hex } from "../../lib/mod.ts";
 import { bsdiff } from "../delta/mod.ts";
 import { manifestParser, ModuleValidationError, moduleValidator } from "../../sandbox/mod.ts";
 import { RepoError } from "./errors.ts";

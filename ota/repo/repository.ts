@@ -18,7 +18,6 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import { dirname, join } from "node:path";
 import {
   canonicalBytes,
@@ -32,7 +31,7 @@ import {
   type Targets,
   type Timestamp,
 } from "../tuf/mod.ts";
-import { sha256Hex, toHex, writeFileAtomic } from "../../lib/mod.ts";
+import { getLogger, sha256Hex, toHex, writeFileAtomic } from "../../lib/mod.ts";
 import { RepoError } from "./errors.ts";
 import { generateKey, loadKeys, retireKey, type SigningKey } from "./keystore.ts";
 import { expiresIn, parseDuration } from "./_util.ts";

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../lib/mod.ts";
 import { join, normalize, resolve, sep } from "node:path";
 
 const log = getLogger(["edged", "repo", "serve"]);

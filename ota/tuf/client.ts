@@ -10,9 +10,8 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import { basename, dirname, join } from "node:path";
-import { writeFileAtomic } from "../../lib/mod.ts";
+import { getLogger, writeFileAtomic } from "../../lib/mod.ts";
 import {
   DownloadHttpError,
   EqualVersionError,

@@ -7,8 +7,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
-import { copyFileAtomic, sha256File } from "../../lib/mod.ts";
+import { copyFileAtomic, getLogger, sha256File } from "../../lib/mod.ts";
 import { type BootState, rolledBack, type SlotName, type SlotStore, type Trial } from "./state.ts";
 
 const log = getLogger(["edged", "update", "boot"]);

@@ -5,13 +5,12 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import type { Component, RuntimeContext } from "../../runtime/mod.ts";
 import { updateApi } from "./api.ts";
 import { ApplyNotAllowedError, DowngradeRefusedError, UpdateParamsError } from "./errors.ts";
 import { compareVersions, jittered } from "./policy.ts";
 import { type UpdatePhase, Updater } from "./updater.ts";
-import { errorCode, EXIT } from "../../lib/mod.ts";
+import { errorCode, EXIT, getLogger } from "../../lib/mod.ts";
 
 const log = getLogger(["edged", "update"]);
 

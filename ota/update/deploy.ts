@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../lib/mod.ts";
 import { basename, join } from "node:path";
 import { type ModuleCustom, parseCustom } from "../contract.ts";
 import { UpdateTargetMissingError } from "./errors.ts";

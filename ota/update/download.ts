@@ -19,11 +19,10 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import { dirname } from "node:path";
 import { DiskSpaceError, UpdateDownloadError, UpdateVerificationError } from "./errors.ts";
 import { freeBytes, isNoSpace } from "./_fs.ts";
-import { sha256File, syncDir, writeFileAtomic } from "../../lib/mod.ts";
+import { getLogger, sha256File, syncDir, writeFileAtomic } from "../../lib/mod.ts";
 import { sleep, type TokenBucket } from "./token_bucket.ts";
 
 const log = getLogger(["edged", "update", "download"]);

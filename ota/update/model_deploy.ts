@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../lib/mod.ts";
 import { join } from "node:path";
 // ota/delta loads only when a model delta is applied, not in an idle edged.
 import type { TargetInfo, TufClient } from "../tuf/mod.ts";

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../lib/mod.ts";
 import type { TufClient } from "../tuf/mod.ts";
 import { parseCustom } from "../contract.ts";
 import { UpdateError } from "./errors.ts";

@@ -32,11 +32,10 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import { type BootDecision, prepareBoot } from "./boot.ts";
 import { emptyState, rolledBack, SlotStore, type Trial } from "./state.ts";
 import { sleep } from "./token_bucket.ts";
-import { EXIT } from "../../lib/mod.ts";
+import { EXIT, getLogger } from "../../lib/mod.ts";
 import { assertUnlocked, DataDirLockedError } from "../../runtime/mod.ts";
 
 const log = getLogger(["edged", "supervisor"]);

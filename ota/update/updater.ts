@@ -29,10 +29,9 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import type { Fetcher } from "../tuf/mod.ts";
 import { UpdateCancelledError, UpdateError, UpdateStateError } from "./errors.ts";
-import { errorCode, sha256File } from "../../lib/mod.ts";
+import { errorCode, getLogger, sha256File } from "../../lib/mod.ts";
 import { applyRelease, type ApplyResult, type ApplyStep } from "./apply.ts";
 import { type BootState, rolledBack, type SlotName, SlotStore } from "./state.ts";
 import { confirmBoot } from "./boot.ts";

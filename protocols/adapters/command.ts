@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../lib/mod.ts";
 import { CommandError, type CommandHandler, stringParam } from "../mqtt/mod.ts";
 import { type AdaptersComponent, isPointValue } from "./component.ts";
 

@@ -18,7 +18,6 @@
  * @module
  */
 import { Hono } from "hono";
-import { getLogger } from "@logtape/logtape";
 import {
   type AdaptersConfig,
   ApiError,
@@ -28,7 +27,7 @@ import {
   type Metrics,
   type ReadingLog,
 } from "../../runtime/mod.ts";
-import { errorCode, topicProblem } from "../../lib/mod.ts";
+import { errorCode, getLogger, topicProblem } from "../../lib/mod.ts";
 import { type Adapter, AdapterError, type AdapterStatus, type PointValue } from "./contract.ts";
 
 const log = getLogger(["edged", "adapters"]);

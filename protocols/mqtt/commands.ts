@@ -17,8 +17,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
-import { EdgedError } from "../../lib/mod.ts";
+import { EdgedError, getLogger } from "../../lib/mod.ts";
 
 const log = getLogger(["edged", "mqtt", "commands"]);
 

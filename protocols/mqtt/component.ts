@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import { Buffer } from "node:buffer";
 import type { IConnackPacket, MqttClient } from "mqtt";
 import {
@@ -15,7 +14,7 @@ import {
   type Store,
   VERSION,
 } from "../../runtime/mod.ts";
-import { topicMatches, validateFilter, validateTopic } from "../../lib/mod.ts";
+import { getLogger, topicMatches, validateFilter, validateTopic } from "../../lib/mod.ts";
 import { type CommandHandler, CommandRegistry, type CommandResult } from "./commands.ts";
 import { Connection } from "./connection.ts";
 import { Outbox } from "./outbox.ts";

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../lib/mod.ts";
 import { Buffer } from "node:buffer";
 import type { IClientOptions, IConnackPacket, MqttClient } from "mqtt";
 import type { Duplex } from "node:stream";

@@ -41,7 +41,7 @@ import {
   makePrivateKeyFromPem,
   privateKeyToPEM,
 } from "node-opcua-crypto";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../lib/mod.ts";
 import type { ServerTrust } from "./trust.ts";
 
 const log = getLogger(["edged", "opcua"]);

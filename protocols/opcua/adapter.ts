@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../lib/mod.ts";
 import type {
   Adapter,
   AdapterErrorKind,

@@ -7,8 +7,7 @@
  */
 import { Buffer } from "node:buffer";
 import { createPrivateKey, createPublicKey, type X509Certificate } from "node:crypto";
-import { getLogger } from "@logtape/logtape";
-import { writeFileAtomic } from "../../lib/mod.ts";
+import { getLogger, writeFileAtomic } from "../../lib/mod.ts";
 import type { OpcuaAdapterConfig } from "../../runtime/mod.ts";
 import { readCertificates, sha256Hex } from "./trust.ts";
 

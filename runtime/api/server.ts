@@ -6,11 +6,10 @@
  */
 import { Hono } from "hono";
 import { routePath } from "hono/route";
-import { getLogger } from "@logtape/logtape";
 import { type Metrics, METRICS_CONTENT_TYPE } from "../metrics.ts";
 import { bearerAuth, bearerMatcher } from "./auth.ts";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { EdgedError } from "../../lib/mod.ts";
+import { EdgedError, getLogger } from "../../lib/mod.ts";
 import { errorResponse } from "./errors.ts";
 import { defaultBodyLimit } from "./body_limit.ts";
 import { fieldValue, type RequestHead } from "./http_parse.ts";

@@ -13,8 +13,7 @@
  */
 
 import { join } from "node:path";
-import { getLogger } from "@logtape/logtape";
-import { sha256Hex } from "../../lib/mod.ts";
+import { getLogger, sha256Hex } from "../../lib/mod.ts";
 import { NS_PER_FUEL } from "../costs.ts";
 import { CHANNEL_INITIAL_BYTES, DATA_OFFSET, markEngineDown, markEngineUp } from "./channel.ts";
 import { EngineError, EngineStoppedError, MIN_ENGINE_MEMORY_BYTES, NnEngine } from "./engine.ts";
