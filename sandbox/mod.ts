@@ -45,14 +45,18 @@ export type { StoreLike } from "./kv.ts";
 export type { DeliveryStatus, SubscriptionStatus } from "./module_record.ts";
 export { KV_MIGRATIONS } from "./kv.ts";
 export { LazyModuleHost, type ModulesComponent, modulesComponent } from "./component.ts";
+// The models' service and engine load when first needed (sandbox/nn/mod.ts).
 export {
   EngineError,
+  LazyNnService,
   MODEL_NAME_RE,
   ModelInvalidError,
   ModelNotFoundError,
   modelsComponent,
   type ModelStatus,
-  NnEngine,
-  NnService,
+  type NnEngine,
+  nnEngineClass,
+  type NnService,
+  nnServiceClass,
   type TensorSpec,
 } from "./nn/mod.ts";

@@ -22,7 +22,8 @@ import {
   ModelInvalidError,
   ModelNotFoundError,
   type ModelStatus,
-  NnService,
+  type NnService,
+  nnServiceClass,
 } from "../../sandbox/mod.ts";
 import {
   type ApiAnswer,
@@ -79,6 +80,7 @@ function print(r: ApiAnswer): never {
 function offline<T>(cfg: Config, fn: (nn: NnService) => Promise<T>): Promise<T> {
   return whileStopped("edged model", cfg.data_dir, async () => {
     const n = cfg.nn;
+    const NnService = await nnServiceClass();
     const nn = new NnService({
       dataDir: resolve(cfg.data_dir),
       memoryBytes: n.memory_bytes,

@@ -11,7 +11,7 @@
  * @module
  */
 import { bsdiff } from "../delta/mod.ts";
-import { EngineError, MODEL_NAME_RE, NnEngine } from "../../sandbox/mod.ts";
+import { EngineError, MODEL_NAME_RE, nnEngineClass } from "../../sandbox/mod.ts";
 import { type ModelCustom, type ModelDeltaCustom, modelDeltaPath, modelPath } from "../contract.ts";
 import { compareVersions } from "../semver.ts";
 import { RepoError } from "./errors.ts";
@@ -46,7 +46,7 @@ export async function addModel(
     throw new RepoError(`model ${name} ${version} is already published`);
   }
   const data = await Deno.readFile(file);
-  const engine = new NnEngine({ memoryBytes });
+  const engine = new (await nnEngineClass())({ memoryBytes });
   let info;
   try {
     ({ info } = await engine.validate(data));

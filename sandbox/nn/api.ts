@@ -14,13 +14,19 @@ import { Hono } from "hono";
 import { ApiError, bodyLimit } from "../../runtime/mod.ts";
 import type { NnService } from "./service.ts";
 
+/** What the models API uses of the service (the component's lazy one, or an {@link NnService}). */
+export type ModelsApiService = Pick<
+  NnService,
+  "list" | "get" | "install" | "remove" | "engineStatus"
+>;
+
 /** Largest upload `PUT` reads (the service's `maxModelBytes` applies to the file itself). */
 export const MAX_MODEL_UPLOAD_BYTES = 256 * 1024 * 1024;
 
 const badRequest = (message: string) => new ApiError(400, "bad_request", message);
 
 /** Builds the Hono app of the models API over `nn`. */
-export function modelsApi(nn: NnService): Hono {
+export function modelsApi(nn: ModelsApiService): Hono {
   const app = new Hono();
 
   app.get("/", async (c) => c.json({ models: await nn.list(), engine: await nn.engineStatus() }));

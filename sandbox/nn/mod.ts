@@ -6,18 +6,24 @@
  * @module
  */
 
-export { NnService } from "./service.ts";
+// service.ts (NnService) and engine.ts (NnEngine), with all they run on, load
+// when first needed: modelsComponent's LazyNnService builds the service, and
+// nnServiceClass() / nnEngineClass() give the classes to tools that run one
+// themselves; tests import service.ts and engine.ts.
+export { nnEngineClass, nnServiceClass } from "./_classes.ts";
+export type { NnEngine } from "./engine.ts";
 export type {
   EngineStatus,
   InstallModelOptions,
   ModelStatus,
   NnPoolLink,
+  NnService,
   NnServiceOptions,
 } from "./service.ts";
 export type { ModelRecord } from "./store.ts";
 export type { ModelInfo, TensorSpec } from "./channel.ts";
 export { EngineFilesError, ModelInvalidError, ModelNotFoundError } from "./errors.ts";
-export { EngineError, EngineStoppedError, NnEngine } from "./engine.ts";
+export { EngineError, EngineStoppedError } from "./errors.ts";
 export { NN_MODULE, NN_SIGNATURES, NnErrno, TensorType } from "./abi.ts";
 export { MODEL_NAME_RE } from "./names.ts";
 export {
@@ -28,5 +34,5 @@ export {
   ORT_FILES,
   ORT_VERSION,
 } from "./ort_files.ts";
-export { MAX_MODEL_UPLOAD_BYTES, modelsApi } from "./api.ts";
-export { type ModelsComponent, modelsComponent } from "./component.ts";
+export { MAX_MODEL_UPLOAD_BYTES, modelsApi, type ModelsApiService } from "./api.ts";
+export { LazyNnService, type ModelsComponent, modelsComponent } from "./component.ts";

@@ -17,7 +17,7 @@ import { Bus, Store } from "../../runtime/mod.ts";
 import { Command, parseCli } from "../_cli.ts";
 import { ModuleHost } from "../../sandbox/module_host.ts";
 import { parseManifest } from "../../sandbox/manifest.ts";
-import { NnService } from "../../sandbox/nn/mod.ts";
+import { NnService } from "../../sandbox/nn/service.ts";
 import { mlp } from "./models.ts";
 
 /** Options of {@link modelSwapSoak}. */

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { serveRepository, Updater, UpdateTargetMissingError } from "../../ota/mod.ts";
-import { NnService } from "../../sandbox/mod.ts";
+import { NnService } from "../../sandbox/nn/service.ts";
 import { sha256Hex } from "../../lib/mod.ts";
 import { mlp } from "../../scripts/nn/models.ts";
 import { repoCli, TRIPLE } from "./_update_helpers.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { NnService, type NnServiceOptions } from "../../../sandbox/nn/mod.ts";
+import { NnService, type NnServiceOptions } from "../../../sandbox/nn/service.ts";
 import { type Env, env, manifest, wat } from "../_helpers.ts";
 import type { ModuleHostOptions } from "../../../sandbox/mod.ts";
 

@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { encodeModel } from "../../../scripts/nn/onnx_writer.ts";
 import { conv1d } from "../../../scripts/nn/models.ts";
 import { WARMUP_MODEL } from "../../../sandbox/nn/_warmup.ts";
-import { EngineError, NnEngine, ORT_VERSION } from "../../../sandbox/nn/mod.ts";
+import { EngineError, ORT_VERSION } from "../../../sandbox/nn/mod.ts";
+import { NnEngine } from "../../../sandbox/nn/engine.ts";
 import denoJson from "../../../deno.json" with { type: "json" };
 
 Deno.test("the warm-up model is the generator's identity model; the engine version is deno.json's pin", () => {

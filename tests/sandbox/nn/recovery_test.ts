@@ -96,7 +96,7 @@ Deno.test("the engine dies mid-compute: the guest gets runtime_error at once, ot
       tensorPayload([512, 64], new Float32Array(32768)),
     );
     await new Promise((r) => setTimeout(r, 150)); // the computation is under way
-    nn.engine.kill("crashed: killed by the test");
+    (await nn.open()).engine.kill("crashed: killed by the test");
     const out = await call;
     assert.equal(out.status, 400 + NnErrno.RUNTIME_ERROR, `${logs(out)} ${out.error?.message}`);
     assert.match(logs(out), /the inference engine stopped during this call/);
@@ -106,7 +106,7 @@ Deno.test("the engine dies mid-compute: the guest gets runtime_error at once, ot
 
     await until(
       "the engine runs again",
-      () => nn.engine.running && nn.engineStatus().then((s) => s.state === "running"),
+      () => nn.running && nn.engineStatus().then((s) => s.state === "running"),
     );
     const s = await nn.engineStatus();
     assert.equal(s.crashes, 1);
