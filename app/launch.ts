@@ -8,8 +8,8 @@
  */
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
-import { type Config, sourceRunFlags } from "../runtime/mod.ts";
-import { LAUNCHER_ENV, supervise } from "../ota/update/mod.ts";
+import { type Config, sourceRunFlags } from "../runtime/start.ts";
+import { LAUNCHER_ENV, supervise } from "../ota/update/launcher.ts";
 import { collectNow } from "../lib/mod.ts";
 
 /** How to start this build again: itself when compiled, `deno run main.ts` from source. */

@@ -15,7 +15,7 @@ import {
   privateUmask,
   setupLogging,
   VERSION,
-} from "../runtime/mod.ts";
+} from "../runtime/start.ts";
 import { EXIT } from "../lib/mod.ts";
 import { launcherGone, runSupervised, startedByLauncher } from "./launch.ts";
 

@@ -45,7 +45,8 @@ export {
   SlotStore,
   type Trial,
 } from "./state.ts";
-export { LAUNCHER_ENV, supervise, type SuperviseOptions } from "./supervisor.ts";
+export { LAUNCHER_ENV } from "./launcher.ts";
+export { supervise, type SuperviseOptions } from "./supervisor.ts";
 export { sleep, TokenBucket, type TokenBucketOptions } from "./token_bucket.ts";
 export type { ApplyResult, ApplyStep } from "./apply.ts";
 export type { Candidate, CheckResult } from "./release_check.ts";

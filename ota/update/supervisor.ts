@@ -36,18 +36,10 @@ import { type BootDecision, prepareBoot } from "./boot.ts";
 import { emptyState, rolledBack, SlotStore, type Trial } from "./state.ts";
 import { sleep } from "./token_bucket.ts";
 import { EXIT, getLogger } from "../../lib/mod.ts";
-import { assertUnlocked, DataDirLockedError } from "../../runtime/mod.ts";
+import { assertUnlocked, DataDirLockedError } from "../../runtime/start.ts";
+import { LAUNCHER_ENV } from "./launcher.ts";
 
 const log = getLogger(["edged", "supervisor"]);
-
-/**
- * Internal: set (to `stdin`) in the environment of the edged the launcher
- * starts. That edged shuts down when its stdin reaches end of file (the
- * launcher is gone) and exits {@linkcode EXIT.DATA_DIR_BUSY} instead of 2
- * when the data directory is locked. Not an `EDGED_*` name: older releases
- * refuse unknown `EDGED_*` variables, and the launcher starts those too.
- */
-export const LAUNCHER_ENV = "_EDGED_LAUNCHER";
 
 /** Options of {@linkcode supervise}. */
 export interface SuperviseOptions {
