@@ -7,6 +7,16 @@
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
+/** One import replaced by a module that throws "`what` was loaded" on evaluation. */
+export interface ThrowingImport {
+  /** The import map's key, e.g. `zod`. */
+  specifier: string;
+  /** What the error names. */
+  what: string;
+  /** The module's exports, so the code that imports it still type-checks and links. */
+  exports: string;
+}
+
 /**
  * Writes into `dir` a deno.json like the project's, but whose import
  * `specifier` is a module that throws "`what` was loaded" on evaluation
@@ -14,19 +24,29 @@ const ROOT = new URL("../../", import.meta.url).pathname;
  * links), and a copy of the project's lock (deno may rewrite it), so nothing
  * is resolved afresh from npm. Returns the deno.json's path.
  */
-export async function configWithThrowingImport(
+export function configWithThrowingImport(
   dir: string,
   specifier: string,
   what: string,
   exports: string,
 ): Promise<string> {
-  const stub = `${specifier.replace(/\W/g, "_")}_stub.ts`;
-  await Deno.writeTextFile(
-    `${dir}/${stub}`,
-    `throw new Error(${JSON.stringify(`${what} was loaded`)});\n${exports}\n`,
-  );
+  return configWithThrowingImports(dir, [{ specifier, what, exports }]);
+}
+
+/** {@linkcode configWithThrowingImport} for several imports at once. */
+export async function configWithThrowingImports(
+  dir: string,
+  imports: readonly ThrowingImport[],
+): Promise<string> {
   const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  config.imports[specifier] = `./${stub}`;
+  for (const { specifier, what, exports } of imports) {
+    const stub = `${specifier.replace(/\W/g, "_")}_stub.ts`;
+    await Deno.writeTextFile(
+      `${dir}/${stub}`,
+      `throw new Error(${JSON.stringify(`${what} was loaded`)});\n${exports}\n`,
+    );
+    config.imports[specifier] = `./${stub}`;
+  }
   const path = `${dir}/deno.json`;
   await Deno.writeTextFile(path, JSON.stringify(config));
   await Deno.copyFile(`${ROOT}deno.lock`, `${dir}/deno.lock`);
