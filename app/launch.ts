@@ -6,16 +6,15 @@
  *
  * @module
  */
-import { fileURLToPath } from "node:url";
-import { resolve } from "node:path";
 import { type Config, sourceRunFlags } from "../runtime/start.ts";
 import { LAUNCHER_ENV, supervise } from "../ota/update/launcher.ts";
-import { collectNow } from "../lib/mod.ts";
+// Not node:path and node:url: the launcher loads no node: module (lib/path.ts).
+import { pathFromFileUrl, resolvePath as resolve } from "../lib/mod.ts";
 
 /** How to start this build again: itself when compiled, `deno run main.ts` from source. */
 export function selfCommand(): string[] {
   if (Deno.build.standalone) return [Deno.execPath()];
-  return [Deno.execPath(), "run", ...sourceRunFlags(), fileURLToPath(Deno.mainModule)];
+  return [Deno.execPath(), "run", ...sourceRunFlags(), pathFromFileUrl(Deno.mainModule)];
 }
 
 /** Flags of `edged run` that the child gets again. */
@@ -40,9 +39,9 @@ export async function runSupervised(
   if (flags.config) runArgs.push("--config", resolve(flags.config));
   if (flags.listen) runArgs.push("--listen", flags.listen);
   const u = config.update;
-  // The launcher idles for as long as edged runs: give back what loading
-  // the program left behind (app/run.ts does the same once edged is ready).
-  collectNow();
+  // No collectNow() here, unlike app/run.ts: its node:v8 and node:vm would
+  // start the Node compatibility layer, which costs the launcher more memory
+  // than the collection gives back.
   return await supervise({
     dataDir,
     runArgs,

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { dirname, join } from "node:path";
+// Not node:path: the launcher loads no node: module (lib/path.ts).
+import { joinPath as join, parentDir as dirname } from "./path.ts";
 
 /**
  * Writes `data` to `path` so that a crash or power loss leaves either the old

@@ -5,10 +5,13 @@
  * them) and in a sandbox Worker after instances were dropped. Left alone, an
  * idle process never collects, so neither is given back.
  *
+ * `node:v8` and `node:vm` are loaded at the first collection
+ * (`process.getBuiltinModule`), not with this module: loading a `node:`
+ * module starts Deno's Node compatibility layer, which a process that never
+ * collects (the launcher, lib/path.ts) need not pay for.
+ *
  * @module
  */
-import v8 from "node:v8";
-import vm from "node:vm";
 
 let collector: (() => void) | null | undefined;
 
@@ -20,6 +23,8 @@ let collector: (() => void) | null | undefined;
 function gcFunction(): (() => void) | undefined {
   if (collector === undefined) {
     try {
+      const v8 = process.getBuiltinModule("node:v8");
+      const vm = process.getBuiltinModule("node:vm");
       v8.setFlagsFromString("--expose-gc");
       collector = vm.runInNewContext("gc") as () => void;
     } catch {

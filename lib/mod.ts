@@ -1,9 +1,9 @@
 /**
  * The ground floor every other folder builds on: the error base, exit codes,
  * durable file writes, hex and digests, byte joins, progress display, MQTT topic
- * rules and a garbage collection on demand. It imports nothing local outside
- * `lib/` and nothing heavier than the web platform and Deno, so the TUF client
- * and the delta tool stay small.
+ * rules, a garbage collection on demand and POSIX paths without `node:path`.
+ * It imports nothing local outside `lib/` and nothing heavier than the web
+ * platform and Deno, so the TUF client and the delta tool stay small.
  *
  * @module
  */
@@ -13,6 +13,7 @@ export { EXIT, type ExitCode } from "./exit.ts";
 export { collectNow } from "./gc.ts";
 export { copyFileAtomic, syncDir, writeFileAtomic } from "./fs.ts";
 export { fromHex, sha256File, sha256Hex, toHex } from "./hex.ts";
+export { joinPath, parentDir, pathFromFileUrl, resolvePath } from "./path.ts";
 export {
   configureLogging,
   getLogger,

@@ -12,8 +12,8 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
-import { EdgedError } from "../lib/mod.ts";
+// Not node:path: the launcher loads no node: module (lib/path.ts).
+import { EdgedError, joinPath as join, resolvePath as resolve } from "../lib/mod.ts";
 
 /** The lock `edged run` holds for as long as it runs. */
 export const RUNTIME_LOCK = "edged.lock";

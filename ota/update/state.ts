@@ -27,9 +27,9 @@
  *
  * @module
  */
-import { join } from "node:path";
 import { UpdateStateError } from "./errors.ts";
-import { sha256File, syncDir, writeFileAtomic } from "../../lib/mod.ts";
+// Not node:path: the launcher loads no node: module (lib/path.ts).
+import { joinPath as join, sha256File, syncDir, writeFileAtomic } from "../../lib/mod.ts";
 
 /** The two slots. */
 export type SlotName = "a" | "b";
