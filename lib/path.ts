@@ -1,123 +1,67 @@
 /**
  * POSIX paths without `node:path`: {@linkcode joinPath},
  * {@linkcode resolvePath}, {@linkcode parentDir} and
- * {@linkcode pathFromFileUrl}, as `node:path`'s `join`, `resolve`, `dirname`
- * and `node:url`'s `fileURLToPath` (their algorithms, from Node's
- * `lib/path.js`). Loading any `node:` module starts Deno's Node compatibility
- * layer, about 4.5 MiB of resident memory; edged loads it anyway (SQLite), but
- * its launcher (`edged run --supervise`), which idles beside it, loads no
- * other `node:` module, so the files it runs use these.
+ * {@linkcode pathFromFileUrl} answer as `node:path`'s `join`, `resolve`,
+ * `dirname` and `node:url`'s `fileURLToPath` do (tests/lib/path_test.ts
+ * compares them over many odd paths). Loading any `node:` module starts
+ * Deno's Node compatibility layer, about 4.5 MiB of resident memory; edged
+ * loads it anyway (SQLite), but its launcher (`edged run --supervise`), which
+ * idles beside it, loads no `node:` module, so the files it runs use these.
  *
  * @module
  */
 
-/** `path` with `.` and `..` segments and repeated slashes resolved, as Node's normalizeString. */
-function normalizeString(path: string, allowAboveRoot: boolean): string {
-  let res = "";
-  let lastSegmentLength = 0;
-  let lastSlash = -1;
-  let dots = 0;
-  let code = 0;
-  for (let i = 0; i <= path.length; ++i) {
-    if (i < path.length) code = path.charCodeAt(i);
-    else if (code === 47) break;
-    else code = 47;
-    if (code === 47) {
-      if (lastSlash === i - 1 || dots === 1) {
-        // an empty or `.` segment
-      } else if (dots === 2) {
-        if (
-          res.length < 2 || lastSegmentLength !== 2 || !res.endsWith("..")
-        ) {
-          if (res.length > 2) {
-            const lastSlashIndex = res.lastIndexOf("/");
-            if (lastSlashIndex === -1) {
-              res = "";
-              lastSegmentLength = 0;
-            } else {
-              res = res.slice(0, lastSlashIndex);
-              lastSegmentLength = res.length - 1 - res.lastIndexOf("/");
-            }
-            lastSlash = i;
-            dots = 0;
-            continue;
-          } else if (res.length !== 0) {
-            res = "";
-            lastSegmentLength = 0;
-            lastSlash = i;
-            dots = 0;
-            continue;
-          }
-        }
-        if (allowAboveRoot) {
-          res += res.length > 0 ? "/.." : "..";
-          lastSegmentLength = 2;
-        }
-      } else {
-        if (res.length > 0) res += `/${path.slice(lastSlash + 1, i)}`;
-        else res = path.slice(lastSlash + 1, i);
-        lastSegmentLength = i - lastSlash - 1;
-      }
-      lastSlash = i;
-      dots = 0;
-    } else if (code === 46 && dots !== -1) {
-      ++dots;
-    } else {
-      dots = -1;
-    }
+/**
+ * The segments of `path` with empty and `.` segments dropped and each `..`
+ * taking the segment before it away; a `..` with nothing before it stays,
+ * unless `absolute` (nothing is above the root).
+ */
+function segments(path: string, absolute: boolean): string[] {
+  const out: string[] = [];
+  for (const seg of path.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg !== "..") out.push(seg);
+    else if (out.length > 0 && out[out.length - 1] !== "..") out.pop();
+    else if (!absolute) out.push("..");
   }
-  return res;
+  return out;
 }
 
-/** `node:path`'s `join`: the parts joined with `/`, normalized. */
+/** `node:path`'s `join`: the parts joined with `/`, normalized (a trailing `/` kept). */
 export function joinPath(...parts: string[]): string {
   const joined = parts.filter((p) => p.length > 0).join("/");
   if (joined.length === 0) return ".";
   const absolute = joined.startsWith("/");
   const trailing = joined.endsWith("/");
-  let path = normalizeString(joined, !absolute);
-  if (path.length === 0) {
-    if (absolute) return "/";
-    return trailing ? "./" : ".";
-  }
-  if (trailing) path += "/";
-  return absolute ? `/${path}` : path;
+  const body = segments(joined, absolute).join("/");
+  if (absolute) return body.length > 0 ? `/${body}${trailing ? "/" : ""}` : "/";
+  if (body.length === 0) return trailing ? "./" : ".";
+  return trailing ? `${body}/` : body;
 }
 
 /** `node:path`'s `resolve`: the absolute path the parts name, from the working directory. */
 export function resolvePath(...parts: string[]): string {
-  let resolved = "";
-  let absolute = false;
-  for (let i = parts.length - 1; i >= -1 && !absolute; i--) {
-    const path = i >= 0 ? parts[i] : Deno.cwd();
-    if (path.length === 0) continue;
-    resolved = `${path}/${resolved}`;
-    absolute = path.startsWith("/");
-  }
-  resolved = normalizeString(resolved, !absolute);
-  if (absolute) return `/${resolved}`;
-  return resolved.length > 0 ? resolved : ".";
+  // The parts from the last absolute one on (the working directory first when none is).
+  let from = parts.length;
+  while (from > 0 && !parts[from - 1].startsWith("/")) from--;
+  const rest = parts.slice(from > 0 ? from - 1 : 0).filter((p) => p.length > 0);
+  const base = from > 0 ? [] : [Deno.cwd()];
+  return `/${segments([...base, ...rest].join("/"), true).join("/")}`;
 }
 
-/** `node:path`'s `dirname`: the directory part of `path`. */
+/**
+ * `node:path`'s `dirname`: `path` up to the last `/` before its last segment
+ * (trailing slashes are not a segment; the slashes before that one stay).
+ */
 export function parentDir(path: string): string {
-  if (path.length === 0) return ".";
-  const hasRoot = path.startsWith("/");
-  let end = -1;
-  let matchedSlash = true;
-  for (let i = path.length - 1; i >= 1; --i) {
-    if (path.charCodeAt(i) === 47) {
-      if (!matchedSlash) {
-        end = i;
-        break;
-      }
-    } else {
-      matchedSlash = false;
-    }
-  }
-  if (end === -1) return hasRoot ? "/" : ".";
-  if (hasRoot && end === 1) return "//";
-  return path.slice(0, end);
+  const absolute = path.startsWith("/");
+  let end = path.length;
+  while (end > 1 && path[end - 1] === "/") end--;
+  const slash = path.lastIndexOf("/", end - 1);
+  if (slash < 1) return absolute ? "/" : ".";
+  // node:path keeps a leading "//" (POSIX leaves its meaning to the system).
+  if (slash === 1 && absolute) return "//";
+  return path.slice(0, slash);
 }
 
 /**
