@@ -23,8 +23,9 @@ export {
   type ModbusTarget,
   parseModbusUrl,
 } from "./modbus_url.ts";
-export { ConfigError, type ConfigFlags, loadConfig } from "./config.ts";
-export type { Config } from "./config_schema.ts";
+// The configuration, the lock, the umask, logging's setup, the version and the run flags:
+// runtime/start.ts, the launcher's lighter entry, has them.
+export * from "./start.ts";
 export { parseListen } from "./config_rules.ts";
 export type { OpcuaAdapterConfig, OpcuaPointConfig } from "./config_opcua.ts";
 // The zod schemas themselves (configSchema, adaptersSchema, settings(), ...)
@@ -60,7 +61,7 @@ export {
 export { ingestFastRoute, type IngestOptions, ingestRoutes } from "./api/ingest.ts";
 export { statusComponent } from "./api/status.ts";
 export { dashboardPage } from "./dashboard.ts";
-export { recentLogs, setupLogging } from "./log.ts";
+export { recentLogs } from "./log.ts";
 export {
   Counter,
   CounterFunc,
@@ -71,14 +72,6 @@ export {
 } from "./metrics.ts";
 export { registerProcessMetrics } from "./process_metrics.ts";
 export { registerStoreMetrics } from "./store_metrics.ts";
-export {
-  assertUnlocked,
-  type DataDirLock,
-  DataDirLockedError,
-  LAUNCHER_LOCK,
-  lockDataDir,
-  RUNTIME_LOCK,
-} from "./lock.ts";
 export {
   type LoggedReading,
   OutboxFullError,
@@ -96,14 +89,13 @@ export {
   readingTopic,
 } from "./reading_messages.ts";
 export { Store, StoreError } from "./store.ts";
-export { privateUmask, secureDataDir } from "./data_dir.ts";
+export { secureDataDir } from "./data_dir.ts";
 export { ensureApiToken, TOKEN_FILE } from "./token.ts";
-export { type BuildInfo, buildInfo, VERSION } from "./version.ts";
+export { type BuildInfo, buildInfo } from "./version.ts";
 export {
   runFlags,
   RUNTIME_PERMISSIONS,
   SOURCE_RUN_FLAGS,
-  sourceRunFlags,
   UNSTABLE_FLAGS,
   V8_FLAGS,
 } from "./permissions.ts";
