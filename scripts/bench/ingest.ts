@@ -230,6 +230,16 @@ const THREAD_NAMES: Record<string, string> = {
   "tokio-runtime-w": "blocking pool (fsync)",
 };
 
+/**
+ * How much of the load's wall time the main thread was on a CPU: the share a
+ * single-threaded event loop has left tells whether it, or something it waits
+ * for, bounds the rate.
+ */
+function mainBusy(cpu: LoadCpu, load: LoadResult): string {
+  // µs of CPU per request × requests per second = µs per second.
+  return `${Math.round((cpu.threads.get("deno") ?? 0) * load.requestsPerSec / 1e4)} %`;
+}
+
 /** "main 21.3, worker-1 6.2, ..." for the threads that used at least 0.1 µs per request. */
 function threadNote(cpu: LoadCpu): string {
   return [...cpu.threads].filter(([, us]) => us >= 0.1).sort((a, b) => b[1] - a[1])
@@ -304,6 +314,8 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
             unit: "µs",
             target: "",
             note: `by thread: ${threadNote(cpu)} (anchor: ${threadNote(aCpu)}); ` +
+              `main thread busy ${mainBusy(cpu, e)} of the load ` +
+              `(anchor ${mainBusy(aCpu, a)}); ` +
               "the load generator shares the machine's cores",
           },
         );
