@@ -21,7 +21,6 @@ export {
   type LoggingSetup,
   type LogLevel,
   type LogRecord,
-  renderTemplate,
   type Sink,
 } from "./log.ts";
 export {

@@ -19,7 +19,8 @@ function bare(v: unknown): string {
 }
 
 /**
- * One JSON object per line (JSON Lines). Unlike LogTape's own JSON formatter,
+ * One JSON object for a line of JSON Lines (without the newline, which
+ * `console.log` adds). Unlike LogTape's own JSON formatter,
  * strings interpolated into the message are not quoted, so `message` reads
  * as a sentence; the values stay typed in `properties`.
  */
@@ -32,7 +33,7 @@ export function jsonLine(r: LogRecord): string {
     logger: r.category.join("."),
     message,
     properties: r.properties,
-  }) + "\n";
+  });
 }
 
 /** One log record as the dashboard shows it. */
@@ -90,15 +91,18 @@ export interface LogOptions {
 export async function setupLogging(options: LogOptions = {}): Promise<void> {
   const { level = "info", format = "auto" } = options;
   const json = format === "json" || (format === "auto" && !Deno.stdout.isTerminal());
-  const formatter: (r: LogRecord) => string = json
-    ? jsonLine
-    : (await import("@logtape/logtape")).getAnsiColorFormatter({ value: "bare" });
+  let line = jsonLine;
+  if (!json) {
+    // LogTape's formatter ends each record with a newline, which console.log adds again.
+    const ansi = (await import("@logtape/logtape")).getAnsiColorFormatter({ value: "bare" });
+    line = (r) => ansi(r).replace(/\r?\n$/, "");
+  }
   configureLogging({
     category: ["edged"],
     lowestLevel: level,
     sinks: [
       // Every level goes to stdout: one ordered stream for the service manager.
-      (r) => console.log(formatter(r).replace(/\r?\n$/, "")),
+      (r) => console.log(line(r)),
       recentSink,
     ],
   });
