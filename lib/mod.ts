@@ -1,13 +1,15 @@
 /**
  * The ground floor every other folder builds on: the error base, exit codes,
  * durable file writes, hex and digests, byte joins, progress display, MQTT topic
- * rules, a garbage collection on demand and POSIX paths without `node:path`.
+ * rules, a garbage collection on demand, POSIX paths without `node:path` and
+ * the Workers' entry modules from source or from the bundle.
  * It imports nothing local outside `lib/` and nothing heavier than the web
  * platform and Deno, so the TUF client and the delta tool stay small.
  *
  * @module
  */
 export { concatBytes } from "./bytes.ts";
+export { workerEntry } from "./entry.ts";
 export { EdgedError, type EdgedErrorOptions, errorCode } from "./errors.ts";
 export { EXIT, type ExitCode } from "./exit.ts";
 export { collectNow } from "./gc.ts";

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { workerEntry } from "../lib/mod.ts";
 import type { FromCheckpointer, ToCheckpointer } from "./checkpoint_worker.ts";
 
 /** Options for {@linkcode Checkpointer}. */
@@ -20,7 +21,11 @@ export interface CheckpointerOptions {
   idleStopMs?: number;
 }
 
-const WORKER_URL = new URL("./checkpoint_worker.ts", import.meta.url);
+const WORKER_URL = workerEntry(
+  import.meta.url,
+  "runtime/checkpoint.ts",
+  "runtime/checkpoint_worker.ts",
+);
 
 /** Runs the checkpoints of one database on a Worker. */
 export class Checkpointer {

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { workerEntry } from "../lib/mod.ts";
 import { ModuleFault, WorkerGoneError } from "./errors.ts";
 import { EdgeError } from "./host/context.ts";
 import { globMatcher, MAX_SENSOR_BYTES, type PathMatcher, readGrantedSensor } from "./host/edge.ts";
@@ -84,7 +85,7 @@ interface InstanceInfo {
   revoked: boolean;
 }
 
-const WORKER_URL = new URL("./worker.ts", import.meta.url);
+const WORKER_URL = workerEntry(import.meta.url, "sandbox/pool.ts", "sandbox/worker.ts");
 
 /** The pool; {@link WorkerPool.terminate} stops every Worker. */
 export class WorkerPool {

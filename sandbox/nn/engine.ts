@@ -7,6 +7,7 @@
  * @module
  */
 
+import { workerEntry } from "../../lib/mod.ts";
 import type { ComputeCost, ModelInfo } from "./channel.ts";
 import type { EngineReply, EngineRequest } from "./engine_protocol.ts";
 import { type EngineFiles, loadEngineFiles } from "./ort_files.ts";
@@ -28,7 +29,11 @@ export interface NnEngineOptions {
 /** Smallest engine memory cap: onnxruntime starts with a 16 MiB heap. */
 export const MIN_ENGINE_MEMORY_BYTES = 32 * 1024 * 1024;
 
-const WORKER_URL = new URL("./engine_worker.ts", import.meta.url);
+const WORKER_URL = workerEntry(
+  import.meta.url,
+  "sandbox/nn/engine.ts",
+  "sandbox/nn/engine_worker.ts",
+);
 
 /** Engine files are read once per process and shared by every start. */
 let filesOnce: Promise<EngineFiles> | undefined;
