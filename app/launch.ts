@@ -11,10 +11,16 @@ import { LAUNCHER_ENV, supervise } from "../ota/update/launcher.ts";
 // Not node:path and node:url: the launcher loads no node: module (lib/path.ts).
 import { pathFromFileUrl, resolvePath as resolve } from "../lib/mod.ts";
 
-/** How to start this build again: itself when compiled, `deno run main.ts` from source. */
+/**
+ * How to start this build again: itself when compiled, `deno run main.ts`
+ * from source, `deno run --no-config main.js` from the bundle (which holds
+ * every package, so it needs no deno.json, as when the launcher started).
+ */
 export function selfCommand(): string[] {
   if (Deno.build.standalone) return [Deno.execPath()];
-  return [Deno.execPath(), "run", ...sourceRunFlags(), pathFromFileUrl(Deno.mainModule)];
+  const main = pathFromFileUrl(Deno.mainModule);
+  const bundled = main.endsWith(".js") ? ["--no-config"] : [];
+  return [Deno.execPath(), "run", ...sourceRunFlags(), ...bundled, main];
 }
 
 /** Flags of `edged run` that the child gets again. */

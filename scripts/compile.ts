@@ -1,7 +1,8 @@
 /**
  * `deno task compile`: cross-builds the single binary for every target
- * (`dist/edged-<triple>`) with the runtime's permissions and V8 flags baked
- * in, then writes `dist/SHA256SUMS`.
+ * (`dist/edged-<triple>`) from the bundle of `scripts/bundle.ts` (edged's
+ * JavaScript, every npm package inside, built once for all targets), with the
+ * runtime's permissions and V8 flags baked in, then writes `dist/SHA256SUMS`.
  *
  * `deno compile` needs Deno's runtime (`denort`) for each target, which it
  * downloads from Deno's own host. Where that host is unreachable, point
@@ -16,41 +17,37 @@
 import { sha256File } from "../lib/mod.ts";
 import { Command, parseCli } from "./_cli.ts";
 import { runFlags, TARGETS } from "./_flags.ts";
+import { buildBundle, bundledPath, BundleError, WORKER_ENTRIES } from "./bundle.ts";
 import { EMBED_DIR, npmCacheDist, ORT_FILES } from "../sandbox/nn/mod.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
 /**
- * Modules loaded at run time that must be embedded (resolved relative to the
- * repo): the entry points of the sandbox Workers, of the inference engine's
- * Worker and of the store's checkpointer Worker, which `deno compile` does
- * not find by itself.
+ * The engine's two files in the engine directory `dir`: in a bundle, the
+ * `engine/` beside its root chunks (where `sandbox/nn/ort_files.ts` looks
+ * first); from source, `sandbox/nn/engine/`.
  */
-export const INCLUDE: readonly string[] = [
-  "sandbox/worker.ts",
-  "sandbox/nn/engine_worker.ts",
-  "runtime/checkpoint_worker.ts",
-];
-
-/** The inference engine's two files as staged for embedding (see {@link stageEngineFiles}). */
-export const ENGINE_FILES: readonly string[] = [ORT_FILES.bundle, ORT_FILES.wasm].map((f) =>
-  decodeURIComponent(new URL(f, EMBED_DIR).pathname)
-);
+export function engineFiles(dir: string): string[] {
+  return [ORT_FILES.bundle, ORT_FILES.wasm].map((f) => `${dir.replace(/\/$/, "")}/${f}`);
+}
 
 /**
  * Copies onnxruntime-web's two files (the pinned version, from Deno's npm
- * cache) into `sandbox/nn/engine/`, where the engine looks first and from
+ * cache) into the engine directory `dir` (default: the source tree's), from
  * where `--include` embeds them: only these two, not the 165 MB package.
  * @returns the bytes they add to the binary.
  */
-export async function stageEngineFiles(): Promise<number> {
+export async function stageEngineFiles(
+  dir: string = decodeURIComponent(EMBED_DIR.pathname),
+): Promise<number> {
   // Always from the pinned package, so a version bump never embeds stale copies.
   const dist = await npmCacheDist();
-  await Deno.mkdir(decodeURIComponent(EMBED_DIR.pathname), { recursive: true });
-  await Deno.copyFile(`${dist}/${ORT_FILES.bundle}`, ENGINE_FILES[0]);
-  await Deno.copyFile(`${dist}/${ORT_FILES.wasm}`, ENGINE_FILES[1]);
+  await Deno.mkdir(dir, { recursive: true });
+  const [bundle, wasm] = engineFiles(dir);
+  await Deno.copyFile(`${dist}/${ORT_FILES.bundle}`, bundle);
+  await Deno.copyFile(`${dist}/${ORT_FILES.wasm}`, wasm);
   let bytes = 0;
-  for (const f of ENGINE_FILES) bytes += (await Deno.stat(f)).size;
+  for (const f of [bundle, wasm]) bytes += (await Deno.stat(f)).size;
   return bytes;
 }
 
@@ -63,21 +60,32 @@ export class CompileError extends Error {
   }
 }
 
-/** The `deno compile` arguments for one target. */
-export function compileArgs(target: string, output: string): string[] {
+/**
+ * The `deno compile` arguments for one target, from the bundle in
+ * `bundleDir` (its engine files staged): `--no-config`, since the bundle
+ * holds every package and resolves nothing through deno.json.
+ */
+export function compileArgs(target: string, output: string, bundleDir: string): string[] {
   return [
     "compile",
     "--quiet",
     "--no-check",
+    "--no-config",
     "--target",
     target,
     "--output",
     output,
     ...runFlags(),
-    ...INCLUDE.flatMap((f) => ["--include", `${ROOT}${f}`]),
-    ...ENGINE_FILES.flatMap((f) => ["--include", f]),
-    `${ROOT}main.ts`,
+    ...WORKER_ENTRIES.flatMap((f) => ["--include", `${bundleDir}/${bundledPath(f)}`]),
+    ...engineFiles(`${bundleDir}/engine`).flatMap((f) => ["--include", f]),
+    `${bundleDir}/main.js`,
   ];
+}
+
+/** Builds the bundle into `dir` and stages the engine's files in it, ready for `deno compile`. */
+export async function prepareBundle(dir: string): Promise<void> {
+  await buildBundle(dir);
+  await stageEngineFiles(`${dir}/engine`);
 }
 
 function denortFor(target: string, env: Record<string, string>): string | undefined {
@@ -85,15 +93,31 @@ function denortFor(target: string, env: Record<string, string>): string | undefi
   return env[`DENORT_BIN_${arch}`] ?? env.DENORT_BIN;
 }
 
-/** Builds `target` into `outDir`; throws {@linkcode CompileError} with the reason. */
-export async function compileTarget(target: string, outDir: string): Promise<string> {
+/**
+ * Builds `target` into `outDir` from the bundle prepared in `bundleDir`
+ * ({@linkcode prepareBundle}; by default one made for this build alone, in a
+ * temporary directory); throws {@linkcode CompileError} with the reason.
+ */
+export async function compileTarget(
+  target: string,
+  outDir: string,
+  bundleDir?: string,
+): Promise<string> {
+  if (bundleDir === undefined) {
+    const dir = await Deno.makeTempDir({ prefix: "edged-bundle-" });
+    try {
+      await prepareBundle(dir);
+      return await compileTarget(target, outDir, dir);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
   const output = `${outDir}/edged-${target}`;
-  await stageEngineFiles();
   const env: Record<string, string> = {};
   const denort = denortFor(target, Deno.env.toObject());
   if (denort) env.DENORT_BIN = denort;
   const res = await new Deno.Command(Deno.execPath(), {
-    args: compileArgs(target, output),
+    args: compileArgs(target, output, bundleDir),
     env,
     stdout: "piped",
     stderr: "piped",
@@ -134,15 +158,30 @@ if (import.meta.main) {
   await Deno.mkdir(outDir, { recursive: true });
   const built: string[] = [];
   const failed: string[] = [];
-  for (const target of wanted) {
+  // One bundle for every target: it is JavaScript, the same on each.
+  const bundleDir = await Deno.makeTempDir({ prefix: "edged-bundle-" });
+  try {
+    let bundled = true;
     try {
-      const out = await compileTarget(target, outDir);
-      built.push(out);
-      console.log(`built ${out}`);
+      await prepareBundle(bundleDir);
     } catch (err) {
-      failed.push(target);
-      console.error(String((err as Error).message));
+      if (!(err instanceof BundleError)) throw err;
+      console.error(err.message);
+      failed.push(...wanted);
+      bundled = false;
     }
+    for (const target of bundled ? wanted : []) {
+      try {
+        const out = await compileTarget(target, outDir, bundleDir);
+        built.push(out);
+        console.log(`built ${out}`);
+      } catch (err) {
+        failed.push(target);
+        console.error(String((err as Error).message));
+      }
+    }
+  } finally {
+    await Deno.remove(bundleDir, { recursive: true });
   }
   if (built.length > 0) {
     const lines = await Promise.all(

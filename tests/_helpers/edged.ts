@@ -16,6 +16,16 @@ export const MAIN = `${ROOT}main.ts`;
 export const RUN_FLAGS: readonly string[] = sourceRunFlags();
 
 /**
+ * What `deno run` gets after its flags to start edged: `main.ts`, or, when
+ * `TEST_EDGED_BUNDLE` names a directory built by `deno task bundle`, that
+ * bundle's `main.js` without any deno.json (every package is inside it), so
+ * the suite can run against what `deno task compile` embeds.
+ */
+export function edgedEntry(bundle = Deno.env.get("TEST_EDGED_BUNDLE")): string[] {
+  return bundle ? ["--no-config", `${bundle}/main.js`] : [MAIN];
+}
+
+/**
  * The environment every edged started here gets first: `deno run` checks for
  * a newer Deno in the background (an HTTPS request, its TLS roots and
  * resolver loaded for good, ~2 MiB of resident memory, and a futile DNS
@@ -50,6 +60,8 @@ export interface StartOptions {
   waitReady?: boolean;
   /** A command that runs deno, e.g. `["prlimit", "--nofile=256"]` (it must exec, keeping the pid). */
   wrapper?: readonly string[];
+  /** Run edged from this bundle directory (`deno task bundle`) rather than from main.ts. */
+  bundle?: string;
 }
 
 /** Runs `edged` with arbitrary arguments and collects its output. */
@@ -58,7 +70,7 @@ export async function runCli(
   env: Record<string, string> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...RUN_FLAGS, MAIN, ...args],
+    args: ["run", ...RUN_FLAGS, ...edgedEntry(), ...args],
     env: { ...DENO_ENV, NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "piped",
@@ -78,7 +90,7 @@ export async function startEdged(options: StartOptions = {}): Promise<EdgedProce
       ...pre,
       "run",
       ...RUN_FLAGS,
-      MAIN,
+      ...edgedEntry(options.bundle),
       "run",
       "--data-dir",
       dataDir,
