@@ -8,12 +8,14 @@
  * deno task test                          # provision, then the whole suite
  * deno task test tests/runtime/           # provision, then one folder
  * deno task test --no-provision -- --filter "outbox"   # flags after -- go to deno test
+ * deno task test --bundle                 # every edged the tests start runs from the bundle
  * ```
  *
  * @module
  */
 import { resolve } from "node:path";
 import { provision, ProvisionError } from "./provision/mod.ts";
+import { buildBundle } from "./bundle.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -25,13 +27,16 @@ export const TEST_FLAGS: readonly string[] = [
   "--quiet",
 ];
 
-const USAGE = `usage: deno task test [--no-provision] [PATH...] [-- DENO_TEST_FLAGS...]
+const USAGE = `usage: deno task test [--no-provision] [--bundle] [PATH...] [-- DENO_TEST_FLAGS...]
 
 Installs the Debian packages the suite needs when they are missing (see
 \`deno task provision --help\`: as root with apt-get, else sudo -n, else it stops
 and prints the command to run), then runs deno test on tests/ (or PATHs).
 
   --no-provision   skip the package check (on a machine that is not Debian)
+  --bundle         build the bundle deno task compile embeds (deno task bundle)
+                   and start every edged of the suite from it (TEST_EDGED_BUNDLE);
+                   the tests that work by swapping an import of deno.json skip
   -h, --help       this help
 
 Everything after -- goes to deno test as it is (e.g. -- --filter outbox).
@@ -41,13 +46,15 @@ Exit codes: deno test's; 1 when provisioning stopped the run; 2 usage error.`;
 export interface TestArgs {
   help: boolean;
   provision: boolean;
+  /** Run the suite's edged from a freshly built bundle. */
+  bundle: boolean;
   paths: string[];
   passThrough: string[];
 }
 
 /** Parses the task's arguments. @throws {TypeError} on an unknown flag. */
 export function parseTestArgs(args: string[]): TestArgs {
-  const r: TestArgs = { help: false, provision: true, paths: [], passThrough: [] };
+  const r: TestArgs = { help: false, provision: true, bundle: false, paths: [], passThrough: [] };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === "--") {
@@ -55,6 +62,7 @@ export function parseTestArgs(args: string[]): TestArgs {
       break;
     } else if (a === "-h" || a === "--help") r.help = true;
     else if (a === "--no-provision") r.provision = false;
+    else if (a === "--bundle") r.bundle = true;
     else if (a.startsWith("-")) throw new TypeError(`unknown flag ${JSON.stringify(a)}`);
     else r.paths.push(a);
   }
@@ -85,16 +93,26 @@ async function main(args: string[]): Promise<number> {
   // deno task runs in the project root; paths are the caller's (INIT_CWD).
   const here = Deno.env.get("INIT_CWD") ?? Deno.cwd();
   const paths = o.paths.length > 0 ? o.paths.map((p) => resolve(here, p)) : [`${ROOT}tests/`];
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["test", ...TEST_FLAGS, ...o.passThrough, ...paths],
-    cwd: ROOT,
-    stdin: "null",
-  }).spawn();
-  // Ctrl-C reaches deno test through the terminal's process group: only wait.
-  // A SIGTERM for this process (a CI timeout) is passed on.
-  Deno.addSignalListener("SIGINT", () => {});
-  Deno.addSignalListener("SIGTERM", () => child.kill("SIGTERM"));
-  return (await child.status).code;
+  const env: Record<string, string> = {};
+  if (o.bundle) {
+    env.TEST_EDGED_BUNDLE = await Deno.makeTempDir({ prefix: "edged-bundle-" });
+    await buildBundle(env.TEST_EDGED_BUNDLE);
+  }
+  try {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["test", ...TEST_FLAGS, ...o.passThrough, ...paths],
+      cwd: ROOT,
+      env,
+      stdin: "null",
+    }).spawn();
+    // Ctrl-C reaches deno test through the terminal's process group: only wait.
+    // A SIGTERM for this process (a CI timeout) is passed on.
+    Deno.addSignalListener("SIGINT", () => {});
+    Deno.addSignalListener("SIGTERM", () => child.kill("SIGTERM"));
+    return (await child.status).code;
+  } finally {
+    if (env.TEST_EDGED_BUNDLE) await Deno.remove(env.TEST_EDGED_BUNDLE, { recursive: true });
+  }
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

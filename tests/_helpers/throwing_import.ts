@@ -62,3 +62,12 @@ export const WITH_CONFIG: readonly string[] = [
   "-c",
   'd=$0; r=$1; shift; exec "$d" "$r" --config "$CFG" "$@"',
 ];
+
+/**
+ * The options of a test built on an import map: it is skipped when the suite
+ * runs edged from a bundle (`deno task test --bundle`), which holds its
+ * packages and reads no import map.
+ */
+export const IMPORT_MAP_TEST: { ignore: boolean } = {
+  ignore: Deno.env.has("TEST_EDGED_BUNDLE"),
+};

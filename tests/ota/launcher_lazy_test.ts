@@ -8,9 +8,13 @@
  */
 import assert from "node:assert/strict";
 import { startEdged } from "../_helpers/edged.ts";
-import { configWithThrowingImports, WITH_CONFIG } from "../_helpers/throwing_import.ts";
+import {
+  configWithThrowingImports,
+  IMPORT_MAP_TEST,
+  WITH_CONFIG,
+} from "../_helpers/throwing_import.ts";
 
-Deno.test("launcher: never loads Hono, LogTape or the TUF client", async () => {
+Deno.test("launcher: never loads Hono, LogTape or the TUF client", IMPORT_MAP_TEST, async () => {
   const dir = await Deno.makeTempDir({ prefix: "edged-launcher-lazy-" });
   const CFG = await configWithThrowingImports(dir, [
     { specifier: "hono", what: "hono", exports: "export class Hono {}" },

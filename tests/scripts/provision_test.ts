@@ -136,19 +136,22 @@ Deno.test({
   },
 });
 
-Deno.test("test task: paths, --no-provision, flags after --, and unknown flags refused", () => {
+Deno.test("test task: paths, --no-provision, --bundle, flags after --, and unknown flags refused", () => {
   assert.deepEqual(parseTestArgs([]), {
     help: false,
     provision: true,
+    bundle: false,
     paths: [],
     passThrough: [],
   });
   assert.deepEqual(parseTestArgs(["--no-provision", "tests/runtime/", "--", "--filter", "x"]), {
     help: false,
     provision: false,
+    bundle: false,
     paths: ["tests/runtime/"],
     passThrough: ["--filter", "x"],
   });
+  assert.equal(parseTestArgs(["--bundle", "--no-provision"]).bundle, true);
   assert.throws(() => parseTestArgs(["--fast"]), /unknown flag "--fast"/);
   assert.equal(PACKAGE_LIST, `${ROOT}scripts/provision/debian-packages.txt`);
 });

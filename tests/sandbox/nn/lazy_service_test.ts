@@ -10,41 +10,49 @@ import assert from "node:assert/strict";
 import { Metrics } from "../../../runtime/mod.ts";
 import { EngineError, modelsComponent } from "../../../sandbox/nn/mod.ts";
 import { startEdged } from "../../_helpers/edged.ts";
-import { configWithThrowingImport, WITH_CONFIG } from "../../_helpers/throwing_import.ts";
+import {
+  configWithThrowingImport,
+  IMPORT_MAP_TEST,
+  WITH_CONFIG,
+} from "../../_helpers/throwing_import.ts";
 
 const SERVICE = new URL("../../../sandbox/nn/service.ts", import.meta.url).href;
 
-Deno.test("models: an idle edged never loads the models' service; the first models call does", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "edged-nn-lazy-" });
-  const CFG = await configWithThrowingImport(
-    dir,
-    SERVICE,
-    "sandbox/nn/service.ts",
-    "export class NnService {}",
-  );
-  try {
-    const edged = await startEdged({ env: { CFG }, wrapper: WITH_CONFIG });
+Deno.test(
+  "models: an idle edged never loads the models' service; the first models call does",
+  IMPORT_MAP_TEST,
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "edged-nn-lazy-" });
+    const CFG = await configWithThrowingImport(
+      dir,
+      SERVICE,
+      "sandbox/nn/service.ts",
+      "export class NnService {}",
+    );
     try {
-      const ready = await fetch(`${edged.url}/readyz`);
-      assert.equal(ready.status, 200, await ready.text());
-      const metrics = await (await fetch(`${edged.url}/metrics`)).text();
-      assert.match(metrics, /^edged_nn_engine_running 0$/m);
-      assert.match(metrics, /^edged_nn_engine_crashes_total 0$/m);
-      const models = await edged.api("/api/v1/models");
-      assert.equal(models.status, 500);
-      await models.body?.cancel();
-      assert.ok(
-        edged.lines.some((l) => l.includes("sandbox/nn/service.ts was loaded")),
-        edged.lines.join("\n"),
-      );
+      const edged = await startEdged({ env: { CFG }, wrapper: WITH_CONFIG });
+      try {
+        const ready = await fetch(`${edged.url}/readyz`);
+        assert.equal(ready.status, 200, await ready.text());
+        const metrics = await (await fetch(`${edged.url}/metrics`)).text();
+        assert.match(metrics, /^edged_nn_engine_running 0$/m);
+        assert.match(metrics, /^edged_nn_engine_crashes_total 0$/m);
+        const models = await edged.api("/api/v1/models");
+        assert.equal(models.status, 500);
+        await models.body?.cancel();
+        assert.ok(
+          edged.lines.some((l) => l.includes("sandbox/nn/service.ts was loaded")),
+          edged.lines.join("\n"),
+        );
+      } finally {
+        await edged.stop();
+        await Deno.remove(edged.dataDir, { recursive: true });
+      }
     } finally {
-      await edged.stop();
-      await Deno.remove(edged.dataDir, { recursive: true });
+      await Deno.remove(dir, { recursive: true });
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
 Deno.test("models: the lazy service answers as an unused one, then builds the service on first use", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "edged-nn-lazy-unit-" });
