@@ -4,7 +4,8 @@
  * module and with one subscribed rule module (a kv counter per reading,
  * durable subscription, effects group-committed), whose lag from a reading's
  * 202 to its committed effect is read from `edged_module_effect_lag_seconds`
- * over the whole load. Idle memory of edged, and of the launcher beside the
+ * over the whole load. Idle memory of edged (from the bundle the binary
+ * embeds, and from source), and of the launcher beside the
  * edged it starts, beside a bare Deno process.
  *
  * @module
@@ -14,6 +15,7 @@ import { type LoadOptions, type LoadResult, rssMiB, runLoad, threadCpuMs } from 
 import { type EdgedProcess, startEdged } from "../../tests/_helpers/edged.ts";
 import { parseSamples } from "../../runtime/api/status.ts";
 import { sha256Hex } from "../../lib/mod.ts";
+import { buildBundle } from "../bundle.ts";
 
 const READING = { device_id: "pump-7", metric: "temperature", value: 71.5, timestamp: 1700000000 };
 
@@ -145,55 +147,92 @@ function childrenOf(pid: number): number[] {
   return text ? text.split(/\s+/).map(Number) : [];
 }
 
+/** RSS (MiB) of a process after it has idled `ms`. */
+async function idleMiB(pid: number, ms = 3000): Promise<number> {
+  await new Promise((r) => setTimeout(r, ms));
+  return rssMiB(pid).rss;
+}
+
+async function stopAndClean(p: EdgedProcess | undefined): Promise<void> {
+  if (!p) return;
+  await p.stop();
+  await Deno.remove(p.dataDir, { recursive: true });
+}
+
 /**
- * Idle RSS of edged without modules beside a bare Deno process (same run);
- * and of the launcher (`edged run --supervise`, what deploy/edged.service
- * runs), a process of its own beside the edged it starts.
+ * Idle RSS of edged without modules beside a bare Deno process (same run),
+ * from the bundle `deno task compile` embeds (what a device runs; the target
+ * applies to it) and from source; and of the launcher (`edged run
+ * --supervise`, what deploy/edged.service runs), a process of its own beside
+ * the edged it starts.
  */
 async function idleRss(): Promise<BenchRow[]> {
-  const edged = await startEdged();
-  let launcher: EdgedProcess | undefined;
+  const bundle = await Deno.makeTempDir({ prefix: "edged-bundle-" });
+  const started: EdgedProcess[] = [];
   let bare: Deno.ChildProcess | undefined;
   try {
-    launcher = await startEdged({ args: ["--supervise"] });
+    await buildBundle(bundle);
+    // The first start from new files writes Deno's V8 code cache for them;
+    // every later start (a device's every boot after its first) reads it.
+    const first = await startEdged({ bundle });
+    const firstStart = await idleMiB(first.child.pid);
+    await stopAndClean(first);
+    const start = async (o: Parameters<typeof startEdged>[0]) => {
+      const p = await startEdged(o);
+      started.push(p);
+      return p;
+    };
+    const edged = await start({ bundle });
+    const source = await start({});
+    const launcher = await start({ bundle, args: ["--supervise"] });
+    const sourceLauncher = await start({ args: ["--supervise"] });
     bare = new Deno.Command(Deno.execPath(), {
       args: ["eval", "setInterval(() => {}, 1000)"],
       stdout: "null",
       stderr: "null",
     }).spawn();
-    await new Promise((r) => setTimeout(r, 3000));
-    const anchor = rssMiB(bare.pid).rss;
+    const anchor = await idleMiB(bare.pid);
     const anchorName = "bare Deno (deno eval, a timer)";
     const supervised = childrenOf(launcher.child.pid).map((pid) => rssMiB(pid).rss.toFixed(1));
+    const mib = (p: EdgedProcess) => rssMiB(p.child.pid).rss;
     return [{
       section: "ingest",
-      metric: "idle RSS, no module installed",
-      edged: rssMiB(edged.child.pid).rss,
+      metric: "idle RSS, no module installed, from the bundle (what deno task compile embeds)",
+      edged: mib(edged),
       anchor,
       anchorName,
       unit: "MiB",
       target: "<= 50 MiB",
+      note: `deno run --no-config; its first start from a fresh bundle (Deno writes its code ` +
+        `cache then) ${firstStart.toFixed(1)} MiB`,
     }, {
       section: "ingest",
-      metric: "idle RSS of the launcher (edged run --supervise), no module installed",
-      edged: rssMiB(launcher.child.pid).rss,
+      metric: "idle RSS, no module installed, from source (deno run main.ts)",
+      edged: mib(source),
       anchor,
       anchorName,
       unit: "MiB",
       target: "",
-      note: `beside its edged (${supervised.join(", ")} MiB): ` +
-        "a device running deploy/edged.service holds both",
+      note: "what task dev runs: TypeScript, the npm resolver",
+    }, {
+      section: "ingest",
+      metric:
+        "idle RSS of the launcher (edged run --supervise) from the bundle, no module installed",
+      edged: mib(launcher),
+      anchor,
+      anchorName,
+      unit: "MiB",
+      target: "",
+      note: `beside its edged (${supervised.join(", ")} MiB): a device running ` +
+        `deploy/edged.service holds both; from source ${mib(sourceLauncher).toFixed(1)} MiB`,
     }];
   } finally {
     if (bare) {
       bare.kill("SIGTERM");
       await bare.status;
     }
-    for (const p of [launcher, edged]) {
-      if (!p) continue;
-      await p.stop();
-      await Deno.remove(p.dataDir, { recursive: true });
-    }
+    for (const p of started) await stopAndClean(p);
+    await Deno.remove(bundle, { recursive: true });
   }
 }
 
