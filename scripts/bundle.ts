@@ -57,17 +57,53 @@ async function* files(dir: string, rel = ""): AsyncGenerator<string> {
   }
 }
 
+/** Whether `dir` is missing, empty, or an earlier bundle (it has a `main.js`): what may be replaced. */
+async function replaceable(dir: string): Promise<boolean> {
+  try {
+    let empty = true;
+    for await (const e of Deno.readDir(dir)) {
+      if (e.name === "main.js" && e.isFile) return true;
+      empty = false; // something else is there: not ours to delete, unless a bundle
+    }
+    return empty;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return true;
+    throw e;
+  }
+}
+
 /**
- * Builds the bundle into `outDir` (replaced if it exists).
+ * Builds the bundle into `outDir`: missing, empty, or an earlier bundle,
+ * which is replaced only once the new one is complete (it is built in a
+ * directory beside it, so a failed build leaves the old one as it was).
  * @returns the bundle's files (relative to `outDir`) and their total bytes.
- * @throws {BundleError} when `deno bundle` fails, or an output file outside
- * the root resolves a path from its own location (only root chunks may, as
- * `lib/entry.ts` and the engine's files directory assume).
+ * @throws {BundleError} when `outDir` holds something else, `deno bundle`
+ * fails, or an output file outside the root resolves a path from its own
+ * location (only root chunks may, as `lib/entry.ts` and the engine's files
+ * directory assume).
  */
 export async function buildBundle(outDir: string): Promise<{ files: string[]; bytes: number }> {
-  await Deno.remove(outDir, { recursive: true }).catch((e) => {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  });
+  outDir = outDir.replace(/\/+$/, "");
+  if (!(await replaceable(outDir))) {
+    throw new BundleError(`${outDir} is neither empty nor a bundle (no main.js): not replacing it`);
+  }
+  const parent = outDir.slice(0, outDir.lastIndexOf("/")) || "/";
+  await Deno.mkdir(parent, { recursive: true });
+  const work = await Deno.makeTempDir({ dir: parent, prefix: ".edged-bundle-" });
+  try {
+    const built = await bundleInto(work);
+    await Deno.remove(outDir, { recursive: true }).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
+    await Deno.rename(work, outDir);
+    return built;
+  } catch (err) {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+    throw err;
+  }
+}
+
+async function bundleInto(outDir: string): Promise<{ files: string[]; bytes: number }> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "bundle",
@@ -95,7 +131,7 @@ export async function buildBundle(outDir: string): Promise<{ files: string[]; by
   for await (const f of files(outDir)) {
     names.push(f);
     const text = await Deno.readTextFile(`${outDir}/${f}`);
-    bytes += new TextEncoder().encode(text).length;
+    bytes += (await Deno.stat(`${outDir}/${f}`)).size;
     if (f.includes("/") && text.includes("import.meta.url")) {
       throw new BundleError(
         `${f} resolves a path from its own location, but only the bundle's root files may`,

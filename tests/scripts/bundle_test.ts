@@ -5,7 +5,7 @@
  * alert) reaches the bus.
  */
 import assert from "node:assert/strict";
-import { buildBundle } from "../../scripts/bundle.ts";
+import { buildBundle, BundleError } from "../../scripts/bundle.ts";
 import { startEdged } from "../_helpers/edged.ts";
 
 const THRESHOLD = new URL("../../examples/modules/threshold-alert-c", import.meta.url).pathname;
@@ -39,6 +39,18 @@ Deno.test("bundle: edged runs from the bundle with no deno.json, its module Work
       assert.equal(await edged.stop(), 0);
       await Deno.remove(edged.dataDir, { recursive: true });
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("bundle: never replaces a directory that holds something other than a bundle", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "edged-not-a-bundle-" });
+  try {
+    await Deno.writeTextFile(`${dir}/notes.txt`, "mine");
+    await assert.rejects(buildBundle(dir), BundleError);
+    assert.equal(await Deno.readTextFile(`${dir}/notes.txt`), "mine");
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["notes.txt"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
