@@ -94,11 +94,9 @@ async function main(args: string[]): Promise<number> {
   const here = Deno.env.get("INIT_CWD") ?? Deno.cwd();
   const paths = o.paths.length > 0 ? o.paths.map((p) => resolve(here, p)) : [`${ROOT}tests/`];
   const env: Record<string, string> = {};
-  if (o.bundle) {
-    env.TEST_EDGED_BUNDLE = await Deno.makeTempDir({ prefix: "edged-bundle-" });
-    await buildBundle(env.TEST_EDGED_BUNDLE);
-  }
+  if (o.bundle) env.TEST_EDGED_BUNDLE = await Deno.makeTempDir({ prefix: "edged-bundle-" });
   try {
+    if (o.bundle) await buildBundle(env.TEST_EDGED_BUNDLE);
     const child = new Deno.Command(Deno.execPath(), {
       args: ["test", ...TEST_FLAGS, ...o.passThrough, ...paths],
       cwd: ROOT,
