@@ -1,27 +1,32 @@
 /**
  * Where a Worker's entry module is, whether edged runs from its source files
  * or from the bundle `deno task bundle` builds (and `deno task compile`
- * embeds). The bundle is flat: every shared chunk sits at its root, and each
- * Worker's entry at its source path with `.js` for `.ts`
- * (`sandbox/worker.ts` becomes `sandbox/worker.js`).
+ * embeds). The bundle is flat: every shared chunk sits at its root (this
+ * file's code among them), and each Worker's entry at its source path with
+ * `.js` for `.ts` (`sandbox/worker.ts` becomes `sandbox/worker.js`).
  *
  * @module
  */
 
+/** Whether edged runs from its source files (this file is `lib/entry.ts`), not from the bundle. */
+const FROM_SOURCE = import.meta.url.endsWith(".ts");
+
+/** The repository's root from source; the bundle's root, where this code's chunk sits, from the bundle. */
+const ROOT = new URL(FROM_SOURCE ? "../" : "./", import.meta.url);
+
 /**
- * The URL of the Worker entry `path` (relative to the repository root, such
- * as `"sandbox/worker.ts"`), for code at `callerUrl` (its `import.meta.url`)
- * that lives at `callerPath` in the repository. From source it resolves
- * beside the caller; from the bundle (the caller is a `.js` chunk at the
- * bundle's root) it resolves from that root.
+ * The URL of the Worker entry `path` (named by its source path from the
+ * repository's root, such as `"sandbox/worker.ts"`) in the layout under
+ * `root`: the source tree, or a bundle.
  */
-export function workerEntry(callerUrl: string, callerPath: string, path: string): URL {
-  if (!path.endsWith(".ts") || !callerPath.endsWith(".ts")) {
+export function entryIn(root: URL, fromSource: boolean, path: string): URL {
+  if (!path.endsWith(".ts")) {
     throw new RangeError(`worker entries are named by their .ts source path, got ${path}`);
   }
-  if (callerUrl.endsWith(".ts")) {
-    const root = new URL("./" + "../".repeat(callerPath.split("/").length - 1), callerUrl);
-    return new URL(path, root);
-  }
-  return new URL(path.slice(0, -3) + ".js", callerUrl);
+  return new URL(fromSource ? path : `${path.slice(0, -3)}.js`, root);
+}
+
+/** The URL of the Worker entry `path` (such as `"sandbox/worker.ts"`) in the layout edged runs from. */
+export function workerEntry(path: string): URL {
+  return entryIn(ROOT, FROM_SOURCE, path);
 }

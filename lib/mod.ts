@@ -9,7 +9,7 @@
  * @module
  */
 export { concatBytes } from "./bytes.ts";
-export { workerEntry } from "./entry.ts";
+export { entryIn, workerEntry } from "./entry.ts";
 export { EdgedError, type EdgedErrorOptions, errorCode } from "./errors.ts";
 export { EXIT, type ExitCode } from "./exit.ts";
 export { collectNow } from "./gc.ts";

@@ -21,11 +21,7 @@ export interface CheckpointerOptions {
   idleStopMs?: number;
 }
 
-const WORKER_URL = workerEntry(
-  import.meta.url,
-  "runtime/checkpoint.ts",
-  "runtime/checkpoint_worker.ts",
-);
+const WORKER_URL = workerEntry("runtime/checkpoint_worker.ts");
 
 /** Runs the checkpoints of one database on a Worker. */
 export class Checkpointer {

@@ -85,7 +85,7 @@ interface InstanceInfo {
   revoked: boolean;
 }
 
-const WORKER_URL = workerEntry(import.meta.url, "sandbox/pool.ts", "sandbox/worker.ts");
+const WORKER_URL = workerEntry("sandbox/worker.ts");
 
 /** The pool; {@link WorkerPool.terminate} stops every Worker. */
 export class WorkerPool {

@@ -29,11 +29,7 @@ export interface NnEngineOptions {
 /** Smallest engine memory cap: onnxruntime starts with a 16 MiB heap. */
 export const MIN_ENGINE_MEMORY_BYTES = 32 * 1024 * 1024;
 
-const WORKER_URL = workerEntry(
-  import.meta.url,
-  "sandbox/nn/engine.ts",
-  "sandbox/nn/engine_worker.ts",
-);
+const WORKER_URL = workerEntry("sandbox/nn/engine_worker.ts");
 
 /** Engine files are read once per process and shared by every start. */
 let filesOnce: Promise<EngineFiles> | undefined;

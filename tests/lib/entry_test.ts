@@ -1,33 +1,19 @@
 import assert from "node:assert/strict";
-import { workerEntry } from "../../lib/mod.ts";
+import { entryIn, workerEntry } from "../../lib/mod.ts";
 
-Deno.test("workerEntry: beside the source files, or from the bundle's root", async () => {
-  // From source: resolved through the caller's own place in the repository.
-  const fromSource = workerEntry(
-    "file:///opt/edged/sandbox/nn/engine.ts",
-    "sandbox/nn/engine.ts",
-    "sandbox/nn/engine_worker.ts",
-  );
-  assert.equal(fromSource.href, "file:///opt/edged/sandbox/nn/engine_worker.ts");
+Deno.test("workerEntry: beside the source files, or at its .js path from the bundle's root", async () => {
+  // From source: the entry's own path under the repository's root.
   assert.equal(
-    workerEntry(
-      "file:///opt/edged/runtime/checkpoint.ts",
-      "runtime/checkpoint.ts",
-      "sandbox/worker.ts",
-    )
-      .href,
-    "file:///opt/edged/sandbox/worker.ts",
+    entryIn(new URL("file:///opt/edged/"), true, "sandbox/nn/engine_worker.ts").href,
+    "file:///opt/edged/sandbox/nn/engine_worker.ts",
   );
-  // From the bundle: the caller is a chunk at its root.
+  // From the bundle: the same path with .js under the bundle's root.
   assert.equal(
-    workerEntry("file:///b/chunk-ABC.js", "sandbox/pool.ts", "sandbox/worker.ts").href,
+    entryIn(new URL("file:///b/"), false, "sandbox/worker.ts").href,
     "file:///b/sandbox/worker.js",
   );
-  assert.throws(
-    () => workerEntry("file:///b/x.js", "sandbox/pool.ts", "sandbox/worker"),
-    RangeError,
-  );
-  // The real callers find their real entries.
+  assert.throws(() => entryIn(new URL("file:///b/"), false, "sandbox/worker"), RangeError);
+  // Run from source here: the real entries are found where they are.
   const root = new URL("../../", import.meta.url);
   for (
     const path of [
@@ -36,7 +22,7 @@ Deno.test("workerEntry: beside the source files, or from the bundle's root", asy
       "runtime/checkpoint_worker.ts",
     ]
   ) {
-    const url = workerEntry(new URL("sandbox/pool.ts", root).href, "sandbox/pool.ts", path);
-    await Deno.stat(url);
+    assert.equal(workerEntry(path).href, new URL(path, root).href);
+    await Deno.stat(workerEntry(path));
   }
 });
