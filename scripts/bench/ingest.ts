@@ -172,16 +172,16 @@ async function idleRss(): Promise<BenchRow[]> {
   let bare: Deno.ChildProcess | undefined;
   try {
     await buildBundle(bundle);
-    // The first start from new files writes Deno's V8 code cache for them;
-    // every later start (a device's every boot after its first) reads it.
-    const first = await startEdged({ bundle });
-    const firstStart = await idleMiB(first.child.pid);
-    await stopAndClean(first);
     const start = async (o: Parameters<typeof startEdged>[0]) => {
       const p = await startEdged(o);
       started.push(p);
       return p;
     };
+    // The first start from new files writes Deno's V8 code cache for them;
+    // every later start (a device's every boot after its first) reads it.
+    const first = await start({ bundle });
+    const firstStart = await idleMiB(first.child.pid);
+    await stopAndClean(started.pop());
     const edged = await start({ bundle });
     const source = await start({});
     const launcher = await start({ bundle, args: ["--supervise"] });
