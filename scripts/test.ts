@@ -15,7 +15,6 @@
  */
 import { resolve } from "node:path";
 import { provision, ProvisionError } from "./provision/mod.ts";
-import { buildBundle } from "./bundle.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -96,7 +95,8 @@ async function main(args: string[]): Promise<number> {
   const env: Record<string, string> = {};
   if (o.bundle) env.TEST_EDGED_BUNDLE = await Deno.makeTempDir({ prefix: "edged-bundle-" });
   try {
-    if (o.bundle) await buildBundle(env.TEST_EDGED_BUNDLE);
+    // Loaded only here: the bundle task's module brings commander with it.
+    if (o.bundle) await (await import("./bundle.ts")).buildBundle(env.TEST_EDGED_BUNDLE);
     const child = new Deno.Command(Deno.execPath(), {
       args: ["test", ...TEST_FLAGS, ...o.passThrough, ...paths],
       cwd: ROOT,
