@@ -165,12 +165,18 @@ export async function startEdged(options: StartOptions = {}): Promise<EdgedProce
   };
   if (options.waitReady ?? true) {
     const deadline = Date.now() + timeoutMs;
-    while (true) {
-      const res = await fetch(url + "/readyz");
-      await res.body?.cancel();
-      if (res.status === 200) break;
-      if (Date.now() > deadline) throw new Error("edged did not become ready");
-      await new Promise((r) => setTimeout(r, 50));
+    try {
+      while (true) {
+        const res = await fetch(url + "/readyz");
+        await res.body?.cancel();
+        if (res.status === 200) break;
+        if (Date.now() > deadline) throw new Error("edged did not become ready");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } catch (err) {
+      // The caller never gets the process to stop: end it here.
+      await proc.stop("SIGKILL");
+      throw err;
     }
   }
   return proc;
