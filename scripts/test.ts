@@ -1,7 +1,8 @@
 /**
  * `deno task test`: provisions what the suite needs (scripts/provision), then
  * runs `deno test` over `tests/` (or the paths given) with the flags the
- * suite needs. Deno's own summary line (`ok | N passed | M failed`) is the
+ * suite needs, its temporary files in a directory of its own (`TMPDIR`)
+ * removed at the end. Deno's own summary line (`ok | N passed | M failed`) is the
  * last thing printed; the exit code is deno test's.
  *
  * ```sh
@@ -92,7 +93,11 @@ async function main(args: string[]): Promise<number> {
   // deno task runs in the project root; paths are the caller's (INIT_CWD).
   const here = Deno.env.get("INIT_CWD") ?? Deno.cwd();
   const paths = o.paths.length > 0 ? o.paths.map((p) => resolve(here, p)) : [`${ROOT}tests/`];
-  const env: Record<string, string> = {};
+  // Every temporary file and directory of the run (data directories, brokers'
+  // files, certificates) goes below one directory, removed when the run ends,
+  // passed or failed.
+  const tmp = await Deno.makeTempDir({ prefix: "edged-tests-" });
+  const env: Record<string, string> = { TMPDIR: tmp };
   if (o.bundle) env.TEST_EDGED_BUNDLE = await Deno.makeTempDir({ prefix: "edged-bundle-" });
   try {
     // Loaded only here: the bundle task's module brings commander with it.
@@ -110,6 +115,7 @@ async function main(args: string[]): Promise<number> {
     return (await child.status).code;
   } finally {
     if (env.TEST_EDGED_BUNDLE) await Deno.remove(env.TEST_EDGED_BUNDLE, { recursive: true });
+    await Deno.remove(tmp, { recursive: true });
   }
 }
 

@@ -155,3 +155,29 @@ Deno.test("test task: paths, --no-provision, --bundle, flags after --, and unkno
   assert.throws(() => parseTestArgs(["--fast"]), /unknown flag "--fast"/);
   assert.equal(PACKAGE_LIST, `${ROOT}scripts/provision/debian-packages.txt`);
 });
+
+Deno.test("test task: what the tests leave in the temporary directory is removed when the run ends", async () => {
+  const report = await Deno.makeTempFile();
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        `${ROOT}scripts/test.ts`,
+        "--no-provision",
+        "tests/scripts/_temp_leaver.ts",
+      ],
+      cwd: ROOT,
+      env: { LEAVER_REPORT: report, INIT_CWD: ROOT },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const left = (await Deno.readTextFile(report)).trim();
+    assert.match(left, /\/edged-tests-[^/]+\/edged-left-[^/]+$/);
+    await assert.rejects(Deno.stat(left), Deno.errors.NotFound);
+    await assert.rejects(Deno.stat(left.slice(0, left.lastIndexOf("/"))), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(report);
+  }
+});
