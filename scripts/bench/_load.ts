@@ -12,6 +12,11 @@ export interface LoadResult {
   p99Ms: number;
   non2xx: number;
   tool: string;
+  /**
+   * CPU time (user + system) the load generator spent per request, in µs; it
+   * shares the machine's cores with the server (undefined: not measured).
+   */
+  clientCpuUs?: number;
 }
 
 /** Options for {@linkcode runLoad}. */
@@ -56,8 +61,22 @@ async function runWrk(o: LoadOptions): Promise<LoadResult> {
       `done = function(summary, latency, requests)\n` +
       `  io.write(string.format("NON2XX %d\\n", summary.errors.status))\nend\n`,
   );
-  const out = await new Deno.Command("wrk", {
+  try {
+    return await wrkIn(o, lua);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Runs wrk with the script `lua` and reads its report. */
+async function wrkIn(o: LoadOptions, lua: string): Promise<LoadResult> {
+  // The shell prints its own /proc stat once wrk has exited and been waited
+  // for: its children's CPU time is then wrk's.
+  const out = await new Deno.Command("sh", {
     args: [
+      "-c",
+      'wrk "$@" && echo CHILDSTAT && cat /proc/$$/stat',
+      "sh",
       `-t${o.threads}`,
       `-c${o.connections}`,
       `-d${o.durationS}s`,
@@ -69,7 +88,8 @@ async function runWrk(o: LoadOptions): Promise<LoadResult> {
     stdout: "piped",
     stderr: "piped",
   }).output();
-  const text = new TextDecoder().decode(out.stdout);
+  const all = new TextDecoder().decode(out.stdout);
+  const [text, shellStat = ""] = all.split("CHILDSTAT\n");
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1]);
   const pct = (p: string) => {
     const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s|m)`).exec(text);
@@ -77,7 +97,16 @@ async function runWrk(o: LoadOptions): Promise<LoadResult> {
   };
   const non2xx = Number(/NON2XX (\d+)/.exec(text)?.[1] ?? 0);
   if (!Number.isFinite(rps)) throw new Error(`could not parse wrk output:\n${text}`);
-  return { requestsPerSec: rps, p50Ms: pct("50"), p99Ms: pct("99"), non2xx, tool: "wrk" };
+  // wrk's total ("123456 requests in 10.00s"), which its CPU time covers.
+  const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? rps * o.durationS);
+  return {
+    requestsPerSec: rps,
+    p50Ms: pct("50"),
+    p99Ms: pct("99"),
+    non2xx,
+    tool: "wrk",
+    clientCpuUs: childrenCpuMs(shellStat) * 1000 / requests,
+  };
 }
 
 async function runDenoLoad(o: LoadOptions): Promise<LoadResult> {
@@ -103,6 +132,13 @@ async function runDenoLoad(o: LoadOptions): Promise<LoadResult> {
     non2xx,
     tool: "deno fetch loop",
   };
+}
+
+/** CPU time (ms) of the waited-for children in a `/proc/PID/stat` line: cutime + cstime. */
+function childrenCpuMs(stat: string): number {
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ms = (Number(f[13]) + Number(f[14])) * (1000 / 100); // USER_HZ is 100 on Linux
+  return stat.includes(")") && Number.isFinite(ms) ? ms : NaN;
 }
 
 /** CPU time (user + system, in ms) of each thread of `pid`, summed by thread name (Linux /proc). */

@@ -4,8 +4,10 @@
  * module and with one subscribed rule module (a kv counter per reading,
  * durable subscription, effects group-committed), whose lag from a reading's
  * 202 to its committed effect is read from `edged_module_effect_lag_seconds`
- * over the whole load. Idle memory of edged (from the bundle the binary
- * embeds, and from source), and of the launcher beside the
+ * over the whole load; for each single-reading load, the most the machine's
+ * cores allow at the CPU edged and the load generator spent per request. Every
+ * edged under load runs from the bundle the binary embeds. Idle memory of
+ * edged (from that bundle, and from source), and of the launcher beside the
  * edged it starts, beside a bare Deno process.
  *
  * @module
@@ -166,12 +168,10 @@ async function stopAndClean(p: EdgedProcess | undefined): Promise<void> {
  * --supervise`, what deploy/edged.service runs), a process of its own beside
  * the edged it starts.
  */
-async function idleRss(): Promise<BenchRow[]> {
-  const bundle = await Deno.makeTempDir({ prefix: "edged-bundle-" });
+async function idleRss(bundle: string): Promise<BenchRow[]> {
   const started: EdgedProcess[] = [];
   let bare: Deno.ChildProcess | undefined;
   try {
-    await buildBundle(bundle);
     const start = async (o: Parameters<typeof startEdged>[0]) => {
       const p = await startEdged(o);
       started.push(p);
@@ -232,7 +232,6 @@ async function idleRss(): Promise<BenchRow[]> {
       await bare.status;
     }
     for (const p of started) await stopAndClean(p);
-    await Deno.remove(bundle, { recursive: true });
   }
 }
 
@@ -285,17 +284,76 @@ function threadNote(cpu: LoadCpu): string {
     .map(([name, us]) => `${THREAD_NAMES[name] ?? name} ${us.toFixed(1)}`).join(", ");
 }
 
+/** Requests per second `cores` cores serve at `us` µs of CPU per request, all of them busy. */
+function ceiling(us: number, cores = navigator.hardwareConcurrency): number {
+  return cores * 1e6 / us;
+}
+
+/**
+ * The most requests per second this machine could take at the CPU edged and
+ * the load generator spent per request, were every core busy all the time: a
+ * ratio to the anchor that no change of threads or batching can beat without
+ * spending less CPU per request.
+ */
+function ceilingRow(
+  what: string,
+  e: LoadResult,
+  cpu: LoadCpu,
+  a: LoadResult,
+  aCpu: LoadCpu,
+  anchorName: string,
+): BenchRow {
+  const cores = navigator.hardwareConcurrency;
+  const client = e.clientCpuUs ?? NaN;
+  const edged = ceiling(cpu.total + client);
+  const anchorCeiling = ceiling(aCpu.total + (a.clientCpuUs ?? NaN));
+  return {
+    section: "ingest",
+    metric: `${what}, CPU ceiling (every core busy at this CPU per request)`,
+    edged,
+    anchor: a.requestsPerSec,
+    anchorName,
+    unit: "req/s",
+    target: "",
+    note: `${cores} cores / (edged ${cpu.total.toFixed(1)} µs + load generator ` +
+      `${client.toFixed(1)} µs per request); edged reached ${pct(e.requestsPerSec, edged)} ` +
+      `of it, the anchor ${pct(a.requestsPerSec, anchorCeiling)} of its own ` +
+      `(${Math.round(anchorCeiling).toLocaleString("en-US")} req/s)`,
+  };
+}
+
+function pct(part: number, whole: number): string {
+  return Number.isFinite(part / whole) ? `${Math.round(part / whole * 100)} %` : "–";
+}
+
 /** Runs the ingest section. */
 export async function run(opts: BenchOptions): Promise<BenchRow[]> {
-  const durationS = opts.quick ? 3 : 10;
-  const rows: BenchRow[] = [];
-  rows.push(...await idleRss());
-  const env = { EDGED_STORE_MAX_PENDING_READINGS: "1000000000" };
-  const plain = await startEdged({ env });
-  const withModule = await startEdged({ env });
-  await installRule(withModule);
-  const anchor = await startAnchor();
+  // One bundle, the one deno task compile embeds: every edged measured runs
+  // what a device runs (but the idle row from source).
+  const bundle = await Deno.makeTempDir({ prefix: "edged-bundle-" });
   try {
+    await buildBundle(bundle);
+    const rows = await idleRss(bundle);
+    rows.push(...await loads(bundle, opts.quick ? 3 : 10));
+    return rows;
+  } finally {
+    await Deno.remove(bundle, { recursive: true });
+  }
+}
+
+/** Single readings and batches, with no module and with the rule module, beside the anchor. */
+async function loads(bundle: string, durationS: number): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const env = { EDGED_STORE_MAX_PENDING_READINGS: "1000000000" };
+  const started: EdgedProcess[] = [];
+  let anchor: Awaited<ReturnType<typeof startAnchor>> | undefined;
+  try {
+    const plain = await startEdged({ env, bundle });
+    started.push(plain);
+    const withModule = await startEdged({ env, bundle });
+    started.push(withModule);
+    await installRule(withModule);
+    anchor = await startAnchor();
     for (const batch of [1, 100]) {
       const body = JSON.stringify(batch === 1 ? READING : Array(batch).fill(READING));
       const common = { body, durationS, connections: 64, threads: 2 };
@@ -355,9 +413,10 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
             note: `by thread: ${threadNote(cpu)} (anchor: ${threadNote(aCpu)}); ` +
               `main thread busy ${mainBusy(cpu, e)} of the load ` +
               `(anchor ${mainBusy(aCpu, a)}); ` +
-              "the load generator shares the machine's cores",
+              `the load generator (${e.tool}) shares the machine's cores`,
           },
         );
+        if (batch === 1) rows.push(ceilingRow(`${label}, ${which}`, e, cpu, a, aCpu, anchorName));
         if (!before) continue;
         // The module catches up; every reading it was sent has then had its effect committed.
         const t0 = performance.now();
@@ -402,10 +461,11 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
       target: "",
     });
   } finally {
-    anchor.child.kill("SIGTERM");
-    await anchor.child.status;
-    await plain.stop();
-    await withModule.stop();
+    if (anchor) {
+      anchor.child.kill("SIGTERM");
+      await anchor.child.status;
+    }
+    for (const p of started) await stopAndClean(p);
   }
   return rows;
 }
