@@ -291,9 +291,9 @@ function ceiling(us: number, cores = navigator.hardwareConcurrency): number {
 
 /**
  * The most requests per second this machine could take at the CPU edged and
- * the load generator spent per request, were every core busy all the time: a
- * ratio to the anchor that no change of threads or batching can beat without
- * spending less CPU per request.
+ * the load generator spent per request, were every core busy all the time:
+ * however its work is spread over threads, edged cannot beat this ratio to
+ * the anchor without spending less CPU per request.
  */
 function ceilingRow(
   what: string,
