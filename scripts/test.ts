@@ -97,6 +97,8 @@ async function main(args: string[]): Promise<number> {
   // files, certificates) goes below one directory, removed when the run ends,
   // passed or failed.
   const tmp = await Deno.makeTempDir({ prefix: "edged-tests-" });
+  // As /tmp is: the suite's other users (mosquitto's, an unprivileged test user) write there too.
+  await Deno.chmod(tmp, 0o1777);
   const env: Record<string, string> = { TMPDIR: tmp };
   if (o.bundle) env.TEST_EDGED_BUNDLE = await Deno.makeTempDir({ prefix: "edged-bundle-" });
   try {
