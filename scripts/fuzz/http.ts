@@ -2,7 +2,9 @@
  * The HTTP pass of the ingest fuzzer: bodies from the same generators sent
  * to a real edged (`POST /api/v1/data`), with lying or missing content types
  * and bodies over the limit. Every answer must be 202, or 400/413 with the
- * documented JSON error shape; never a 5xx, and the process stays healthy.
+ * documented JSON error shape, or 503 `outbox_full` with `Retry-After` once
+ * the pending cap is reached (the pass uplinks nothing); never any other 5xx,
+ * and the process stays healthy.
  *
  * @module
  */
@@ -57,7 +59,9 @@ export async function httpIngestPass(
       out.statuses[res.status] = (out.statuses[res.status] ?? 0) + 1;
       const show = new TextDecoder().decode(body.subarray(0, 200));
       if (res.status === 202) continue;
-      if (res.status !== 400 && res.status !== 413) {
+      const full = res.status === 503 && /"outbox_full"/.test(text) &&
+        res.headers.get("retry-after") !== null;
+      if (res.status !== 400 && res.status !== 413 && !full) {
         out.problems.push(`${res.status} ${text.slice(0, 200)} for ${show}`);
         continue;
       }
@@ -76,7 +80,10 @@ export async function httpIngestPass(
       out.problems.push(`/healthz answered ${health.status} after the pass`);
     }
   } finally {
-    if (own) await e.stop();
+    if (own) {
+      await e.stop();
+      await Deno.remove(e.dataDir, { recursive: true });
+    }
   }
   return out;
 }

@@ -97,6 +97,7 @@ export async function mqttLivePass(count: number, seed: number): Promise<MqttLiv
     await client.endAsync().catch(() => {});
     await edged.stop();
     await broker.stop();
+    await Deno.remove(edged.dataDir, { recursive: true });
   }
   return out;
 }
