@@ -14,6 +14,48 @@
  */
 import { setImmediate } from "node:timers";
 import type { DatabaseSync } from "node:sqlite";
+import { EdgedError, getLogger } from "../lib/mod.ts";
+
+const log = getLogger(["edged", "store"]);
+
+/** Seconds a client refused for a full disk is told to wait (`Retry-After`). */
+const FULL_RETRY_AFTER_S = 30;
+/** Milliseconds between two log lines about failing commits (the count goes in the next). */
+const FAILURE_LOG_MS = 10_000;
+
+/**
+ * A group transaction could not be written because the data directory's
+ * file system is full (SQLite's `SQLITE_FULL`): nothing of it was stored, and
+ * a retry succeeds once there is room. 503 with `Retry-After`.
+ */
+export class StorageFullError extends EdgedError {
+  override readonly code = "storage_full";
+  override readonly status = 503;
+  /** Builds the error; `cause` is SQLite's. */
+  constructor(cause?: unknown) {
+    super("the data directory's disk is full: nothing was stored; retry once it has room", {
+      cause,
+      headers: { "Retry-After": String(FULL_RETRY_AFTER_S) },
+    });
+  }
+}
+
+/** SQLite's result code for a full disk or database (`SQLITE_FULL`). */
+const SQLITE_FULL = 13;
+
+/** SQLite's message for `SQLITE_FULL` (node:sqlite's `exec` gives the message, not the code). */
+const SQLITE_FULL_MESSAGE = "database or disk is full";
+
+/** `err` as what writers and clients are told: a {@linkcode StorageFullError} for a full disk. */
+export function storageError(err: unknown): unknown {
+  if (!(err instanceof Error) || err instanceof StorageFullError) return err;
+  const code = (err as { errcode?: unknown }).errcode;
+  const full = typeof code === "number"
+    ? (code & 0xff) === SQLITE_FULL
+    : (err as { code?: unknown }).code === "ERR_SQLITE_ERROR" &&
+      err.message.includes(SQLITE_FULL_MESSAGE);
+  return full ? new StorageFullError(err) : err;
+}
 
 /** What a participant does once its writes of one transaction are durable, or failed. */
 export interface Settle {
@@ -30,13 +72,26 @@ export interface CommitParticipant {
   /** Writes what it has queued, inside the transaction. Throwing rolls back only this participant. */
   write(): void;
   /**
-   * Called after every participant wrote, before COMMIT: hands over what to do
-   * with this transaction's writes once they are durable (or failed).
-   * Undefined when it wrote nothing.
+   * Called once the transaction is committed (or, after `undo`, when its part
+   * failed): hands over what to do with this transaction's writes once they
+   * are durable (or failed). Undefined when it wrote nothing.
    */
   seal(): Settle | undefined;
-  /** Rolls back this participant's in-memory view of what `write` did (its savepoint was rolled back). */
+  /**
+   * Rolls back this participant's in-memory view of what it wrote in this
+   * transaction (its savepoint, or the whole transaction, was rolled back).
+   */
   undo?(err: unknown): void;
+  /**
+   * For a participant that other participants write through (a bus sink): a
+   * token of its in-memory state, taken before each other participant's
+   * savepoint, and given back to {@linkcode CommitParticipant.rollbackTo} when
+   * that savepoint is rolled back, so it forgets what was written through it
+   * there.
+   */
+  mark?(): unknown;
+  /** Restores the state of a {@linkcode CommitParticipant.mark} token. */
+  rollbackTo?(token: unknown): void;
 }
 
 /** Runs the fdatasync of the WAL; injectable for tests. */
@@ -87,6 +142,13 @@ export class GroupCommit {
   #written: OneOff[] = [];
   /** Group transactions committed so far. */
   commits = 0;
+  /** Failures: group transactions rolled back whole, writers' parts rolled back, failed syncs. */
+  failures = 0;
+  /** Of {@linkcode GroupCommit.failures}, those for a full disk. */
+  fullFailures = 0;
+  /** Failures not logged yet, and when the last log line went out. */
+  #unlogged = 0;
+  #loggedAt = -Infinity;
 
   /** A committer over `options.db`. */
   constructor(options: GroupCommitOptions) {
@@ -154,15 +216,31 @@ export class GroupCommit {
   }
 
   #writeOneOff(item: OneOff): void {
-    this.db.exec("SAVEPOINT one_off");
+    const failed = this.#inSavepoint(item.write);
+    if (failed) item.reject(this.#failed(failed.err, "a one-off write failed and was rolled back"));
+    else this.#written.push(item);
+  }
+
+  /**
+   * Runs `write` in a savepoint of its own. When it throws, the savepoint is
+   * rolled back, and so is what it wrote through the participants (see
+   * {@linkcode CommitParticipant.mark}; `self`'s own undo does that for it),
+   * and the error is returned.
+   */
+  #inSavepoint(write: () => void, self?: CommitParticipant): { err: unknown } | undefined {
+    const marks = this.#participants.map((q) => q === self ? undefined : q.mark?.());
+    this.db.exec("SAVEPOINT w");
     try {
-      item.write();
-      this.db.exec("RELEASE one_off");
-      this.#written.push(item);
+      write();
+      this.db.exec("RELEASE w");
+      return undefined;
     } catch (err) {
-      this.db.exec("ROLLBACK TO one_off");
-      this.db.exec("RELEASE one_off");
-      item.reject(err);
+      this.db.exec("ROLLBACK TO w");
+      this.db.exec("RELEASE w");
+      this.#participants.forEach((q, i) => {
+        if (marks[i] !== undefined) q.rollbackTo?.(marks[i]);
+      });
+      return { err };
     }
   }
 
@@ -178,8 +256,6 @@ export class GroupCommit {
       }
       return;
     }
-    const settles: Settle[] = [];
-    let committed = false;
     try {
       this.db.exec("BEGIN IMMEDIATE");
       this.#writing = true;
@@ -187,53 +263,50 @@ export class GroupCommit {
         for (const item of this.#oneOffs.splice(0)) this.#writeOneOff(item);
         for (const p of this.#participants) {
           if (p.hasWork && !p.hasWork()) continue;
-          this.db.exec("SAVEPOINT participant");
-          try {
-            p.write();
-            this.db.exec("RELEASE participant");
-          } catch (err) {
-            this.db.exec("ROLLBACK TO participant");
-            this.db.exec("RELEASE participant");
-            p.undo?.(err);
-            p.seal()?.failed(err);
-          }
-        }
-        for (const p of this.#participants) {
-          const s = p.seal();
-          if (s) settles.push(s);
+          this.#writeParticipant(p);
         }
       } finally {
         this.#writing = false;
       }
-      const written = this.#written.splice(0);
-      if (written.length > 0) {
-        settles.push({
-          durable: () => written.forEach((i) => i.resolve()),
-          failed: (err) => written.forEach((i) => i.reject(err)),
-        });
-      }
-      if (settles.length === 0) {
-        this.db.exec("ROLLBACK");
-        return;
-      }
       this.db.exec("COMMIT");
-      committed = true;
     } catch (err) {
-      if (!committed && this.db.isOpen && this.db.isTransaction) this.db.exec("ROLLBACK");
+      // Nothing of this transaction is in the database (SQLite rolls back what
+      // COMMIT could not write, a full disk included): every writer forgets what
+      // it wrote, and whoever waits for it hears why.
+      const e = this.#failed(err, "a group commit failed, nothing of it was stored");
+      try {
+        if (this.db.isOpen && this.db.isTransaction) this.db.exec("ROLLBACK");
+      } catch { /* the connection is gone; the transaction with it */ }
+      for (const item of this.#written.splice(0)) item.reject(e);
       for (const p of this.#participants) {
-        p.undo?.(err);
-        const s = p.seal();
-        if (s) settles.push(s);
+        p.undo?.(e);
+        p.seal()?.failed(e);
       }
-      for (const s of settles) s.failed(err);
       return;
     }
+    // Sealed only now: until COMMIT has succeeded, every writer can still undo.
+    const settles: Settle[] = [];
+    for (const p of this.#participants) {
+      const s = p.seal();
+      if (s) settles.push(s);
+    }
+    const written = this.#written.splice(0);
+    if (written.length > 0) {
+      settles.push({
+        durable: () => written.forEach((i) => i.resolve()),
+        failed: (err) => written.forEach((i) => i.reject(err)),
+      });
+    }
+    if (settles.length === 0) return; // nothing was written: nothing to sync
     this.commits++;
     this.#onCommit();
     this.#inFlight++;
     this.#syncer.sync().then(
       () => settles.forEach((s) => s.durable()),
-      (err) => settles.forEach((s) => s.failed(err)),
+      (err) => {
+        const e = this.#failed(err, "syncing the WAL failed, a commit may not be on disk");
+        settles.forEach((s) => s.failed(e));
+      },
     ).finally(() => {
       this.#inFlight--;
       if (this.#inFlight === 0 && !this.#scheduled && !this.#lazyDue) {
@@ -241,6 +314,41 @@ export class GroupCommit {
         this.#lazy = undefined;
       }
     });
+  }
+
+  /** Writes `p`'s part in a savepoint of its own: when it fails, only `p`'s work fails. */
+  #writeParticipant(p: CommitParticipant): void {
+    const failed = this.#inSavepoint(() => p.write(), p);
+    if (!failed) return;
+    const e = this.#failed(
+      failed.err,
+      "a writer's part of a group commit failed and was rolled back",
+    );
+    p.undo?.(e);
+    p.seal()?.failed(e);
+  }
+
+  /**
+   * Counts a failure (a transaction, or a writer's part of one), logs it (at
+   * most every few seconds, with how many there were) and returns what its
+   * writers are told.
+   */
+  #failed(err: unknown, what: string): unknown {
+    const e = storageError(err);
+    this.failures++;
+    if (e instanceof StorageFullError) this.fullFailures++;
+    this.#unlogged++;
+    const now = performance.now();
+    if (now - this.#loggedAt >= FAILURE_LOG_MS) {
+      log.error("{what} ({n} failures since the last report): {error}", {
+        what,
+        n: this.#unlogged,
+        error: String(err),
+      });
+      this.#unlogged = 0;
+      this.#loggedAt = now;
+    }
+    return e;
   }
 
   /**

@@ -124,7 +124,8 @@ export class ReadingLog implements CommitParticipant {
   #queue: Pending[] = [];
   #queuedRows = 0;
   /** Requests written in the transaction being built, and their first id. */
-  #written: { batch: Pending[]; rows: Reading[]; firstId: number } | null = null;
+  #written: { batch: Pending[]; rows: Reading[]; firstId: number; prunedBelow: number } | null =
+    null;
   #lastId: number;
   #durableId: number;
   #uplinkedId: number;
@@ -272,8 +273,8 @@ export class ReadingLog implements CommitParticipant {
     this.#queuedRows = 0;
     const rows: Reading[] = batch.length === 1 ? batch[0].rows : batch.flatMap((p) => p.rows);
     const now = Date.now();
+    this.#written = { batch, rows, firstId: this.#lastId + 1, prunedBelow: this.#prunedBelow };
     const firstId = this.#insertAll(rows, now);
-    this.#written = { batch, rows, firstId };
     this.#lastId = firstId + rows.length - 1;
     this.#pruneInTransaction();
   }
@@ -281,7 +282,9 @@ export class ReadingLog implements CommitParticipant {
   /** Group commit: the rows written in this transaction were rolled back. */
   undo(): void {
     const w = this.#written;
-    if (w) this.#lastId = w.firstId - 1;
+    if (!w) return;
+    this.#lastId = w.firstId - 1;
+    this.#prunedBelow = w.prunedBelow;
   }
 
   /** Group commit: answers the requests once their rows are durable. */

@@ -35,6 +35,16 @@ export function registerStoreMetrics(
     () => readings.commits,
   );
   metrics.counterFunc(
+    "edged_store_commit_failures_total",
+    "Group commits, or a writer's part of one, that failed (their writers were told), and failed WAL syncs.",
+    () => store.commits.failures,
+  );
+  metrics.counterFunc(
+    "edged_store_disk_full_total",
+    "Of edged_store_commit_failures_total, those because the data directory's disk was full.",
+    () => store.commits.fullFailures,
+  );
+  metrics.counterFunc(
     "edged_store_readings_committed_total",
     "Readings committed to disk.",
     () => readings.committed,

@@ -100,6 +100,13 @@ export class MessageLog {
         if (this.#written.length > 0) this.#lastId = this.#written[0].id - 1;
         this.#written = [];
       },
+      // Rows come through the bus sink while other participants write: a
+      // savepoint of theirs rolled back takes its rows with it.
+      mark: () => this.#written.length,
+      rollbackTo: (n) => {
+        const gone = this.#written.splice(n as number);
+        if (gone.length > 0) this.#lastId = gone[0].id - 1;
+      },
     });
   }
 

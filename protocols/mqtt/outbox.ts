@@ -71,6 +71,24 @@ interface Queued {
   size: number;
 }
 
+/** What the transaction being built added and dropped, to undo on a rollback. */
+interface OutboxTxn {
+  added: number;
+  addedBytes: number;
+  dropped: number;
+  droppedBytes: number;
+  /** The highest id before the transaction. */
+  lastId: number;
+}
+
+/** The outbox's in-memory state at a savepoint (see `CommitParticipant.mark`). */
+interface OutboxMark {
+  lastId: number;
+  count: number;
+  bytes: number;
+  txn: OutboxTxn | null;
+}
+
 const utf8 = new TextEncoder();
 
 /** Bytes a row takes: its topic in UTF-8 plus its payload (as {@link ROW_BYTES} counts them). */
@@ -103,9 +121,9 @@ export class Outbox {
   /** Highest id durable: the uplink reads up to here. */
   #durableId: number;
   /** What the transaction being built added and dropped, to undo on a rollback. */
-  #txn:
-    | { added: number; addedBytes: number; dropped: number; droppedBytes: number; lastId: number }
-    | null = null;
+  #txn: OutboxTxn | null = null;
+  /** Queued messages the transaction being built took (they go back to the queue if it fails). */
+  #taken: Queued[] = [];
   #maxMessages: number;
   #maxBytes: number;
   #policy: OutboxPolicy;
@@ -168,6 +186,8 @@ export class Outbox {
       write: () => this.#writeQueued(),
       seal: () => this.#seal(),
       undo: () => this.#undo(),
+      mark: () => this.#mark(),
+      rollbackTo: (m) => this.#rollbackTo(m as OutboxMark),
     });
   }
 
@@ -262,10 +282,16 @@ export class Outbox {
     if (batch.length === 0) return;
     this.#queue = [];
     this.#queueBytes = 0;
+    this.#taken = batch;
     for (const m of batch) this.#insertNow(m.topic, m.payload, m.mark, m.size);
   }
 
   #undo(): void {
+    // What the queue gave this transaction waits for the next one.
+    const taken = this.#taken;
+    this.#taken = [];
+    for (const m of taken) this.#queueBytes += m.size;
+    this.#queue = taken.concat(this.#queue);
     const t = this.#txn;
     if (!t) return;
     this.#lastId = t.lastId;
@@ -273,7 +299,22 @@ export class Outbox {
     this.#bytes += t.droppedBytes - t.addedBytes;
   }
 
+  /** The transaction's in-memory state now (see `CommitParticipant.mark`). */
+  #mark(): OutboxMark {
+    const t = this.#txn;
+    return { lastId: this.#lastId, count: this.#count, bytes: this.#bytes, txn: t && { ...t } };
+  }
+
+  /** Forgets what was written through the bus sink since `m` (its savepoint was rolled back). */
+  #rollbackTo(m: OutboxMark): void {
+    this.#lastId = m.lastId;
+    this.#count = m.count;
+    this.#bytes = m.bytes;
+    this.#txn = m.txn;
+  }
+
   #seal(): Settle | undefined {
+    this.#taken = [];
     const t = this.#txn;
     this.#txn = null;
     if (!t) return undefined;
