@@ -23,6 +23,8 @@ const BATCH_BYTES = 16 << 20;
 export interface DispatchHost {
   /** True once the host stopped: nothing more is sent. */
   stopped(): boolean;
+  /** Milliseconds every module still waits before anything is sent (the store's disk was full). */
+  heldMs(): number;
   /** The Worker pool, if started. */
   pool(): WorkerPool | undefined;
   /** The modules running in Worker `lane`. */
@@ -83,6 +85,11 @@ export class Dispatcher {
   #pump(lane: number): void {
     const pool = this.host.pool();
     if (this.#busy[lane] || this.host.stopped() || !pool) return;
+    const held = this.host.heldMs();
+    if (held > 0) {
+      this.#later(lane, held);
+      return;
+    }
     const records = this.host.recordsIn(lane);
     let behind = false;
     let wait = Infinity;

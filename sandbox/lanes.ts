@@ -9,7 +9,7 @@
  * @module
  */
 import { getLogger } from "../lib/mod.ts";
-import type { GroupCommit } from "../runtime/mod.ts";
+import { type GroupCommit, StorageFullError } from "../runtime/mod.ts";
 import { type FaultKind, WorkerGoneError } from "./errors.ts";
 import type { Effects } from "./effects.ts";
 import type { InstalledModules } from "./installed_modules.ts";
@@ -20,6 +20,9 @@ import { WorkerPool } from "./pool.ts";
 import type { KeyedLock } from "./_keyed_lock.ts";
 
 const log = getLogger(["edged", "modules"]);
+/** How long modules first wait when the disk was full for their effects; it doubles up to the most. */
+const HOLD_FIRST_MS = 1000;
+const HOLD_MOST_MS = 30_000;
 const LEVELS = ["debug", "info", "warning", "error"] as const;
 
 /** What the lanes are made of. */
@@ -58,6 +61,12 @@ export class Lanes {
   readonly #o: LanesOptions;
   readonly #host: LanesHost;
   #pool: WorkerPool | undefined;
+  /**
+   * Until when (epoch ms) no module is sent anything: the store refused their
+   * effects for a full disk, and running them again at once would fail again.
+   */
+  heldUntil = 0;
+  #holdMs = HOLD_FIRST_MS;
 
   /** Lanes of `options`, none started yet. */
   constructor(options: LanesOptions, host: LanesHost) {
@@ -164,25 +173,46 @@ export class Lanes {
    * committed cursors on a fresh instance: its kv as committed, its messages
    * from the logs (after a group transaction with its effects failed, or
    * refused its kv writes, which its Worker's kv cache already serves).
-   * Counted as a `host` fault with `why`.
+   * Counted as a `host` fault with `why`, unless `fault` is false.
    */
-  restart(r: ModuleRecord, why: string): void {
+  restart(r: ModuleRecord, why: string, fault = true): void {
     r.gen++;
     r.clearQueue();
     for (const s of [r.streams.readings, r.streams.messages]) s.next = s.committed;
     this.#o.kv.dropStaged(r.manifest.name);
-    this.#host.fault(r, { kind: "host", message: why });
+    if (fault) this.#host.fault(r, { kind: "host", message: why });
     if (this.#o.installed.isCurrent(r)) this.reload(r, r.lane, "restart");
   }
 
-  /** A group transaction with the effects of `records` failed: each starts over. */
+  /**
+   * A group transaction with the effects of `records` failed: each starts
+   * over. For a full disk that is no fault of theirs: nothing is counted
+   * against them, and every module waits (1 s, doubling up to 30 s while the
+   * disk stays full) before it runs again.
+   */
   commitFailed(records: Set<ModuleRecord>, err: unknown): void {
     if (this.#host.stopped()) return; // the store closed under a stopping host: nothing to redo
-    log.error("committing module effects failed: {error}", { error: String(err) });
+    const full = err instanceof StorageFullError;
+    if (full) {
+      log.warning("the disk is full: modules wait {ms} ms, then run again from their cursors", {
+        ms: this.#holdMs,
+      });
+      this.heldUntil = Date.now() + this.#holdMs;
+      this.#holdMs = Math.min(this.#holdMs * 2, HOLD_MOST_MS);
+    } else log.error("committing module effects failed: {error}", { error: String(err) });
     for (const r of records) {
       if (this.#o.installed.isCurrent(r)) {
-        this.restart(r, `its effects did not commit (${err}); starting over from its cursors`);
+        this.restart(
+          r,
+          `its effects did not commit (${err}); starting over from its cursors`,
+          !full,
+        );
       }
     }
+  }
+
+  /** Module effects committed: a later full disk holds the modules for the shortest time again. */
+  committed(): void {
+    this.#holdMs = HOLD_FIRST_MS;
   }
 }

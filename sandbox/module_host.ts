@@ -224,7 +224,10 @@ export class ModuleHost {
     this.#effects = new Effects(this.#commits, this.#kv, this.#cursors, {
       current: (r, gen) => installed.isCurrent(r, gen),
       persist: (msg) => void this.#opts.bus.persist(msg),
-      durable: (effects, cursors) => this.#outcomes.durable(effects, cursors),
+      durable: (effects, cursors) => {
+        this.#lanes.committed();
+        this.#outcomes.durable(effects, cursors);
+      },
       failed: (records, err) => this.#lanes.commitFailed(records, err),
       afterWrite: () => this.#pruneMessages(),
     });
@@ -261,6 +264,7 @@ export class ModuleHost {
     });
     this.#dispatch = new Dispatcher({
       stopped: () => this.#stopped,
+      heldMs: () => this.#lanes.heldUntil - Date.now(),
       pool: () => this.#lanes.pool,
       recordsIn: (lane) => installed.inLane(lane),
       release: (r) => this.#quarantine.release(r),
