@@ -61,8 +61,51 @@ export class EdgedError extends Error {
   }
 }
 
-/** `{code, message}` of any thrown value: an {@linkcode EdgedError}'s own, else `internal`. */
+/** Seconds a request refused for a full disk is told to wait (`Retry-After`). */
+const FULL_RETRY_AFTER_S = 30;
+
+/**
+ * The data directory's file system is full (SQLite's `SQLITE_FULL`, or the
+ * operating system's `ENOSPC`): nothing of the operation was stored, and a
+ * retry succeeds once there is room. 503 with `Retry-After`.
+ */
+export class StorageFullError extends EdgedError {
+  override readonly code = "storage_full";
+  override readonly status = 503;
+  /** Builds the error; `cause` is the error of SQLite or of the operating system. */
+  constructor(cause?: unknown) {
+    super("the data directory's disk is full: nothing was stored; retry once it has room", {
+      cause,
+      headers: { "Retry-After": String(FULL_RETRY_AFTER_S) },
+    });
+  }
+}
+
+/** SQLite's result code for a full disk or database (`SQLITE_FULL`). */
+const SQLITE_FULL = 13;
+/** SQLite's message for `SQLITE_FULL` (node:sqlite's `exec` gives the message, not the code). */
+const SQLITE_FULL_MESSAGE = "database or disk is full";
+
+/**
+ * `err` as what a client or a writer is told: a {@linkcode StorageFullError}
+ * for a full disk (whoever met it: SQLite or a file write), else `err` itself.
+ */
+export function storageError(err: unknown): unknown {
+  if (!(err instanceof Error) || err instanceof EdgedError) return err;
+  const { code, errcode } = err as { code?: unknown; errcode?: unknown };
+  const full = code === "ENOSPC" ||
+    (typeof errcode === "number"
+      ? (errcode & 0xff) === SQLITE_FULL
+      : code === "ERR_SQLITE_ERROR" && err.message.includes(SQLITE_FULL_MESSAGE));
+  return full ? new StorageFullError(err) : err;
+}
+
+/**
+ * `{code, message}` of any thrown value: an {@linkcode EdgedError}'s own (a
+ * full disk's included, see {@linkcode storageError}), else `internal`.
+ */
 export function errorCode(err: unknown): { code: string; message: string } {
-  if (err instanceof EdgedError) return { code: err.code, message: err.message };
+  const e = storageError(err);
+  if (e instanceof EdgedError) return { code: e.code, message: e.message };
   return { code: "internal", message: "internal error" };
 }

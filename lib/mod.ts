@@ -10,7 +10,13 @@
  */
 export { concatBytes } from "./bytes.ts";
 export { entryIn, workerEntry } from "./entry.ts";
-export { EdgedError, type EdgedErrorOptions, errorCode } from "./errors.ts";
+export {
+  EdgedError,
+  type EdgedErrorOptions,
+  errorCode,
+  storageError,
+  StorageFullError,
+} from "./errors.ts";
 export { EXIT, type ExitCode } from "./exit.ts";
 export { collectNow } from "./gc.ts";
 export { copyFileAtomic, syncDir, writeFileAtomic } from "./fs.ts";

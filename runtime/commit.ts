@@ -14,48 +14,12 @@
  */
 import { setImmediate } from "node:timers";
 import type { DatabaseSync } from "node:sqlite";
-import { EdgedError, getLogger } from "../lib/mod.ts";
+import { getLogger, storageError, StorageFullError } from "../lib/mod.ts";
 
 const log = getLogger(["edged", "store"]);
 
-/** Seconds a client refused for a full disk is told to wait (`Retry-After`). */
-const FULL_RETRY_AFTER_S = 30;
 /** Milliseconds between two log lines about failing commits (the count goes in the next). */
 const FAILURE_LOG_MS = 10_000;
-
-/**
- * A group transaction could not be written because the data directory's
- * file system is full (SQLite's `SQLITE_FULL`): nothing of it was stored, and
- * a retry succeeds once there is room. 503 with `Retry-After`.
- */
-export class StorageFullError extends EdgedError {
-  override readonly code = "storage_full";
-  override readonly status = 503;
-  /** Builds the error; `cause` is SQLite's. */
-  constructor(cause?: unknown) {
-    super("the data directory's disk is full: nothing was stored; retry once it has room", {
-      cause,
-      headers: { "Retry-After": String(FULL_RETRY_AFTER_S) },
-    });
-  }
-}
-
-/** SQLite's result code for a full disk or database (`SQLITE_FULL`). */
-const SQLITE_FULL = 13;
-
-/** SQLite's message for `SQLITE_FULL` (node:sqlite's `exec` gives the message, not the code). */
-const SQLITE_FULL_MESSAGE = "database or disk is full";
-
-/** `err` as what writers and clients are told: a {@linkcode StorageFullError} for a full disk. */
-export function storageError(err: unknown): unknown {
-  if (!(err instanceof Error) || err instanceof StorageFullError) return err;
-  const code = (err as { errcode?: unknown }).errcode;
-  const full = typeof code === "number"
-    ? (code & 0xff) === SQLITE_FULL
-    : (err as { code?: unknown }).code === "ERR_SQLITE_ERROR" &&
-      err.message.includes(SQLITE_FULL_MESSAGE);
-  return full ? new StorageFullError(err) : err;
-}
 
 /** What a participant does once its writes of one transaction are durable, or failed. */
 export interface Settle {

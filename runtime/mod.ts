@@ -13,7 +13,6 @@ export {
   FileSyncer,
   GroupCommit,
   type Settle,
-  StorageFullError,
   type WalSyncer,
 } from "./commit.ts";
 export type { Component, RuntimeContext } from "./component.ts";

@@ -8,8 +8,8 @@
  *
  * @module
  */
-import { getLogger } from "../lib/mod.ts";
-import { type GroupCommit, StorageFullError } from "../runtime/mod.ts";
+import { getLogger, StorageFullError } from "../lib/mod.ts";
+import type { GroupCommit } from "../runtime/mod.ts";
 import { type FaultKind, WorkerGoneError } from "./errors.ts";
 import type { Effects } from "./effects.ts";
 import type { InstalledModules } from "./installed_modules.ts";

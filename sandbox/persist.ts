@@ -69,14 +69,24 @@ export class ModuleStore {
       versionName = `${sha256}.${crypto.randomUUID().slice(0, 8)}`;
     }
     const versionDir = join(moduleDir, versionName);
-    Deno.mkdirSync(versionDir, { recursive: true });
-    writeSynced(join(versionDir, "module.wasm"), bytes);
-    writeSynced(join(versionDir, "manifest.json"), manifestJson);
-    syncDir(versionDir);
-    syncDir(moduleDir);
     const tmp = join(moduleDir, `current.tmp-${crypto.randomUUID()}`);
-    writeSynced(tmp, versionName);
-    Deno.renameSync(tmp, join(moduleDir, "current"));
+    try {
+      Deno.mkdirSync(versionDir, { recursive: true });
+      writeSynced(join(versionDir, "module.wasm"), bytes);
+      writeSynced(join(versionDir, "manifest.json"), manifestJson);
+      syncDir(versionDir);
+      syncDir(moduleDir);
+      writeSynced(tmp, versionName);
+      Deno.renameSync(tmp, join(moduleDir, "current"));
+    } catch (err) {
+      // A failed save (a full disk) gives back what it wrote; `current` is untouched.
+      for (const path of [tmp, versionDir]) {
+        try {
+          Deno.removeSync(path, { recursive: true });
+        } catch { /* not written, or the next save or start removes it */ }
+      }
+      throw err;
+    }
     syncDir(moduleDir);
     for (const e of Deno.readDirSync(moduleDir)) {
       if (e.name === versionName || e.name === "current") continue;

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { EdgedError, getLogger } from "../../lib/mod.ts";
+import { EdgedError, getLogger, storageError } from "../../lib/mod.ts";
 
 const log = getLogger(["edged", "mqtt", "commands"]);
 
@@ -70,7 +70,8 @@ export function commandError(
   command: string,
   err: unknown,
 ): NonNullable<CommandResult["error"]> {
-  if (err instanceof EdgedError) return err.toJSON().error as { code: string; message: string };
+  const e = storageError(err);
+  if (e instanceof EdgedError) return e.toJSON().error as { code: string; message: string };
   log.error("command {command} failed: {error}", {
     command,
     error: String(err instanceof Error ? err.stack ?? err.message : err),

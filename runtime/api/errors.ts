@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { EdgedError } from "../../lib/mod.ts";
+import { EdgedError, storageError } from "../../lib/mod.ts";
 
 /** One problem with a request, naming the field and the rule it broke. */
 export interface ErrorDetail {
@@ -40,10 +40,14 @@ export class ApiError extends EdgedError {
   }
 }
 
-/** The answer to a failed request: an {@linkcode EdgedError}'s own, else a 500 `internal`. */
+/**
+ * The answer to a failed request: an {@linkcode EdgedError}'s own (a full
+ * disk is one, see `storageError`), else a 500 `internal`.
+ */
 export function errorResponse(
-  err: unknown,
+  thrown: unknown,
 ): { status: number; body: { error: Record<string, unknown> }; headers: Record<string, string> } {
+  const err = storageError(thrown);
   if (err instanceof EdgedError) {
     return { status: err.status, body: err.toJSON(), headers: err.headers ?? {} };
   }

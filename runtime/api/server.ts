@@ -9,7 +9,7 @@ import { routePath } from "hono/route";
 import { type Metrics, METRICS_CONTENT_TYPE } from "../metrics.ts";
 import { bearerAuth, bearerMatcher } from "./auth.ts";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { EdgedError, getLogger } from "../../lib/mod.ts";
+import { EdgedError, getLogger, storageError } from "../../lib/mod.ts";
 import { errorResponse } from "./errors.ts";
 import { defaultBodyLimit } from "./body_limit.ts";
 import { fieldValue, type RequestHead } from "./http_parse.ts";
@@ -70,7 +70,7 @@ export interface Api {
  */
 function renderError(err: unknown, method: string, path: string) {
   const answer = errorResponse(err);
-  if (answer.status >= 500 && !(err instanceof EdgedError)) {
+  if (answer.status >= 500 && !(storageError(err) instanceof EdgedError)) {
     log.error("unhandled error on {method} {path}: {error}", {
       method,
       path,

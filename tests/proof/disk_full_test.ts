@@ -194,6 +194,30 @@ Deno.test({
       await new Promise((r) => setTimeout(r, 1500));
       assert.ok(await metric(edged, "edged_store_disk_full_total") - failures <= 3);
 
+      // An install meets the full disk too: refused alike, and nothing of it is left on disk.
+      const other = new FormData();
+      other.append(
+        "manifest",
+        JSON.stringify({
+          name: "other",
+          version: "1.0.0",
+          sha256: await sha256Hex(bytes),
+          grants: { kv: { max_bytes: 64 } },
+        }),
+      );
+      other.append("module", new File([bytes as Uint8Array<ArrayBuffer>], "module.wasm"));
+      const refusedInstall = await edged.api("/api/v1/modules/other", {
+        method: "PUT",
+        body: other,
+      });
+      assert.equal(refusedInstall.status, 503, await refusedInstall.text());
+      assert.equal(refusedInstall.headers.get("retry-after"), "30");
+      const left = await Array.fromAsync(Deno.readDir(`${root}/data/modules/other`)).catch(
+        () => [],
+      );
+      assert.deepEqual(left, [], "no half-written version of the refused install");
+      assert.equal((await edged.api("/api/v1/modules/other")).status, 404);
+
       await Deno.remove(filler);
       for (let i = 0; i < 5; i++) {
         assert.equal(await post(), 202, "readings are taken again as soon as there is room");
