@@ -112,9 +112,11 @@ export class Store {
       }
     } catch (err) {
       if (err instanceof StoreError) throw err;
-      throw new StoreError(`cannot open database ${path}: ${(err as Error).message}`, {
-        cause: err,
-      });
+      // SQLite says "disk I/O error" when it cannot make its shared-memory file on a full disk.
+      const why = noSpaceIn(dataDir)
+        ? "the disk of its directory is full: free space there and start again"
+        : (err as Error).message;
+      throw new StoreError(`cannot open database ${path}: ${why}`, { cause: err });
     }
     return new Store(db, path, busyTimeoutMs, parallelSyncs);
   }
@@ -212,5 +214,20 @@ export class Store {
       this.db.close();
       this.#syncer.close();
     }
+  }
+}
+
+/** Whether `dir`'s file system has no room for a 64 KiB file (written, then removed). */
+function noSpaceIn(dir: string): boolean {
+  const probe = `${dir}/.edged-space-probe`;
+  try {
+    Deno.writeFileSync(probe, new Uint8Array(65536));
+    return false;
+  } catch (err) {
+    return (err as { code?: unknown }).code === "ENOSPC";
+  } finally {
+    try {
+      Deno.removeSync(probe);
+    } catch { /* never made */ }
   }
 }

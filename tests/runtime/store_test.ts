@@ -278,3 +278,40 @@ Deno.test("checkpoints run on a Worker: the WAL goes into the database file, not
     store.close();
   }
 });
+
+Deno.test({
+  name: "a store that cannot open on a full disk says so, not 'disk I/O error'",
+  // A tmpfs of its own needs a user and mount namespace (util-linux's unshare).
+  ignore: !new Deno.Command("unshare", {
+    args: ["--user", "--map-root-user", "--mount", "true"],
+    stderr: "null",
+  }).outputSync().success,
+  fn: async () => {
+    const mount = await Deno.makeTempDir();
+    try {
+      const out = await new Deno.Command("unshare", {
+        args: [
+          "--user",
+          "--map-root-user",
+          "--mount",
+          "sh",
+          "-c",
+          'mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@"',
+          mount,
+          Deno.execPath(),
+          "run",
+          "--allow-all",
+          new URL("./_full_disk_open.ts", import.meta.url).pathname,
+          mount,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout);
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      assert.match(text, /cannot open database .*edged\.db: the disk of its directory is full/);
+    } finally {
+      await Deno.remove(mount, { recursive: true });
+    }
+  },
+});
