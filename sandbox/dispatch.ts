@@ -117,7 +117,7 @@ export class Dispatcher {
         if (r.state === "quarantined") {
           // Its messages wait for the quarantine to end.
           paused.add(r);
-          wait = Math.min(wait, r.until - Date.now());
+          wait = Math.min(wait, r.until - performance.now());
           continue;
         }
         let left = tokens.get(r);

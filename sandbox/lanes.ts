@@ -62,7 +62,7 @@ export class Lanes {
   readonly #host: LanesHost;
   #pool: WorkerPool | undefined;
   /**
-   * Until when (epoch ms) no module is sent anything: the store refused their
+   * Until when (`performance.now()` ms) no module is sent anything: the store refused their
    * effects for a full disk, and running them again at once would fail again.
    */
   heldUntil = 0;
@@ -197,7 +197,7 @@ export class Lanes {
       log.warning("the disk is full: modules wait {ms} ms, then run again from their cursors", {
         ms: this.#holdMs,
       });
-      this.heldUntil = Date.now() + this.#holdMs;
+      this.heldUntil = performance.now() + this.#holdMs;
       this.#holdMs = Math.min(this.#holdMs * 2, HOLD_MOST_MS);
     } else log.error("committing module effects failed: {error}", { error: String(err) });
     for (const r of records) {

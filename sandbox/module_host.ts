@@ -264,7 +264,7 @@ export class ModuleHost {
     });
     this.#dispatch = new Dispatcher({
       stopped: () => this.#stopped,
-      heldMs: () => this.#lanes.heldUntil - Date.now(),
+      heldMs: () => this.#lanes.heldUntil - performance.now(),
       pool: () => this.#lanes.pool,
       recordsIn: (lane) => installed.inLane(lane),
       release: (r) => this.#quarantine.release(r),
@@ -441,7 +441,9 @@ export class ModuleHost {
     const limit = r.manifest.limits.max_payload_bytes;
     if (payload.length > limit) throw new PayloadTooLargeError(payload.length, limit);
     this.#quarantine.release(r);
-    if (r.state === "quarantined") throw new ModuleQuarantinedError(name, r.until);
+    if (r.state === "quarantined") {
+      throw new ModuleQuarantinedError(name, Date.now() + r.until - performance.now());
+    }
     // Moving to another Worker (see Lanes.reload): wait for it.
     if (r.inst === undefined) await this.#lock.run(name, () => Promise.resolve());
     const inst = r.inst;

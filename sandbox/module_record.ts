@@ -193,7 +193,7 @@ export class ModuleRecord {
   consecutive = 0;
   /** The next quarantine's length. */
   backoffMs: number;
-  /** End of the quarantine (ms since the epoch). */
+  /** End of the quarantine (`performance.now()` ms: the monotonic clock). */
   until = 0;
   memoryBytes = 0;
   /** Messages sent to the Worker whose outcome is not in yet (including messages API calls). */
@@ -369,7 +369,12 @@ export class ModuleRecord {
       memory_bytes: this.memoryBytes,
       kv_bytes: kvBytes,
       logs_dropped: this.logsDroppedBefore + this.logsDropped,
-      quarantined_until: this.state === "quarantined" ? new Date(this.until).toISOString() : null,
+      quarantined_until: this.state === "quarantined" ? wallTime(this.until) : null,
     };
   }
+}
+
+/** A `performance.now()` instant as an ISO date on the system clock as it reads now. */
+function wallTime(monotonicMs: number): string {
+  return new Date(Date.now() + monotonicMs - performance.now()).toISOString();
 }

@@ -2,6 +2,8 @@
  * Fault accounting: a module that faults `faultLimit` times in a row is
  * quarantined for a back-off that doubles per quarantine (up to 5 minutes);
  * once released it is on probation, so one more fault quarantines it again.
+ * Its end is kept on the monotonic clock: setting the system clock (NTP after
+ * a boot without a real-time clock) neither prolongs nor shortens it.
  *
  * @module
  */
@@ -21,7 +23,7 @@ export class Quarantine {
 
   /** Ends an expired quarantine; the module goes on, on probation. */
   release(r: ModuleRecord): void {
-    if (r.state === "quarantined" && Date.now() >= r.until) {
+    if (r.state === "quarantined" && performance.now() >= r.until) {
       r.state = "running";
       r.consecutive = this.faultLimit - 1;
       log.info("module {name} released from quarantine", { name: r.manifest.name });
@@ -43,7 +45,7 @@ export class Quarantine {
     log.warn("module {name} fault ({kind}): {message}", { name: r.manifest.name, ...error });
     if (r.consecutive >= this.faultLimit) {
       r.state = "quarantined";
-      r.until = Date.now() + r.backoffMs;
+      r.until = performance.now() + r.backoffMs;
       log.warn("module {name} quarantined for {ms} ms", { name: r.manifest.name, ms: r.backoffMs });
       r.backoffMs = Math.min(r.backoffMs * 2, MAX_BACKOFF_MS);
       r.consecutive = 0;

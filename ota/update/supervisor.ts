@@ -95,14 +95,14 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
   options.signal?.addEventListener("abort", onTerm);
   /** Waits until no edged holds the data directory; false after `lockWaitMs`. */
   const dataDirFree = async (): Promise<boolean> => {
-    const since = Date.now();
+    const since = performance.now();
     for (let delay = 500; !stopping; delay = Math.min(delay * 2, 5000)) {
       try {
         await assertUnlocked(options.dataDir);
         return true;
       } catch (err) {
         if (!(err instanceof DataDirLockedError)) throw err;
-        const left = lockWaitMs - (Date.now() - since);
+        const left = lockWaitMs - (performance.now() - since);
         if (left <= 0) {
           log.error("{message} after waiting {s} s; giving up", {
             message: err.message,

@@ -215,8 +215,8 @@ export class OpcuaAdapter implements Adapter {
           itemError: (i, status) =>
             this.#pointError(i, "bad_status", `monitored item refused: ${status}`),
           alive: () => {
-            this.#lastAlive = Date.now();
-            this.#lastPoll = this.#lastAlive;
+            this.#lastAlive = performance.now();
+            this.#lastPoll = Date.now();
           },
           lost: (reason) => {
             this.#state = "connecting";
@@ -225,7 +225,7 @@ export class OpcuaAdapter implements Adapter {
           restored: () => {
             this.#state = "connected";
             this.#reconnects++;
-            this.#lastAlive = Date.now();
+            this.#lastAlive = performance.now();
             log.info("opcua {name}: connection re-established", { name: this.name });
           },
         };
@@ -253,7 +253,7 @@ export class OpcuaAdapter implements Adapter {
         everConnected = true;
         attempt = 0;
         this.#state = "connected";
-        this.#lastAlive = Date.now();
+        this.#lastAlive = performance.now();
         this.observe?.({ type: "poll", seconds: (performance.now() - started) / 1000, ok: true });
         log.info("opcua {name}: subscribed to {n} nodes at {endpoint} ({mode})", {
           name: this.name,
@@ -309,7 +309,7 @@ export class OpcuaAdapter implements Adapter {
     const tick = Math.min(1000, periodMs);
     while (!this.#stop.signal.aborted) {
       await this.#sleep(tick);
-      if (Date.now() - this.#lastAlive > limitMs) {
+      if (performance.now() - this.#lastAlive > limitMs) {
         return `no publish response for ${limitMs} ms; starting a new session`;
       }
     }

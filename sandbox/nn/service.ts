@@ -262,7 +262,7 @@ export class NnService implements NnPoolLink {
    */
   async #engineUp(): Promise<void> {
     if (this.engine.running) return;
-    const wait = this.#restartAt - Date.now();
+    const wait = this.#restartAt - performance.now();
     if (wait > 0) {
       throw new EngineStoppedError(`crashed; it restarts in ${Math.ceil(wait / 1000)} s`);
     }
@@ -272,7 +272,7 @@ export class NnService implements NnPoolLink {
     this.#restoring = restart;
     try {
       await this.engine.start();
-      this.#startedAt = Date.now();
+      this.#startedAt = performance.now();
       // The sandbox Workers keep their buffers: the new engine serves the same ones.
       for (const [lane, sab] of this.#lanes) {
         markEngineUp(sab);
@@ -317,7 +317,7 @@ export class NnService implements NnPoolLink {
    * in the streak, at most `restartMaxDelayMs`. @returns the delay.
    */
   #scheduleRestart(): number {
-    const now = Date.now();
+    const now = performance.now();
     const { restartDelayMs: base, restartMaxDelayMs: max } = this.#o;
     this.#streak = now - this.#startedAt < max ? this.#streak + 1 : 1;
     const delay = this.#streak <= 1 ? 0 : Math.min(max, base * 2 ** (this.#streak - 2));
@@ -491,7 +491,7 @@ export class NnService implements NnPoolLink {
       models: s.models,
       ...this.crashCounts,
       last_crash: this.#lastCrash,
-      restart_in_ms: waiting ? Math.max(0, this.#restartAt - Date.now()) : 0,
+      restart_in_ms: waiting ? Math.max(0, this.#restartAt - performance.now()) : 0,
     };
   }
 
