@@ -17,6 +17,7 @@ import { type LoadOptions, type LoadResult, rssMiB, runLoad, threadCpuMs } from 
 import { type EdgedProcess, startEdged } from "../../tests/_helpers/edged.ts";
 import { parseSamples } from "../../runtime/api/status.ts";
 import { sha256Hex } from "../../lib/mod.ts";
+import { kvCounterWat } from "../../tests/_helpers/wat_modules.ts";
 import { buildBundle } from "../bundle.ts";
 
 const READING = { device_id: "pump-7", metric: "temperature", value: 71.5, timestamp: 1700000000 };
@@ -59,18 +60,7 @@ async function fdatasyncMs(dir: string, n = 200): Promise<number> {
 }
 
 /** The rule module: a kv counter per reading (kv_get, kv_set), as a threshold rule keeps state. */
-const RULE_WAT = `(module
-  (import "edge" "kv_get" (func $get (param i32 i32 i32 i32) (result i32)))
-  (import "edge" "kv_set" (func $set (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 0) "n")
-  (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
-  (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (local $n i32)
-    (if (i32.ne (call $get (i32.const 0) (i32.const 1) (i32.const 16) (i32.const 4)) (i32.const 4))
-      (then (i32.store (i32.const 16) (i32.const 0))))
-    (local.set $n (i32.add (i32.load (i32.const 16)) (i32.const 1)))
-    (i32.store (i32.const 16) (local.get $n))
-    (call $set (i32.const 0) (i32.const 1) (i32.const 16) (i32.const 4))))`;
+const RULE_WAT = kvCounterWat();
 
 async function installRule(edged: EdgedProcess): Promise<void> {
   const dir = await Deno.makeTempDir();

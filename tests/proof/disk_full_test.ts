@@ -10,21 +10,10 @@ import assert from "node:assert/strict";
 import { sha256Hex } from "../../lib/mod.ts";
 import { type EdgedProcess, postJson, startEdged } from "../_helpers/edged.ts";
 import { wat } from "../sandbox/_helpers.ts";
+import { kvCounterWat } from "../_helpers/wat_modules.ts";
 
-/** Counts its messages in kv key "n", slowly (a few ms each: its effects come after the disk fills). */
-const TALLY = `(module
-  (import "edge" "kv_get" (func $get (param i32 i32 i32 i32) (result i32)))
-  (import "edge" "kv_set" (func $set (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 0) "n")
-  (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
-  (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (local $i i32)
-    (loop $spin (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $spin (i32.lt_u (local.get $i) (i32.const 1000000))))
-    (if (i32.ne (call $get (i32.const 0) (i32.const 1) (i32.const 16) (i32.const 4)) (i32.const 4))
-      (then (i32.store (i32.const 16) (i32.const 0))))
-    (i32.store (i32.const 16) (i32.add (i32.load (i32.const 16)) (i32.const 1)))
-    (call $set (i32.const 0) (i32.const 1) (i32.const 16) (i32.const 4))))`;
+/** Counts its messages in kv, slowly (a few ms each: its effects come after the disk fills). */
+const TALLY = kvCounterWat(1_000_000);
 
 /** Whether this machine lets a process mount a tmpfs in a user and mount namespace of its own. */
 function canUnshare(): boolean {
