@@ -1,7 +1,7 @@
 /**
  * A full disk, on a real edged process whose data directory is a small tmpfs
- * (mounted in a mount namespace of its own by `unshare`, so no root is
- * needed): ingest answers 503 `storage_full` with Retry-After and stores
+ * (mounted in a mount namespace of its own by `unshare`, see
+ * `tests/_helpers/namespace.ts`): ingest answers 503 `storage_full` with Retry-After and stores
  * nothing of those requests, the process stays up, and once there is room
  * again it takes readings at once; the readings log stays contiguous, and a
  * module with kv state has seen every accepted reading exactly once.
@@ -11,22 +11,10 @@ import { sha256Hex } from "../../lib/mod.ts";
 import { type EdgedProcess, postJson, startEdged } from "../_helpers/edged.ts";
 import { wat } from "../sandbox/_helpers.ts";
 import { kvCounterWat } from "../_helpers/wat_modules.ts";
+import { enter, UNSHARE_FLAGS, withTmpfs } from "../_helpers/namespace.ts";
 
 /** Counts its messages in kv, slowly (a few ms each: its effects come after the disk fills). */
 const TALLY = kvCounterWat(1_000_000);
-
-/** Whether this machine lets a process mount a tmpfs in a user and mount namespace of its own. */
-function canUnshare(): boolean {
-  try {
-    return new Deno.Command("unshare", {
-      args: ["--user", "--map-root-user", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /tmp"],
-      stdout: "null",
-      stderr: "null",
-    }).outputSync().success;
-  } catch {
-    return false;
-  }
-}
 
 /** Fills the file system of `dir` up to the last block; returns the filler's path. */
 async function fill(dir: string): Promise<string> {
@@ -71,9 +59,7 @@ async function storedAfter(
 ): Promise<{ tally: number; rows: { id: number; value: number }[] }> {
   const out = await new Deno.Command("nsenter", {
     args: [
-      `--target=${edged.child.pid}`,
-      "--user",
-      "--mount",
+      ...enter(edged.child.pid),
       Deno.execPath(),
       "eval",
       "--ext=ts",
@@ -104,7 +90,8 @@ async function waitFor(what: string, cond: () => Promise<boolean>, ms = 60_000):
 Deno.test({
   name:
     "a full disk: 503 storage_full, nothing half-stored, and every accepted reading counted once",
-  ignore: !canUnshare(),
+  // A small disk of its own needs a private mount namespace.
+  ignore: UNSHARE_FLAGS === null,
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -113,17 +100,8 @@ Deno.test({
     try {
       edged = await startEdged({
         dataDir: `${mount}/data`,
-        // A 6 MiB tmpfs over `mount`, seen only by this edged; sh execs deno, keeping the pid.
-        wrapper: [
-          "unshare",
-          "--user",
-          "--map-root-user",
-          "--mount",
-          "sh",
-          "-c",
-          'mount -t tmpfs -o size=6m tmpfs "$0" && exec "$@"',
-          mount,
-        ],
+        // A 6 MiB tmpfs over `mount`, seen only by this edged.
+        wrapper: withTmpfs(mount, 6),
       });
       // The tmpfs as the test sees it: through the process's own root.
       const root = `/proc/${edged.child.pid}/root${mount}`;

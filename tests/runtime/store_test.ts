@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { FileSyncer, OutboxFullError, ReadingLog, Store, StoreError } from "../../runtime/mod.ts";
+import { UNSHARE_FLAGS, withTmpfs } from "../_helpers/namespace.ts";
 
 Deno.test("store opens in WAL mode with synchronous=FULL", async () => {
   const store = Store.open(await Deno.makeTempDir());
@@ -281,23 +282,15 @@ Deno.test("checkpoints run on a Worker: the WAL goes into the database file, not
 
 Deno.test({
   name: "a store that cannot open on a full disk says so, not 'disk I/O error'",
-  // A tmpfs of its own needs a user and mount namespace (util-linux's unshare).
-  ignore: !new Deno.Command("unshare", {
-    args: ["--user", "--map-root-user", "--mount", "true"],
-    stderr: "null",
-  }).outputSync().success,
+  // A small disk of its own needs a private mount namespace.
+  ignore: UNSHARE_FLAGS === null,
   fn: async () => {
     const mount = await Deno.makeTempDir();
     try {
-      const out = await new Deno.Command("unshare", {
+      const [program, ...pre] = withTmpfs(mount, 1);
+      const out = await new Deno.Command(program, {
         args: [
-          "--user",
-          "--map-root-user",
-          "--mount",
-          "sh",
-          "-c",
-          'mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@"',
-          mount,
+          ...pre,
           Deno.execPath(),
           "run",
           "--allow-all",
