@@ -1,6 +1,6 @@
 /**
- * The server's fast path for `POST /api/v1/data` answers exactly as the
- * application does: the same bytes (but the date), the same metrics, the
+ * The server's fast path for `POST /api/v1/data` (and the probes, `/healthz`
+ * and `/readyz`) answers exactly as the application does: the same bytes (but the date), the same metrics, the
  * same readings stored, for every request it takes and every one it leaves
  * to the application. Each case runs against two servers over their own
  * stores, one with the fast path and one without.
@@ -34,7 +34,11 @@ interface Side {
   close(): Promise<void>;
 }
 
-async function side(withFast: boolean, maxPending = 1_000_000): Promise<Side> {
+async function side(
+  withFast: boolean,
+  maxPending = 1_000_000,
+  notReady: () => string[] = () => [],
+): Promise<Side> {
   const dir = await Deno.makeTempDir({ prefix: "edged-fast-" });
   const store = Store.open(dir);
   const log = new ReadingLog(store, { maxPending });
@@ -49,7 +53,7 @@ async function side(withFast: boolean, maxPending = 1_000_000): Promise<Side> {
   const { app, fast } = createApi({
     token: TOKEN,
     metrics,
-    notReady: () => [],
+    notReady,
     routes: [{ path: "/api/v1/data", app: ingestRoutes(ingest) }],
     fastRoutes: [ingestFastRoute("/api/v1/data", ingest)],
     dashboard: () => new Response("dashboard"),
@@ -169,6 +173,35 @@ Deno.test("the ingest fast path answers, counts and stores as the application do
   } finally {
     await fast.close();
     await plain.close();
+  }
+});
+
+Deno.test("the probes answer on the fast path as the application does, ready or not", async () => {
+  for (const reasons of [[], ["store: starting"]]) {
+    const fast = await side(true, 1_000_000, () => reasons);
+    const plain = await side(false, 1_000_000, () => reasons);
+    try {
+      const answers: string[] = [];
+      for (const target of ["/healthz", "/readyz"]) {
+        const raw = `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`;
+        const before = fast.taken;
+        const a = undated(await exchange(fast.port, raw));
+        assert.equal(a, undated(await exchange(plain.port, raw)));
+        assert.equal(fast.taken - before, 1, `${target} taken by the fast path`);
+        answers.push(a);
+      }
+      assert.match(answers[0], /^HTTP\/1\.1 200 [^]*\{"status":"ok"\}$/);
+      assert.match(
+        answers[1],
+        reasons.length
+          ? /^HTTP\/1\.1 503 [^]*"reasons":\["store: starting"\]/
+          : /^HTTP\/1\.1 200 [^]*\{"status":"ready"\}$/,
+      );
+      assert.deepEqual(counters(fast.metrics), counters(plain.metrics));
+    } finally {
+      await fast.close();
+      await plain.close();
+    }
   }
 });
 
