@@ -110,6 +110,8 @@ export class GroupCommit {
   failures = 0;
   /** Of {@linkcode GroupCommit.failures}, those for a full disk. */
   fullFailures = 0;
+  /** Whether the last group transaction failed for a full disk (none committed since). */
+  diskFull = false;
   /** Failures not logged yet, and when the last log line went out. */
   #unlogged = 0;
   #loggedAt = -Infinity;
@@ -238,6 +240,7 @@ export class GroupCommit {
       // COMMIT could not write, a full disk included): every writer forgets what
       // it wrote, and whoever waits for it hears why.
       const e = this.#failed(err, "a group commit failed, nothing of it was stored");
+      this.diskFull = e instanceof StorageFullError;
       try {
         if (this.db.isOpen && this.db.isTransaction) this.db.exec("ROLLBACK");
       } catch { /* the connection is gone; the transaction with it */ }
@@ -248,6 +251,7 @@ export class GroupCommit {
       }
       return;
     }
+    this.diskFull = false;
     // Sealed only now: until COMMIT has succeeded, every writer can still undo.
     const settles: Settle[] = [];
     for (const p of this.#participants) {

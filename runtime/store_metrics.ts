@@ -40,9 +40,15 @@ export function registerStoreMetrics(
     () => store.commits.failures,
   );
   metrics.counterFunc(
-    "edged_store_disk_full_total",
+    "edged_store_full_disk_failures_total",
     "Of edged_store_commit_failures_total, those because the data directory's disk was full.",
     () => store.commits.fullFailures,
+  );
+  metrics.gauge(
+    "edged_store_disk_full",
+    "1 while the data directory's disk is full: the last group commit failed for it.",
+    [],
+    (set) => set(store.commits.diskFull ? 1 : 0),
   );
   metrics.counterFunc(
     "edged_store_readings_committed_total",

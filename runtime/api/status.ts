@@ -145,6 +145,8 @@ export function statusComponent(
         size_bytes: m.value("edged_store_size_bytes"),
         readings_committed: m.value("edged_store_readings_committed_total"),
         readings_pending: m.value("edged_readings_pending"),
+        disk_full: m.value("edged_store_disk_full") === 1,
+        commit_failures: m.value("edged_store_commit_failures_total"),
       },
       mqtt: {
         configured: ctx.config.mqtt.url !== undefined,

@@ -171,7 +171,8 @@ function renderProcess(s) {
   text("p-lag", lag == null ? "–" : `${(lag * 1000).toFixed(1)} ms`, lag > 0.1 ? "warn" : "");
   const cpu = s.process.cpu_seconds;
   text("p-cpu", cpu == null ? "not available" : `${cpu.toFixed(1)} s`);
-  text("p-store", bytes(s.store.size_bytes));
+  const full = s.store.disk_full === true;
+  text("p-store", bytes(s.store.size_bytes) + (full ? " · disk full" : ""), full ? "bad" : "");
   text("p-readings", num(s.store.readings_committed));
 }
 

@@ -176,6 +176,7 @@ Deno.test({
           connect_failures: 4,
         },
         outbox: { readings: 48211, messages: 3, oldest_age_seconds: 5432, dropped: 0 },
+        store: { ...real.store, size_bytes: 5 * 1048576, disk_full: true },
         update: {
           ...real.update,
           configured: true,
@@ -231,6 +232,8 @@ Deno.test({
       );
       assert.equal(await page.textContent("#ob-readings"), (48211).toLocaleString("en-US"));
       assert.equal(await page.textContent("#ob-age"), "1 h 30 min");
+      assert.equal(await page.textContent("#p-store"), "5.0 MiB · disk full");
+      assert.equal(await page.getAttribute("#p-store", "class"), "bad");
       assert.equal(await page.textContent("#up-phase"), "downloading");
       assert.equal(
         await page.textContent("#up-bytes"),

@@ -148,7 +148,10 @@ Deno.test({
       let full = 0;
       for (let i = 0; i < 2000 && full < 20; i++) if (await post() === 503) full++;
       assert.equal(full, 20, "ingest refuses once the disk is full");
-      assert.ok(await metric(edged, "edged_store_disk_full_total") >= 20);
+      assert.ok(await metric(edged, "edged_store_full_disk_failures_total") >= 20);
+      assert.equal(await metric(edged, "edged_store_disk_full"), 1);
+      const statusFull = await (await edged.api("/api/v1/status")).json();
+      assert.equal(statusFull.store.disk_full, true, "the status (and the dashboard) say so");
       assert.equal((await fetch(`${edged.url}/healthz`)).status, 200);
       // The module was still at the readings taken before: its effects meet the full disk too.
       await waitFor(
@@ -157,9 +160,9 @@ Deno.test({
           Promise.resolve(edged!.lines.some((l) => l.includes("the disk is full: modules wait"))),
       );
       // While the disk stays full the module waits between attempts, rather than spinning.
-      const failures = await metric(edged, "edged_store_disk_full_total");
+      const failures = await metric(edged, "edged_store_full_disk_failures_total");
       await new Promise((r) => setTimeout(r, 1500));
-      assert.ok(await metric(edged, "edged_store_disk_full_total") - failures <= 3);
+      assert.ok(await metric(edged, "edged_store_full_disk_failures_total") - failures <= 3);
 
       // An install meets the full disk too: refused alike, and nothing of it is left on disk.
       const other = new FormData();
@@ -211,6 +214,7 @@ Deno.test({
       assert.equal(stored.tally, accepted.size, "the module counted every accepted reading once");
 
       assert.equal(await metric(edged, "edged_readings_pending"), accepted.size);
+      assert.equal(await metric(edged, "edged_store_disk_full"), 0, "writable again");
     } finally {
       await edged?.stop();
       await Deno.remove(mount, { recursive: true });
