@@ -60,6 +60,8 @@ Deno.test("GET /api/v1/status: the numbers /metrics shows, in the same shape", a
   m.gauge("edged_store_size_bytes", "", [], (set) => set(4096));
   m.counterFunc("edged_store_readings_committed_total", "", () => 12);
   m.gauge("edged_readings_pending", "", [], (set) => set(5));
+  m.gauge("edged_store_disk_full", "", [], (set) => set(1));
+  m.counterFunc("edged_store_commit_failures_total", "", () => 3);
   m.gauge("edged_mqtt_connected", "", [], (set) => set(1));
   m.counterFunc("edged_mqtt_connects_total", "", () => 2);
   m.counterFunc("edged_mqtt_connect_failures_total", "", () => 1);
@@ -113,7 +115,13 @@ Deno.test("GET /api/v1/status: the numbers /metrics shows, in the same shape", a
     cpu_seconds: pick("process_cpu_seconds_total"),
     event_loop_lag_seconds: pick("edged_event_loop_lag_seconds"),
   });
-  assert.deepEqual(s.store, { size_bytes: 4096, readings_committed: 12, readings_pending: 5 });
+  assert.deepEqual(s.store, {
+    size_bytes: 4096,
+    readings_committed: 12,
+    readings_pending: 5,
+    disk_full: true,
+    commit_failures: 3,
+  });
   assert.deepEqual(s.mqtt, {
     configured: true,
     broker: "mqtt://broker:1883",
