@@ -23,7 +23,10 @@ const httpSchema = z.strictObject({
   body_limit_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
   /** Most readings in one POST /api/v1/data. */
   max_batch: z.number().int().min(1).max(100_000).default(1000),
-  /** How far in the future a reading's timestamp may lie. */
+  /**
+   * How far in the future a reading's timestamp may lie (not checked while
+   * the system clock is not set: see `CLOCK_SET_AFTER_MS` in runtime/api/ingest.ts).
+   */
   max_future_skew_s: z.number().int().min(0).max(366 * 86400).default(86400),
   /**
    * Open connections at most (lowered to fit the open-file limit); at the cap a

@@ -135,6 +135,7 @@ export class ReadingLog implements CommitParticipant {
   #setUplinked;
   #prune;
   #prunedBelow = 0;
+  #lastReceivedMs: number;
   #commitListeners = new Set<(durableId: number) => void>();
   #rowListeners = new Set<RowsListener>();
   #holds = new Set<{ id: number }>();
@@ -172,9 +173,10 @@ export class ReadingLog implements CommitParticipant {
     this.#prune = db.prepare("DELETE FROM readings WHERE id <= ?");
     this.#uplinkedId = (db.prepare("SELECT value FROM readings_meta WHERE key = 'uplinked_id'")
       .get() as { value: number }).value;
-    const maxId = (db.prepare("SELECT coalesce(max(id), 0) AS id FROM readings").get() as {
-      id: number;
-    }).id;
+    const last = db.prepare("SELECT id, received_ms FROM readings ORDER BY id DESC LIMIT 1")
+      .get() as { id: number; received_ms: number } | undefined;
+    const maxId = last?.id ?? 0;
+    this.#lastReceivedMs = last?.received_ms ?? 0;
     this.#lastId = Math.max(maxId, this.#uplinkedId);
     this.#durableId = this.#lastId;
     this.#prunedBelow =
@@ -183,6 +185,14 @@ export class ReadingLog implements CommitParticipant {
       }).id;
     if (!forward) this.#uplinkedId = this.#lastId;
     this.#commits.join(this);
+  }
+
+  /**
+   * When the newest reading was received (UTC ms by the system clock of the
+   * time): a clock that now reads earlier has been set back, or is not set.
+   */
+  get lastReceivedMs(): number {
+    return this.#lastReceivedMs;
   }
 
   /** Readings durable on disk and not yet acknowledged by the uplink. */
@@ -273,6 +283,7 @@ export class ReadingLog implements CommitParticipant {
     this.#queuedRows = 0;
     const rows: Reading[] = batch.length === 1 ? batch[0].rows : batch.flatMap((p) => p.rows);
     const now = Date.now();
+    if (now > this.#lastReceivedMs) this.#lastReceivedMs = now;
     this.#written = { batch, rows, firstId: this.#lastId + 1, prunedBelow: this.#prunedBelow };
     const firstId = this.#insertAll(rows, now);
     this.#lastId = firstId + rows.length - 1;

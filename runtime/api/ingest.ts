@@ -12,7 +12,7 @@ import { bodyLimit } from "./body_limit.ts";
 import { OutboxFullError, type Reading, type ReadingLog } from "../readings.ts";
 import type { Counter } from "../metrics.ts";
 import { ApiError } from "./errors.ts";
-import { parseReadings } from "./readings_schema.ts";
+import { parseReadings, type ReadingRules } from "./readings_schema.ts";
 import { fieldValue, type RequestHead } from "./http_parse.ts";
 import type { RawAnswer } from "./http_write.ts";
 import type { FastRoute } from "./server.ts";
@@ -48,8 +48,18 @@ function acceptor(opts: IngestOptions): (readings: Reading[]) => Promise<number>
   };
 }
 
-function rules(opts: IngestOptions) {
-  return { maxBatch: opts.maxBatch, maxFutureMs: opts.maxFutureSkewMs, now: Date.now() };
+/**
+ * A system clock that reads before this, or before the newest reading edged
+ * received, is not set (a gateway without a real-time clock, before NTP
+ * answers): it cannot tell a timestamp from the future then.
+ */
+export const CLOCK_SET_AFTER_MS = Date.UTC(2026, 0, 1);
+
+function rules(opts: IngestOptions): ReadingRules {
+  const now = Date.now();
+  const set = now >= CLOCK_SET_AFTER_MS && now >= opts.log.lastReceivedMs;
+  // Readings whose timestamps lie ahead of an unset clock are kept, as sent.
+  return { maxBatch: opts.maxBatch, maxFutureMs: set ? opts.maxFutureSkewMs : Infinity, now };
 }
 
 /** The ingest sub-app, mounted at /api/v1/data. */
