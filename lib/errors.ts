@@ -86,6 +86,11 @@ const SQLITE_FULL = 13;
 /** SQLite's message for `SQLITE_FULL` (node:sqlite's `exec` gives the message, not the code). */
 const SQLITE_FULL_MESSAGE = "database or disk is full";
 
+/** True for the operating system's "no space left on device" (`ENOSPC`). */
+export function isNoSpace(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === "ENOSPC";
+}
+
 /**
  * `err` as what a client or a writer is told: a {@linkcode StorageFullError}
  * for a full disk (whoever met it: SQLite or a file write), else `err` itself.
@@ -93,7 +98,7 @@ const SQLITE_FULL_MESSAGE = "database or disk is full";
 export function storageError(err: unknown): unknown {
   if (!(err instanceof Error) || err instanceof EdgedError) return err;
   const { code, errcode } = err as { code?: unknown; errcode?: unknown };
-  const full = code === "ENOSPC" ||
+  const full = isNoSpace(err) ||
     (typeof errcode === "number"
       ? (errcode & 0xff) === SQLITE_FULL
       : code === "ERR_SQLITE_ERROR" && err.message.includes(SQLITE_FULL_MESSAGE));

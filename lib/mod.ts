@@ -14,6 +14,7 @@ export {
   EdgedError,
   type EdgedErrorOptions,
   errorCode,
+  isNoSpace,
   storageError,
   StorageFullError,
 } from "./errors.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
-import { EdgedError } from "../lib/mod.ts";
+import { EdgedError, isNoSpace } from "../lib/mod.ts";
 import { Checkpointer } from "./checkpoint.ts";
 import { FileSyncer, GroupCommit } from "./commit.ts";
 
@@ -224,7 +224,7 @@ function noSpaceIn(dir: string): boolean {
     Deno.writeFileSync(probe, new Uint8Array(65536));
     return false;
   } catch (err) {
-    return (err as { code?: unknown }).code === "ENOSPC";
+    return isNoSpace(err);
   } finally {
     try {
       Deno.removeSync(probe);

@@ -8,8 +8,3 @@ export async function freeBytes(path: string): Promise<number> {
   const s = await statfs(path);
   return Number(s.bavail) * Number(s.bsize);
 }
-
-/** True for the operating system's "no space left on device" (ENOSPC). */
-export function isNoSpace(err: unknown): boolean {
-  return (err as { code?: unknown })?.code === "ENOSPC";
-}

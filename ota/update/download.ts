@@ -21,8 +21,8 @@
  */
 import { dirname } from "node:path";
 import { DiskSpaceError, UpdateDownloadError, UpdateVerificationError } from "./errors.ts";
-import { freeBytes, isNoSpace } from "./_fs.ts";
-import { getLogger, sha256File, syncDir, writeFileAtomic } from "../../lib/mod.ts";
+import { freeBytes } from "./_fs.ts";
+import { getLogger, isNoSpace, sha256File, syncDir, writeFileAtomic } from "../../lib/mod.ts";
 import { sleep, type TokenBucket } from "./token_bucket.ts";
 
 const log = getLogger(["edged", "update", "download"]);

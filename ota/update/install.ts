@@ -20,9 +20,8 @@
  * @module
  */
 import { dirname } from "node:path";
-import { sha256File, syncDir } from "../../lib/mod.ts";
+import { isNoSpace, sha256File, syncDir } from "../../lib/mod.ts";
 import { DiskSpaceError, InstallError } from "./errors.ts";
-import { isNoSpace } from "./_fs.ts";
 import {
   type BootState,
   otherSlot,

@@ -10,10 +10,10 @@
  */
 // ota/delta and ota/tuf load only when an update is staged, not in an idle edged.
 import type { TargetInfo, TufClient } from "../tuf/mod.ts";
-import { getLogger, sha256File } from "../../lib/mod.ts";
+import { getLogger, isNoSpace, sha256File } from "../../lib/mod.ts";
 import type { DownloadResult } from "./download.ts";
 import { DiskSpaceError, UpdateVerificationError } from "./errors.ts";
-import { freeBytes, isNoSpace } from "./_fs.ts";
+import { freeBytes } from "./_fs.ts";
 import type { SlotStore } from "./state.ts";
 
 const log = getLogger(["edged", "update"]);
