@@ -441,9 +441,7 @@ export class ModuleHost {
     const limit = r.manifest.limits.max_payload_bytes;
     if (payload.length > limit) throw new PayloadTooLargeError(payload.length, limit);
     this.#quarantine.release(r);
-    if (r.state === "quarantined") {
-      throw new ModuleQuarantinedError(name, Date.now() + r.until - performance.now());
-    }
+    if (r.state === "quarantined") throw new ModuleQuarantinedError(name, r.quarantinedUntilMs);
     // Moving to another Worker (see Lanes.reload): wait for it.
     if (r.inst === undefined) await this.#lock.run(name, () => Promise.resolve());
     const inst = r.inst;

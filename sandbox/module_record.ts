@@ -195,6 +195,11 @@ export class ModuleRecord {
   backoffMs: number;
   /** End of the quarantine (`performance.now()` ms: the monotonic clock). */
   until = 0;
+
+  /** End of the quarantine on the system clock as it reads now (ms since the epoch). */
+  get quarantinedUntilMs(): number {
+    return Date.now() + this.until - performance.now();
+  }
   memoryBytes = 0;
   /** Messages sent to the Worker whose outcome is not in yet (including messages API calls). */
   inFlight = 0;
@@ -369,12 +374,9 @@ export class ModuleRecord {
       memory_bytes: this.memoryBytes,
       kv_bytes: kvBytes,
       logs_dropped: this.logsDroppedBefore + this.logsDropped,
-      quarantined_until: this.state === "quarantined" ? wallTime(this.until) : null,
+      quarantined_until: this.state === "quarantined"
+        ? new Date(this.quarantinedUntilMs).toISOString()
+        : null,
     };
   }
-}
-
-/** A `performance.now()` instant as an ISO date on the system clock as it reads now. */
-function wallTime(monotonicMs: number): string {
-  return new Date(Date.now() + monotonicMs - performance.now()).toISOString();
 }

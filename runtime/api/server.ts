@@ -68,9 +68,10 @@ export interface Api {
  * The one place a failure becomes an answer (for the application's
  * `onError` and the fast path): an unexpected 5xx is logged.
  */
-function renderError(err: unknown, method: string, path: string) {
+function renderError(thrown: unknown, method: string, path: string) {
+  const err = storageError(thrown);
   const answer = errorResponse(err);
-  if (answer.status >= 500 && !(storageError(err) instanceof EdgedError)) {
+  if (answer.status >= 500 && !(err instanceof EdgedError)) {
     log.error("unhandled error on {method} {path}: {error}", {
       method,
       path,
