@@ -11,27 +11,11 @@ import { sha256Hex } from "../../lib/mod.ts";
 import { type EdgedProcess, postJson, startEdged } from "../_helpers/edged.ts";
 import { wat } from "../sandbox/_helpers.ts";
 import { kvCounterWat } from "../_helpers/wat_modules.ts";
+import { fillDisk } from "../_helpers/fill_disk.ts";
 import { enter, UNSHARE_FLAGS, withTmpfs } from "../_helpers/namespace.ts";
 
 /** Counts its messages in kv, slowly (a few ms each: its effects come after the disk fills). */
 const TALLY = kvCounterWat(1_000_000);
-
-/** Fills the file system of `dir` up to the last block; returns the filler's path. */
-async function fill(dir: string): Promise<string> {
-  const path = `${dir}/filler`;
-  using f = await Deno.open(path, { create: true, write: true });
-  for (const size of [1 << 20, 1 << 16, 1 << 12, 512]) {
-    const chunk = new Uint8Array(size);
-    while (true) {
-      try {
-        await f.write(chunk);
-      } catch {
-        break; // ENOSPC (a short write already took what fitted)
-      }
-    }
-  }
-  return path;
-}
 
 /** Reads the readings and the module's count, waiting for the count to reach `want`. */
 const INSPECT = `
@@ -143,7 +127,7 @@ Deno.test({
       };
       for (let i = 0; i < 5; i++) assert.equal(await post(), 202);
 
-      const filler = await fill(root);
+      const filler = fillDisk(root);
       // SQLite reuses the WAL it has: commits go on until it must grow.
       let full = 0;
       for (let i = 0; i < 2000 && full < 20; i++) if (await post() === 503) full++;

@@ -4,17 +4,12 @@
  * again and prints what that threw.
  */
 import { Store } from "../../runtime/mod.ts";
+import { fillDisk } from "../_helpers/fill_disk.ts";
 
 const dir = `${Deno.args[0]}/data`;
 Deno.mkdirSync(dir);
 Store.open(dir).close();
-using f = Deno.openSync(`${Deno.args[0]}/filler`, { create: true, write: true });
-for (const size of [1 << 16, 1 << 12, 512]) {
-  const chunk = new Uint8Array(size);
-  try {
-    while (true) f.writeSync(chunk);
-  } catch { /* full */ }
-}
+fillDisk(Deno.args[0]);
 try {
   Store.open(dir).close();
   console.log("opened");
