@@ -1,5 +1,6 @@
 /**
  * The ground floor every other folder builds on: the error base, exit codes,
+ * the system clock's steps,
  * durable file writes, hex and digests, byte joins, progress display, MQTT topic
  * rules, a garbage collection on demand, POSIX paths without `node:path` and
  * the Workers' entry modules from source or from the bundle.
@@ -9,6 +10,7 @@
  * @module
  */
 export { concatBytes } from "./bytes.ts";
+export { CLOCK_SET_AFTER_MS, clockIsSet, ClockSteps, type ClockStepsOptions } from "./clock.ts";
 export { entryIn, workerEntry } from "./entry.ts";
 export {
   EdgedError,

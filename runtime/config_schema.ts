@@ -25,7 +25,7 @@ const httpSchema = z.strictObject({
   max_batch: z.number().int().min(1).max(100_000).default(1000),
   /**
    * How far in the future a reading's timestamp may lie (not checked while
-   * the system clock is not set: see `CLOCK_SET_AFTER_MS` in runtime/api/ingest.ts).
+   * the system clock is not set: see `CLOCK_SET_AFTER_MS` in lib/clock.ts).
    */
   max_future_skew_s: z.number().int().min(0).max(366 * 86400).default(86400),
   /**
@@ -111,7 +111,12 @@ const mqttSchema = z.strictObject({
   outbox_max_bytes: z.number().int().min(1024).max(Number.MAX_SAFE_INTEGER).default(
     256 * 1024 * 1024,
   ),
-  /** Messages and readings older than this are dropped unsent (counted); 0 keeps them forever. */
+  /**
+   * Messages and readings older than this are dropped unsent (counted); 0 keeps them forever.
+   * Age is the time waited on this device: a step of the system clock (NTP) moves the receive
+   * times of what waits with it, and what was received while the clock read before 2026 has no
+   * age (it stays, and keeps what came after it).
+   */
   outbox_max_age_s: z.number().int().min(0).max(10 * 366 * 86400).default(0),
   /** When full (messages or bytes): `refuse-new` (ingest answers 503, module messages are refused) or `drop-oldest`. */
   outbox_policy: z.enum(["refuse-new", "drop-oldest"]).default("refuse-new"),

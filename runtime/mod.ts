@@ -58,12 +58,7 @@ export {
   type OpenFileLimit,
   raiseOpenFileLimit,
 } from "./rlimit.ts";
-export {
-  CLOCK_SET_AFTER_MS,
-  ingestFastRoute,
-  type IngestOptions,
-  ingestRoutes,
-} from "./api/ingest.ts";
+export { ingestFastRoute, type IngestOptions, ingestRoutes } from "./api/ingest.ts";
 export { statusComponent } from "./api/status.ts";
 export { dashboardPage } from "./dashboard.ts";
 export { recentLogs } from "./log.ts";

@@ -11,10 +11,12 @@
  *
  * @module
  */
-import { EdgedError } from "../lib/mod.ts";
+import { CLOCK_SET_AFTER_MS, ClockSteps, EdgedError, getLogger } from "../lib/mod.ts";
 import type { CommitParticipant, GroupCommit, Settle } from "./commit.ts";
 import type { Store } from "./store.ts";
 import type { StatementSync } from "node:sqlite";
+
+const log = getLogger(["edged", "store"]);
 
 /** One validated reading. */
 export interface Reading {
@@ -136,6 +138,13 @@ export class ReadingLog implements CommitParticipant {
   #prune;
   #prunedBelow = 0;
   #lastReceivedMs: number;
+  /** The first id this process gave a reading (older rows carry an earlier run's clock). */
+  readonly #firstIdThisRun: number;
+  /** Steps of the system clock (see {@linkcode ReadingLog.followClock}). */
+  readonly #steps = new ClockSteps();
+  /** Steps not yet applied to the rows stamped before them. */
+  #owed: { upTo: number; deltaMs: number }[] = [];
+  #settling = false;
   #commitListeners = new Set<(durableId: number) => void>();
   #rowListeners = new Set<RowsListener>();
   #holds = new Set<{ id: number }>();
@@ -179,6 +188,7 @@ export class ReadingLog implements CommitParticipant {
     this.#lastReceivedMs = last?.received_ms ?? 0;
     this.#lastId = Math.max(maxId, this.#uplinkedId);
     this.#durableId = this.#lastId;
+    this.#firstIdThisRun = this.#lastId + 1;
     this.#prunedBelow =
       (db.prepare("SELECT coalesce(min(id), 1) - 1 AS id FROM readings").get() as {
         id: number;
@@ -192,6 +202,7 @@ export class ReadingLog implements CommitParticipant {
    * time): a clock that now reads earlier has been set back, or is not set.
    */
   get lastReceivedMs(): number {
+    this.followClock();
     return this.#lastReceivedMs;
   }
 
@@ -282,6 +293,7 @@ export class ReadingLog implements CommitParticipant {
     this.#queue = [];
     this.#queuedRows = 0;
     const rows: Reading[] = batch.length === 1 ? batch[0].rows : batch.flatMap((p) => p.rows);
+    this.followClock();
     const now = Date.now();
     if (now > this.#lastReceivedMs) this.#lastReceivedMs = now;
     this.#written = { batch, rows, firstId: this.#lastId + 1, prunedBelow: this.#prunedBelow };
@@ -412,6 +424,7 @@ export class ReadingLog implements CommitParticipant {
   /** When the oldest pending reading was received (UTC ms), or null when none waits. */
   oldestPendingReceivedMs(): number | null {
     if (this.pending === 0) return null;
+    this.followClock();
     const row = this.#store.db.prepare(
       "SELECT received_ms FROM readings WHERE id > ? ORDER BY id LIMIT 1",
     ).get(this.#uplinkedId) as { received_ms: number } | undefined;
@@ -420,16 +433,71 @@ export class ReadingLog implements CommitParticipant {
 
   /**
    * The highest pending id received before `cutoffMs` (0 when none): the
-   * uplink's age limit drops up to it. Walks the primary key from the cursor,
-   * so the cost is the number of expired rows.
+   * uplink's age limit drops up to it. A row stamped by a clock that was not
+   * set (before `CLOCK_SET_AFTER_MS`) has no age and stops it. Walks the
+   * primary key from the cursor, so the cost is the number of expired rows.
    */
   lastIdReceivedBefore(cutoffMs: number): number {
     if (this.pending === 0) return 0;
+    // Until the receive times stamped before a step have moved, ages lie.
+    if (this.followClock()) return 0;
     const row = this.#store.db.prepare(
-      "SELECT id FROM readings WHERE id > ? AND received_ms >= ? ORDER BY id LIMIT 1",
-    ).get(this.#uplinkedId, cutoffMs) as { id: number } | undefined;
+      "SELECT id FROM readings WHERE id > ? AND (received_ms >= ? OR received_ms < ?) ORDER BY id LIMIT 1",
+    ).get(this.#uplinkedId, cutoffMs, CLOCK_SET_AFTER_MS) as { id: number } | undefined;
     const last = row ? row.id - 1 : this.#lastId;
     return last > this.#uplinkedId ? last : 0;
+  }
+
+  /**
+   * Follows steps of the system clock (NTP setting a clock that was behind,
+   * or ahead, by days): the receive times this process stamped before a step
+   * move by as much, in a transaction of the group commit, so that the age of
+   * a reading stays the time it has waited here (the uplink's age limit) and
+   * the newest receive time stays comparable with the clock (ingest's test of
+   * a clock that is not set). Every stamp looks first, so the rows stamped
+   * before the step are exactly those up to the last id when it is seen.
+   * Returns whether a move is still owed (ages are not to be trusted yet).
+   */
+  followClock(): boolean {
+    const deltaMs = this.#steps.take();
+    if (deltaMs !== 0 && this.#lastId >= this.#firstIdThisRun) {
+      this.#owed.push({ upTo: this.#lastId, deltaMs });
+      this.#lastReceivedMs += deltaMs;
+    }
+    if (this.#owed.length > 0 && !this.#settling) {
+      // Inside a group transaction (a stamp looked): the move goes into the
+      // next one, its range already fixed.
+      if (this.#commits.writing) queueMicrotask(() => this.followClock());
+      else if (this.#store.isOpen) this.#settle();
+    }
+    return this.#owed.length > 0;
+  }
+
+  #settle(): void {
+    const owed = this.#owed.slice();
+    this.#settling = true;
+    const firstId = this.#firstIdThisRun;
+    const shift = this.#commits.db.prepare(
+      "UPDATE readings SET received_ms = received_ms + ? WHERE id >= ? AND id <= ?",
+    );
+    const moved: number[] = [];
+    this.#commits.stage(() => {
+      moved.length = 0;
+      for (const o of owed) moved.push(Number(shift.run(o.deltaMs, firstId, o.upTo).changes));
+    }).then(() => {
+      this.#owed.splice(0, owed.length);
+      owed.forEach((o, i) =>
+        log.warning(
+          "the system clock was set by {step} s: the receive times of the {moved} readings received before it, since start, moved with it",
+          { step: (o.deltaMs / 1000).toFixed(1), moved: moved[i] },
+        )
+      );
+    }, (err) => {
+      // Owed still: the next look tries again.
+      log.error("moving receive times after a step of the system clock failed: {error}", {
+        error: String(err),
+      });
+    }).finally(() => this.#settling = false);
   }
 
   /** Up to `limit` readings with id above `afterId`, in log order (for the uplink and modules). */

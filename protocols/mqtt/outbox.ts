@@ -22,6 +22,7 @@
  *
  * @module
  */
+import { CLOCK_SET_AFTER_MS, ClockSteps, getLogger } from "../../lib/mod.ts";
 import type { BusMessage, BusSink, Settle, Store } from "../../runtime/mod.ts";
 
 /** One message waiting for its PUBACK. */
@@ -89,6 +90,7 @@ interface OutboxMark {
   txn: OutboxTxn | null;
 }
 
+const log = getLogger(["edged", "mqtt"]);
 const utf8 = new TextEncoder();
 
 /** Bytes a row takes: its topic in UTF-8 plus its payload (as {@link ROW_BYTES} counts them). */
@@ -118,6 +120,12 @@ export class Outbox {
   #queueBytes = 0;
   /** Highest id written (maybe not yet durable). */
   #lastId: number;
+  /** The first id this process gave a message (older rows carry an earlier run's clock). */
+  readonly #firstIdThisRun: number;
+  /** Steps of the system clock, and those not yet applied (see `ReadingLog.followClock`). */
+  readonly #steps = new ClockSteps();
+  #owed: { upTo: number; deltaMs: number }[] = [];
+  #settling = false;
   /** Highest id durable: the uplink reads up to here. */
   #durableId: number;
   /** What the transaction being built added and dropped, to undo on a rollback. */
@@ -174,6 +182,7 @@ export class Outbox {
     this.#count = stats.n;
     this.#lastId = stats.last;
     this.#durableId = stats.last;
+    this.#firstIdThisRun = stats.last + 1;
     this.#bytes = stats.bytes;
     this.#insert = store.commits.db.prepare(
       "INSERT INTO mqtt_outbox (id, topic, payload, reading_mark, created_ms) VALUES (?, ?, ?, ?, ?)",
@@ -260,6 +269,7 @@ export class Outbox {
       droppedBytes: 0,
       lastId: this.#lastId,
     };
+    this.#followClock();
     this.#insert.run(++this.#lastId, topic, payload, mark, Date.now());
     t.added++;
     t.addedBytes += bytes;
@@ -297,6 +307,12 @@ export class Outbox {
     this.#lastId = t.lastId;
     this.#count += t.dropped - t.added;
     this.#bytes += t.droppedBytes - t.addedBytes;
+    this.#unowe();
+  }
+
+  /** Ids given back by a rollback go to rows stamped after any step seen so far. */
+  #unowe(): void {
+    for (const o of this.#owed) o.upTo = Math.min(o.upTo, this.#lastId);
   }
 
   /** The transaction's in-memory state now (see `CommitParticipant.mark`). */
@@ -311,6 +327,7 @@ export class Outbox {
     this.#count = m.count;
     this.#bytes = m.bytes;
     this.#txn = m.txn;
+    this.#unowe();
   }
 
   #seal(): Settle | undefined {
@@ -400,13 +417,19 @@ export class Outbox {
     this.#bytes -= gone.bytes;
   }
 
-  /** Drops rows created before `cutoffMs` (the age limit); returns how many. */
+  /**
+   * Drops rows created before `cutoffMs` (the age limit); returns how many. A
+   * row stamped by a clock that was not set (before `CLOCK_SET_AFTER_MS`) has
+   * no age: it and the rows after it stay.
+   */
   expire(cutoffMs: number): number {
     if (!this.#store.isOpen || this.#count === 0) return 0;
+    // Until the times stamped before a step of the clock have moved, ages lie.
+    if (this.#followClock()) return 0;
     // created_ms grows with id, so the expired rows are a prefix.
     const row = this.#store.db.prepare(
-      "SELECT id FROM mqtt_outbox WHERE created_ms >= ? ORDER BY id LIMIT 1",
-    ).get(cutoffMs) as { id: number } | undefined;
+      "SELECT id FROM mqtt_outbox WHERE created_ms >= ? OR created_ms < ? ORDER BY id LIMIT 1",
+    ).get(cutoffMs, CLOCK_SET_AFTER_MS) as { id: number } | undefined;
     const upTo = row ? row.id - 1 : this.#lastId;
     const gone = this.#deleteUpTo(upTo);
     this.#count -= gone.rows;
@@ -415,9 +438,48 @@ export class Outbox {
     return gone.rows;
   }
 
+  /**
+   * Follows steps of the system clock as `ReadingLog.followClock` does: the
+   * creation times this process stamped before a step move by as much (in
+   * the next group transaction), so that a message's age stays the time it
+   * has waited. Returns whether a move is still owed.
+   */
+  #followClock(): boolean {
+    const deltaMs = this.#steps.take();
+    if (deltaMs !== 0 && this.#lastId >= this.#firstIdThisRun) {
+      this.#owed.push({ upTo: this.#lastId, deltaMs });
+    }
+    if (this.#owed.length > 0 && !this.#settling) {
+      if (this.#store.commits.writing) queueMicrotask(() => this.#followClock());
+      else if (this.#store.isOpen) this.#settle();
+    }
+    return this.#owed.length > 0;
+  }
+
+  #settle(): void {
+    const owed = this.#owed.slice();
+    this.#settling = true;
+    const firstId = this.#firstIdThisRun;
+    const shift = this.#store.commits.db.prepare(
+      "UPDATE mqtt_outbox SET created_ms = created_ms + ? WHERE id >= ? AND id <= ?",
+    );
+    this.#store.commits.stage(() => {
+      for (const o of owed) shift.run(o.deltaMs, firstId, o.upTo);
+    }).then(
+      () => void this.#owed.splice(0, owed.length),
+      (err) => {
+        // Owed still: the next look tries again.
+        log.error("moving message times after a step of the system clock failed: {error}", {
+          error: String(err),
+        });
+      },
+    ).finally(() => this.#settling = false);
+  }
+
   /** When the oldest waiting row was accepted (UTC ms), or null. */
   oldestCreatedMs(): number | null {
     if (this.#count === 0 || !this.#store.isOpen) return null;
+    this.#followClock();
     const row = this.#store.db.prepare(
       "SELECT created_ms FROM mqtt_outbox ORDER BY id LIMIT 1",
     ).get() as { created_ms: number } | undefined;

@@ -8,6 +8,7 @@
  * @module
  */
 import { Hono } from "hono";
+import { clockIsSet } from "../../lib/mod.ts";
 import { bodyLimit } from "./body_limit.ts";
 import { OutboxFullError, type Reading, type ReadingLog } from "../readings.ts";
 import type { Counter } from "../metrics.ts";
@@ -49,15 +50,14 @@ function acceptor(opts: IngestOptions): (readings: Reading[]) => Promise<number>
 }
 
 /**
- * A system clock that reads before this, or before the newest reading edged
- * received, is not set (a gateway without a real-time clock, before NTP
- * answers): it cannot tell a timestamp from the future then.
+ * A system clock that reads before `CLOCK_SET_AFTER_MS` (lib/clock.ts), or
+ * before the newest reading edged received, is not set (a gateway without a
+ * real-time clock, before NTP answers): it cannot tell a timestamp from the
+ * future then.
  */
-export const CLOCK_SET_AFTER_MS = Date.UTC(2026, 0, 1);
-
 function rules(opts: IngestOptions): ReadingRules {
   const now = Date.now();
-  const set = now >= CLOCK_SET_AFTER_MS && now >= opts.log.lastReceivedMs;
+  const set = clockIsSet(now) && now >= opts.log.lastReceivedMs;
   // Readings whose timestamps lie ahead of an unset clock are kept, as sent.
   return { maxBatch: opts.maxBatch, maxFutureMs: set ? opts.maxFutureSkewMs : Infinity, now };
 }

@@ -274,3 +274,49 @@ Deno.test("redactUrl: broker credentials never reach a log line", () => {
   assert.equal(redactUrl("ws://u:p@h:80/mqtt"), "ws://h:80/mqtt");
   assert.equal(redactUrl("mqtt://127.0.0.1:1883"), "mqtt://127.0.0.1:1883");
 });
+
+Deno.test("outbox: after a step of the system clock, the messages of this run keep their age; 1970 stamps have none", async () => {
+  const HOUR = 3_600_000;
+  const real = Date.now;
+  let offset = 0;
+  Date.now = () => real() + offset;
+  try {
+    const { dir, store, outbox } = await setup();
+    offset = Date.UTC(1970, 0, 2) - real(); // booted without a real-time clock
+    outbox.add("t", enc("1970"));
+    await outbox.flush();
+    store.close();
+
+    offset = 0; // set by NTP, then restarted
+    const store2 = Store.open(dir);
+    try {
+      const reopened = new Outbox(store2);
+      reopened.add("t", enc("a"));
+      reopened.add("t", enc("b"));
+      await reopened.flush();
+      const stamps = () =>
+        (store2.db.prepare("SELECT created_ms FROM mqtt_outbox ORDER BY id").all() as {
+          created_ms: number;
+        }[]).map((r) => r.created_ms);
+      const [old, a] = stamps();
+      offset = 2 * 24 * HOUR; // set ahead by two days
+      // Seen at once; expiring waits until the stamps before the step have moved.
+      assert.equal(reopened.expire(Date.now() + 1), 0);
+      await store2.commits.flushed();
+      const [oldAfter, aAfter] = stamps();
+      assert.equal(oldAfter, old, "an earlier run's stamp stays");
+      assert.equal(aAfter, a + offset, "this run's stamps move with the clock");
+      // An hour's limit: the 1970 row has no age and keeps everything behind it.
+      assert.equal(reopened.expire(Date.now() - HOUR), 0);
+      assert.equal(reopened.pending, 3);
+      reopened.ackUpTo(reopened.readAfter(0, 1)[0].id);
+      // The two messages waited milliseconds, not two days.
+      assert.equal(reopened.expire(Date.now() - HOUR), 0);
+      assert.equal(reopened.expire(Date.now() + 1), 2);
+    } finally {
+      store2.close();
+    }
+  } finally {
+    Date.now = real;
+  }
+});
