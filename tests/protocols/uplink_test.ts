@@ -305,7 +305,8 @@ Deno.test("outbox: after a step of the system clock, the messages of this run ke
       await store2.commits.flushed();
       const [oldAfter, aAfter] = stamps();
       assert.equal(oldAfter, old, "an earlier run's stamp stays");
-      assert.equal(aAfter, a + offset, "this run's stamps move with the clock");
+      // The step as measured: Date.now() has whole milliseconds.
+      assert.ok(Math.abs(aAfter - (a + offset)) <= 2, "this run's stamps move with the clock");
       // An hour's limit: the 1970 row has no age and keeps everything behind it.
       assert.equal(reopened.expire(Date.now() - HOUR), 0);
       assert.equal(reopened.pending, 3);
