@@ -128,6 +128,12 @@ export async function killProcessesIn(root: string): Promise<string[]> {
  * (/dev/ptmx points into it), never anything of the host's /dev.
  */
 export async function mountSystem(root: string): Promise<void> {
+  // The root a private mount point of its own: inside a directory of the
+  // host's file system, `unshare --mount` (the full-disk tests' tmpfs) cannot
+  // make its mounts private and refuses ("cannot change root filesystem
+  // propagation"), and those tests were skipped.
+  await sh("mount", ["--bind", root, root]);
+  await sh("mount", ["--make-private", root]);
   await sh("mount", ["-t", "proc", "proc", `${root}/proc`]);
   await sh("mount", ["-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", `${root}/sys`]);
   await Deno.mkdir(`${root}/dev/shm`, { recursive: true });
