@@ -51,6 +51,7 @@ export async function createComponents(ctx: RuntimeContext): Promise<Component[]
     logLinesPerSecond: m.log_lines_per_second,
     threadMsPerSecond: m.thread_ms_per_second,
     workers: m.workers,
+    memoryBudgetBytes: m.memory_budget_bytes,
   });
   // MQTT first: it starts before and stops after the modules, so their last
   // uplink messages still reach the durable outbox.

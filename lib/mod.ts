@@ -1,6 +1,6 @@
 /**
  * The ground floor every other folder builds on: the error base, exit codes,
- * the system clock's steps,
+ * the system clock's steps, the device's memory,
  * durable file writes, hex and digests, byte joins, progress display, MQTT topic
  * rules, a garbage collection on demand, POSIX paths without `node:path` and
  * the Workers' entry modules from source or from the bundle.
@@ -25,6 +25,7 @@ export { collectNow } from "./gc.ts";
 export { copyFileAtomic, syncDir, writeFileAtomic } from "./fs.ts";
 export { fromHex, sha256File, sha256Hex, toHex } from "./hex.ts";
 export { joinPath, parentDir, pathFromFileUrl, resolvePath } from "./path.ts";
+export { deviceMemoryBytes, type MemorySources } from "./memory.ts";
 export {
   configureLogging,
   getLogger,

@@ -467,6 +467,14 @@ export const CONFIG_RULES: readonly ConfigRule[] = [
     min: 1,
     max: 64,
   },
+  {
+    path: ["modules", "memory_budget_bytes"],
+    env: "EDGED_MODULES_MEMORY_BUDGET_BYTES",
+    type: "number",
+    int: true,
+    min: 65536,
+    max: 1125899906842624,
+  },
   { path: ["adapters"], type: "file-only", default: { modbus: [], opcua: [] } },
   {
     path: ["nn", "memory_bytes"],

@@ -187,6 +187,12 @@ const modulesSchema = z.strictObject({
   thread_ms_per_second: z.number().int().min(1).max(1000).default(50),
   /** Workers (threads without permissions) that run module code, many modules each. */
   workers: z.number().int().min(1).max(64).default(2),
+  /**
+   * Memory the installed modules may use together: the sum of their manifests'
+   * `limits.memory_bytes`. An install past it is refused (507 `module_memory_budget`).
+   * Unset: half of the device's memory (or of edged's cgroup memory limit, if lower).
+   */
+  memory_budget_bytes: z.number().int().min(65536).max(2 ** 50).optional(),
 });
 
 const MIB = 1024 * 1024;

@@ -16,6 +16,7 @@ import { modulesApi } from "./api.ts";
 import { ModuleNotFoundError } from "./errors.ts";
 import type { CallOutcome } from "./instance.ts";
 import type { ModuleHost, ModuleHostOptions } from "./module_host.ts";
+import { moduleMemoryBudget } from "./manifest_limits.ts";
 import { registerModuleMetrics } from "./module_metrics.ts";
 import type { ModuleStatus } from "./module_record.ts";
 import { ModuleStore } from "./persist.ts";
@@ -45,6 +46,8 @@ export class LazyModuleHost {
   #hostStart: Promise<void> | undefined;
   #started = false;
   #stopped = false;
+  /** The memory budget before the host is built (read once). */
+  #budget: number | undefined;
 
   /** A host for `options` (not built yet); its module metrics are registered now. */
   constructor(options: ModuleHostOptions) {
@@ -54,6 +57,11 @@ export class LazyModuleHost {
         moduleMetrics: registerModuleMetrics(
           options.metrics,
           () => this.names().map((n) => this.status(n)),
+          () =>
+            this.#host ? { budget: this.#host.memoryBudget, claimed: this.#host.memoryClaimed } : {
+              budget: this.#budget ??= moduleMemoryBudget(options.memoryBudgetBytes),
+              claimed: 0,
+            },
         ),
       }
       : options;

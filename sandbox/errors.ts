@@ -110,6 +110,27 @@ export class ModuleEffectsRefusedError extends EdgedError {
   }
 }
 
+/**
+ * An install that would take the memory the installed modules may use
+ * together (the sum of their `limits.memory_bytes`) past the device's module
+ * memory budget (`modules.memory_budget_bytes`). Nothing was installed. 507
+ * as for a quota the request would exceed (RFC 4331 section 6).
+ */
+export class ModuleMemoryBudgetError extends EdgedError {
+  override readonly code = "module_memory_budget";
+  override readonly status = 507;
+  /** Builds the error: `asked` by the module, `claimed` by the others, of `budget`. */
+  constructor(name: string, asked: number, claimed: number, budget: number) {
+    const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+    super(
+      `module "${name}" may use ${mib(asked)} of memory (limits.memory_bytes), but the other ` +
+        `installed modules may use ${mib(claimed)} of the ${mib(budget)} the device gives ` +
+        `modules (modules.memory_budget_bytes): lower its limit, remove a module, or raise ` +
+        `the budget`,
+    );
+  }
+}
+
 /** A call waiting on a sandbox Worker that died or was stopped; retry shortly. */
 export class WorkerGoneError extends EdgedError {
   override readonly code = "sandbox_unavailable";

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { deviceMemoryBytes } from "../lib/mod.ts";
 
 /** Hard ceilings no manifest may exceed, whatever it asks for. */
 export const CEILINGS = {
@@ -30,4 +31,15 @@ export const CEILINGS = {
  */
 export function defaultPublishBytesPerCall(maxPayloadBytes: number): number {
   return Math.max(1024 * 1024, maxPayloadBytes + 4096);
+}
+
+/**
+ * The memory the installed modules may use together (`modules.memory_budget_bytes`):
+ * `configured`, or when unset half of the device's memory (or of edged's
+ * cgroup limit, if lower; 1 GiB when neither can be read).
+ */
+export function moduleMemoryBudget(configured?: number): number {
+  if (configured !== undefined) return configured;
+  const device = deviceMemoryBytes();
+  return device === undefined ? 1 << 30 : Math.floor(device / 2);
 }

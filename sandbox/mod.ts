@@ -33,6 +33,7 @@ export {
   ModuleFailedError,
   ModuleFault,
   ModuleLoadingError,
+  ModuleMemoryBudgetError,
   ModuleNotFoundError,
   ModuleQuarantinedError,
   ModuleValidationError,

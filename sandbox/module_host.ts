@@ -27,7 +27,12 @@ import {
   ReadingLog,
   type RowsListener,
 } from "../runtime/mod.ts";
-import { ModuleFailedError, ModuleQuarantinedError, PayloadTooLargeError } from "./errors.ts";
+import {
+  ModuleFailedError,
+  ModuleMemoryBudgetError,
+  ModuleQuarantinedError,
+  PayloadTooLargeError,
+} from "./errors.ts";
 import { loadedManifestParser, manifestParser } from "./_manifest_parser.ts";
 import type { CallOutcome } from "./instance.ts";
 import { SqliteKv, type StoreLike } from "./kv.ts";
@@ -48,6 +53,7 @@ import { Installer } from "./installer.ts";
 import { Lanes } from "./lanes.ts";
 import { Outcomes } from "./outcomes.ts";
 import { KeyedLock } from "./_keyed_lock.ts";
+import { moduleMemoryBudget } from "./manifest_limits.ts";
 
 const log = getLogger(["edged", "modules"]);
 
@@ -99,6 +105,14 @@ export interface ModuleHostOptions {
    * One more, the probation Worker, starts when a module first runs out of fuel.
    */
   workers?: number;
+  /**
+   * Memory the installed modules may use together: the sum of their
+   * manifests' `limits.memory_bytes`. An install past it is refused with
+   * {@linkcode ModuleMemoryBudgetError}; modules already installed load
+   * whatever the budget. @default half of the device's memory
+   * (`moduleMemoryBudget`, manifest_limits.ts)
+   */
+  memoryBudgetBytes?: number;
   /** Registry for per-module gauges (scraped at /metrics). */
   metrics?: Metrics;
   /**
@@ -125,6 +139,8 @@ export class ModuleHost {
     & Pick<ModuleHostOptions, "nn">
     & { preload: string[] };
   #stopped = false;
+  /** Each installed (or installing) module's claim on the memory budget: its `limits.memory_bytes`. */
+  readonly #memory = new Map<string, number>();
   readonly #installed: InstalledModules;
   readonly #kv: SqliteKv;
   readonly #disk: ModuleStore;
@@ -170,6 +186,7 @@ export class ModuleHost {
       preload: [],
       deadlineMs: callDeadlineMs,
       ...options,
+      memoryBudgetBytes: moduleMemoryBudget(options.memoryBudgetBytes),
     };
     if (this.#opts.queueCapacity < 1) {
       throw new RangeError(`queueCapacity must be at least 1, got ${this.#opts.queueCapacity}`);
@@ -285,6 +302,7 @@ export class ModuleHost {
       this.#metrics = registerModuleMetrics(
         options.metrics,
         () => this.names().map((n) => this.status(n)),
+        () => ({ budget: this.memoryBudget, claimed: this.memoryClaimed }),
       );
     }
     this.#outcomes = new Outcomes({
@@ -322,14 +340,33 @@ export class ModuleHost {
 
   /** Loads installed modules, then preloads; resolves once all are running. */
   async start(): Promise<void> {
-    for (const stored of this.#disk.loadAll()) {
+    const stored = this.#disk.loadAll();
+    // Claimed before they load, so that an install meanwhile counts them.
+    for (const m of stored) {
+      if ("error" in m) continue;
       try {
-        await this.#installer.loadInstalled(stored);
+        this.#memory.set(m.name, (await manifestParser())(m.manifestJson).limits.memory_bytes);
+      } catch { /* it will not load either: loadInstalled says why */ }
+    }
+    for (const m of stored) {
+      try {
+        await this.#installer.loadInstalled(m);
       } finally {
-        this.#installed.loaded(stored.name);
+        this.#installed.loaded(m.name);
+        if (this.#installed.get(m.name)?.state === "failed") this.#memory.delete(m.name);
       }
     }
     this.#installed.loadingDone();
+    const claimed = this.memoryClaimed;
+    if (claimed > this.#opts.memoryBudgetBytes) {
+      log.warning(
+        "the installed modules may use {claimed} MiB of memory, more than the budget of {budget} MiB (modules.memory_budget_bytes): they run, but no install that adds to it is taken",
+        {
+          claimed: (claimed / 1048576).toFixed(1),
+          budget: (this.#opts.memoryBudgetBytes / 1048576).toFixed(1),
+        },
+      );
+    }
     for (const dir of this.#opts.preload) {
       try {
         const manifestJson = await Deno.readTextFile(join(dir, "manifest.json"));
@@ -380,9 +417,41 @@ export class ModuleHost {
     }
     const manifest = parseManifest(manifestInput);
     return this.#lock.run(manifest.name, async () => {
-      const validated = await this.#installer.activate(manifest, bytes, true);
-      return this.status(validated.manifest.name);
+      const { name } = manifest;
+      const before = this.#memory.get(name);
+      this.#claimMemory(name, manifest.limits.memory_bytes);
+      try {
+        const validated = await this.#installer.activate(manifest, bytes, true);
+        return this.status(validated.manifest.name);
+      } catch (err) {
+        // The version it would have replaced (if any) keeps running: its claim stands.
+        if (before === undefined || this.#installed.get(name) === undefined) {
+          this.#memory.delete(name);
+        } else this.#memory.set(name, before);
+        throw err;
+      }
     });
+  }
+
+  /** The memory budget of the modules (see {@linkcode ModuleHostOptions.memoryBudgetBytes}). */
+  get memoryBudget(): number {
+    return this.#opts.memoryBudgetBytes;
+  }
+
+  /** What the installed modules may use together: the sum of their `limits.memory_bytes`. */
+  get memoryClaimed(): number {
+    let sum = 0;
+    for (const bytes of this.#memory.values()) sum += bytes;
+    return sum;
+  }
+
+  /** Claims `bytes` of the budget for module `name` (in place of its claim so far), or throws. */
+  #claimMemory(name: string, bytes: number): void {
+    const others = this.memoryClaimed - (this.#memory.get(name) ?? 0);
+    if (others + bytes > this.#opts.memoryBudgetBytes) {
+      throw new ModuleMemoryBudgetError(name, bytes, others, this.#opts.memoryBudgetBytes);
+    }
+    this.#memory.set(name, bytes);
   }
 
   /**
@@ -402,6 +471,7 @@ export class ModuleHost {
         this.#feeder.detach(r);
       }
       this.#installed.delete(name);
+      this.#memory.delete(name);
       this.#disk.remove(name);
       if (!keepState) this.#kv.clear(name);
       this.#metrics?.callDuration.remove({ module: name });

@@ -20,8 +20,19 @@ export interface ModuleMetrics {
 export function registerModuleMetrics(
   metrics: Metrics,
   statuses: () => ModuleStatus[],
+  memory: () => { budget: number; claimed: number },
 ): ModuleMetrics {
   const each = (fn: (s: ModuleStatus) => void) => statuses().forEach(fn);
+  metrics.gauge(
+    "edged_modules_memory_bytes",
+    "The modules' memory budget (modules.memory_budget_bytes) and how much of it the installed modules may use (the sum of their limits.memory_bytes).",
+    ["of"],
+    (set) => {
+      const m = memory();
+      set(m.budget, { of: "budget" });
+      set(m.claimed, { of: "claimed" });
+    },
+  );
   metrics.gauge("edged_modules", "Installed modules by state.", ["state"], (set) => {
     const counts: Record<ModuleState, number> = {
       running: 0,

@@ -43,6 +43,8 @@ export function configReference(): string {
     "flags `--data-dir` and `--listen`. Arrays in the environment are comma-separated; an empty",
     "variable counts as unset. Unknown or invalid settings stop the start (exit code 2) with a message",
     "naming the setting and where it came from. `device_id` unset means the host name;",
+    "`modules.memory_budget_bytes` unset means half of the device's memory (or of edged's cgroup",
+    "memory limit, if lower);",
     "`modules.max_lag` left at its default is lowered to `store.max_pending_readings` when that is",
     "smaller (set, it may not exceed it). What each setting does is described in",
     "[operators.md](operators.md) and beside its key in `runtime/config_schema.ts`.",

@@ -256,3 +256,63 @@ Deno.test("POST messages answers 507 module_effects_refused when the runtime ref
     await Deno.remove(proc.dataDir, { recursive: true });
   }
 });
+
+Deno.test("modules API: the memory budget refuses an install past it (507), counts a swap once, frees on delete, holds after a restart", async () => {
+  const MIB = 1 << 20;
+  const claimed = async (p: EdgedProcess) => {
+    const text = await (await fetch(`${p.url}/metrics`)).text();
+    const of = (what: string) =>
+      Number(
+        text.match(new RegExp(`^edged_modules_memory_bytes\\{of="${what}"\\} (\\d+)`, "m"))?.[1],
+      );
+    return { budget: of("budget"), claimed: of("claimed") };
+  };
+  const put = async (p: EdgedProcess, name: string, memory: number, wasm?: Uint8Array) => {
+    const res = await p.api(`/api/v1/modules/${name}`, {
+      method: "PUT",
+      body: await form("relay-wat", (m) => {
+        m.name = name;
+        (m.limits as Record<string, number>).memory_bytes = memory;
+      }, wasm),
+    });
+    return { status: res.status, body: await res.json() };
+  };
+  let proc = await startEdged({ env: { EDGED_MODULES_MEMORY_BUDGET_BYTES: String(3 * MIB) } });
+  const dataDir = proc.dataDir;
+  try {
+    assert.deepEqual(await claimed(proc), { budget: 3 * MIB, claimed: 0 });
+    assert.equal((await put(proc, "a", MIB)).status, 201);
+    assert.equal((await put(proc, "b", MIB)).status, 201);
+    const over = await put(proc, "c", 2 * MIB);
+    assert.equal(over.status, 507);
+    assert.equal(over.body.error.code, "module_memory_budget");
+    assert.match(over.body.error.message, /2\.0 MiB .* 2\.0 MiB of the 3\.0 MiB/);
+    assert.equal((await proc.api("/api/v1/modules/c")).status, 404, "nothing of it installed");
+    // A swap replaces its own claim: 1 MiB of b plus the new 2 MiB of a fit.
+    assert.equal((await put(proc, "a", 2 * MIB)).status, 200);
+    assert.deepEqual(await claimed(proc), { budget: 3 * MIB, claimed: 3 * MIB });
+    // A swap that fails validation leaves the running version's claim as it was.
+    assert.equal((await put(proc, "b", 65536, new Uint8Array([0, 1, 2]))).status, 422);
+    assert.equal((await claimed(proc)).claimed, 3 * MIB);
+    assert.equal((await put(proc, "c", MIB)).status, 507);
+    assert.equal((await proc.api("/api/v1/modules/b", { method: "DELETE" })).status, 204);
+    assert.equal((await put(proc, "c", MIB)).status, 201);
+  } finally {
+    await proc.stop();
+  }
+  // Restarted with a smaller budget: what is installed still runs; nothing more is taken.
+  proc = await startEdged({ dataDir, env: { EDGED_MODULES_MEMORY_BUDGET_BYTES: String(MIB) } });
+  try {
+    const list = await (await proc.api("/api/v1/modules")).json();
+    assert.deepEqual(
+      list.modules.map((m: { name: string; state: string }) => `${m.name}:${m.state}`).sort(),
+      ["a:running", "c:running"],
+    );
+    assert.deepEqual(await claimed(proc), { budget: MIB, claimed: 3 * MIB });
+    assert.ok(proc.lines.some((l) => l.includes("more than the budget")), "the excess is logged");
+    assert.equal((await put(proc, "d", 65536)).status, 507);
+  } finally {
+    await proc.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
