@@ -42,8 +42,13 @@ export function withTmpfs(dir: string, mb: number): string[] {
   ];
 }
 
-/** `nsenter` arguments that run what follows in the namespaces of `pid` (made by {@linkcode withTmpfs}). */
+/**
+ * `nsenter` arguments that run what follows in the namespaces of `pid` (made
+ * by {@linkcode withTmpfs}), with its root and working directory: entering a
+ * mount namespace otherwise starts at that namespace's root, which in a
+ * chroot is not the chroot's.
+ */
 export function enter(pid: number): string[] {
   const user = UNSHARE_FLAGS?.includes("--user") ? ["--user"] : [];
-  return [`--target=${pid}`, ...user, "--mount"];
+  return [`--target=${pid}`, ...user, "--mount", "--root", "--wd"];
 }
