@@ -63,3 +63,79 @@ export class ClockSteps {
     return Math.abs(step) >= this.#tolerance ? Math.round(step) : 0;
   }
 }
+
+/** A step of the system clock that the stamps of rows up to id `upTo` do not follow yet. */
+export interface OwedStep {
+  upTo: number;
+  deltaMs: number;
+}
+
+/** Options of {@linkcode StampFollower}. */
+export interface StampFollowerOptions {
+  /** The first id this process stamps (rows below it carry an earlier run's clock). */
+  firstId: number;
+  /** The highest id stamped so far. */
+  lastId: () => number;
+  /** Whether a transaction is being written now: the move then goes into the next one. */
+  writing: () => boolean;
+  /**
+   * Moves, for each owed step, the stamps of ids `firstId..upTo` by its
+   * `deltaMs`, in one transaction; rejects (when nothing moved) to be tried
+   * again at the next look.
+   */
+  move: (owed: readonly OwedStep[]) => Promise<void>;
+  /** A step was seen (its move is still to come). */
+  onStep?: (deltaMs: number) => void;
+  /** The clocks to watch (tests). */
+  steps?: ClockSteps;
+}
+
+/**
+ * Keeps the system-clock stamps of a table's rows (when a reading was
+ * received, when a message was accepted) true to the time they have waited
+ * when NTP steps the clock: the stamps this process took before a step move
+ * by as much. Whoever stamps looks first ({@linkcode StampFollower.follow}),
+ * so the rows stamped before a step are exactly those up to the last id when
+ * it is seen, and the move can come later, in the next transaction.
+ */
+export class StampFollower {
+  readonly #o: StampFollowerOptions;
+  readonly #steps: ClockSteps;
+  #owed: OwedStep[] = [];
+  #moving = false;
+
+  /** Follows from now. */
+  constructor(options: StampFollowerOptions) {
+    this.#o = options;
+    this.#steps = options.steps ?? new ClockSteps();
+  }
+
+  /** Looks at the clock; returns whether a move is still owed (ages are not to be trusted yet). */
+  follow(): boolean {
+    const deltaMs = this.#steps.take();
+    const lastId = this.#o.lastId();
+    if (deltaMs !== 0 && lastId >= this.#o.firstId) {
+      this.#owed.push({ upTo: lastId, deltaMs });
+      this.#o.onStep?.(deltaMs);
+    }
+    if (this.#owed.length > 0 && !this.#moving) {
+      if (this.#o.writing()) queueMicrotask(() => this.follow());
+      else this.#move();
+    }
+    return this.#owed.length > 0;
+  }
+
+  /** Ids above `lastId` were given back (a rollback): whoever gets them stamps after every step seen. */
+  clampTo(lastId: number): void {
+    for (const o of this.#owed) o.upTo = Math.min(o.upTo, lastId);
+  }
+
+  #move(): void {
+    const owed = this.#owed.slice();
+    this.#moving = true;
+    this.#o.move(owed).then(
+      () => void this.#owed.splice(0, owed.length),
+      () => {/* owed still: the next look tries again */},
+    ).finally(() => this.#moving = false);
+  }
+}

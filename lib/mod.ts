@@ -10,7 +10,15 @@
  * @module
  */
 export { concatBytes } from "./bytes.ts";
-export { CLOCK_SET_AFTER_MS, clockIsSet, ClockSteps, type ClockStepsOptions } from "./clock.ts";
+export {
+  CLOCK_SET_AFTER_MS,
+  clockIsSet,
+  ClockSteps,
+  type ClockStepsOptions,
+  type OwedStep,
+  StampFollower,
+  type StampFollowerOptions,
+} from "./clock.ts";
 export { entryIn, workerEntry } from "./entry.ts";
 export {
   EdgedError,

@@ -11,7 +11,13 @@
  *
  * @module
  */
-import { CLOCK_SET_AFTER_MS, ClockSteps, EdgedError, getLogger } from "../lib/mod.ts";
+import {
+  CLOCK_SET_AFTER_MS,
+  EdgedError,
+  getLogger,
+  type OwedStep,
+  StampFollower,
+} from "../lib/mod.ts";
 import type { CommitParticipant, GroupCommit, Settle } from "./commit.ts";
 import type { Store } from "./store.ts";
 import type { StatementSync } from "node:sqlite";
@@ -140,11 +146,8 @@ export class ReadingLog implements CommitParticipant {
   #lastReceivedMs: number;
   /** The first id this process gave a reading (older rows carry an earlier run's clock). */
   readonly #firstIdThisRun: number;
-  /** Steps of the system clock (see {@linkcode ReadingLog.followClock}). */
-  readonly #steps = new ClockSteps();
-  /** Steps not yet applied to the rows stamped before them. */
-  #owed: { upTo: number; deltaMs: number }[] = [];
-  #settling = false;
+  /** Moves the receive times this process stamped when the clock steps (see {@linkcode ReadingLog.followClock}). */
+  readonly #clock: StampFollower;
   #commitListeners = new Set<(durableId: number) => void>();
   #rowListeners = new Set<RowsListener>();
   #holds = new Set<{ id: number }>();
@@ -189,6 +192,16 @@ export class ReadingLog implements CommitParticipant {
     this.#lastId = Math.max(maxId, this.#uplinkedId);
     this.#durableId = this.#lastId;
     this.#firstIdThisRun = this.#lastId + 1;
+    const shift = db.prepare(
+      "UPDATE readings SET received_ms = received_ms + ? WHERE id >= ? AND id <= ?",
+    );
+    this.#clock = new StampFollower({
+      firstId: this.#firstIdThisRun,
+      lastId: () => this.#lastId,
+      writing: () => this.#commits.writing,
+      onStep: (deltaMs) => this.#lastReceivedMs += deltaMs,
+      move: (owed) => this.#moveStamps(shift, owed),
+    });
     this.#prunedBelow =
       (db.prepare("SELECT coalesce(min(id), 1) - 1 AS id FROM readings").get() as {
         id: number;
@@ -461,45 +474,31 @@ export class ReadingLog implements CommitParticipant {
    * Returns whether a move is still owed (ages are not to be trusted yet).
    */
   followClock(): boolean {
-    const deltaMs = this.#steps.take();
-    if (deltaMs !== 0 && this.#lastId >= this.#firstIdThisRun) {
-      this.#owed.push({ upTo: this.#lastId, deltaMs });
-      this.#lastReceivedMs += deltaMs;
-    }
-    if (this.#owed.length > 0 && !this.#settling) {
-      // Inside a group transaction (a stamp looked): the move goes into the
-      // next one, its range already fixed.
-      if (this.#commits.writing) queueMicrotask(() => this.followClock());
-      else if (this.#store.isOpen) this.#settle();
-    }
-    return this.#owed.length > 0;
+    return this.#clock.follow();
   }
 
-  #settle(): void {
-    const owed = this.#owed.slice();
-    this.#settling = true;
-    const firstId = this.#firstIdThisRun;
-    const shift = this.#commits.db.prepare(
-      "UPDATE readings SET received_ms = received_ms + ? WHERE id >= ? AND id <= ?",
-    );
+  #moveStamps(shift: StatementSync, owed: readonly OwedStep[]): Promise<void> {
+    if (!this.#store.isOpen) return Promise.reject(new Error("store is closed"));
     const moved: number[] = [];
-    this.#commits.stage(() => {
+    return this.#commits.stage(() => {
       moved.length = 0;
+      const firstId = this.#firstIdThisRun;
       for (const o of owed) moved.push(Number(shift.run(o.deltaMs, firstId, o.upTo).changes));
-    }).then(() => {
-      this.#owed.splice(0, owed.length);
-      owed.forEach((o, i) =>
-        log.warning(
-          "the system clock was set by {step} s: the receive times of the {moved} readings received before it, since start, moved with it",
-          { step: (o.deltaMs / 1000).toFixed(1), moved: moved[i] },
-        )
-      );
-    }, (err) => {
-      // Owed still: the next look tries again.
-      log.error("moving receive times after a step of the system clock failed: {error}", {
-        error: String(err),
-      });
-    }).finally(() => this.#settling = false);
+    }).then(
+      () =>
+        owed.forEach((o, i) =>
+          log.warning(
+            "the system clock was set by {step} s: the receive times of the {moved} readings received before it, since start, moved with it",
+            { step: (o.deltaMs / 1000).toFixed(1), moved: moved[i] },
+          )
+        ),
+      (err) => {
+        log.error("moving receive times after a step of the system clock failed: {error}", {
+          error: String(err),
+        });
+        throw err;
+      },
+    );
   }
 
   /** Up to `limit` readings with id above `afterId`, in log order (for the uplink and modules). */

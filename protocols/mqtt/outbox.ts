@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { CLOCK_SET_AFTER_MS, ClockSteps, getLogger } from "../../lib/mod.ts";
+import { CLOCK_SET_AFTER_MS, getLogger, StampFollower } from "../../lib/mod.ts";
 import type { BusMessage, BusSink, Settle, Store } from "../../runtime/mod.ts";
 
 /** One message waiting for its PUBACK. */
@@ -122,10 +122,8 @@ export class Outbox {
   #lastId: number;
   /** The first id this process gave a message (older rows carry an earlier run's clock). */
   readonly #firstIdThisRun: number;
-  /** Steps of the system clock, and those not yet applied (see `ReadingLog.followClock`). */
-  readonly #steps = new ClockSteps();
-  #owed: { upTo: number; deltaMs: number }[] = [];
-  #settling = false;
+  /** Moves the creation times this process stamped when the clock steps (see `ReadingLog.followClock`). */
+  readonly #clock: StampFollower;
   /** Highest id durable: the uplink reads up to here. */
   #durableId: number;
   /** What the transaction being built added and dropped, to undo on a rollback. */
@@ -183,6 +181,25 @@ export class Outbox {
     this.#lastId = stats.last;
     this.#durableId = stats.last;
     this.#firstIdThisRun = stats.last + 1;
+    const shift = store.commits.db.prepare(
+      "UPDATE mqtt_outbox SET created_ms = created_ms + ? WHERE id >= ? AND id <= ?",
+    );
+    this.#clock = new StampFollower({
+      firstId: this.#firstIdThisRun,
+      lastId: () => this.#lastId,
+      writing: () => store.commits.writing,
+      move: (owed) => {
+        if (!store.isOpen) return Promise.reject(new Error("store is closed"));
+        return store.commits.stage(() => {
+          for (const o of owed) shift.run(o.deltaMs, this.#firstIdThisRun, o.upTo);
+        }).catch((err) => {
+          log.error("moving message times after a step of the system clock failed: {error}", {
+            error: String(err),
+          });
+          throw err;
+        });
+      },
+    });
     this.#bytes = stats.bytes;
     this.#insert = store.commits.db.prepare(
       "INSERT INTO mqtt_outbox (id, topic, payload, reading_mark, created_ms) VALUES (?, ?, ?, ?, ?)",
@@ -312,7 +329,7 @@ export class Outbox {
 
   /** Ids given back by a rollback go to rows stamped after any step seen so far. */
   #unowe(): void {
-    for (const o of this.#owed) o.upTo = Math.min(o.upTo, this.#lastId);
+    this.#clock.clampTo(this.#lastId);
   }
 
   /** The transaction's in-memory state now (see `CommitParticipant.mark`). */
@@ -445,35 +462,7 @@ export class Outbox {
    * has waited. Returns whether a move is still owed.
    */
   #followClock(): boolean {
-    const deltaMs = this.#steps.take();
-    if (deltaMs !== 0 && this.#lastId >= this.#firstIdThisRun) {
-      this.#owed.push({ upTo: this.#lastId, deltaMs });
-    }
-    if (this.#owed.length > 0 && !this.#settling) {
-      if (this.#store.commits.writing) queueMicrotask(() => this.#followClock());
-      else if (this.#store.isOpen) this.#settle();
-    }
-    return this.#owed.length > 0;
-  }
-
-  #settle(): void {
-    const owed = this.#owed.slice();
-    this.#settling = true;
-    const firstId = this.#firstIdThisRun;
-    const shift = this.#store.commits.db.prepare(
-      "UPDATE mqtt_outbox SET created_ms = created_ms + ? WHERE id >= ? AND id <= ?",
-    );
-    this.#store.commits.stage(() => {
-      for (const o of owed) shift.run(o.deltaMs, firstId, o.upTo);
-    }).then(
-      () => void this.#owed.splice(0, owed.length),
-      (err) => {
-        // Owed still: the next look tries again.
-        log.error("moving message times after a step of the system clock failed: {error}", {
-          error: String(err),
-        });
-      },
-    ).finally(() => this.#settling = false);
+    return this.#clock.follow();
   }
 
   /** When the oldest waiting row was accepted (UTC ms), or null. */
