@@ -341,11 +341,12 @@ export class ModuleHost {
   /** Loads installed modules, then preloads; resolves once all are running. */
   async start(): Promise<void> {
     const stored = this.#disk.loadAll();
-    // Claimed before they load, so that an install meanwhile counts them.
+    // Claimed before they load (in one synchronous step), so that an install meanwhile counts them.
+    const parse = stored.some((m) => !("error" in m)) ? await manifestParser() : undefined;
     for (const m of stored) {
-      if ("error" in m) continue;
+      if (!parse || "error" in m) continue;
       try {
-        this.#memory.set(m.name, (await manifestParser())(m.manifestJson).limits.memory_bytes);
+        this.#memory.set(m.name, parse(m.manifestJson).limits.memory_bytes);
       } catch { /* it will not load either: loadInstalled says why */ }
     }
     for (const m of stored) {
