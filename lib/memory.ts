@@ -40,23 +40,20 @@ function cgroupMemoryLimit(readFile: (path: string) => string): number | undefin
     return undefined;
   }
   // One line per hierarchy: "0::/system.slice/edged.service" (v2), "4:memory:/docker/..." (v1).
-  const files: ((dir: string) => string)[] = [];
-  const dirs: string[] = [];
+  const places: { path: string; file: (dir: string) => string }[] = [];
   for (const line of own.split("\n")) {
     const [id, controllers, path] = line.split(/:(.*?):/);
     if (path === undefined) continue;
     if (id === "0" && controllers === "") {
-      files.push((d) => `/sys/fs/cgroup${d}/memory.max`);
-      dirs.push(path);
+      places.push({ path, file: (d) => `/sys/fs/cgroup${d}/memory.max` });
     } else if (controllers.split(",").includes("memory")) {
-      files.push((d) => `/sys/fs/cgroup/memory${d}/memory.limit_in_bytes`);
-      dirs.push(path);
+      places.push({ path, file: (d) => `/sys/fs/cgroup/memory${d}/memory.limit_in_bytes` });
     }
   }
   let lowest: number | undefined;
-  files.forEach((file, i) => {
+  for (const { path, file } of places) {
     // A limit on an ancestor holds too.
-    for (let dir = dirs[i].replace(/\/+$/, "");; dir = dir.slice(0, dir.lastIndexOf("/"))) {
+    for (let dir = path.replace(/\/+$/, "");; dir = dir.slice(0, dir.lastIndexOf("/"))) {
       let n = NaN;
       try {
         n = Number(readFile(file(dir)).trim()); // "max" is NaN
@@ -68,6 +65,6 @@ function cgroupMemoryLimit(readFile: (path: string) => string): number | undefin
       }
       if (dir === "") break;
     }
-  });
+  }
   return lowest;
 }

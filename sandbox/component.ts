@@ -46,7 +46,7 @@ export class LazyModuleHost {
   #hostStart: Promise<void> | undefined;
   #started = false;
   #stopped = false;
-  /** The memory budget before the host is built (read once). */
+  /** The modules' memory budget, read once (the host is given it). */
   #budget: number | undefined;
 
   /** A host for `options` (not built yet); its module metrics are registered now. */
@@ -57,11 +57,7 @@ export class LazyModuleHost {
         moduleMetrics: registerModuleMetrics(
           options.metrics,
           () => this.names().map((n) => this.status(n)),
-          () =>
-            this.#host ? { budget: this.#host.memoryBudget, claimed: this.#host.memoryClaimed } : {
-              budget: this.#budget ??= moduleMemoryBudget(options.memoryBudgetBytes),
-              claimed: 0,
-            },
+          () => ({ budget: this.#memoryBudget(), claimed: this.#host?.memoryClaimed ?? 0 }),
         ),
       }
       : options;
@@ -73,7 +69,10 @@ export class LazyModuleHost {
     if (this.#stopped) return Promise.reject(new Error("the module host has stopped"));
     this.#opening ??= (async () => {
       const { ModuleHost } = await import("./module_host.ts");
-      const host = await ModuleHost.open(this.#options);
+      const host = await ModuleHost.open({
+        ...this.#options,
+        memoryBudgetBytes: this.#memoryBudget(),
+      });
       // Built after the component started: it is ready (not "loading") once it has started too.
       if (this.#started) await (this.#hostStart ??= host.start());
       this.#host = host;
@@ -83,6 +82,10 @@ export class LazyModuleHost {
       throw err;
     });
     return this.#opening;
+  }
+
+  #memoryBudget(): number {
+    return this.#budget ??= moduleMemoryBudget(this.#options.memoryBudgetBytes);
   }
 
   /** Starts the host when it is built (else there is nothing to load yet). */

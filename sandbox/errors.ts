@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { EdgedError } from "../lib/mod.ts";
+import { EdgedError, formatBytes } from "../lib/mod.ts";
 
 /** A module or manifest was refused; `reasons` lists every problem found. */
 export class ModuleValidationError extends EdgedError {
@@ -121,10 +121,10 @@ export class ModuleMemoryBudgetError extends EdgedError {
   override readonly status = 507;
   /** Builds the error: `asked` by the module, `claimed` by the others, of `budget`. */
   constructor(name: string, asked: number, claimed: number, budget: number) {
-    const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
     super(
-      `module "${name}" may use ${mib(asked)} of memory (limits.memory_bytes), but the other ` +
-        `installed modules may use ${mib(claimed)} of the ${mib(budget)} the device gives ` +
+      `module "${name}" may use ${formatBytes(asked)} of memory (limits.memory_bytes), but the ` +
+        `other installed modules may use ${formatBytes(claimed)} of the ${formatBytes(budget)} ` +
+        `the device gives ` +
         `modules (modules.memory_budget_bytes): lower its limit, remove a module, or raise ` +
         `the budget`,
     );

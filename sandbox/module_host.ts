@@ -19,7 +19,7 @@
  */
 
 import { join } from "node:path";
-import { getLogger } from "../lib/mod.ts";
+import { formatBytes, getLogger } from "../lib/mod.ts";
 import {
   type Bus,
   type GroupCommit,
@@ -361,11 +361,8 @@ export class ModuleHost {
     const claimed = this.memoryClaimed;
     if (claimed > this.#opts.memoryBudgetBytes) {
       log.warning(
-        "the installed modules may use {claimed} MiB of memory, more than the budget of {budget} MiB (modules.memory_budget_bytes): they run, but no install that adds to it is taken",
-        {
-          claimed: (claimed / 1048576).toFixed(1),
-          budget: (this.#opts.memoryBudgetBytes / 1048576).toFixed(1),
-        },
+        "the installed modules may use {claimed} of memory, more than the budget of {budget} (modules.memory_budget_bytes): they run, but no install that adds to it is taken",
+        { claimed: formatBytes(claimed), budget: formatBytes(this.#opts.memoryBudgetBytes) },
       );
     }
     for (const dir of this.#opts.preload) {
