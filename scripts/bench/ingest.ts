@@ -5,7 +5,9 @@
  * durable subscription, effects group-committed), whose lag from a reading's
  * 202 to its committed effect is read from `edged_module_effect_lag_seconds`
  * over the whole load; for each single-reading load, the most the machine's
- * cores allow at the CPU edged and the load generator spent per request. Every
+ * cores allow at the CPU edged and the load generator spent per request; and
+ * edged's HTTP server alone under a parse-only route, which tells what the
+ * server costs apart from what edged does behind it. Every
  * edged under load runs from the bundle the binary embeds. Idle memory of
  * edged (from that bundle, and from source), and of the launcher beside the
  * edged it starts, beside a bare Deno process.
@@ -22,9 +24,12 @@ import { buildBundle } from "../bundle.ts";
 
 const READING = { device_id: "pump-7", metric: "temperature", value: 71.5, timestamp: 1700000000 };
 
-async function startAnchor(): Promise<{ url: string; child: Deno.ChildProcess }> {
+/** A parse-only server (the anchor, or edged's HTTP server alone) in a process of its own. */
+async function startAnchor(
+  script = "./_parse_only_server.ts",
+): Promise<{ url: string; child: Deno.ChildProcess }> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", new URL("./_parse_only_server.ts", import.meta.url).pathname],
+    args: ["run", "--allow-net", new URL(script, import.meta.url).pathname],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -37,6 +42,13 @@ async function startAnchor(): Promise<{ url: string; child: Deno.ChildProcess }>
   }
   reader.releaseLock();
   return { url: `http://127.0.0.1:${/PORT (\d+)/.exec(buf)![1]}/`, child };
+}
+
+async function stopAnchor(p: { child: Deno.ChildProcess }): Promise<void> {
+  try {
+    p.child.kill("SIGTERM");
+  } catch { /* exited */ }
+  await p.child.status;
 }
 
 /**
@@ -337,6 +349,7 @@ async function loads(bundle: string, durationS: number): Promise<BenchRow[]> {
   const env = { EDGED_STORE_MAX_PENDING_READINGS: "1000000000" };
   const started: EdgedProcess[] = [];
   let anchor: Awaited<ReturnType<typeof startAnchor>> | undefined;
+  let serverOnly: Awaited<ReturnType<typeof startAnchor>> | undefined;
   try {
     const plain = await startEdged({ env, bundle });
     started.push(plain);
@@ -354,6 +367,31 @@ async function loads(bundle: string, durationS: number): Promise<BenchRow[]> {
         headers: { "content-type": "application/json" },
       });
       const anchorName = `bare Deno.serve parse-only (${a.tool})`;
+      if (batch === 1) {
+        // What the server costs apart from what edged does behind it.
+        serverOnly = await startAnchor("./_server_only.ts");
+        const { load: s, cpu: sCpu } = await loadWithCpu(serverOnly.child.pid, {
+          ...common,
+          url: serverOnly.url,
+          headers: { "content-type": "application/json" },
+        });
+        await stopAnchor(serverOnly);
+        serverOnly = undefined;
+        rows.push({
+          section: "ingest",
+          metric: `${label}, edged's HTTP server alone, requests/s`,
+          edged: s.requestsPerSec,
+          anchor: a.requestsPerSec,
+          anchorName,
+          unit: "req/s",
+          target: "",
+          note: `serveHttp with edged's connection cap and timeouts, a route that only parses ` +
+            `and answers 202 (scripts/bench/_server_only.ts, from source); ` +
+            `CPU per request ${sCpu.total.toFixed(1)} µs (main ${
+              (sCpu.threads.get("deno") ?? 0).toFixed(1)
+            }), the anchor ${aCpu.total.toFixed(1)} µs`,
+        });
+      }
       for (const [edged, which] of [[plain, "no module"], [withModule, "one module"]] as const) {
         const before = which === "one module" ? await lagBuckets(edged) : undefined;
         const handledBefore = which === "one module" ? (await ruleStatus(edged)).messages_in : 0;
@@ -451,10 +489,7 @@ async function loads(bundle: string, durationS: number): Promise<BenchRow[]> {
       target: "",
     });
   } finally {
-    if (anchor) {
-      anchor.child.kill("SIGTERM");
-      await anchor.child.status;
-    }
+    for (const p of [anchor, serverOnly]) if (p) await stopAnchor(p);
     for (const p of started) await stopAndClean(p);
   }
   return rows;
