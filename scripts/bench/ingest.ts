@@ -44,6 +44,7 @@ async function startAnchor(
   return { url: `http://127.0.0.1:${/PORT (\d+)/.exec(buf)![1]}/`, child };
 }
 
+/** Stops a server of {@linkcode startAnchor} and waits for it to exit. */
 async function stopAnchor(p: { child: Deno.ChildProcess }): Promise<void> {
   try {
     p.child.kill("SIGTERM");
