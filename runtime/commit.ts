@@ -14,7 +14,13 @@
  */
 import { setImmediate } from "node:timers";
 import type { DatabaseSync } from "node:sqlite";
-import { getLogger, storageError, StorageFullError } from "../lib/mod.ts";
+import {
+  getLogger,
+  type OwedStep,
+  StampFollower,
+  storageError,
+  StorageFullError,
+} from "../lib/mod.ts";
 
 const log = getLogger(["edged", "store"]);
 
@@ -424,4 +430,50 @@ export class FileSyncer implements WalSyncer {
   close(): void {
     for (const f of this.#files.splice(0)) f.close();
   }
+}
+
+/** Options of {@linkcode followStamps}. */
+export interface FollowStampsOptions {
+  /** The table whose rows carry system-clock stamps, with an integer `id` key. */
+  table: string;
+  /** The column of the stamps (ms since the epoch). */
+  column: string;
+  /** The first id this process stamps (rows below it carry an earlier run's clock). */
+  firstId: number;
+  /** The highest id stamped so far. */
+  lastId: () => number;
+  /** A step was seen (its move is still to come). */
+  onStep?: (deltaMs: number) => void;
+  /** The move of `owed` committed: `moved[i]` rows moved by `owed[i]`. */
+  onMoved?: (owed: readonly OwedStep[], moved: readonly number[]) => void;
+  /** The move failed; nothing moved, and the next look tries again. */
+  onFailed: (err: unknown) => void;
+}
+
+/**
+ * A {@linkcode StampFollower} for `table`'s stamps that moves them in a
+ * transaction of `commits`: for each owed step, the rows this process stamped
+ * up to its id move by its delta.
+ */
+export function followStamps(commits: GroupCommit, o: FollowStampsOptions): StampFollower {
+  const shift = commits.db.prepare(
+    `UPDATE ${o.table} SET ${o.column} = ${o.column} + ? WHERE id >= ? AND id <= ?`,
+  );
+  return new StampFollower({
+    firstId: o.firstId,
+    lastId: o.lastId,
+    writing: () => commits.writing,
+    onStep: o.onStep,
+    move: (owed) => {
+      if (!commits.db.isOpen) return Promise.reject(new Error("store is closed"));
+      const moved: number[] = [];
+      return commits.stage(() => {
+        moved.length = 0;
+        for (const s of owed) moved.push(Number(shift.run(s.deltaMs, o.firstId, s.upTo).changes));
+      }).then(() => o.onMoved?.(owed, moved), (err) => {
+        o.onFailed(err);
+        throw err;
+      });
+    },
+  });
 }

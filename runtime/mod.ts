@@ -11,6 +11,8 @@ export { Bus, type BusHandler, type BusMessage, type BusSink, type SinkStager } 
 export {
   type CommitParticipant,
   FileSyncer,
+  followStamps,
+  type FollowStampsOptions,
   GroupCommit,
   type Settle,
   type WalSyncer,

@@ -11,14 +11,8 @@
  *
  * @module
  */
-import {
-  CLOCK_SET_AFTER_MS,
-  EdgedError,
-  getLogger,
-  type OwedStep,
-  StampFollower,
-} from "../lib/mod.ts";
-import type { CommitParticipant, GroupCommit, Settle } from "./commit.ts";
+import { CLOCK_SET_AFTER_MS, EdgedError, getLogger, type StampFollower } from "../lib/mod.ts";
+import { type CommitParticipant, followStamps, type GroupCommit, type Settle } from "./commit.ts";
 import type { Store } from "./store.ts";
 import type { StatementSync } from "node:sqlite";
 
@@ -144,8 +138,6 @@ export class ReadingLog implements CommitParticipant {
   #prune;
   #prunedBelow = 0;
   #lastReceivedMs: number;
-  /** The first id this process gave a reading (older rows carry an earlier run's clock). */
-  readonly #firstIdThisRun: number;
   /** Moves the receive times this process stamped when the clock steps (see {@linkcode ReadingLog.followClock}). */
   readonly #clock: StampFollower;
   #commitListeners = new Set<(durableId: number) => void>();
@@ -191,16 +183,24 @@ export class ReadingLog implements CommitParticipant {
     this.#lastReceivedMs = last?.received_ms ?? 0;
     this.#lastId = Math.max(maxId, this.#uplinkedId);
     this.#durableId = this.#lastId;
-    this.#firstIdThisRun = this.#lastId + 1;
-    const shift = db.prepare(
-      "UPDATE readings SET received_ms = received_ms + ? WHERE id >= ? AND id <= ?",
-    );
-    this.#clock = new StampFollower({
-      firstId: this.#firstIdThisRun,
+    this.#clock = followStamps(this.#commits, {
+      table: "readings",
+      column: "received_ms",
+      // The first id this process gives a reading: older rows carry an earlier run's clock.
+      firstId: this.#lastId + 1,
       lastId: () => this.#lastId,
-      writing: () => this.#commits.writing,
       onStep: (deltaMs) => this.#lastReceivedMs += deltaMs,
-      move: (owed) => this.#moveStamps(shift, owed),
+      onMoved: (owed, moved) =>
+        owed.forEach((o, i) =>
+          log.warning(
+            "the system clock was set by {step} s: the receive times of the {moved} readings received before it, since start, moved with it",
+            { step: (o.deltaMs / 1000).toFixed(1), moved: moved[i] },
+          )
+        ),
+      onFailed: (err) =>
+        log.error("moving receive times after a step of the system clock failed: {error}", {
+          error: String(err),
+        }),
     });
     this.#prunedBelow =
       (db.prepare("SELECT coalesce(min(id), 1) - 1 AS id FROM readings").get() as {
@@ -475,30 +475,6 @@ export class ReadingLog implements CommitParticipant {
    */
   followClock(): boolean {
     return this.#clock.follow();
-  }
-
-  #moveStamps(shift: StatementSync, owed: readonly OwedStep[]): Promise<void> {
-    if (!this.#store.isOpen) return Promise.reject(new Error("store is closed"));
-    const moved: number[] = [];
-    return this.#commits.stage(() => {
-      moved.length = 0;
-      const firstId = this.#firstIdThisRun;
-      for (const o of owed) moved.push(Number(shift.run(o.deltaMs, firstId, o.upTo).changes));
-    }).then(
-      () =>
-        owed.forEach((o, i) =>
-          log.warning(
-            "the system clock was set by {step} s: the receive times of the {moved} readings received before it, since start, moved with it",
-            { step: (o.deltaMs / 1000).toFixed(1), moved: moved[i] },
-          )
-        ),
-      (err) => {
-        log.error("moving receive times after a step of the system clock failed: {error}", {
-          error: String(err),
-        });
-        throw err;
-      },
-    );
   }
 
   /** Up to `limit` readings with id above `afterId`, in log order (for the uplink and modules). */

@@ -22,8 +22,14 @@
  *
  * @module
  */
-import { CLOCK_SET_AFTER_MS, getLogger, StampFollower } from "../../lib/mod.ts";
-import type { BusMessage, BusSink, Settle, Store } from "../../runtime/mod.ts";
+import { CLOCK_SET_AFTER_MS, getLogger, type StampFollower } from "../../lib/mod.ts";
+import {
+  type BusMessage,
+  type BusSink,
+  followStamps,
+  type Settle,
+  type Store,
+} from "../../runtime/mod.ts";
 
 /** One message waiting for its PUBACK. */
 export interface OutboxRow {
@@ -120,8 +126,6 @@ export class Outbox {
   #queueBytes = 0;
   /** Highest id written (maybe not yet durable). */
   #lastId: number;
-  /** The first id this process gave a message (older rows carry an earlier run's clock). */
-  readonly #firstIdThisRun: number;
   /** Moves the creation times this process stamped when the clock steps (see `ReadingLog.followClock`). */
   readonly #clock: StampFollower;
   /** Highest id durable: the uplink reads up to here. */
@@ -180,25 +184,16 @@ export class Outbox {
     this.#count = stats.n;
     this.#lastId = stats.last;
     this.#durableId = stats.last;
-    this.#firstIdThisRun = stats.last + 1;
-    const shift = store.commits.db.prepare(
-      "UPDATE mqtt_outbox SET created_ms = created_ms + ? WHERE id >= ? AND id <= ?",
-    );
-    this.#clock = new StampFollower({
-      firstId: this.#firstIdThisRun,
+    this.#clock = followStamps(store.commits, {
+      table: "mqtt_outbox",
+      column: "created_ms",
+      // The first id this process gives a message: older rows carry an earlier run's clock.
+      firstId: stats.last + 1,
       lastId: () => this.#lastId,
-      writing: () => store.commits.writing,
-      move: (owed) => {
-        if (!store.isOpen) return Promise.reject(new Error("store is closed"));
-        return store.commits.stage(() => {
-          for (const o of owed) shift.run(o.deltaMs, this.#firstIdThisRun, o.upTo);
-        }).catch((err) => {
-          log.error("moving message times after a step of the system clock failed: {error}", {
-            error: String(err),
-          });
-          throw err;
-        });
-      },
+      onFailed: (err) =>
+        log.error("moving message times after a step of the system clock failed: {error}", {
+          error: String(err),
+        }),
     });
     this.#bytes = stats.bytes;
     this.#insert = store.commits.db.prepare(
