@@ -180,8 +180,9 @@ async function idleRss(bundle: string): Promise<BenchRow[]> {
       started.push(p);
       return p;
     };
-    // The first start from new files writes Deno's V8 code cache for them;
-    // every later start (a device's every boot after its first) reads it.
+    // The first start from new files (a device's first boot after an update)
+    // and a later one: edged runs without Deno's V8 code cache (DENO_FLAGS in
+    // runtime/permissions.ts), so the two should read the same.
     const first = await start({ bundle });
     const firstStart = await idleMiB(first.child.pid);
     await stopAndClean(started.pop());
@@ -206,8 +207,8 @@ async function idleRss(bundle: string): Promise<BenchRow[]> {
       anchorName,
       unit: "MiB",
       target: "<= 50 MiB",
-      note: `deno run --no-config; its first start from a fresh bundle (Deno writes its code ` +
-        `cache then) ${firstStart.toFixed(1)} MiB`,
+      note: `deno run --no-config, edged's flags (no V8 code cache); its first start from a ` +
+        `fresh bundle ${firstStart.toFixed(1)} MiB`,
     }, {
       section: "ingest",
       metric: "idle RSS, no module installed, from source (deno run main.ts)",
