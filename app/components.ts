@@ -45,6 +45,7 @@ export async function createComponents(ctx: RuntimeContext): Promise<Component[]
     preload: m.preload,
     queueCapacity: m.queue_capacity,
     queueBytes: m.queue_bytes,
+    queueBytesTotal: m.queue_bytes_total,
     maxLag: m.max_lag,
     faultLimit: m.fault_limit,
     quarantineMs: m.quarantine_ms,

@@ -414,6 +414,15 @@ export const CONFIG_RULES: readonly ConfigRule[] = [
     max: 1073741824,
   },
   {
+    path: ["modules", "queue_bytes_total"],
+    env: "EDGED_MODULES_QUEUE_BYTES_TOTAL",
+    type: "number",
+    default: 67108864,
+    int: true,
+    min: 1024,
+    max: 1099511627776,
+  },
+  {
     path: ["modules", "max_lag"],
     env: "EDGED_MODULES_MAX_LAG",
     type: "number",

@@ -171,6 +171,8 @@ const modulesSchema = z.strictObject({
   queue_capacity: z.number().int().min(1).max(1_000_000).default(256),
   /** Payload bytes a module holds in memory ahead of its Worker (one message always fits); beyond, they wait in their durable log. */
   queue_bytes: z.number().int().min(1024).max(1 << 30).default(8 * 1024 * 1024),
+  /** Payload bytes the queues of all modules hold together: each module's share is this over how many run, at most `queue_bytes` (one message always fits); beyond, they wait in their durable log. */
+  queue_bytes_total: z.number().int().min(1024).max(2 ** 40).default(64 * 1024 * 1024),
   /**
    * Log entries (readings, or other messages) a module may fall behind before it skips ahead
    * to half as many, counting and logging what it skipped. At most `store.max_pending_readings`:

@@ -119,10 +119,17 @@ export interface FeederOptions {
   queueCapacity: number;
   /** Payload bytes a module's queue holds (one delivery always fits). */
   queueBytes: number;
+  /**
+   * Payload bytes the queues of all running modules hold together: each
+   * module's share is this over how many run (at most `queueBytes`).
+   */
+  queueBytesTotal: number;
   /** Entries a module may fall behind in a log before it skips ahead. */
   maxLag: number;
   /** The running modules. */
   records(): Iterable<ModuleRecord>;
+  /** How many modules run. */
+  running(): number;
   /** Moves `r`'s durable cursors in the next group transaction. */
   touch(r: ModuleRecord): void;
   /** `r` has new deliveries queued. */
@@ -168,10 +175,18 @@ export class Feeder {
     this.#holds.set(r, this.#o.readings.hold(f.committed));
   }
 
-  /** Whether `r`'s queue has no room for a delivery of `size` payload bytes. */
+  /**
+   * Whether `r`'s queue has no room for a delivery of `size` payload bytes:
+   * past `queueCapacity` deliveries, or past its share of the payload bytes
+   * (`queueBytes`, or less when many modules run: `queueBytesTotal` over how
+   * many). One delivery always fits, so a module is never stuck behind a
+   * large payload; the rest waits in its log, from where `refill` reads it.
+   */
   #full(r: ModuleRecord, size: number): boolean {
-    return r.queue.length >= this.#o.queueCapacity ||
-      (r.queue.length > 0 && r.queueBytes + size > this.#o.queueBytes);
+    if (r.queue.length >= this.#o.queueCapacity) return true;
+    if (r.queue.length === 0) return false;
+    const share = Math.floor(this.#o.queueBytesTotal / Math.max(1, this.#o.running()));
+    return r.queueBytes + size > Math.min(this.#o.queueBytes, share);
   }
 
   /** A module that reads no readings is done with the reading log up to `id` at once. */

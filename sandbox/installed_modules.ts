@@ -44,6 +44,11 @@ export class InstalledModules {
     return this.#running.get(name);
   }
 
+  /** How many modules run. */
+  get runningCount(): number {
+    return this.#running.size;
+  }
+
   /** The running records. */
   records(): IterableIterator<ModuleRecord> {
     return this.#running.values();

@@ -79,6 +79,11 @@ export interface ModuleHostOptions {
   /** Payload bytes a module holds in memory (one message always fits); beyond, they wait. @default 8 MiB */
   queueBytes?: number;
   /**
+   * Payload bytes the running modules' queues hold together: each module's
+   * share is this over how many run, at most `queueBytes`. @default 64 MiB
+   */
+  queueBytesTotal?: number;
+  /**
    * Log entries a module may fall behind (in the reading log or the message
    * log) before it skips ahead to half of it, counting what it skipped.
    * @default 100000
@@ -176,6 +181,7 @@ export class ModuleHost {
     this.#opts = {
       queueCapacity: 256,
       queueBytes: 8 << 20,
+      queueBytesTotal: 64 << 20,
       maxLag: 100_000,
       faultLimit: 3,
       quarantineMs: 1000,
@@ -253,8 +259,10 @@ export class ModuleHost {
       messages: this.#messages,
       queueCapacity: this.#opts.queueCapacity,
       queueBytes: this.#opts.queueBytes,
+      queueBytesTotal: this.#opts.queueBytesTotal,
       maxLag: this.#opts.maxLag,
       records: () => installed.records(),
+      running: () => installed.runningCount,
       touch: (r) => this.#effects.touch(r),
       kick: (r) => this.#dispatch.kick(r.lane),
     });

@@ -143,6 +143,36 @@ Deno.test("a full queue and the messages_per_second limit make messages wait in 
   }
 });
 
+Deno.test("all modules' queues together hold at most queueBytesTotal; the rest waits in the log, none lost", async () => {
+  // 8 modules share 64 KiB: 8 KiB each, though each alone may hold 1 MiB.
+  const e = await env({ queueBytes: 1 << 20, queueBytesTotal: 64 * 1024 });
+  try {
+    const echo = await module(
+      `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (i32.const 0))`,
+    );
+    const names = Array.from({ length: 8 }, (_, i) => `slow-${i}`);
+    for (const name of names) {
+      await e.host.install(
+        manifest(name, { subscribe: ["big"], limits: { messages_per_second: 20 } }),
+        echo,
+      );
+    }
+    const payload = enc("x".repeat(4096));
+    for (let i = 0; i < 40; i++) e.bus.publish("big", payload, "test");
+    let peak = 0;
+    await until(() => {
+      const all = names.map((n) => e.host.status(n));
+      peak = Math.max(peak, all.reduce((sum, s) => sum + s.queue_bytes, 0));
+      return all.every((s) => s.messages_in === 40);
+    }, 10_000);
+    assert.ok(peak > 0, "the queues held something");
+    assert.ok(peak <= 64 * 1024, `the queues held ${peak} bytes together`);
+    for (const n of names) assert.deepEqual(e.host.status(n).dropped, { oversize: 0, lagging: 0 });
+  } finally {
+    await e.dispose();
+  }
+});
+
 Deno.test("the reading log delivers readings to subscribed modules only, once", async () => {
   const e = await env();
   try {
