@@ -12,12 +12,15 @@
  *    itself and the suite passes.
  *
  * Nothing may be left running in the root afterwards. Needs root on the host
- * (debootstrap, chroot, mount). Long: not part of `deno task test`.
+ * (debootstrap, chroot, mount); it installs debootstrap first where it is
+ * missing (`debian-packages.txt` beside this file). Long: not part of
+ * `deno task test`.
  *
  * @module
  */
 import { stripVTControlCharacters } from "node:util";
 import { Command, parseCli } from "../_cli.ts";
+import { provision, ProvisionError } from "../provision/mod.ts";
 import {
   buildBase,
   inRoot,
@@ -341,6 +344,16 @@ async function main(args: string[]): Promise<number> {
   }
   if (Deno.uid() !== 0) {
     console.error("fresh-machine: needs root (debootstrap, chroot and mount)");
+    return 1;
+  }
+  try {
+    await provision({
+      list: new URL("./debian-packages.txt", import.meta.url).pathname,
+      user: "deno task fresh-machine",
+    });
+  } catch (err) {
+    if (!(err instanceof ProvisionError)) throw err;
+    console.error(`fresh-machine: ${err.message}`);
     return 1;
   }
   // Ctrl-C or a kill: stop what runs in the root, then unmount and remove it as usual.

@@ -163,6 +163,8 @@ export interface ProvisionOptions {
   log?: (line: string) => void;
   /** How to install (tests pass their own). @default {probeInstaller()} */
   probe?: InstallerProbe;
+  /** Who needs the packages, in the messages. @default {"the tests"} */
+  user?: string;
 }
 
 /** What {@linkcode provision} did. */
@@ -183,11 +185,12 @@ export interface ProvisionResult {
  * from here (the message ends with the command to run), or apt-get failed.
  */
 export async function provision(options: ProvisionOptions = {}): Promise<ProvisionResult> {
-  const { list = PACKAGE_LIST, checkOnly = false, log = console.error } = options;
+  const { list = PACKAGE_LIST, checkOnly = false, log = console.error, user = "the tests" } =
+    options;
   const packages = await readPackageList(list);
   const missing = await missingPackages(packages);
   if (missing.length === 0) return { packages, installed: [], installMs: 0 };
-  const what = `${missing.length} of the ${packages.length} Debian packages the tests use ` +
+  const what = `${missing.length} of the ${packages.length} Debian packages for ${user} ` +
     `${missing.length === 1 ? "is" : "are"} missing: ${missing.join(" ")}`;
   const installer = chooseInstaller(missing, options.probe ?? await probeInstaller());
   if (checkOnly || installer.kind === "manual") {
@@ -195,7 +198,7 @@ export async function provision(options: ProvisionOptions = {}): Promise<Provisi
       ? installer.command
       : aptCommand(missing, installer.kind === "sudo" ? "sudo " : "");
     throw new ProvisionError(
-      `${what}.\nInstall them with:\n\n  ${command}\n\nthen run the tests again.`,
+      `${what}.\nInstall them with:\n\n  ${command}\n\nthen run ${user} again.`,
     );
   }
   const prefix = installer.kind === "sudo" ? ["sudo", "-n"] : [];

@@ -79,7 +79,7 @@ Deno.test("provision: --check reports what is missing and installs nothing", asy
       }),
       (e: unknown) =>
         e instanceof ProvisionError &&
-        e.message.includes("1 of the 2 Debian packages the tests use is missing") &&
+        e.message.includes("1 of the 2 Debian packages for the tests is missing") &&
         e.message.includes("apt-get install -y --no-install-recommends edged-no-such-package"),
     );
   } finally {
