@@ -321,8 +321,8 @@ async function main(args: string[]): Promise<number> {
     .description(
       "Run the README's two commands in a minimal Debian 12 root with only Node.js, npm and " +
         "git: task dev answers /readyz; task test, as a user without sudo, stops with the " +
-        "install command; as root it provisions and passes. Needs root, debootstrap, chroot, " +
-        "mount. Long (the whole suite): not part of deno task test.",
+        "install command; as root it provisions and passes. Needs root, chroot and mount; " +
+        "installs debootstrap where it is missing. Long (the whole suite): not part of deno task test.",
     )
     .option("--ref <commit>", "the commit to clone (uncommitted changes are not included)", "HEAD")
     .option(
