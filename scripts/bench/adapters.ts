@@ -287,8 +287,10 @@ async function cpuAt10Hz(server: ModbusServer, windowMs: number) {
   let edgedCpu: number;
   let idleCpu: number;
   let readingsPerS: number;
+  const dataDirs: string[] = [];
   try {
     idle = await startEdged();
+    dataDirs.push(idle.dataDir);
     await sleep(1000);
     idleCpu = await cpuPercent([idle.child.pid], windowMs);
     await idle.stop();
@@ -297,6 +299,7 @@ async function cpuAt10Hz(server: ModbusServer, windowMs: number) {
       args: ["--config", `${dir}/edged.toml`],
       env: { EDGED_STORE_MAX_PENDING_READINGS: "100000000" },
     });
+    dataDirs.push(edged.dataDir);
     await sleep(2000);
     const count = async () =>
       (await (await edged!.api("/api/v1/adapters/bench")).json()).readings as number;
@@ -308,6 +311,7 @@ async function cpuAt10Hz(server: ModbusServer, windowMs: number) {
     await idle?.stop();
     await edged?.stop();
     await Deno.remove(dir, { recursive: true });
+    for (const d of dataDirs) await Deno.remove(d, { recursive: true }).catch(() => {});
   }
   // 8 mbpoll processes, 125 registers each, every 100 ms: the same reads.
   const children = Array.from({ length: 8 }, (_, k) =>

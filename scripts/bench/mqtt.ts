@@ -120,7 +120,8 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
       });
     } finally {
       await edged?.stop();
-      await broker.stop();
+      if (edged) await Deno.remove(edged.dataDir, { recursive: true }).catch(() => {});
+      await broker.dispose();
     }
   }
 
@@ -164,7 +165,10 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
     } finally {
       sub.kill();
       await edged?.stop();
+      if (edged) await Deno.remove(edged.dataDir, { recursive: true }).catch(() => {});
+      // Restarted in the same directory: it is this block's to remove.
       await broker.stop();
+      await Deno.remove(broker.dir, { recursive: true }).catch(() => {});
     }
   }
   return rows;

@@ -118,7 +118,7 @@ export async function ingestCrash(opts: CrashOptions): Promise<CrashReport> {
     report.stats.uplinked = acked.size - missing.length;
   } finally {
     await sub.endAsync().catch(() => {});
-    await broker.stop();
+    await broker.dispose();
   }
   await Deno.remove(dataDir, { recursive: true });
   return report;

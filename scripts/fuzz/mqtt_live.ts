@@ -96,7 +96,7 @@ export async function mqttLivePass(count: number, seed: number): Promise<MqttLiv
   } finally {
     await client.endAsync().catch(() => {});
     await edged.stop();
-    await broker.stop();
+    await broker.dispose();
     await Deno.remove(edged.dataDir, { recursive: true });
   }
   return out;

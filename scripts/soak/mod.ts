@@ -234,7 +234,8 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
   } finally {
     await sub.endAsync().catch(() => {});
     await edged.stop();
-    await broker.stop();
+    await broker.dispose();
+    await Deno.remove(edged.dataDir, { recursive: true }).catch(() => {});
   }
 }
 

@@ -83,6 +83,11 @@ export async function runCli(
 /** Starts edged and waits until it listens (and, by default, is ready). */
 export async function startEdged(options: StartOptions = {}): Promise<EdgedProcess> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "edged-test-" });
+  /** A start that failed leaves nothing behind: the caller never learns a directory made here. */
+  const dropOwnDir = () =>
+    options.dataDir === undefined
+      ? Deno.remove(dataDir, { recursive: true }).catch(() => {})
+      : Promise.resolve();
   const token = options.env?.EDGED_API_TOKEN ?? "test-token-0123456789abcdef";
   const [program, ...pre] = [...(options.wrapper ?? []), Deno.execPath()];
   const child = new Deno.Command(program, {
@@ -142,6 +147,7 @@ export async function startEdged(options: StartOptions = {}): Promise<EdgedProce
       child.kill("SIGKILL");
     } catch { /* already gone */ }
     await exited;
+    await dropOwnDir();
     throw err;
   }).finally(() => clearTimeout(timer));
   const proc: EdgedProcess = {
@@ -176,6 +182,7 @@ export async function startEdged(options: StartOptions = {}): Promise<EdgedProce
     } catch (err) {
       // The caller never gets the process to stop: end it here.
       await proc.stop("SIGKILL");
+      await dropOwnDir();
       throw err;
     }
   }

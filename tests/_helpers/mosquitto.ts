@@ -28,6 +28,8 @@ export interface Mosquitto {
   options: MosquittoOptions;
   /** Stops it (SIGTERM saves persistence; SIGKILL does not). */
   stop(signal?: Deno.Signal): Promise<void>;
+  /** Stops it and removes its directory, unless the caller gave the directory. */
+  dispose(): Promise<void>;
   /** Broker log so far. */
   log(): Promise<string>;
 }
@@ -59,6 +61,7 @@ async function waitForPort(port: number, timeoutMs: number): Promise<void> {
 /** Starts mosquitto and waits until it accepts connections. */
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
   const port = options.port ?? freePort();
+  const ownDir = options.dir === undefined;
   const dir = options.dir ?? await Deno.makeTempDir({ prefix: "edged-mosq-" });
   // Started as root, mosquitto drops to its own user, which must still be
   // able to write the persistence file here.
@@ -112,17 +115,22 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     const log = await Deno.readTextFile(`${dir}/mosquitto.log`).catch(() => "");
     throw new Error(`${(err as Error).message}\n${log}`);
   }
+  const stop = async (signal: Deno.Signal = "SIGTERM") => {
+    try {
+      child.kill(signal);
+    } catch { /* gone */ }
+    await child.status;
+    await logDone;
+  };
   return {
     port,
     url: `${options.tls ? "mqtts" : "mqtt"}://127.0.0.1:${port}`,
     dir,
     options: { ...options, port, dir },
-    async stop(signal: Deno.Signal = "SIGTERM") {
-      try {
-        child.kill(signal);
-      } catch { /* gone */ }
-      await child.status;
-      await logDone;
+    stop,
+    async dispose() {
+      await stop();
+      if (ownDir) await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
     log: () => Deno.readTextFile(`${dir}/mosquitto.log`).catch(() => ""),
   };
