@@ -113,6 +113,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     await child.status;
     await logDone;
     const log = await Deno.readTextFile(`${dir}/mosquitto.log`).catch(() => "");
+    if (ownDir) await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw new Error(`${(err as Error).message}\n${log}`);
   }
   const stop = async (signal: Deno.Signal = "SIGTERM") => {
