@@ -349,7 +349,7 @@ async function main(args: string[]): Promise<number> {
   try {
     await provision({
       list: new URL("./debian-packages.txt", import.meta.url).pathname,
-      user: "deno task fresh-machine",
+      neededBy: "deno task fresh-machine",
     });
   } catch (err) {
     if (!(err instanceof ProvisionError)) throw err;

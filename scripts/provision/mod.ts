@@ -164,7 +164,7 @@ export interface ProvisionOptions {
   /** How to install (tests pass their own). @default {probeInstaller()} */
   probe?: InstallerProbe;
   /** Who needs the packages, in the messages. @default {"the tests"} */
-  user?: string;
+  neededBy?: string;
 }
 
 /** What {@linkcode provision} did. */
@@ -185,12 +185,12 @@ export interface ProvisionResult {
  * from here (the message ends with the command to run), or apt-get failed.
  */
 export async function provision(options: ProvisionOptions = {}): Promise<ProvisionResult> {
-  const { list = PACKAGE_LIST, checkOnly = false, log = console.error, user = "the tests" } =
-    options;
+  const { list = PACKAGE_LIST, checkOnly = false, log = console.error } = options;
+  const neededBy = options.neededBy ?? "the tests";
   const packages = await readPackageList(list);
   const missing = await missingPackages(packages);
   if (missing.length === 0) return { packages, installed: [], installMs: 0 };
-  const what = `${missing.length} of the ${packages.length} Debian packages for ${user} ` +
+  const what = `${missing.length} of the ${packages.length} Debian packages for ${neededBy} ` +
     `${missing.length === 1 ? "is" : "are"} missing: ${missing.join(" ")}`;
   const installer = chooseInstaller(missing, options.probe ?? await probeInstaller());
   if (checkOnly || installer.kind === "manual") {
@@ -198,7 +198,7 @@ export async function provision(options: ProvisionOptions = {}): Promise<Provisi
       ? installer.command
       : aptCommand(missing, installer.kind === "sudo" ? "sudo " : "");
     throw new ProvisionError(
-      `${what}.\nInstall them with:\n\n  ${command}\n\nthen run ${user} again.`,
+      `${what}.\nInstall them with:\n\n  ${command}\n\nthen run ${neededBy} again.`,
     );
   }
   const prefix = installer.kind === "sudo" ? ["sudo", "-n"] : [];
