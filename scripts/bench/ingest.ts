@@ -181,8 +181,10 @@ async function idleRss(bundle: string): Promise<BenchRow[]> {
       return p;
     };
     // The first start from new files (a device's first boot after an update)
-    // and a later one: edged runs without Deno's V8 code cache (DENO_FLAGS in
-    // runtime/permissions.ts), so the two should read the same.
+    // and a later one. edged runs without Deno's V8 code cache (DENO_FLAGS in
+    // runtime/permissions.ts), yet the first still holds more: about 9 MiB of
+    // anonymous memory more on the bench VM, which a later start does not
+    // (what Deno keeps from its first look at new files, not traced further).
     const first = await start({ bundle });
     const firstStart = await idleMiB(first.child.pid);
     await stopAndClean(started.pop());
