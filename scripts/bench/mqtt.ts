@@ -13,7 +13,13 @@
  */
 import type { BenchOptions, BenchRow } from "./_report.ts";
 import { type EdgedProcess, postJson, startEdged } from "../../tests/_helpers/edged.ts";
-import { type Mosquitto, pub, spawnSub, startMosquitto } from "../../tests/_helpers/mosquitto.ts";
+import {
+  type Mosquitto,
+  pub,
+  restartMosquitto,
+  spawnSub,
+  startMosquitto,
+} from "../../tests/_helpers/mosquitto.ts";
 
 const TOPIC = "bench/anchor";
 
@@ -141,7 +147,7 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
       const wait = outageS * 1000 - (performance.now() - tIngest);
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       const t0 = performance.now();
-      broker = await startMosquitto(broker.options);
+      broker = await restartMosquitto(broker);
       const t1 = await sub.done;
       let rate = NaN;
       const deadline = Date.now() + 30_000;
@@ -166,9 +172,7 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
       sub.kill();
       await edged?.stop();
       if (edged) await Deno.remove(edged.dataDir, { recursive: true }).catch(() => {});
-      // Restarted in the same directory: it is this block's to remove.
-      await broker.stop();
-      await Deno.remove(broker.dir, { recursive: true }).catch(() => {});
+      await broker.dispose();
     }
   }
   return rows;

@@ -25,10 +25,17 @@ export interface Mosquitto {
   /** `mqtt://127.0.0.1:PORT` (or `mqtts://` with TLS). */
   url: string;
   dir: string;
+  /**
+   * Whether `dispose` removes the directory: it was made for this broker, or
+   * for the one {@linkcode restartMosquitto} started this one again from.
+   */
+  ownsDir: boolean;
   options: MosquittoOptions;
   /** Stops it (SIGTERM saves persistence; SIGKILL does not). */
   stop(signal?: Deno.Signal): Promise<void>;
-  /** Stops it and removes its directory, unless the caller gave the directory. */
+  /**
+   * Stops it and removes its directory if it owns it (see `ownsDir`).
+   */
   dispose(): Promise<void>;
   /** Broker log so far. */
   log(): Promise<string>;
@@ -59,9 +66,13 @@ async function waitForPort(port: number, timeoutMs: number): Promise<void> {
 }
 
 /** Starts mosquitto and waits until it accepts connections. */
-export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
+export function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
+  return launch(options, options.dir === undefined);
+}
+
+/** Starts mosquitto with `options`; `ownDir`: its directory is removed by `dispose`. */
+async function launch(options: MosquittoOptions, ownDir: boolean): Promise<Mosquitto> {
   const port = options.port ?? freePort();
-  const ownDir = options.dir === undefined;
   const dir = options.dir ?? await Deno.makeTempDir({ prefix: "edged-mosq-" });
   // Started as root, mosquitto drops to its own user, which must still be
   // able to write the persistence file here.
@@ -127,6 +138,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     port,
     url: `${options.tls ? "mqtts" : "mqtt"}://127.0.0.1:${port}`,
     dir,
+    ownsDir: ownDir,
     options: { ...options, port, dir },
     stop,
     async dispose() {
@@ -139,7 +151,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
 
 /** Starts the same broker again (same port, same directory). */
 export function restartMosquitto(m: Mosquitto): Promise<Mosquitto> {
-  return startMosquitto(m.options);
+  return launch(m.options, m.ownsDir);
 }
 
 /** One message as `mosquitto_sub -F %j` prints it. */
