@@ -183,8 +183,8 @@ async function idleRss(bundle: string): Promise<BenchRow[]> {
     // The first start from new files (a device's first boot after an update)
     // and a later one. edged runs without Deno's V8 code cache (DENO_FLAGS in
     // runtime/permissions.ts), yet the first still holds more: about 9 MiB of
-    // anonymous memory more on the bench VM, which a later start does not
-    // (what Deno keeps from its first look at new files, not traced further).
+    // anonymous memory more on the bench VM than a later start (not traced
+    // further).
     const first = await start({ bundle });
     const firstStart = await idleMiB(first.child.pid);
     await stopAndClean(started.pop());
