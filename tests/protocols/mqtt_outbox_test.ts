@@ -5,7 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { postJson, startEdged } from "../_helpers/edged.ts";
-import { freePort, pub, startMosquitto, subscribe } from "../_helpers/mosquitto.ts";
+import {
+  freePort,
+  pub,
+  restartMosquitto,
+  startMosquitto,
+  subscribe,
+} from "../_helpers/mosquitto.ts";
 import { batch, metric, mqttEnv, valuesByTopic } from "./_mqtt.ts";
 
 const RELAY = new URL("../../examples/modules/relay-wat", import.meta.url).pathname;
@@ -48,7 +54,7 @@ Deno.test("mqtt outbox: refuse-new answers 503 with Retry-After when full, then 
     assert.equal((await full.json()).error.code, "outbox_full");
     assert.equal(await metric(edged, 'edged_ingest_readings_total{outcome="full"}'), 1);
 
-    broker = await startMosquitto(down.options);
+    broker = await restartMosquitto(down);
     await sub.waitFor(
       (m) => new Set(valuesByTopic(m, "edged/dev1/up/").values().flatMap((v) => v)).size >= 100,
       15000,
@@ -85,7 +91,7 @@ Deno.test("mqtt outbox: drop-oldest keeps accepting and forwards the newest", as
     const pending = (await metric(edged, 'edged_mqtt_outbox_messages{stream="readings"}'))!;
     assert.equal(pending + dropped, 250);
 
-    broker = await startMosquitto(down.options);
+    broker = await restartMosquitto(down);
     await sub.waitFor(
       (m) =>
         valuesByTopic(m, "edged/dev1/up/").get("edged/dev1/up/sensors/d1/b")?.includes(249) ??

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { postJson, startEdged } from "../_helpers/edged.ts";
-import { retained, startMosquitto, subscribe } from "../_helpers/mosquitto.ts";
+import { restartMosquitto, retained, startMosquitto, subscribe } from "../_helpers/mosquitto.ts";
 import { checkOrder, ingest, metric, mqttEnv, valuesByTopic } from "./_mqtt.ts";
 
 const RELAY = new URL("../../examples/modules/relay-wat", import.meta.url).pathname;
@@ -119,7 +119,7 @@ Deno.test("mqtt: every acknowledged reading arrives in order across broker outag
     });
 
     await t.step("broker comes up: the backlog is replayed", async () => {
-      broker = await startMosquitto(broker.options);
+      broker = await restartMosquitto(broker);
       await sub.waitFor(
         () => checkOrder(valuesByTopic(sub.messages, "edged/dev1/up/")).distinct.size >= seq,
         20000,
@@ -135,7 +135,7 @@ Deno.test("mqtt: every acknowledged reading arrives in order across broker outag
       assert(acked.size < seq + 100 * 50, "the broker went away mid-stream");
       seq = await ingesting;
       seq = await ingest(edged, seq, 10, 50, acked);
-      broker = await startMosquitto(broker.options);
+      broker = await restartMosquitto(broker);
     });
 
     await t.step("edged killed with SIGKILL mid-stream, restarted on the same data", async () => {
@@ -209,7 +209,7 @@ Deno.test("mqtt: module messages committed to the outbox survive kill -9 and go 
     );
     await edged.stop("SIGKILL");
     edged = await startEdged({ dataDir, env });
-    broker = await startMosquitto(broker.options);
+    broker = await restartMosquitto(broker);
     await sub.waitFor(
       (m) => new Set(m.map((x) => JSON.parse(x.payload!).value)).size >= 20,
       15000,
