@@ -11,7 +11,9 @@ import { joinPath as join, parentDir as dirname } from "./path.ts";
  * Writes `data` to `path` so that a crash or power loss leaves either the old
  * or the new file, never a torn one: a temporary file in the same directory,
  * fsync'd, renamed over `path`, then the directory fsync'd (the rename is
- * durable only once the directory is).
+ * durable only once the directory is). Without `mode` the file gets what the
+ * process's umask leaves of 0666 (under `edged run`, umask 077: 0600); with
+ * it, exactly `mode`.
  *
  * @example
  * ```ts
@@ -23,11 +25,11 @@ export async function writeFileAtomic(
   data: Uint8Array,
   options: { mode?: number } = {},
 ): Promise<void> {
-  const { mode = 0o644 } = options;
+  const { mode } = options;
   const dir = dirname(path);
   const tmp = join(dir, `.tmp-${crypto.randomUUID()}`);
   try {
-    using file = await Deno.open(tmp, { write: true, createNew: true, mode });
+    using file = await Deno.open(tmp, { write: true, createNew: true, mode: mode ?? 0o666 });
     let off = 0;
     while (off < data.length) off += await file.write(data.subarray(off));
     await file.sync();
@@ -37,7 +39,7 @@ export async function writeFileAtomic(
   }
   try {
     // The umask may have narrowed the mode on creation; set it exactly.
-    await Deno.chmod(tmp, mode);
+    if (mode !== undefined) await Deno.chmod(tmp, mode);
     await Deno.rename(tmp, path);
   } catch (err) {
     await Deno.remove(tmp).catch(() => {});
@@ -56,8 +58,24 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/** Copies `src` to `dest` through a temporary file, fsync'd and renamed (atomic). */
-export async function copyFileAtomic(src: string, dest: string, mode = 0o755): Promise<void> {
+/**
+ * The mode of an executable this process creates: 0777 less the process's
+ * umask (under `edged run`, umask 077: 0700).
+ */
+export function executableMode(): number {
+  return 0o777 & ~Deno.umask();
+}
+
+/**
+ * Copies `src` to `dest` through a temporary file, fsync'd and renamed
+ * (atomic), as an executable ({@linkcode executableMode}) unless `mode` says
+ * otherwise.
+ */
+export async function copyFileAtomic(
+  src: string,
+  dest: string,
+  mode = executableMode(),
+): Promise<void> {
   const dir = dirname(dest);
   const tmp = join(dir, `.tmp-${crypto.randomUUID()}`);
   try {

@@ -15,6 +15,7 @@ import {
   LAUNCHER_LOCK,
   loadConfig,
   lockDataDir,
+  privateUmask,
 } from "../../runtime/mod.ts";
 import { EXIT } from "../../lib/mod.ts";
 
@@ -100,6 +101,8 @@ export function unreachable(
  * Holds the data directory's locks (runtime/lock.ts) while `fn` changes it
  * without a running edged: a running edged or launcher would otherwise race
  * it. Exits 2 naming the holder when one runs (`hint` says what to do then).
+ * What `fn` creates is private to edged's user, as under `edged run` (umask
+ * 077).
  */
 export async function whileStopped<T>(
   command: string,
@@ -107,6 +110,7 @@ export async function whileStopped<T>(
   fn: () => Promise<T>,
   hint?: string,
 ): Promise<T> {
+  privateUmask();
   const locks = [];
   try {
     locks.push(await lockDataDir(dataDir));

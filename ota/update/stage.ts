@@ -10,7 +10,7 @@
  */
 // ota/delta and ota/tuf load only when an update is staged, not in an idle edged.
 import type { TargetInfo, TufClient } from "../tuf/mod.ts";
-import { getLogger, isNoSpace, sha256File } from "../../lib/mod.ts";
+import { executableMode, getLogger, isNoSpace, sha256File } from "../../lib/mod.ts";
 import type { DownloadResult } from "./download.ts";
 import { DiskSpaceError, UpdateVerificationError } from "./errors.ts";
 import { freeBytes } from "./_fs.ts";
@@ -74,7 +74,7 @@ export async function stageRelease(o: StageOptions): Promise<StagedFile> {
       // may not announce more than the release's signed length.
       const { applyPatch } = await import("../delta/mod.ts");
       await applyPatch(source, patch.path, staged, {
-        mode: 0o755,
+        mode: executableMode(),
         expectedSha256: sha,
         maxNewSize: release.length,
         signal,
@@ -104,7 +104,7 @@ export async function stageRelease(o: StageOptions): Promise<StagedFile> {
     const full = await o.download(release, staged);
     fetched += full.fetched;
     o.onInstalling?.();
-    await Deno.chmod(staged, 0o755);
+    await Deno.chmod(staged, executableMode());
   }
   // TUF 5.7.3 on exactly the bytes that go into the slot.
   await verifyTarget(client, release, staged);

@@ -29,7 +29,13 @@
  */
 import { UpdateStateError } from "./errors.ts";
 // Not node:path: the launcher loads no node: module (lib/path.ts).
-import { joinPath as join, sha256File, syncDir, writeFileAtomic } from "../../lib/mod.ts";
+import {
+  executableMode,
+  joinPath as join,
+  sha256File,
+  syncDir,
+  writeFileAtomic,
+} from "../../lib/mod.ts";
 
 /** The two slots. */
 export type SlotName = "a" | "b";
@@ -244,7 +250,7 @@ export class SlotStore {
       if (slot === null || !s.slots[slot] || await this.slotIntact(s, slot)) continue;
       const staged = this.stagedPath(s.slots[slot]!.sha256);
       if ((await sha256File(staged)) !== s.slots[slot]!.sha256) continue;
-      await Deno.chmod(staged, 0o755);
+      await Deno.chmod(staged, executableMode());
       await Deno.rename(staged, this.binaryPath(slot));
       await syncDir(this.slotDir(slot));
       await syncDir(this.downloadsDir);

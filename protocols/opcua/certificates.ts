@@ -101,9 +101,7 @@ export async function loadClientCertificate(
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
       // The key first: a certificate on disk always has its key beside it.
       await writeFileAtomic(keyPath, new TextEncoder().encode(made.privateKeyPem), { mode: 0o600 });
-      await writeFileAtomic(certPath, new TextEncoder().encode(made.certificatePem), {
-        mode: 0o644,
-      });
+      await writeFileAtomic(certPath, new TextEncoder().encode(made.certificatePem));
       const { der } = await readPair(certPath, keyPath);
       log.warning(
         "opcua {name}: generated edged's OPC UA certificate {path} (sha256 {sha}); the server must trust it",

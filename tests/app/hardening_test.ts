@@ -121,3 +121,50 @@ Deno.test("L3: the data directory and everything in it become private at start",
     await Deno.remove(parent, { recursive: true });
   }
 });
+
+Deno.test("L3: what edged writes later, running or offline, is private from the start", async () => {
+  const example = new URL("../../examples/modules/anomaly-score-c/", import.meta.url).pathname;
+  const model = `${example}window-scorer.onnx`;
+  const parent = await Deno.makeTempDir({ prefix: "edged-perm-later-" });
+  const mode = (p: string) => Deno.statSync(p).mode! & 0o777;
+  const open = (dir: string) =>
+    below(dir).filter((p) => (mode(p) & 0o077) !== 0).map((p) => `${p} ${mode(p).toString(8)}`);
+  try {
+    // Offline: `edged model add --offline` writes the model and its `current` pointer.
+    const offline = join(parent, "offline");
+    const add = await runCli([
+      "model",
+      "add",
+      "--offline",
+      "--data-dir",
+      offline,
+      "window-scorer",
+      model,
+    ]);
+    assert.equal(add.code, 0, add.stderr);
+    assert.deepEqual(open(offline), []);
+
+    // Running: a model and a module installed over the API, a reading stored.
+    const dataDir = join(parent, "running");
+    const edged = await startEdged({ dataDir });
+    try {
+      const form = new FormData();
+      form.set("model", new File([await Deno.readFile(model)], "model.onnx"));
+      const res = await edged.api("/api/v1/models/window-scorer", { method: "PUT", body: form });
+      assert.equal(res.status, 201, await res.text());
+      const m = new FormData();
+      m.set("manifest", await Deno.readTextFile(`${example}manifest.json`));
+      m.set("module", new File([await Deno.readFile(`${example}module.wasm`)], "module.wasm"));
+      const put = await edged.api("/api/v1/modules/anomaly-score", { method: "PUT", body: m });
+      assert.equal(put.status, 201, await put.text());
+      const paths = below(dataDir);
+      assert.ok(paths.some((p) => p.endsWith(join("window-scorer", "current"))), "model stored");
+      assert.ok(paths.some((p) => p.includes(join(dataDir, "modules"))), "module stored");
+      assert.deepEqual(open(dataDir), []);
+    } finally {
+      await edged.stop();
+    }
+  } finally {
+    await Deno.remove(parent, { recursive: true });
+  }
+});
