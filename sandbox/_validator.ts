@@ -6,9 +6,14 @@
  *
  * @module
  */
-import type { validateModule } from "./validate.ts";
+import type { moduleOnlyReasons, validateModule } from "./validate.ts";
 
 /** `validateModule`, loading `validate.ts` the first time. */
 export async function moduleValidator(): Promise<typeof validateModule> {
   return (await import("./validate.ts")).validateModule;
+}
+
+/** `moduleOnlyReasons`, loading `validate.ts` the first time. */
+export async function moduleOnlyChecker(): Promise<typeof moduleOnlyReasons> {
+  return (await import("./validate.ts")).moduleOnlyReasons;
 }

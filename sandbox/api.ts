@@ -1,5 +1,5 @@
 /**
- * The modules HTTP API (MISSION.md "HTTP API"), a Hono sub-app the runtime
+ * The modules HTTP API (README.md, "HTTP API"), a Hono sub-app the runtime
  * mounts at `/api/v1/modules` behind its bearer auth:
  * `GET /`, `GET|PUT|DELETE /{name}` (`DELETE` also deletes the module's kv
  * state unless `?keep_state=true`), `POST /{name}/messages`.
@@ -12,6 +12,7 @@
 import { Hono } from "hono";
 import { ApiError, bodyLimit } from "../runtime/mod.ts";
 import { ModuleValidationError } from "./errors.ts";
+import { moduleOnlyChecker } from "./_validator.ts";
 import type { ModuleHost } from "./module_host.ts";
 import type { CallOutcome } from "./instance.ts";
 
@@ -110,20 +111,18 @@ export function modulesApi(host: ModulesApiHost): Hono {
     const manifestText = typeof manifestPart === "string"
       ? manifestPart
       : await manifestPart.text();
+    const bytes = new Uint8Array(await modulePart.arrayBuffer());
     let manifest: unknown;
     try {
       manifest = JSON.parse(manifestText);
     } catch (err) {
-      throw new ModuleValidationError([`manifest is not valid JSON: ${(err as Error).message}`]);
-    }
-    const mName = (manifest as { name?: unknown })?.name;
-    if (mName !== name) {
       throw new ModuleValidationError([
-        `manifest name: ${JSON.stringify(mName)} differs from the URL name "${name}"`,
+        `manifest is not valid JSON: ${(err as Error).message}`,
+        ...(await moduleOnlyChecker())(bytes),
       ]);
     }
     const existed = host.names().includes(name);
-    const status = await host.install(manifest, new Uint8Array(await modulePart.arrayBuffer()));
+    const status = await host.install(manifest, bytes, name);
     return c.json(status, existed ? 200 : 201);
   });
 

@@ -109,8 +109,12 @@ export class LazyModuleHost {
   }
 
   /** Validates, persists and runs a module (building the host first); see {@linkcode ModuleHost.install}. */
-  async install(manifestInput: unknown, bytes: Uint8Array): Promise<ModuleStatus> {
-    return await (await this.open()).install(manifestInput, bytes);
+  async install(
+    manifestInput: unknown,
+    bytes: Uint8Array,
+    urlName?: string,
+  ): Promise<ModuleStatus> {
+    return await (await this.open()).install(manifestInput, bytes, urlName);
   }
 
   /** See {@linkcode ModuleHost.remove}. @throws {ModuleNotFoundError} */

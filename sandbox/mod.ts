@@ -23,9 +23,10 @@ export { modulesApi, type ModulesApiHost, outcomeJson } from "./api.ts";
 export type { Manifest } from "./manifest.ts";
 export { manifestParser } from "./_manifest_parser.ts";
 // validate.ts (validateModule) and instance.ts (GuestInstance) load with the
-// first module: moduleValidator() gives the validator; tests and tools that
+// first module: moduleValidator() gives the validator (moduleOnlyChecker() the
+// checks no manifest changes); tests and tools that
 // run a guest themselves import instance.ts.
-export { moduleValidator } from "./_validator.ts";
+export { moduleOnlyChecker, moduleValidator } from "./_validator.ts";
 export type { ValidatedModule, ValidateOptions } from "./validate.ts";
 export type { CallOutcome } from "./instance.ts";
 export {

@@ -31,9 +31,12 @@ import {
   ModuleFailedError,
   ModuleMemoryBudgetError,
   ModuleQuarantinedError,
+  ModuleValidationError,
   PayloadTooLargeError,
 } from "./errors.ts";
 import { loadedManifestParser, manifestParser } from "./_manifest_parser.ts";
+import { moduleOnlyChecker, moduleValidator } from "./_validator.ts";
+import type { Manifest } from "./manifest.ts";
 import type { CallOutcome } from "./instance.ts";
 import { SqliteKv, type StoreLike } from "./kv.ts";
 import { ModuleStore } from "./persist.ts";
@@ -413,15 +416,39 @@ export class ModuleHost {
   /**
    * Validates, persists and runs a module; an installed version of the same
    * name keeps running until the new one is ready, then is replaced in one step.
-   * @throws {ModuleValidationError} with every reason when refused.
+   * With `urlName` (the API's `PUT /modules/{name}`), a manifest naming another
+   * module is refused too.
+   * @throws {ModuleValidationError} with every reason when refused: the
+   * manifest's, and, when the manifest is refused, what is wrong with the
+   * module whatever its manifest says.
    */
-  install(manifestInput: unknown, bytes: Uint8Array): Promise<ModuleStatus> {
+  install(manifestInput: unknown, bytes: Uint8Array, urlName?: string): Promise<ModuleStatus> {
     const parseManifest = loadedManifestParser();
     // First manifest of an edged that started without any: load the schema.
     if (parseManifest === undefined) {
-      return manifestParser().then(() => this.install(manifestInput, bytes));
+      return manifestParser().then(() => this.install(manifestInput, bytes, urlName));
     }
-    const manifest = parseManifest(manifestInput);
+    const named = (manifestInput as { name?: unknown } | null)?.name;
+    const misnamed = urlName !== undefined && named !== urlName
+      ? `manifest name: ${JSON.stringify(named)} differs from the URL name "${urlName}"`
+      : undefined;
+    let manifest: Manifest;
+    try {
+      manifest = parseManifest(manifestInput);
+    } catch (err) {
+      if (!(err instanceof ModuleValidationError)) throw err;
+      return refuseWithModule(bytes, [...(misnamed ? [misnamed] : []), ...err.reasons]);
+    }
+    if (misnamed) {
+      // Refused whatever else: checked all the same, so the answer lists every reason.
+      return moduleValidator().then((validate) => validate(bytes, manifest)).then(
+        () => Promise.reject(new ModuleValidationError([misnamed])),
+        (err) => {
+          if (!(err instanceof ModuleValidationError)) throw err;
+          throw new ModuleValidationError([misnamed, ...err.reasons]);
+        },
+      );
+    }
     return this.#lock.run(manifest.name, async () => {
       const { name } = manifest;
       const before = this.#memory.get(name);
@@ -538,4 +565,9 @@ export class ModuleHost {
     const { status, published, logs, fuelUsed, error } = out;
     return { status, published, logs, fuelUsed, error };
   }
+}
+
+/** Refuses with `reasons` and what is wrong with `bytes` whatever the manifest says. */
+async function refuseWithModule(bytes: Uint8Array, reasons: string[]): Promise<never> {
+  throw new ModuleValidationError([...reasons, ...(await moduleOnlyChecker())(bytes)]);
 }

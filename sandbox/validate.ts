@@ -1,6 +1,6 @@
 /**
- * The load-time checks of a module against its manifest (MISSION.md "Module
- * ABI v1"): digest, structure, imports against grants, ABI exports, memory and
+ * The load-time checks of a module against its manifest (docs/modules.md,
+ * "The ABI (v1)"): digest, structure, imports against grants, ABI exports, memory and
  * table declarations; then instrumentation and compilation. The runtime and
  * `edged module validate` both call {@link validateModule}.
  *
@@ -195,6 +195,22 @@ export function checkLimits(
     }
   });
   return reasons;
+}
+
+/**
+ * The reasons `bytes` is refused that hold whatever its manifest says: empty,
+ * malformed, or breaking ABI v1's exports. Listed beside a manifest's own
+ * reasons when the manifest is refused, so one attempt shows every problem
+ * that can be known.
+ */
+export function moduleOnlyReasons(bytes: Uint8Array): string[] {
+  if (bytes.length === 0) return ["module is empty (0 bytes)"];
+  try {
+    return checkExports(parseModule(bytes));
+  } catch (cause) {
+    if (!(cause instanceof WasmFormatError)) throw cause;
+    return [`malformed module: ${cause.message}`];
+  }
 }
 
 /**

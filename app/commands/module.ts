@@ -7,7 +7,12 @@
  */
 
 import { Command } from "commander";
-import { manifestParser, ModuleValidationError, moduleValidator } from "../../sandbox/mod.ts";
+import {
+  manifestParser,
+  moduleOnlyChecker,
+  ModuleValidationError,
+  moduleValidator,
+} from "../../sandbox/mod.ts";
 import { EXIT } from "../../lib/mod.ts";
 
 /** Runs the checks and prints the verdict; returns the exit code. */
@@ -26,7 +31,15 @@ export async function runValidate(
     return EXIT.USAGE;
   }
   try {
-    const v = await (await moduleValidator())(bytes, (await manifestParser())(manifestText));
+    let manifest;
+    try {
+      manifest = (await manifestParser())(manifestText);
+    } catch (err) {
+      if (!(err instanceof ModuleValidationError)) throw err;
+      // What is wrong with the module whatever its manifest says is listed too.
+      throw new ModuleValidationError([...err.reasons, ...(await moduleOnlyChecker())(bytes)]);
+    }
+    const v = await (await moduleValidator())(bytes, manifest);
     const m = v.manifest;
     if (json) {
       console.log(JSON.stringify({ ok: true, name: m.name, version: m.version, sha256: v.sha256 }));

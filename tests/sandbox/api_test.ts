@@ -1,4 +1,4 @@
-/** The modules API of a real edged process (MISSION.md "HTTP API"). */
+/** The modules API of a real edged process (README.md, "HTTP API"). */
 import assert from "node:assert/strict";
 import { type EdgedProcess, postJson, startEdged } from "../_helpers/edged.ts";
 import { manifest, module } from "./_helpers.ts";
@@ -88,12 +88,41 @@ Deno.test("modules API: preload, list, put, validate (422), messages, delete, re
           "import edge.publish: not granted by the manifest (needs grants.publish)",
           "import edge.log: not granted by the manifest (needs grants.log)",
         ]);
+        // Every reason in one answer: a name that differs from the URL's does not hide the rest,
         const wrongName = await proc.api("/api/v1/modules/other", {
           method: "PUT",
-          body: await form("relay-wat"),
+          body: await form("relay-wat", (m) => (m.grants = {})),
         });
         assert.equal(wrongName.status, 422);
-        await wrongName.body?.cancel();
+        assert.deepEqual((await wrongName.json()).error.details, [
+          'manifest name: "relay" differs from the URL name "other"',
+          "import edge.publish: not granted by the manifest (needs grants.publish)",
+          "import edge.log: not granted by the manifest (needs grants.log)",
+        ]);
+        // and a refused manifest does not hide what is wrong with the module whatever it says.
+        const both = await proc.api("/api/v1/modules/other", {
+          method: "PUT",
+          body: await form("relay-wat", (m) => (m.version = "two"), new TextEncoder().encode("MZ")),
+        });
+        assert.equal(both.status, 422);
+        const details: string[] = (await both.json()).error.details;
+        assert.equal(details.length, 3, details.join("\n"));
+        assert.match(details[0], /^manifest name: "relay" differs from the URL name "other"$/);
+        assert.match(details[1], /^manifest version: /);
+        assert.match(details[2], /^malformed module: /);
+        const notJson = new FormData();
+        notJson.append("manifest", "{");
+        notJson.append("module", new Blob([new Uint8Array([0, 0x61, 0x73, 0x6d])]), "m.wasm");
+        const unreadable = await proc.api("/api/v1/modules/other", {
+          method: "PUT",
+          body: notJson,
+        });
+        assert.equal(unreadable.status, 422);
+        const d2: string[] = (await unreadable.json()).error.details;
+        assert.equal(d2.length, 2, d2.join("\n"));
+        assert.match(d2[0], /^manifest is not valid JSON/);
+        assert.match(d2[1], /^malformed module: /);
+        assert.equal((await proc.api("/api/v1/modules/other")).status, 404, "nothing installed");
         const s = await (await proc.api("/api/v1/modules/relay")).json();
         assert.equal(s.version, "1.0.1");
       },

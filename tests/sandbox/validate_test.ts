@@ -186,6 +186,29 @@ Deno.test("edged module validate exits 0 on a good module and 1 with every reaso
     const err = new TextDecoder().decode(bad.stderr);
     assert.match(err, /sha256: manifest says 1{64}/);
     assert.match(err, /import edge\.publish: not granted/);
+
+    // A refused manifest does not hide what is wrong with the module whatever it says.
+    await Deno.writeFile(`${dir}/empty.wasm`, await wat("(module)"));
+    await Deno.writeTextFile(`${dir}/m.json`, JSON.stringify({ name: "Bad", version: "1" }));
+    const both = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "main.ts",
+        "module",
+        "validate",
+        `${dir}/empty.wasm`,
+        "--manifest",
+        `${dir}/m.json`,
+        "--json",
+      ],
+    }).output();
+    assert.equal(both.code, 1);
+    const { reasons } = JSON.parse(new TextDecoder().decode(both.stdout));
+    assert.ok(reasons.some((r: string) => r.startsWith("manifest name: ")), reasons.join("\n"));
+    assert.ok(reasons.some((r: string) => r.startsWith("manifest version: ")), reasons.join("\n"));
+    assert.ok(reasons.includes("export memory: missing (ABI v1 requires an exported memory)"));
+    assert.ok(reasons.some((r: string) => r.startsWith("export edge_on_message: missing")));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
