@@ -56,7 +56,20 @@ export function issueLines(
       const names = issue.keys.map((k) => `'${shown.path ? `${shown.path}.${k}` : k}'`);
       return `unknown setting ${names.join(", ")} ${where}${shown.context}`.trim();
     }
-    const where = origin.get(path);
+    const where = originOf(issue.path.map(String), origin);
     return `setting '${shown.path}'${where ? ` (${where})` : ""}${shown.context}: ${issue.message}`;
   });
+}
+
+/**
+ * Where the setting at `path` came from, or, for one that is not set (a rule
+ * across settings names the one missing), where its nearest enclosing block
+ * came from.
+ */
+function originOf(path: string[], origin: ReadonlyMap<string, string>): string | undefined {
+  for (let n = path.length; n > 0; n--) {
+    const where = origin.get(path.slice(0, n).join("."));
+    if (where) return where;
+  }
+  return undefined;
 }

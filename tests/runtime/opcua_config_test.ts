@@ -96,9 +96,10 @@ Deno.test("opcua config: each bad setting is named, with its adapter and point",
   await refused(edit({ security_policy: '"Basic128Rsa15"' }), at("security_policy"));
   await refused(edit({ security_policy: '"None"' }), /security_policy.*must not be "None"/);
   // Never trusted blindly: a secure mode needs the server certificate pinned or a trust directory.
+  // The rule names a setting that is not there: the message says where its block came from.
   await refused(
     edit({ server_certificate_sha256: undefined }),
-    /server_certificate_sha256.*needs the server certificate trusted explicitly/,
+    /server_certificate_sha256' \(in [^)]*edged\.toml\).*needs the server certificate trusted explicitly/,
   );
   await refused(edit({ server_certificate_sha256: '"abc"' }), at("server_certificate_sha256"));
   await refused(edit({ password: undefined }), /'adapters\.opcua\[0\]\.password'.*go together/);
