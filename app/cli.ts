@@ -1,5 +1,5 @@
 /**
- * The edged command line (MISSION.md, "Command line"): `edged run` (the
+ * The edged command line (README.md, "Command line"): `edged run` (the
  * default), `edged version`, and the sub-commands each subsystem adds.
  *
  * @module

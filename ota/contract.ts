@@ -1,7 +1,7 @@
 /**
  * The contract between the update repository and the device: where each kind
- * of target lives and what its TUF `custom` field holds (MISSION.md, "Update
- * repository"). `edged repo` writes targets through these builders; the
+ * of target lives and what its TUF `custom` field holds (docs/releases.md,
+ * "Create the repository and its keys"). `edged repo` writes targets through these builders; the
  * device's updater reads them through {@linkcode parseCustom}, so both sides
  * share one definition and a field renamed on one side fails to compile on
  * the other.
@@ -43,7 +43,7 @@ export interface ModuleCustom {
   kind: "module";
   name: string;
   version: string;
-  /** The module manifest (MISSION.md "Module ABI v1"), `sha256` always set. */
+  /** The module manifest (docs/modules.md, "The ABI (v1)"), `sha256` always set. */
   manifest: Record<string, unknown>;
 }
 

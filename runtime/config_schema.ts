@@ -61,7 +61,7 @@ export const DEFAULT_ALLOWED_COMMANDS: readonly string[] = [
 ];
 
 const commandsSchema = z.strictObject({
-  /** Commands answered on `PREFIX/cmd/{command}`; any other gets `command_not_allowed`. */
+  /** Commands answered on `PREFIX/cmd/{command}`; any other known one gets `command_not_allowed`. */
   allow: z.array(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "must be a command name"))
     .default([...DEFAULT_ALLOWED_COMMANDS]),
   /** Whether `update-check` may install what it finds (`"apply": true`) with `update.auto_apply` off. */

@@ -1,6 +1,6 @@
 /**
  * Readings as bus messages: a committed reading is published as
- * `sensors/{device_id}/{metric}` with a JSON payload (MISSION.md, "Module ABI
+ * `sensors/{device_id}/{metric}` with a JSON payload (docs/modules.md, "The ABI
  * v1": "Readings ingested over HTTP appear on the bus as ..."). The module
  * feeder builds the same bytes a commit at a time ({@linkcode readingPayloads}).
  *

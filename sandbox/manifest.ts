@@ -1,5 +1,5 @@
 /**
- * The module manifest (MISSION.md "Module ABI v1"): its schema, defaults and
+ * The module manifest (docs/modules.md, "The ABI (v1)"): its schema, defaults and
  * parsing. Unknown keys are refused so a typo cannot silently drop a limit.
  *
  * @module

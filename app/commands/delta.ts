@@ -1,6 +1,6 @@
 /**
  * `edged delta diff OLD NEW PATCH` and `edged delta patch OLD PATCH NEW`
- * (MISSION.md, "Command line"). Exit 0 on success, 1 when the operation fails
+ * (README.md, "Command line"). Exit 0 on success, 1 when the operation fails
  * (a bad patch names the broken rule), 2 on usage errors (commander).
  *
  * @module

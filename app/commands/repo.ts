@@ -1,6 +1,6 @@
 /**
  * `edged repo`: create and keep a TUF repository of releases, modules and
- * deltas (MISSION.md, "Update repository").
+ * deltas (docs/releases.md).
  *
  *     edged repo init DIR [--threshold ROLE=N]... [--expires ROLE=DURATION]...
  *                         [--root-keys-dir PATH] [--deltas K]

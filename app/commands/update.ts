@@ -1,5 +1,5 @@
 /**
- * `edged update`: drive updates on a device (MISSION.md "Command line").
+ * `edged update`: drive updates on a device (README.md, "Command line").
  *
  *     edged update status [--json]      state, versions, slots, progress, last error
  *     edged update check                look for a newer release now

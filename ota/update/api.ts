@@ -1,5 +1,5 @@
 /**
- * The update HTTP API (MISSION.md "HTTP API"), mounted at `/api/v1/update`
+ * The update HTTP API (README.md, "HTTP API"), mounted at `/api/v1/update`
  * behind the runtime's bearer auth:
  *
  * - `GET /`: state, versions, slots, progress, last error

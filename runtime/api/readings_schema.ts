@@ -1,5 +1,5 @@
 /**
- * Validation of `POST /api/v1/data` bodies (MISSION.md, HTTP API): one
+ * Validation of `POST /api/v1/data` bodies (README.md, "HTTP API"): one
  * reading or a non-empty array of them. Hand-written rather than a schema
  * library because it runs on every reading of the hot path, and because each
  * problem must name its field (`[3].timestamp`) and the rule.

@@ -1,5 +1,5 @@
 /**
- * The `edge` host functions of ABI v1 (MISSION.md "Module ABI v1"). Each checks
+ * The `edge` host functions of ABI v1 (docs/modules.md, "The ABI (v1)"). Each checks
  * every pointer and length against the module's memory and answers a negative
  * {@link EdgeError} code instead of throwing: a host exception never reaches
  * the guest or the runtime.
@@ -126,7 +126,7 @@ export function globMatcher(glob: string): PathMatcher {
 /**
  * Trees whose symlinks are made by the kernel, not by users: sysfs class
  * paths such as `/sys/class/hwmon/hwmon0` are links into `/sys/devices/...`,
- * so a grant written on the class path (as in MISSION.md's example) could
+ * so a grant written on the class path (as an operator would write it) could
  * never match the real path. A link inside one of these trees that resolves
  * inside the same tree is followed.
  */

@@ -1,5 +1,5 @@
 /**
- * The models HTTP API (MISSION.md "HTTP API"), a Hono sub-app the runtime
+ * The models HTTP API (README.md, "HTTP API"), a Hono sub-app the runtime
  * mounts at `/api/v1/models` behind its bearer auth: `GET /` (every model
  * and the engine's state), `GET|PUT|DELETE /{name}`. `PUT` takes
  * `multipart/form-data` with the ONNX file in part `model` and optional

@@ -668,7 +668,7 @@ async function runaway(dir: string, quick: boolean): Promise<BenchRow[]> {
       target: "<= 2× normal",
       note:
         "quarantine after 3 faults, back-off 1 s doubling; latency from the scheduled send time" +
-        (fuel === 50_000_000 ? "; 50 M as in the MISSION.md example" : "; 10 M is the default"),
+        (fuel === 50_000_000 ? "; 50 M: five times the default" : "; 10 M is the default"),
     });
   }
   return rows;

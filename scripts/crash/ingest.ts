@@ -2,8 +2,8 @@
  * Crash loop `ingest`: concurrent clients post readings (single and
  * batches) while edged, uplinking to a local Mosquitto, is killed with
  * SIGKILL at a random moment; after each kill the store must hold every
- * reading ever answered 202 (MISSION.md: "answers 202 only once the readings
- * are durable on disk"), pass SQLite's integrity check, and edged must start
+ * reading ever answered 202 (the README: "202: the reading is durable on
+ * disk"), pass SQLite's integrity check, and edged must start
  * again on the same data directory. At the end every acknowledged reading
  * must have reached the broker at least once (store-and-forward across the
  * kills: "never loses an acknowledged reading").

@@ -1,7 +1,7 @@
 /**
  * The payload bytes modules get for readings, built a commit at a time
  * (`readingPayloads`, which the module feeder uses), are the bytes of the bus
- * message of each reading (`readingPayload`, MISSION.md "Module ABI v1").
+ * message of each reading (`readingPayload`, docs/modules.md, "The ABI (v1)").
  */
 import assert from "node:assert/strict";
 import { type Reading, readingPayload, readingPayloads, readingTopic } from "../../runtime/mod.ts";

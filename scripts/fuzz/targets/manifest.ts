@@ -1,5 +1,5 @@
 /**
- * Fuzz target `manifest`: module manifests (MISSION.md "Module ABI v1")
+ * Fuzz target `manifest`: module manifests (docs/modules.md, "The ABI (v1)")
  * through `parseManifest`, and accepted ones on through `validateModule`
  * with a real module. Refusals must be `ModuleValidationError`s with
  * reasons; an accepted manifest must respect the hard ceilings (oracle).

@@ -2,7 +2,7 @@
  * Fuzz target `mqtt`: downlink command requests (`PREFIX/cmd/{command}`)
  * through `CommandRegistry.handle` (protocols/mqtt) with the built-in
  * commands' shapes registered. The input is `command\npayload`. The promise
- * (MQTT commands, MISSION.md): every request gets an answer, nothing throws,
+ * (MQTT commands, docs/operators.md): every request gets an answer, nothing throws,
  * the answer is JSON that names the command and echoes a valid `id`.
  *
  * @module
