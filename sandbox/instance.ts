@@ -74,6 +74,12 @@ type Exports = {
   [START_EXPORT]?: () => void;
 };
 
+/** V8's messages for the traps a failed allocation ends in: an abort, or a stray access. */
+const ALLOCATOR_TRAP = /^unreachable|memory access out of bounds/;
+/** `WebAssembly.Exception` (exception handling), which Deno's type library does not declare. */
+const WasmException = (WebAssembly as unknown as { Exception?: abstract new () => unknown })
+  .Exception;
+
 /** A running instance of one module version. */
 export class GuestInstance {
   readonly ctx: ModuleContext;
@@ -181,6 +187,7 @@ export class GuestInstance {
       last.publishedBytes = 0;
       last.logBytes = 0;
     } else ctx.call = new CallState();
+    ctx.unwound = undefined;
     const e = this.#exports;
     const setFuel = e[FUEL_SET_EXPORT];
     setFuel?.(this.#budget);
@@ -198,10 +205,21 @@ export class GuestInstance {
         : String(err);
       error = { kind, message };
     }
+    // A host function ended the call (proc_exit): so it ends, even if the guest caught that
+    // and went on (until its next fuel charge, ModuleContext.unwind) or returned.
+    // (Read again: the call may have set it, which the type checker cannot see.)
+    const unwound = ctx.unwound as ModuleContext["unwound"];
+    if (unwound !== undefined) {
+      const err = unwound.err;
+      error = {
+        kind: this.#classify(err),
+        message: err instanceof Error ? err.message : String(err),
+      };
+    }
     if (ctx.pendingOutput.size > 0) flushOutput(ctx, true);
     let fuelUsed = 0;
     if (setFuel) {
-      const left = e[FUEL_GET_EXPORT]!();
+      const left = unwound?.fuelLeft ?? e[FUEL_GET_EXPORT]!();
       fuelUsed = left < 0 ? this.#budget : this.#budget - left;
     }
     const call = ctx.call;
@@ -218,10 +236,13 @@ export class GuestInstance {
       const getFuel = this.#exports[FUEL_GET_EXPORT];
       if (getFuel && getFuel() < 0) return "fuel";
       const cap = this.validated.manifest.limits.memory_bytes;
-      // A trap while memory sits at its cap is most likely an allocator giving up.
-      if (this.memoryBytes + 65536 > cap) return "memory";
+      // An abort (unreachable) or a stray access while memory sits at its cap is most likely an
+      // allocator giving up; a division by zero or a bad indirect call is not, at any size.
+      if (this.memoryBytes + 65536 > cap && ALLOCATOR_TRAP.test(err.message)) return "memory";
       return "trap";
     }
+    // The guest's own exception (exception handling), thrown out of the call: its trap.
+    if (WasmException && err instanceof WasmException) return "trap";
     return "host";
   }
 }

@@ -138,6 +138,13 @@ export class PublishRate {
   }
 }
 
+/**
+ * What {@link ModuleContext.unwind} takes from the fuel counter: far more than
+ * any budget (at most 10^10), far from the i64 counter's floor (about -9.2 ×
+ * 10^18), and exact as an f64.
+ */
+const FUEL_POISON = 2 ** 60;
+
 /** What one guest call did, collected by the host functions. */
 export class CallState {
   published: Published[] = [];
@@ -170,6 +177,11 @@ export class ModuleContext {
 
   /** The instance's fuel charger (a metered module's export), set once instantiated. */
   #chargeFuel: ((fuel: number) => number) | undefined;
+  /**
+   * What a host function unwound the current call with ({@link unwind}), and
+   * the fuel left at that moment; cleared when a call starts.
+   */
+  unwound: { err: unknown; fuelLeft: number | undefined } | undefined;
 
   constructor(
     readonly name: string,
@@ -191,6 +203,22 @@ export class ModuleContext {
    */
   bindFuel(charge: ((fuel: number) => number) | undefined): void {
     this.#chargeFuel = charge;
+  }
+
+  /**
+   * Ends the guest call with `err` (`proc_exit`), whatever the guest does: a
+   * guest that catches it (exception handling's `catch_all` catches what a
+   * host function throws) stops at its next fuel charge, since the counter is
+   * made negative here, and the call's outcome is `err` all the same. Returns
+   * `err`, to be thrown.
+   */
+  unwind<E>(err: E): E {
+    if (this.unwound === undefined) {
+      const charge = this.#chargeFuel;
+      this.unwound = { err, fuelLeft: charge?.(0) };
+      charge?.(FUEL_POISON);
+    }
+    return err;
   }
 
   /**

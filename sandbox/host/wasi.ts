@@ -167,7 +167,7 @@ export function wasiImports(ctx: ModuleContext): Record<string, (...args: never[
   };
   fns.sched_yield = () => Errno.SUCCESS;
   fns.proc_exit = (code: number): never => {
-    throw new WasiExit(code);
+    throw ctx.unwind(new WasiExit(code));
   };
   fns.proc_raise = nosys;
 

@@ -338,7 +338,7 @@ Deno.test("kv by range in guest memory: the edges of memory, empty keys and valu
     // The value stored from the last byte of memory is that byte.
     assert.equal(await getTo(new Uint8Array([0xfe]), DATA + 64, 8), 3);
     // Empty keys are refused (set) and never found (get); empty values are values.
-    assert.equal(await set(new Uint8Array(), enc("x")), EdgeError.TOO_BIG);
+    assert.equal(await set(new Uint8Array(), enc("x")), EdgeError.INVALID);
     assert.equal(await getTo(new Uint8Array(), DATA + 64, 8), EdgeError.NOT_FOUND);
     assert.equal(await set(enc("empty"), new Uint8Array()), 0);
     assert.equal(await getTo(enc("empty"), DATA + 64, 0), 0);
@@ -385,4 +385,63 @@ Deno.test("kv by range in guest memory: the edges of memory, empty keys and valu
   } finally {
     await e.dispose();
   }
+});
+
+Deno.test("proc_exit ends the call even when the guest catches it (exception handling), and costs it its fuel", async () => {
+  // The guest catches every exit with catch_all and goes on looping: it must stop at its next
+  // fuel charge, the call's outcome is the exit, and it says how much fuel the call had used.
+  const bytes = await wat(`(module
+    (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    (memory (export "memory") 1)
+    (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
+    (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (local $i i32)
+      (loop $l
+        (try (do (call $exit (i32.const 7))) (catch_all))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (i32.store (i32.const 0) (local.get $i))
+        (br_if $l (i32.lt_u (local.get $i) (i32.const 1000000))))
+      (local.get $i)))`);
+  const budget = 1_000_000_000;
+  const v = await validateModule(
+    bytes,
+    manifest("exits", { grants: { wasi: true }, limits: { fuel_per_message: budget } }),
+  );
+  const inst = GuestInstance.create(v, { logSink: () => {} });
+  const out = inst.call(enc("t"), enc("x"));
+  assert.equal(out.status, null);
+  assert.equal(out.error?.kind, "exit", String(out.error?.message));
+  assert.match(out.error!.message, /proc_exit\(7\)/);
+  assert.ok(out.fuelUsed > 0 && out.fuelUsed < 10_000, `fuel used ${out.fuelUsed}`);
+  // The guest got no further than its next charge: the loop's first back-edge.
+  const view = new DataView(inst.ctx.memory!.buffer);
+  assert.ok(view.getUint32(0, true) <= 1, `the guest looped ${view.getUint32(0, true)} times`);
+
+  // A guest that catches the exit and returns: still the exit.
+  const returns = await wat(`(module
+    (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    (memory (export "memory") 1)
+    (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
+    (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
+      (try (do (call $exit (i32.const 3))) (catch_all))
+      (i32.const 0)))`);
+  const v2 = await validateModule(returns, manifest("exits2", { grants: { wasi: true } }));
+  const out2 = GuestInstance.create(v2, { logSink: () => {} }).call(enc("t"), enc("x"));
+  assert.equal(out2.error?.kind, "exit", JSON.stringify(out2));
+  // The next call starts afresh.
+  const inst2 = GuestInstance.create(v2, { logSink: () => {} });
+  assert.equal(inst2.call(enc("t"), enc("x")).error?.kind, "exit");
+});
+
+Deno.test("a trap at the memory cap is a memory fault only when an allocator could have caused it", async () => {
+  const trap = async (body: string) => {
+    const bytes = await module(
+      `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) ${body})`,
+    );
+    const v = await validateModule(bytes, manifest("traps", { limits: { memory_bytes: 65536 } }));
+    return GuestInstance.create(v, { logSink: () => {} }).call(enc("t"), enc("x")).error?.kind;
+  };
+  assert.equal(await trap("(unreachable)"), "memory");
+  assert.equal(await trap("(i32.load (i32.const 70000))"), "memory");
+  assert.equal(await trap("(i32.div_u (i32.const 1) (i32.const 0))"), "trap");
+  assert.equal(await trap("(i32.trunc_f64_s (f64.const 1e300))"), "trap");
 });
