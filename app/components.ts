@@ -47,6 +47,7 @@ export async function createComponents(ctx: RuntimeContext): Promise<Component[]
     queueBytes: m.queue_bytes,
     queueBytesTotal: m.queue_bytes_total,
     maxLag: m.max_lag,
+    messageLogBytes: m.message_log_bytes,
     faultLimit: m.fault_limit,
     quarantineMs: m.quarantine_ms,
     logLinesPerSecond: m.log_lines_per_second,

@@ -432,6 +432,15 @@ export const CONFIG_RULES: readonly ConfigRule[] = [
     max: 1000000000,
   },
   {
+    path: ["modules", "message_log_bytes"],
+    env: "EDGED_MODULES_MESSAGE_LOG_BYTES",
+    type: "number",
+    default: 268435456,
+    int: true,
+    min: 1048576,
+    max: 1099511627776,
+  },
+  {
     path: ["modules", "fault_limit"],
     env: "EDGED_MODULES_FAULT_LIMIT",
     type: "number",

@@ -179,6 +179,12 @@ const modulesSchema = z.strictObject({
    * left at its default, it is lowered to that when the cap is smaller.
    */
   max_lag: z.number().int().min(1).max(1_000_000_000).default(100_000),
+  /**
+   * Bytes (topics and payloads) the modules' message log may hold for modules that are behind;
+   * past it, the furthest behind skip ahead until it holds half as much, counting and logging
+   * what they skipped.
+   */
+  message_log_bytes: z.number().int().min(1 << 20).max(2 ** 40).default(256 * 1024 * 1024),
   /** Consecutive faults that put a module in quarantine. */
   fault_limit: z.number().int().min(1).max(1000).default(3),
   /** First quarantine back-off in milliseconds; doubles up to 5 minutes. */

@@ -126,6 +126,11 @@ export interface FeederOptions {
   queueBytesTotal: number;
   /** Entries a module may fall behind in a log before it skips ahead. */
   maxLag: number;
+  /**
+   * Bytes the message log may hold for modules that are behind: past it, the
+   * furthest behind skip ahead until it holds half as much.
+   */
+  messageLogBytes: number;
   /** The running modules. */
   records(): Iterable<ModuleRecord>;
   /** How many modules run. */
@@ -353,6 +358,11 @@ export class Feeder {
   #checkLag(stream: Stream, head: number): void {
     const max = this.#o.maxLag;
     const heads = { readings: this.#o.readings.durableId, messages: this.#o.messages.durableId };
+    // Messages can be large (up to a module's max_payload_bytes each): their log is bounded in
+    // bytes too, or a fast publisher and a slow subscriber could fill the disk.
+    const maxBytes = this.#o.messageLogBytes;
+    const held = stream === "messages" ? this.#o.messages.heldBytes : 0;
+    const byBytes = stream === "messages" ? this.#o.messages.skipTarget(maxBytes) : undefined;
     for (const r of this.#o.records()) {
       const f = r.streams[stream];
       const lag = head - f.committed;
@@ -360,8 +370,9 @@ export class Feeder {
         r.lagging && heads.readings - r.streams.readings.committed < max / 4 &&
         heads.messages - r.streams.messages.committed < max / 4
       ) r.lagging = false;
-      if (lag <= max) continue;
-      const target = head - Math.floor(max / 2);
+      const overBytes = byBytes !== undefined && f.committed < byBytes;
+      if (lag <= max && !overBytes) continue;
+      const target = Math.max(lag > max ? head - Math.floor(max / 2) : 0, overBytes ? byBytes : 0);
       let skipped = r.dropQueued(stream, target);
       if (target > f.next) {
         skipped += stream === "readings"
@@ -378,7 +389,10 @@ export class Feeder {
         r,
         stream,
         skipped,
-        `${lag} ${stream} behind (modules.max_lag ${max}): skipped ahead to ${target}`,
+        lag > max
+          ? `${lag} ${stream} behind (modules.max_lag ${max}): skipped ahead to ${target}`
+          : `the message log holds ${held} bytes (modules.message_log_bytes ${maxBytes}), ` +
+            `${lag} messages behind: skipped ahead to ${target}`,
       );
       this.#o.touch(r);
     }

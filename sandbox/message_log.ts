@@ -61,6 +61,12 @@ export class MessageLog {
   #prunedId: number;
   #written: LoggedMessage[] = [];
   #removeParticipant: () => void;
+  /** Bytes (topic and payload) of each row in (`#prunedId`, `#lastId`], oldest first. */
+  #sizes: number[] = [];
+  /** Index in `#sizes` of the oldest row still held (rows before it were pruned). */
+  #sizesHead = 0;
+  /** Their sum. */
+  #heldBytes = 0;
 
   /** The bus sink: writes every message some module wants, inside the group transaction. */
   readonly sink: BusSink;
@@ -88,6 +94,11 @@ export class MessageLog {
     this.#lastId = Math.max(row.last, options.idsAbove ?? 0);
     this.#durableId = this.#lastId;
     this.#prunedId = row.last === 0 ? this.#lastId : row.pruned;
+    for (
+      const r of store.db.prepare(
+        "SELECT length(CAST(topic AS BLOB)) + length(payload) AS n FROM module_messages ORDER BY id",
+      ).iterate() as Iterable<{ n: number }>
+    ) this.#push(r.n);
     this.sink = {
       wants: (msg) => msg.source !== "ingest" && this.#opts.wanted(msg),
       write: (msg) => this.#write(msg),
@@ -98,6 +109,7 @@ export class MessageLog {
       seal: () => this.#seal(),
       undo: () => {
         if (this.#written.length > 0) this.#lastId = this.#written[0].id - 1;
+        this.#pop(this.#written.length);
         this.#written = [];
       },
       // Rows come through the bus sink while other participants write: a
@@ -106,6 +118,7 @@ export class MessageLog {
       rollbackTo: (n) => {
         const gone = this.#written.splice(n as number);
         if (gone.length > 0) this.#lastId = gone[0].id - 1;
+        this.#pop(gone.length);
       },
     });
   }
@@ -133,6 +146,48 @@ export class MessageLog {
     this.#insert.run(row.id, row.topic, row.payload, row.source, row.createdMs);
     this.#lastId = row.id;
     this.#written.push(row);
+    this.#push(utf8Length(row.topic) + row.payload.length);
+  }
+
+  #push(bytes: number): void {
+    this.#sizes.push(bytes);
+    this.#heldBytes += bytes;
+  }
+
+  /** Forgets the sizes of the newest `n` rows (rolled back). */
+  #pop(n: number): void {
+    for (let i = 0; i < n; i++) this.#heldBytes -= this.#sizes.pop()!;
+  }
+
+  /** Bytes (topics and payloads) of the rows the log holds. */
+  get heldBytes(): number {
+    return this.#heldBytes;
+  }
+
+  /** Bytes of the rows held up to `id`: what pruning to `id` frees. */
+  bytesThrough(id: number): number {
+    let n = 0;
+    const end = Math.min(id - this.#prunedId, this.#sizes.length - this.#sizesHead);
+    for (let i = 0; i < end; i++) n += this.#sizes[this.#sizesHead + i] ?? 0;
+    return n;
+  }
+
+  /**
+   * Where readers must skip to for the log to hold at most `maxBytes`: the
+   * highest id such that the durable rows above it hold at most half of
+   * `maxBytes`; undefined while the log holds no more than `maxBytes`.
+   */
+  skipTarget(maxBytes: number): number | undefined {
+    if (this.#heldBytes <= maxBytes) return undefined;
+    let id = this.#durableId;
+    let above = 0;
+    while (id > this.#prunedId) {
+      const bytes = this.#sizes[this.#sizesHead + (id - this.#prunedId - 1)] ?? 0;
+      if (above + bytes > maxBytes / 2) break;
+      above += bytes;
+      id--;
+    }
+    return id;
   }
 
   #seal(): Settle | undefined {
@@ -184,6 +239,14 @@ export class MessageLog {
     const upTo = Math.min(id, this.#durableId);
     if (upTo <= this.#prunedId) return;
     this.#prune.run(upTo);
+    for (let i = this.#prunedId; i < upTo && this.#sizesHead < this.#sizes.length; i++) {
+      this.#heldBytes -= this.#sizes[this.#sizesHead++];
+    }
+    // Compact now and then, so the array does not keep what was pruned.
+    if (this.#sizesHead > 4096 && this.#sizesHead * 2 > this.#sizes.length) {
+      this.#sizes = this.#sizes.slice(this.#sizesHead);
+      this.#sizesHead = 0;
+    }
     this.#prunedId = upTo;
   }
 
@@ -191,4 +254,11 @@ export class MessageLog {
   close(): void {
     this.#removeParticipant();
   }
+}
+
+const utf8 = new TextEncoder();
+/** Bytes of `s` in UTF-8 (topics are short: mostly ASCII). */
+function utf8Length(s: string): number {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return utf8.encode(s).length;
+  return s.length;
 }

@@ -60,6 +60,12 @@ import { moduleMemoryBudget } from "./manifest_limits.ts";
 
 const log = getLogger(["edged", "modules"]);
 
+/**
+ * Message-log bytes every module has passed that are deleted without waiting
+ * for 1,000 rows (or a quarter of `messageLogBytes`, when that is less).
+ */
+const PRUNE_BYTES = 8 << 20;
+
 /** The reading log as the module host reads it. */
 export type HostReadings = FeedReadings & {
   addRowsListener(listener: RowsListener): () => void;
@@ -92,6 +98,12 @@ export interface ModuleHostOptions {
    * @default 100000
    */
   maxLag?: number;
+  /**
+   * Bytes (topics and payloads) the message log may hold for modules that are
+   * behind; past it, the furthest behind skip ahead until it holds half, counting
+   * what they skipped. @default 268435456
+   */
+  messageLogBytes?: number;
   /** Consecutive faults that quarantine a module. @default 3 */
   faultLimit?: number;
   /** First quarantine back-off; doubles per quarantine up to 5 minutes. @default 1000 */
@@ -153,6 +165,12 @@ export class ModuleHost {
   readonly #kv: SqliteKv;
   readonly #disk: ModuleStore;
   readonly #lock = new KeyedLock();
+  /**
+   * Messages sent to one module through {@linkcode deliver} take turns, so each
+   * sees what the one before did to the module (quarantine, a move to the
+   * probation Worker) instead of all running back to back on its Worker.
+   */
+  readonly #deliveries = new KeyedLock();
   readonly #quarantine: Quarantine;
   readonly #dispatch: Dispatcher;
   readonly #commits: GroupCommit;
@@ -186,6 +204,7 @@ export class ModuleHost {
       queueBytes: 8 << 20,
       queueBytesTotal: 64 << 20,
       maxLag: 100_000,
+      messageLogBytes: 256 << 20,
       faultLimit: 3,
       quarantineMs: 1000,
       logLinesPerSecond: 20,
@@ -264,6 +283,7 @@ export class ModuleHost {
       queueBytes: this.#opts.queueBytes,
       queueBytesTotal: this.#opts.queueBytesTotal,
       maxLag: this.#opts.maxLag,
+      messageLogBytes: this.#opts.messageLogBytes,
       records: () => installed.records(),
       running: () => installed.runningCount,
       touch: (r) => this.#effects.touch(r),
@@ -344,9 +364,10 @@ export class ModuleHost {
   /** Deletes message-log rows every module has passed (inside the group transaction). */
   #pruneMessages(): void {
     const floor = this.#installed.messagesFloor(this.#messages.durableId);
-    if (floor - this.#messages.prunedId >= 1000 || (floor === this.#messages.durableId)) {
-      this.#messages.pruneTo(floor);
-    }
+    if (
+      floor - this.#messages.prunedId >= 1000 || floor === this.#messages.durableId ||
+      this.#messages.bytesThrough(floor) >= Math.min(PRUNE_BYTES, this.#opts.messageLogBytes / 4)
+    ) this.#messages.pruneTo(floor);
   }
 
   /** Loads installed modules, then preloads; resolves once all are running. */
@@ -540,6 +561,28 @@ export class ModuleHost {
    *   commit (over its kv grant): nothing of the message was kept.
    */
   async deliver(name: string, topic: string, payload: Uint8Array): Promise<CallOutcome> {
+    const limit = this.#installed.deliverable(name).manifest.limits.max_payload_bytes;
+    if (payload.length > limit) throw new PayloadTooLargeError(payload.length, limit);
+    // The turn ends once the call's outcome is booked (a fault counted, a quarantine begun),
+    // not once its effects are durable: the next message need not wait for the disk.
+    const { out, durable } = await this.#deliveries.run(
+      name,
+      () => this.#deliverNow(name, topic, payload),
+    );
+    await durable;
+    const { status, published, logs, fuelUsed, error } = out;
+    return { status, published, logs, fuelUsed, error };
+  }
+
+  /**
+   * {@linkcode deliver}, in its turn: the module as it is now (a swap, a
+   * fault, a move). Answers the outcome, booked, and when its effects are durable.
+   */
+  async #deliverNow(
+    name: string,
+    topic: string,
+    payload: Uint8Array,
+  ): Promise<{ out: WireOutcome; durable: Promise<void> }> {
     const r = this.#installed.deliverable(name);
     const limit = r.manifest.limits.max_payload_bytes;
     if (payload.length > limit) throw new PayloadTooLargeError(payload.length, limit);
@@ -559,11 +602,12 @@ export class ModuleHost {
     } finally {
       r.inFlight--;
     }
-    await new Promise<void>((resolve, reject) =>
+    const durable = new Promise<void>((resolve, reject) =>
       this.#outcomes.apply(r, inst, out, undefined, gen, { resolve, reject })
     );
-    const { status, published, logs, fuelUsed, error } = out;
-    return { status, published, logs, fuelUsed, error };
+    // Settled by the caller; until then a refusal is not "unhandled".
+    durable.catch(() => {});
+    return { out, durable };
   }
 }
 

@@ -63,6 +63,28 @@ Deno.test("messages: 400 on a bad body, 413 over max_payload_bytes, 409 while qu
   }
 });
 
+Deno.test("messages sent at once take turns: past the fault limit the rest are refused, not run", async () => {
+  const e = await env({ faultLimit: 3, quarantineMs: 60_000 });
+  try {
+    await e.host.install(
+      manifest("f"),
+      await module(`(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
+        unreachable)`),
+    );
+    const app = served(e.host);
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, () => post(app, "f", JSON.stringify({ topic: "t", payload: 1 }))),
+    );
+    const codes = await Promise.all(answers.map(async (r) => (await r.json()).error.code));
+    // Three calls ran and trapped; the quarantine they began refused the other 17 before they ran.
+    assert.deepEqual(codes.filter((c) => c === "trap").length, 3, codes.join());
+    assert.deepEqual(codes.filter((c) => c === "module_quarantined").length, 17, codes.join());
+    assert.equal(e.host.status("f").messages_in, 3);
+  } finally {
+    await e.dispose();
+  }
+});
+
 Deno.test("a module corrupted on disk comes back as failed, visible and removable", async () => {
   const e = await env();
   const dataDir = e.dataDir;

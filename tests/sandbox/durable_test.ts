@@ -208,6 +208,39 @@ Deno.test("a module further behind than maxLag skips ahead, counted and shown; i
   }
 });
 
+Deno.test("the message log holds at most modules.message_log_bytes: a slow subscriber skips ahead, counted", async () => {
+  const LIMIT = 64 * 1024;
+  const e = await env({ messageLogBytes: LIMIT, queueCapacity: 4 });
+  const held = () =>
+    (e.store.db.prepare(
+      "SELECT coalesce(sum(length(payload) + length(topic)), 0) AS n FROM module_messages",
+    ).get() as { n: number }).n;
+  try {
+    // One message per second: it cannot keep up with 100 messages of 4 KiB (400 KiB).
+    await e.host.install(counterManifest({ limits: { messages_per_second: 1 } }), await COUNTER);
+    let most = 0;
+    for (let i = 0; i < 100; i++) {
+      e.bus.publish("work/big", new Uint8Array(4096).fill(65 + (i % 26)), "test");
+      if (i % 10 === 9) {
+        await e.store.commits.flushed();
+        await new Promise((r) => setTimeout(r, 5));
+        most = Math.max(most, held());
+      }
+    }
+    await until(() => e.host.status("counter").dropped.lagging > 0, 5_000);
+    await until(() => held() <= LIMIT, 5_000);
+    // Within the bound, give or take what one batch of ten adds before the skip.
+    assert.ok(most <= LIMIT + 10 * 4200, `the log held ${most} bytes`);
+    const s = e.host.status("counter");
+    assert.ok(s.delivery!.lagging, "marked lagging");
+    // Everything is accounted for: handled, skipped, or still waiting in the log.
+    const waiting = s.delivery!.messages.lag;
+    assert.ok(s.messages_in + s.dropped.lagging + waiting >= 100, JSON.stringify(s));
+  } finally {
+    await e.dispose();
+  }
+});
+
 Deno.test("messages from one module to another go through the message log, once each", async () => {
   const e = await env();
   try {
