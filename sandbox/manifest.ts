@@ -34,9 +34,12 @@ export const manifestSchema = z.strictObject({
     message:
       "name must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit",
   }),
-  version: z.string().regex(/^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]*)?$/, {
-    message: "version must be semantic (MAJOR.MINOR.PATCH)",
-  }),
+  version: z.string().max(64, { message: "version must be at most 64 characters" }).regex(
+    /^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]*)?$/,
+    {
+      message: "version must be semantic (MAJOR.MINOR.PATCH)",
+    },
+  ),
   sha256: z.string().regex(/^[0-9a-f]{64}$/, { message: "sha256 must be 64 lowercase hex digits" })
     .optional(),
   subscribe: z.array(filter).max(64).default([]),

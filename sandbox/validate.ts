@@ -27,6 +27,13 @@ const SYNC_COMPILE_BYTES = 256 * 1024;
 
 /** Entries any table may declare or grow to. */
 export const DEFAULT_TABLE_MAX_ENTRIES = 100_000;
+/**
+ * Tables a module may declare: each may grow to the entry limit, and every
+ * instance holds its own (8 bytes an entry), so their number bounds what an
+ * instance can make the Worker hold beside its memory: 16 × 100,000 entries,
+ * about 13 MB. Compilers emit one table, or a few with reference types.
+ */
+export const MAX_TABLES = 16;
 
 /** Options for {@link validateModule}. */
 export interface ValidateOptions {
@@ -67,6 +74,14 @@ const sameType = (a: FuncType, b: FuncType) =>
   a.params.length === b.params.length && a.results.length === b.results.length &&
   a.params.every((p, i) => p === b.params[i]) && a.results.every((p, i) => p === b.results[i]);
 
+/** Plurals of the import kinds that are refused. */
+const IMPORT_KINDS: Record<string, string> = {
+  memory: "memories",
+  table: "tables",
+  global: "globals",
+  tag: "tags",
+};
+
 /** Every reason the imports break the manifest's grants (empty when fine). */
 export function checkImports(info: ModuleInfo, manifest: Manifest): string[] {
   const reasons: string[] = [];
@@ -74,7 +89,9 @@ export function checkImports(info: ModuleInfo, manifest: Manifest): string[] {
     const what = `import ${imp.module}.${imp.name}`;
     if (imp.kind !== "func") {
       reasons.push(
-        `${what}: imported ${imp.kind}s are not allowed (a module defines and exports its own memory)`,
+        `${what}: imported ${
+          IMPORT_KINDS[imp.kind] ?? imp.kind
+        } are not allowed (a module defines its own; only functions are imported)`,
       );
       continue;
     }
@@ -187,13 +204,23 @@ export function checkLimits(
       );
     }
   }
+  if (info.tables.length > MAX_TABLES) {
+    reasons.push(`tables: ${info.tables.length} tables declared, at most ${MAX_TABLES} allowed`);
+  }
+  let entries = 0;
   info.tables.forEach((t, i) => {
+    entries += t.min;
     if (t.min > tableMaxEntries) {
       reasons.push(
         `table ${i}: declared minimum ${t.min} entries exceeds the limit of ${tableMaxEntries}`,
       );
     }
   });
+  if (entries > tableMaxEntries && info.tables.every((t) => t.min <= tableMaxEntries)) {
+    reasons.push(
+      `tables: declared minimums add up to ${entries} entries, more than the limit of ${tableMaxEntries}`,
+    );
+  }
   return reasons;
 }
 

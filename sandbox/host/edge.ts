@@ -333,7 +333,7 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
         const v = vl >>> 0;
         if (k === 0 || k > MAX_KEY_BYTES || v > maxValue) {
           ctx.charge(setCost, 0, "kv_set");
-          return EdgeError.TOO_BIG;
+          return k === 0 ? EdgeError.INVALID : EdgeError.TOO_BIG;
         }
         ctx.charge(setCost, k + v, "kv_set");
         try {
@@ -353,7 +353,7 @@ export function edgeImports(ctx: ModuleContext): Record<string, (...args: never[
       }
       if (key.length === 0 || key.length > MAX_KEY_BYTES || value.length > maxValue) {
         ctx.charge(setCost, 0, "kv_set");
-        return EdgeError.TOO_BIG;
+        return key.length === 0 ? EdgeError.INVALID : EdgeError.TOO_BIG;
       }
       ctx.charge(setCost, key.length + value.length, "kv_set");
       try {

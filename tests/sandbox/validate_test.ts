@@ -85,7 +85,7 @@ Deno.test("imported memory, tables and globals are refused", async () => {
     (func (export "edge_alloc") (param i32) (result i32) (i32.const 0))
     ${ON_MESSAGE})`);
   const text = (await reasons(bytes)).join("\n");
-  assert.match(text, /import edge\.mem: imported memorys are not allowed/);
+  assert.match(text, /import edge\.mem: imported memories are not allowed/);
   assert.match(text, /import edge\.tbl: imported tables are not allowed/);
   assert.match(text, /import edge\.g: imported globals are not allowed/);
 });
@@ -120,6 +120,16 @@ Deno.test("a 4 GiB declared memory and a ten-million-entry table are refused", a
     (await reasons(table)).join(),
     /table 0: declared minimum 10000000 entries exceeds the limit/,
   );
+  // Many tables, each within the limit, would hold as much: their number and sum are bounded.
+  const many = await module(`${"(table 100000 externref)".repeat(17)} ${ON_MESSAGE}`);
+  const text = (await reasons(many)).join("\n");
+  assert.match(text, /tables: 17 tables declared, at most 16 allowed/);
+  assert.match(
+    text,
+    /tables: declared minimums add up to 1700000 entries, more than the limit of 100000/,
+  );
+  const fine = await module(`(table 1 funcref) (table 50000 externref) ${ON_MESSAGE}`);
+  await validateModule(fine, manifest("t"));
 });
 
 Deno.test("manifest errors name the field", async () => {
