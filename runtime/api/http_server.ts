@@ -122,7 +122,16 @@ export interface HttpServerStats {
   closed: Record<CloseReason, number>;
   /** `accept` calls that failed. */
   acceptErrors: number;
+  /** Of those, connections reset by their client before they were accepted (no back-off). */
+  goneBeforeAccept: number;
 }
+
+/** What `accept` throws for a connection its client reset while it waited to be accepted. */
+const GONE_BEFORE_ACCEPT = [
+  Deno.errors.NotConnected,
+  Deno.errors.ConnectionAborted,
+  Deno.errors.ConnectionReset,
+];
 
 /** A running server. */
 export interface HttpServer {
@@ -141,7 +150,7 @@ export interface HttpServer {
   shutdown(): Promise<void>;
 }
 
-type Phase = "head" | "idle" | "request" | "linger";
+type Phase = "head" | "idle" | "request" | "linger" | "waiting";
 
 /** Longest time and most bytes read and dropped after an answer that left a body unread. */
 const LINGER_MS = 1000;
@@ -268,6 +277,7 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
     accepted: 0,
     closed: Object.fromEntries(CLOSE_REASONS.map((r) => [r, 0])) as Record<CloseReason, number>,
     acceptErrors: 0,
+    goneBeforeAccept: 0,
   };
   let stopping = false;
   const drained = Promise.withResolvers<void>();
@@ -514,6 +524,7 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
             // first, whole. Nothing more is read meanwhile, and the head's
             // clock stops: that answer's write clock bounds the wait.
             c.setDeadline(Infinity);
+            setPhase(c, "waiting");
             await writing;
             if (c.closed) break;
           }
@@ -556,8 +567,11 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
         const keep = head.keepAlive && state.done && !stopping;
         // The answer goes out while the connection already waits for the next
         // request: one turn of the event loop less per request. Answers stay
-        // in order: each waits for the one before.
+        // in order: each waits for the one before. Meanwhile the connection
+        // holds only answers its client has not read: at the cap, another
+        // client may take its place, as it may an idle connection's.
         if (writing !== null) {
+          setPhase(c, "waiting");
           await writing;
           if (c.closed) break;
         }
@@ -622,6 +636,14 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
         delay = 0;
       } catch (err) {
         if (stopping || err instanceof Deno.errors.BadResource) break;
+        // A connection reset while it waited in the listen queue (ENOTCONN,
+        // ECONNABORTED): that one is gone, the next is accepted at once. Cheap
+        // for anyone to cause, so it must cost no wait and no other client.
+        if (GONE_BEFORE_ACCEPT.some((e) => err instanceof e)) {
+          stats.acceptErrors++;
+          stats.goneBeforeAccept++;
+          continue;
+        }
         // Out of descriptors (EMFILE, ENFILE) or buffers: free one by closing
         // the connection idle longest, wait, and accept again; the kernel
         // keeps the waiting connections in the listen queue meanwhile.
@@ -668,7 +690,10 @@ export function serveHttp(o: HttpServerOptions, handler: HttpHandler): HttpServe
         try {
           listener.close();
         } catch { /* closed */ }
-        for (const c of live) if (c.phase !== "request") c.close("shutdown");
+        // A connection waiting for its client to read the answer ahead still has answers to give.
+        for (const c of live) {
+          if (c.phase !== "request" && c.phase !== "waiting") c.close("shutdown");
+        }
       }
       await accepting;
       if (live.size > 0) await drained.promise;

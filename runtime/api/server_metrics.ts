@@ -37,7 +37,7 @@ export function registerServerMetrics(metrics: Metrics, server: HttpServer): voi
   );
   metrics.counterFunc(
     "edged_http_accept_errors_total",
-    "Failed accepts of HTTP connections (e.g. out of descriptors); the server backs off and retries.",
+    "Failed accepts of HTTP connections: out of descriptors (the server backs off and retries), or a connection its client reset before it was accepted (skipped at once).",
     () => server.stats.acceptErrors,
   );
 }

@@ -634,3 +634,88 @@ Deno.test("HTTP server: a pipelined head that times out is answered 408 after th
     }
   });
 });
+
+Deno.test("HTTP server: connections reset before they are accepted cost no wait and no other client", async () => {
+  await withServer({ maxConnections: 16, idleTimeoutMs: 30_000 }, echo, async (server, port) => {
+    // A keep-alive client, idle between requests: evictable, and it must not be evicted.
+    const kept = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      const ask = async () => {
+        await kept.write(enc.encode("GET /kept HTTP/1.1\r\nHost: h\r\n\r\n"));
+        const buf = new Uint8Array(4096);
+        const n = await kept.read(buf);
+        return dec.decode(buf.subarray(0, n ?? 0));
+      };
+      assert.match(await ask(), /^HTTP\/1\.1 200 /);
+      // 50 clients that connect and reset at once (SO_LINGER 0): a real peer, Python's sockets.
+      const reset = await new Deno.Command("/usr/bin/python3", {
+        args: [
+          "-c",
+          `import socket, struct
+for i in range(50):
+    s = socket.create_connection(("127.0.0.1", ${port}))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()`,
+        ],
+      }).output();
+      assert.ok(reset.success, dec.decode(reset.stderr));
+      const t0 = performance.now();
+      const out = await exchange(port, "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+      const ms = performance.now() - t0;
+      assert.match(out, /^HTTP\/1\.1 200 /);
+      // Each used to cost a back-off of up to a second and an eviction.
+      assert.ok(ms < 1000, `a new client waited ${ms.toFixed(0)} ms`);
+      assert.equal(server.stats.closed.evicted, 0, JSON.stringify(server.stats));
+      assert.equal(server.stats.acceptErrors, server.stats.goneBeforeAccept);
+      assert.match(await ask(), /^HTTP\/1\.1 200 /, "the idle keep-alive client was kept");
+    } finally {
+      kept.close();
+    }
+  });
+});
+
+Deno.test("HTTP server: at the cap, clients that pipeline and never read their answers make room", async () => {
+  const big = new Uint8Array(1 << 20).fill(120);
+  const handler = (req: Request) =>
+    new URL(req.url).pathname === "/big" ? new Response(big) : new Response("ok");
+  await withServer({ maxConnections: 4, idleTimeoutMs: 30_000 }, handler, async (server, port) => {
+    // Four clients (a real peer: Python's sockets, with a tiny receive buffer) each pipeline ten
+    // requests for 1 MiB and read nothing: their answers stall in the socket buffers.
+    const hog = new Deno.Command("/usr/bin/python3", {
+      args: [
+        "-c",
+        `import socket, time
+socks = []
+for i in range(4):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", ${port}))
+    s.sendall(b"GET /big HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n" * 10)
+    socks.append(s)
+print("sent", flush=True)
+time.sleep(20)`,
+      ],
+      stdout: "piped",
+    }).spawn();
+    try {
+      const lines = hog.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      assert.match((await lines.read()).value ?? "", /sent/);
+      lines.releaseLock();
+      while (server.connections < 4) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 300)); // their writes stall
+      // A prompt client gets its answer: one of the stalled connections makes room.
+      const out = await exchange(
+        port,
+        "GET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        5000,
+      );
+      assert.match(out, /^HTTP\/1\.1 200 /);
+      assert.ok(server.stats.closed.evicted >= 1, JSON.stringify(server.stats));
+      assert.equal(server.stats.closed.refused, 0);
+    } finally {
+      hog.kill();
+      await hog.status;
+      await hog.stdout.cancel().catch(() => {});
+    }
+  });
+});
