@@ -64,6 +64,14 @@ export interface Api {
   fast: FastHandler;
 }
 
+/** Methods counted under their own name; any other token a client sends counts as "other". */
+const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]);
+
+/** The method as a metrics label: one of a fixed few, so clients cannot add series. */
+function methodLabel(method: string): string {
+  return METHODS.has(method) ? method : "other";
+}
+
 /**
  * The one place a failure becomes an answer (for the application's
  * `onError` and the fast path): an unexpected 5xx is logged.
@@ -108,7 +116,7 @@ export function createApi(opts: ServerOptions): Api {
     // cannot blow up the label cardinality.
     const pattern = routePath(c, -1);
     const route = pattern === "*" || pattern === "/*" ? "unmatched" : pattern;
-    requests.inc({ route, method: c.req.method, status: String(c.res.status) });
+    requests.inc({ route, method: methodLabel(c.req.method), status: String(c.res.status) });
     latency.observe((performance.now() - start) / 1000, { route });
   });
   app.use(defaultBodyLimit(opts.bodyLimitBytes));

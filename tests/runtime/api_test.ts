@@ -112,6 +112,21 @@ Deno.test("HTTP API: health, readiness, auth, ingest, errors and metrics", async
       },
     );
 
+    await t.step("made-up methods add no metric series: they count as other", async () => {
+      const names = Array.from({ length: 50 }, (_, i) => `MADEUP${i}X`);
+      for (const method of names) {
+        const res = await fetch(edged.url + "/x", { method });
+        assert.equal(res.status, 404);
+        await res.body?.cancel();
+      }
+      const text = await (await fetch(edged.url + "/metrics")).text();
+      assert.ok(!text.includes("MADEUP"), "no series per method name");
+      assert.match(
+        text,
+        /^edged_http_requests_total\{route="unmatched",method="other",status="404"\} 50$/m,
+      );
+    });
+
     await t.step("a chunked body (no Content-Length) is counted as it arrives", async () => {
       const chunked = (text: string, times: number) =>
         edged.api("/api/v1/data", {
