@@ -34,6 +34,7 @@ export type { OpcuaAdapterConfig, OpcuaPointConfig } from "./config_opcua.ts";
 // are in runtime/schema.ts: importing this module does not load zod.
 export { ApiError, type ErrorDetail, errorResponse } from "./api/errors.ts";
 export { bodyLimit, BodyTooLargeError, defaultBodyLimit } from "./api/body_limit.ts";
+export { formWithin } from "./api/form.ts";
 export {
   type Api,
   createApi,

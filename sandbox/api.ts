@@ -10,7 +10,7 @@
  */
 
 import { Hono } from "hono";
-import { ApiError, bodyLimit } from "../runtime/mod.ts";
+import { ApiError, bodyLimit, formWithin } from "../runtime/mod.ts";
 import { ModuleValidationError } from "./errors.ts";
 import { moduleOnlyChecker } from "./_validator.ts";
 import type { ModuleHost } from "./module_host.ts";
@@ -22,6 +22,8 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 export const MAX_UPLOAD_BYTES = 32 * 1024 * 1024;
 /** Largest `PUT` body: the module, its manifest and the multipart framing. */
 const MAX_PUT_BODY = MAX_UPLOAD_BYTES + 1024 * 1024;
+/** Parts of an install's body: `manifest` and `module`, with room for a client's extras. */
+const MAX_PUT_PARTS = 8;
 
 const badRequest = (message: string) => new ApiError(400, "bad_request", message);
 const tooLarge = (message: string) => new ApiError(413, "payload_too_large", message);
@@ -93,12 +95,11 @@ export function modulesApi(host: ModulesApiHost): Hono {
   // refused upload, chunked or not, costs at most MAX_PUT_BODY in memory.
   app.put("/:name", bodyLimit(MAX_PUT_BODY), async (c) => {
     const name = c.req.param("name");
-    let form: FormData;
-    try {
-      form = await c.req.formData();
-    } catch {
-      throw badRequest("body must be multipart/form-data with parts manifest and module");
-    }
+    const form = await formWithin(
+      c.req,
+      MAX_PUT_PARTS,
+      "multipart/form-data with parts manifest and module",
+    );
     const manifestPart = form.get("manifest");
     const modulePart = form.get("module");
     if (manifestPart === null) throw badRequest("part manifest is missing");

@@ -11,7 +11,7 @@
  */
 
 import { Hono } from "hono";
-import { ApiError, bodyLimit } from "../../runtime/mod.ts";
+import { ApiError, bodyLimit, formWithin } from "../../runtime/mod.ts";
 import type { NnService } from "./service.ts";
 
 /** What the models API uses of the service (the component's lazy one, or an {@link NnService}). */
@@ -22,6 +22,8 @@ export type ModelsApiService = Pick<
 
 /** Largest upload `PUT` reads (the service's `maxModelBytes` applies to the file itself). */
 export const MAX_MODEL_UPLOAD_BYTES = 256 * 1024 * 1024;
+/** Parts of an install's body: `model`, `version`, `max_elements`, with room for extras. */
+const MAX_PARTS = 8;
 
 const badRequest = (message: string) => new ApiError(400, "bad_request", message);
 
@@ -36,12 +38,7 @@ export function modelsApi(nn: ModelsApiService): Hono {
   // upload, chunked or not, gets 413 without being kept in memory.
   app.put("/:name", bodyLimit(MAX_MODEL_UPLOAD_BYTES), async (c) => {
     const name = c.req.param("name");
-    let form: FormData;
-    try {
-      form = await c.req.formData();
-    } catch {
-      throw badRequest("body must be multipart/form-data with a part model");
-    }
+    const form = await formWithin(c.req, MAX_PARTS, "multipart/form-data with a part model");
     const part = form.get("model");
     if (!(part instanceof File)) throw badRequest("part model (the ONNX file) is missing");
     const version = form.get("version");

@@ -85,6 +85,32 @@ Deno.test("messages sent at once take turns: past the fault limit the rest are r
   }
 });
 
+Deno.test("an install body of many parts is refused before it is parsed", async () => {
+  const e = await env();
+  try {
+    const app = served(e.host);
+    const part = '--B\r\nContent-Disposition: form-data; name="x"; filename="a"\r\n\r\n\r\n';
+    const many = await app.request("/m", {
+      method: "PUT",
+      body: part.repeat(10_000) + "--B--\r\n",
+      headers: { "content-type": "multipart/form-data; boundary=B" },
+    });
+    assert.equal(many.status, 400);
+    assert.match((await many.json()).error.message, /at most 8 parts/);
+    // A body of few parts is parsed as before: here it lacks the manifest.
+    const few = await app.request("/m", {
+      method: "PUT",
+      body: part.repeat(3) + "--B--\r\n",
+      headers: { "content-type": 'multipart/form-data; boundary="B"' },
+    });
+    assert.equal(few.status, 400);
+    assert.match((await few.json()).error.message, /part manifest is missing/);
+    assert.deepEqual(e.host.names(), []);
+  } finally {
+    await e.dispose();
+  }
+});
+
 Deno.test("a module corrupted on disk comes back as failed, visible and removable", async () => {
   const e = await env();
   const dataDir = e.dataDir;
