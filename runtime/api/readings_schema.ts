@@ -112,7 +112,7 @@ function checkOne(
   problems: ErrorDetail[],
 ): Reading | undefined {
   if (typeof item !== "object" || item === null || Array.isArray(item)) {
-    problems.push({ field: prefix || "body", message: "must be a JSON object" });
+    problems.push({ field: prefix.slice(0, -1) || "body", message: "must be a JSON object" });
     return;
   }
   const o = item as Record<string, unknown>;
@@ -120,7 +120,8 @@ function checkOne(
   for (const key of Object.keys(o)) {
     if (!ALLOWED.has(key)) {
       problems.push({
-        field: prefix + key,
+        // A client's key is echoed in the answer: at most 64 characters of it.
+        field: prefix + (key.length > 64 ? `${key.slice(0, 64)}...` : key),
         message: "unknown field (allowed: device_id, metric, value, timestamp)",
       });
     }

@@ -62,6 +62,8 @@ Deno.test("each bad input names its field and rule", () => {
     ["text", "body", /JSON object/],
     [null, "body", /JSON object/],
     [[{ device_id: "p", value: 1 }, { device_id: "p" }], "[1].value", /required/],
+    [[[{ device_id: "p", value: 1 }]], "[0]", /must be a JSON object/],
+    [{ device_id: "p", value: 1, ["k".repeat(100_000)]: 1 }, `${"k".repeat(64)}...`, /unknown/],
   ];
   for (const [body, field, rule] of cases) {
     const err = problem(body);
