@@ -12,7 +12,6 @@
 import { Hono } from "hono";
 import { ApiError, bodyLimit, formWithin } from "../runtime/mod.ts";
 import { ModuleValidationError } from "./errors.ts";
-import { moduleOnlyChecker } from "./_validator.ts";
 import type { ModuleHost } from "./module_host.ts";
 import type { CallOutcome } from "./instance.ts";
 
@@ -81,7 +80,7 @@ export function outcomeJson(out: CallOutcome): Record<string, unknown> {
 /** What the modules API needs of a host: a {@linkcode ModuleHost} or the component's lazy one. */
 export type ModulesApiHost = Pick<
   ModuleHost,
-  "names" | "status" | "install" | "remove" | "deliver"
+  "names" | "status" | "install" | "checkModule" | "remove" | "deliver"
 >;
 
 /** Builds the Hono app of the modules API over `host`. */
@@ -119,7 +118,7 @@ export function modulesApi(host: ModulesApiHost): Hono {
     } catch (err) {
       throw new ModuleValidationError([
         `manifest is not valid JSON: ${(err as Error).message}`,
-        ...(await moduleOnlyChecker())(bytes),
+        ...(await host.checkModule(bytes)),
       ]);
     }
     const existed = host.names().includes(name);

@@ -117,6 +117,11 @@ export class LazyModuleHost {
     return await (await this.open()).install(manifestInput, bytes, urlName);
   }
 
+  /** See {@linkcode ModuleHost.checkModule} (building the host first). */
+  async checkModule(bytes: Uint8Array): Promise<string[]> {
+    return await (await this.open()).checkModule(bytes);
+  }
+
   /** See {@linkcode ModuleHost.remove}. @throws {ModuleNotFoundError} */
   remove(name: string, options?: { keepState?: boolean }): Promise<void> {
     if (!this.#host) return Promise.reject(new ModuleNotFoundError(name));

@@ -20,8 +20,7 @@ import { manifestParser } from "./_manifest_parser.ts";
 import { ModuleRecord } from "./module_record.ts";
 import type { ModuleStore } from "./persist.ts";
 import type { WorkerPool } from "./pool.ts";
-import type { ValidatedModule } from "./validate.ts";
-import { moduleValidator } from "./_validator.ts";
+import type { ValidatedModule, validateModule } from "./validate.ts";
 
 const log = getLogger(["edged", "modules"]);
 
@@ -40,6 +39,8 @@ export interface InstallerOptions {
   effects: Effects;
   /** Sends what waits for Worker `lane`. */
   kick: (lane: number) => void;
+  /** `validateModule`, wherever it runs (the host's validator Worker). */
+  validate: typeof validateModule;
 }
 
 /** Installs and swaps the modules of one host (one at a time per name: the caller's turn). */
@@ -93,7 +94,7 @@ export class Installer {
     persist = false,
   ): Promise<ValidatedModule> {
     const { installed, lanes } = this.#o;
-    const validated = await (await moduleValidator())(bytes, manifest, { meter: this.#o.meter });
+    const validated = await this.#o.validate(bytes, manifest, { meter: this.#o.meter });
     const pool = lanes.workers();
     const old = installed.get(manifest.name);
     const lane = old?.lane ?? lanes.leastLoaded();

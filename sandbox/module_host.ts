@@ -35,7 +35,7 @@ import {
   PayloadTooLargeError,
 } from "./errors.ts";
 import { loadedManifestParser, manifestParser } from "./_manifest_parser.ts";
-import { moduleOnlyChecker, moduleValidator } from "./_validator.ts";
+import { ValidatorWorker } from "./validator.ts";
 import type { Manifest } from "./manifest.ts";
 import type { CallOutcome } from "./instance.ts";
 import { SqliteKv, type StoreLike } from "./kv.ts";
@@ -165,6 +165,8 @@ export class ModuleHost {
   readonly #kv: SqliteKv;
   readonly #disk: ModuleStore;
   readonly #lock = new KeyedLock();
+  /** Where modules are validated: a Worker, so a large one does not hold this thread. */
+  readonly #validator = new ValidatorWorker();
   /**
    * Messages sent to one module through {@linkcode deliver} take turns, so each
    * sees what the one before did to the module (quarantine, a move to the
@@ -358,6 +360,7 @@ export class ModuleHost {
       cursors: this.#cursors,
       effects: this.#effects,
       kick: (lane) => this.#dispatch.kick(lane),
+      validate: (bytes, manifest, options) => this.#validator.validate(bytes, manifest, options),
     });
   }
 
@@ -423,6 +426,7 @@ export class ModuleHost {
     for (const r of this.#installed.records()) this.#feeder.detach(r);
     this.#installed.clear();
     this.#lanes.terminate();
+    this.#validator.stop();
     this.#ready = false;
     await this.#commits.flushed();
     this.#effects.close();
@@ -458,11 +462,15 @@ export class ModuleHost {
       manifest = parseManifest(manifestInput);
     } catch (err) {
       if (!(err instanceof ModuleValidationError)) throw err;
-      return refuseWithModule(bytes, [...(misnamed ? [misnamed] : []), ...err.reasons]);
+      const reasons = [...(misnamed ? [misnamed] : []), ...err.reasons];
+      // What is wrong with the module whatever its manifest says is listed too.
+      return this.#validator.moduleOnly(bytes).then((more) => {
+        throw new ModuleValidationError([...reasons, ...more]);
+      });
     }
     if (misnamed) {
       // Refused whatever else: checked all the same, so the answer lists every reason.
-      return moduleValidator().then((validate) => validate(bytes, manifest)).then(
+      return this.#validator.validate(bytes, manifest).then(
         () => Promise.reject(new ModuleValidationError([misnamed])),
         (err) => {
           if (!(err instanceof ModuleValidationError)) throw err;
@@ -485,6 +493,11 @@ export class ModuleHost {
         throw err;
       }
     });
+  }
+
+  /** What is wrong with `bytes` as a module whatever its manifest says (on the validator Worker). */
+  checkModule(bytes: Uint8Array): Promise<string[]> {
+    return this.#validator.moduleOnly(bytes);
   }
 
   /** The memory budget of the modules (see {@linkcode ModuleHostOptions.memoryBudgetBytes}). */
@@ -609,9 +622,4 @@ export class ModuleHost {
     durable.catch(() => {});
     return { out, durable };
   }
-}
-
-/** Refuses with `reasons` and what is wrong with `bytes` whatever the manifest says. */
-async function refuseWithModule(bytes: Uint8Array, reasons: string[]): Promise<never> {
-  throw new ModuleValidationError([...reasons, ...(await moduleOnlyChecker())(bytes)]);
 }

@@ -50,7 +50,11 @@ export interface ValidatedModule {
   sha256: string;
   /** Size of the original bytes. */
   size: number;
-  info: ModuleInfo;
+  /**
+   * The module's parsed structure, where it was validated on this thread (the
+   * validator Worker keeps it: for a large module it is millions of objects).
+   */
+  info?: ModuleInfo;
   /** The instrumented, compiled module. */
   module: WebAssembly.Module;
   /** Whether the module exports the start function as `__edged_start`. */

@@ -25,12 +25,13 @@ const ROOT = new URL("../", import.meta.url).pathname;
 
 /**
  * The entry points of the Workers edged starts (`lib/entry.ts`'s
- * `workerEntry`): the sandbox's, the inference engine's and the store's
- * checkpointer's. Neither `deno bundle` nor `deno compile` finds them by
+ * `workerEntry`): the sandbox's, its validator's, the inference engine's and
+ * the store's checkpointer's. Neither `deno bundle` nor `deno compile` finds them by
  * itself.
  */
 export const WORKER_ENTRIES: readonly string[] = [
   "sandbox/worker.ts",
+  "sandbox/validate_worker.ts",
   "sandbox/nn/engine_worker.ts",
   "runtime/checkpoint_worker.ts",
 ];
