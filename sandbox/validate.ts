@@ -34,6 +34,14 @@ export const DEFAULT_TABLE_MAX_ENTRIES = 100_000;
  * about 13 MB. Compilers emit one table, or a few with reference types.
  */
 export const MAX_TABLES = 16;
+/**
+ * Function types and functions a module may define. Compilers emit a few
+ * hundred types and up to tens of thousands of functions for a large program;
+ * V8 keeps per-module structures for each (a module of 400,000 types held
+ * about 300 MB in edged), which `limits.memory_bytes` does not count.
+ */
+export const MAX_TYPES = 10_000;
+export const MAX_FUNCTIONS = 100_000;
 
 /** Options for {@link validateModule}. */
 export interface ValidateOptions {
@@ -207,6 +215,13 @@ export function checkLimits(
           `${manifest.limits.memory_bytes} (${capPages} pages)`,
       );
     }
+  }
+  if (info.types.length > MAX_TYPES) {
+    reasons.push(`types: ${info.types.length} function types, at most ${MAX_TYPES} allowed`);
+  }
+  const functions = info.functionTypes.length - info.importedFuncCount;
+  if (functions > MAX_FUNCTIONS) {
+    reasons.push(`functions: ${functions} functions defined, at most ${MAX_FUNCTIONS} allowed`);
   }
   if (info.tables.length > MAX_TABLES) {
     reasons.push(`tables: ${info.tables.length} tables declared, at most ${MAX_TABLES} allowed`);

@@ -132,6 +132,66 @@ Deno.test("a 4 GiB declared memory and a ten-million-entry table are refused", a
   await validateModule(fine, manifest("t"));
 });
 
+/** An ABI v1 module with `types` extra function types and `functions` extra functions. */
+function counted(types: number, functions: number): Uint8Array {
+  const out: number[] = [0, 0x61, 0x73, 0x6d, 1, 0, 0, 0];
+  const u32 = (v: number, a: number[]) => {
+    do {
+      let b = v & 0x7f;
+      v >>>= 7;
+      if (v) b |= 0x80;
+      a.push(b);
+    } while (v);
+  };
+  const section = (id: number, body: number[]) => {
+    out.push(id);
+    u32(body.length, out);
+    for (const b of body) out.push(b);
+  };
+  const t: number[] = [];
+  u32(types + 2, t);
+  t.push(0x60, 1, 0x7f, 1, 0x7f, 0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7f);
+  for (let i = 0; i < types; i++) t.push(0x60, 1, 0x7e, 0);
+  section(1, t);
+  const f: number[] = [];
+  u32(functions + 2, f);
+  f.push(0, 1);
+  for (let i = 0; i < functions; i++) f.push(0);
+  section(3, f);
+  section(5, [1, 0, 1]);
+  const e: number[] = [3];
+  for (
+    const [name, kind, index] of [["memory", 2, 0], ["edge_alloc", 0, 0], [
+      "edge_on_message",
+      0,
+      1,
+    ]] as const
+  ) {
+    u32(name.length, e);
+    for (const c of name) e.push(c.charCodeAt(0));
+    e.push(kind, index);
+  }
+  section(7, e);
+  const c: number[] = [];
+  u32(functions + 2, c);
+  c.push(4, 0, 0x41, 0, 0x0b, 4, 0, 0x41, 0, 0x0b);
+  for (let i = 0; i < functions; i++) c.push(4, 0, 0x41, 0, 0x0b);
+  section(10, c);
+  return new Uint8Array(out);
+}
+
+Deno.test("modules of absurdly many types or functions are refused", async () => {
+  await validateModule(counted(1000, 1000), manifest("t"));
+  assert.match(
+    (await reasons(counted(10_000, 0))).join("\n"),
+    /types: 10002 function types, at most 10000 allowed/,
+  );
+  assert.match(
+    (await reasons(counted(0, 100_000))).join("\n"),
+    /functions: 100002 functions defined, at most 100000 allowed/,
+  );
+});
+
 Deno.test("manifest errors name the field", async () => {
   const { parseManifest } = await import("../../sandbox/manifest.ts");
   assert.throws(
