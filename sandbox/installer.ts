@@ -111,7 +111,7 @@ export class Installer {
     if (persist) {
       const stored = { ...manifest, sha256: validated.sha256 };
       try {
-        this.#o.disk.save(
+        await this.#o.disk.save(
           manifest.name,
           validated.sha256,
           JSON.stringify(stored, null, 2) + "\n",

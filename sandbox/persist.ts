@@ -16,15 +16,24 @@ export interface StoredModule {
   bytes: Uint8Array;
 }
 
-function writeSynced(path: string, data: Uint8Array | string): void {
-  const f = Deno.openSync(path, { write: true, create: true, truncate: true });
+/**
+ * Writes and fsyncs `path`, off the runtime's thread (Deno's blocking pool):
+ * a module of megabytes takes tens of milliseconds to reach the disk.
+ */
+async function writeSynced(path: string, data: Uint8Array | string): Promise<void> {
+  using f = await Deno.open(path, { write: true, create: true, truncate: true });
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  let off = 0;
+  while (off < bytes.length) off += await f.write(bytes.subarray(off));
+  await f.sync();
+}
+
+async function syncDirAsync(path: string): Promise<void> {
   try {
-    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-    let off = 0;
-    while (off < bytes.length) off += f.writeSync(bytes.subarray(off));
-    f.syncSync();
-  } finally {
-    f.close();
+    using d = await Deno.open(path, { read: true });
+    await d.sync();
+  } catch {
+    // Some filesystems refuse fsync on directories; the rename is still atomic.
   }
 }
 
@@ -62,7 +71,7 @@ export class ModuleStore {
    * a new manifest for the same bytes) would leave a torn module behind a
    * power cut.
    */
-  save(name: string, sha256: string, manifestJson: string, bytes: Uint8Array): void {
+  async save(name: string, sha256: string, manifestJson: string, bytes: Uint8Array): Promise<void> {
     const moduleDir = join(this.dir, name);
     let versionName = sha256;
     if (exists(join(moduleDir, versionName))) {
@@ -71,23 +80,23 @@ export class ModuleStore {
     const versionDir = join(moduleDir, versionName);
     const tmp = join(moduleDir, `current.tmp-${crypto.randomUUID()}`);
     try {
-      Deno.mkdirSync(versionDir, { recursive: true });
-      writeSynced(join(versionDir, "module.wasm"), bytes);
-      writeSynced(join(versionDir, "manifest.json"), manifestJson);
-      syncDir(versionDir);
-      syncDir(moduleDir);
-      writeSynced(tmp, versionName);
-      Deno.renameSync(tmp, join(moduleDir, "current"));
+      await Deno.mkdir(versionDir, { recursive: true });
+      await writeSynced(join(versionDir, "module.wasm"), bytes);
+      await writeSynced(join(versionDir, "manifest.json"), manifestJson);
+      await syncDirAsync(versionDir);
+      await syncDirAsync(moduleDir);
+      await writeSynced(tmp, versionName);
+      await Deno.rename(tmp, join(moduleDir, "current"));
     } catch (err) {
       // A failed save (a full disk) gives back what it wrote; `current` is untouched.
       for (const path of [tmp, versionDir]) {
-        try {
-          Deno.removeSync(path, { recursive: true });
-        } catch { /* not written, or the next save or start removes it */ }
+        await Deno.remove(path, { recursive: true }).catch(() => {
+          // not written, or the next save or start removes it
+        });
       }
       throw err;
     }
-    syncDir(moduleDir);
+    await syncDirAsync(moduleDir);
     for (const e of Deno.readDirSync(moduleDir)) {
       if (e.name === versionName || e.name === "current") continue;
       Deno.removeSync(join(moduleDir, e.name), { recursive: true });
