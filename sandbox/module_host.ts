@@ -55,10 +55,19 @@ import { InstalledModules } from "./installed_modules.ts";
 import { Installer } from "./installer.ts";
 import { Lanes } from "./lanes.ts";
 import { Outcomes } from "./outcomes.ts";
-import { KeyedLock } from "./_keyed_lock.ts";
+import { KeyedLock, KeyedSlots } from "./_keyed_lock.ts";
 import { moduleMemoryBudget } from "./manifest_limits.ts";
 
 const log = getLogger(["edged", "modules"]);
+
+/**
+ * Messages API calls one module may have at its Worker at once: enough to
+ * keep the Worker fed while other modules' batches run there (one at a time,
+ * a client sending every 20 ms fell behind a busy Worker), few enough that a
+ * module past its fault limit runs no more than this many before the rest
+ * are refused.
+ */
+const DELIVERY_SLOTS = 4;
 
 /**
  * Message-log bytes every module has passed that are deleted without waiting
@@ -168,11 +177,12 @@ export class ModuleHost {
   /** Where modules are validated: a Worker, so a large one does not hold this thread. */
   readonly #validator = new ValidatorWorker();
   /**
-   * Messages sent to one module through {@linkcode deliver} take turns, so each
-   * sees what the one before did to the module (quarantine, a move to the
-   * probation Worker) instead of all running back to back on its Worker.
+   * Messages sent to one module through {@linkcode deliver}: at most
+   * {@linkcode DELIVERY_SLOTS} at its Worker at a time; the others wait here,
+   * so each sees what those before it did to the module (quarantine, a move to
+   * the probation Worker) instead of all running back to back on its Worker.
    */
-  readonly #deliveries = new KeyedLock();
+  readonly #deliveries = new KeyedSlots(DELIVERY_SLOTS);
   readonly #quarantine: Quarantine;
   readonly #dispatch: Dispatcher;
   readonly #commits: GroupCommit;
