@@ -331,14 +331,23 @@ Deno.test("after a malformed Worker answer, the module reads only committed kv v
 Deno.test("kv writes the runtime refuses are never read back from the Worker's cache", async () => {
   const e = await env({ workers: 1, faultLimit: 100 });
   try {
-    // Payload "s<v>": kv_set("k", v), returns its result. "g": kv_get("k") length (or -3).
+    // Payload "s<v>": kv_set("k", v), returns its result. "S<v>": the same, then spins a while
+    // (its outcome reaches the runtime well after what was sent before it). "g": kv_get("k")
+    // length (or -3).
     const body = (init: string) =>
       module(
         `${init}
-         (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
+         (func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (local i32 i32)
            (if (i32.eq (i32.load8_u (local.get 2)) (i32.const 115))
              (then (return (call $set (i32.const 0) (i32.const 1)
                (i32.add (local.get 2) (i32.const 1)) (i32.sub (local.get 3) (i32.const 1))))))
+           (if (i32.eq (i32.load8_u (local.get 2)) (i32.const 83))
+             (then
+               (local.set 4 (call $set (i32.const 0) (i32.const 1)
+                 (i32.add (local.get 2) (i32.const 1)) (i32.sub (local.get 3) (i32.const 1))))
+               (loop $l (local.set 5 (i32.add (local.get 5) (i32.const 1)))
+                 (br_if $l (i32.lt_u (local.get 5) (i32.const 100000000))))
+               (return (local.get 4))))
            (call $get (i32.const 0) (i32.const 1) (i32.const 2000) (i32.const 100)))
          (data (i32.const 0) "k")`,
         `(import "edge" "kv_set" (func $set (param i32 i32 i32 i32) (result i32)))
@@ -348,18 +357,22 @@ Deno.test("kv writes the runtime refuses are never read back from the Worker's c
       manifest("shrunk", {
         version,
         grants: { kv: { max_bytes: maxBytes } },
-        limits: { fuel_per_message: 2_000_000_000 },
+        limits: { fuel_per_message: 9_000_000_000 },
       });
     await e.host.install(m("1.0.0", 100), await body(""));
+    // Long enough (a few hundred ms, even once V8 optimises the loop) that the message sent
+    // 100 ms after the swap began lands while it runs, however the machine is loaded.
     const slowInit = `(func (export "edge_init") (result i32) (local i32)
       (loop $l (local.set 0 (i32.add (local.get 0) (i32.const 1)))
-        (br_if $l (i32.lt_u (local.get 0) (i32.const 150000000))))
+        (br_if $l (i32.lt_u (local.get 0) (i32.const 600000000))))
       (i32.const 0))`;
     // Version 2 allows 4 bytes. A write of 10 by version 1, still running during the
-    // swap, fits version 1's grant in the Worker but not the grant it commits under.
+    // swap, fits version 1's grant in the Worker but not the grant it commits under. It runs
+    // after version 2's init (the Worker's queue), and spins long enough that its outcome
+    // arrives once the swap is done (the install stores the new version first).
     const swap = e.host.install(m("2.0.0", 4), await body(slowInit));
     await new Promise((r) => setTimeout(r, 100));
-    const during = e.host.deliver("shrunk", "t", enc("s123456789"));
+    const during = e.host.deliver("shrunk", "t", enc("S123456789"));
     await swap;
     // The Worker took the write (kv_set answered 0); its caller learns nothing was kept.
     await assert.rejects(during, (err: unknown) => {
