@@ -9,58 +9,50 @@ import { sha256Hex } from "../../lib/mod.ts";
 import { ModuleValidationError } from "../../sandbox/mod.ts";
 import { ValidatorWorker } from "../../sandbox/validator.ts";
 import { manifest } from "./_helpers.ts";
+import { abiExports, HEADER, leb128, section } from "./_wasm_bytes.ts";
 
 /**
  * An ABI v1 module of `n` unused functions, each 100 × (i32.const 1, drop):
  * about 300 bytes of code a function, all of which the rewriter meters.
  */
 function bigModule(n: number): Uint8Array {
-  const out: number[] = [];
-  const u32 = (v: number, a: number[]) => {
-    do {
-      let b = v & 0x7f;
-      v >>>= 7;
-      if (v) b |= 0x80;
-      a.push(b);
-    } while (v);
-  };
-  const section = (id: number, body: number[]) => {
-    out.push(id);
-    u32(body.length, out);
-    for (const b of body) out.push(b);
-  };
-  out.push(0, 0x61, 0x73, 0x6d, 1, 0, 0, 0);
+  const out = [...HEADER];
   // (i32) -> i32: edge_alloc; edge_on_message; () -> (): the others.
-  section(1, [3, 0x60, 1, 0x7f, 1, 0x7f, 0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0]);
-  const funcs: number[] = [];
-  u32(n + 2, funcs);
+  section(out, 1, [
+    3,
+    0x60,
+    1,
+    0x7f,
+    1,
+    0x7f,
+    0x60,
+    4,
+    0x7f,
+    0x7f,
+    0x7f,
+    0x7f,
+    1,
+    0x7f,
+    0x60,
+    0,
+    0,
+  ]);
+  const funcs = leb128(n + 2);
   funcs.push(0, 1);
   for (let i = 0; i < n; i++) funcs.push(2);
-  section(3, funcs);
-  section(5, [1, 0, 1]);
-  const exports: number[] = [3];
-  const name = (s: string) => {
-    u32(s.length, exports);
-    for (const c of s) exports.push(c.charCodeAt(0));
-  };
-  name("memory");
-  exports.push(2, 0);
-  name("edge_alloc");
-  exports.push(0, 0);
-  name("edge_on_message");
-  exports.push(0, 1);
-  section(7, exports);
+  section(out, 3, funcs);
+  section(out, 5, [1, 0, 1]);
+  section(out, 7, abiExports());
   const body: number[] = [0];
   for (let i = 0; i < 100; i++) body.push(0x41, 1, 0x1a);
   body.push(0x0b);
-  const code: number[] = [];
-  u32(n + 2, code);
+  const code = leb128(n + 2);
   code.push(5, 0, 0x41, 0x80, 0x08, 0x0b, 4, 0, 0x41, 0, 0x0b);
   for (let i = 0; i < n; i++) {
-    u32(body.length, code);
+    leb128(body.length, code);
     for (const b of body) code.push(b);
   }
-  section(10, code);
+  section(out, 10, code);
   return new Uint8Array(out);
 }
 

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { validateModule } from "../../sandbox/validate.ts";
 import { GuestInstance } from "../../sandbox/instance.ts";
 import { enc, manifest, module } from "./_helpers.ts";
+import { leb128 } from "./_wasm_bytes.ts";
 
 async function run(body: string, payload: Uint8Array, fuel = 1_000_000, meter = true) {
   const v = await validateModule(
@@ -116,16 +117,7 @@ Deno.test("fuel burnt by a callee that throws counts when the caller catches (le
 
 /** A module with a callee `burn(n)` that loops n times and throws, and `onMessage` as the handler. */
 function exnrefModule(onMessage: number[]): Uint8Array {
-  const u = (n: number) => {
-    const o = [];
-    do {
-      let b = n & 0x7f;
-      n >>>= 7;
-      if (n) b |= 0x80;
-      o.push(b);
-    } while (n);
-    return o;
-  };
+  const u = (n: number) => leb128(n);
   const vec = (items: number[][]) => [...u(items.length), ...items.flat()];
   const sec = (id: number, body: number[]) => [id, ...u(body.length), ...body];
   const name = (s: string) => [...u(s.length), ...new TextEncoder().encode(s)];

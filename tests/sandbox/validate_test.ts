@@ -3,6 +3,7 @@ import { ModuleValidationError } from "../../sandbox/mod.ts";
 import { validateModule } from "../../sandbox/validate.ts";
 import { sha256Hex } from "../../lib/mod.ts";
 import { manifest, module, wat } from "./_helpers.ts";
+import { abiExports, HEADER, leb128, section } from "./_wasm_bytes.ts";
 
 const ON_MESSAGE =
   `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32) (i32.const 0))`;
@@ -134,49 +135,21 @@ Deno.test("a 4 GiB declared memory and a ten-million-entry table are refused", a
 
 /** An ABI v1 module with `types` extra function types and `functions` extra functions. */
 function counted(types: number, functions: number): Uint8Array {
-  const out: number[] = [0, 0x61, 0x73, 0x6d, 1, 0, 0, 0];
-  const u32 = (v: number, a: number[]) => {
-    do {
-      let b = v & 0x7f;
-      v >>>= 7;
-      if (v) b |= 0x80;
-      a.push(b);
-    } while (v);
-  };
-  const section = (id: number, body: number[]) => {
-    out.push(id);
-    u32(body.length, out);
-    for (const b of body) out.push(b);
-  };
-  const t: number[] = [];
-  u32(types + 2, t);
+  const out = [...HEADER];
+  const t = leb128(types + 2);
   t.push(0x60, 1, 0x7f, 1, 0x7f, 0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7f);
   for (let i = 0; i < types; i++) t.push(0x60, 1, 0x7e, 0);
-  section(1, t);
-  const f: number[] = [];
-  u32(functions + 2, f);
+  section(out, 1, t);
+  const f = leb128(functions + 2);
   f.push(0, 1);
   for (let i = 0; i < functions; i++) f.push(0);
-  section(3, f);
-  section(5, [1, 0, 1]);
-  const e: number[] = [3];
-  for (
-    const [name, kind, index] of [["memory", 2, 0], ["edge_alloc", 0, 0], [
-      "edge_on_message",
-      0,
-      1,
-    ]] as const
-  ) {
-    u32(name.length, e);
-    for (const c of name) e.push(c.charCodeAt(0));
-    e.push(kind, index);
-  }
-  section(7, e);
-  const c: number[] = [];
-  u32(functions + 2, c);
+  section(out, 3, f);
+  section(out, 5, [1, 0, 1]);
+  section(out, 7, abiExports());
+  const c = leb128(functions + 2);
   c.push(4, 0, 0x41, 0, 0x0b, 4, 0, 0x41, 0, 0x0b);
   for (let i = 0; i < functions; i++) c.push(4, 0, 0x41, 0, 0x0b);
-  section(10, c);
+  section(out, 10, c);
   return new Uint8Array(out);
 }
 
@@ -210,22 +183,18 @@ Deno.test("manifest errors name the field", async () => {
   );
 });
 
+/** `edged module validate WASM --manifest MANIFEST [...more]`, from the checkout. */
+function validateCli(wasm: string, manifestPath: string, ...more: string[]) {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "main.ts", "module", "validate", wasm, "--manifest", manifestPath, ...more],
+  }).output();
+}
+
 Deno.test("edged module validate exits 0 on a good module and 1 with every reason", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const good = "examples/modules/relay-wat";
-    const ok = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "main.ts",
-        "module",
-        "validate",
-        `${good}/module.wasm`,
-        "--manifest",
-        `${good}/manifest.json`,
-      ],
-    }).output();
+    const ok = await validateCli(`${good}/module.wasm`, `${good}/manifest.json`);
     assert.equal(ok.code, 0, new TextDecoder().decode(ok.stderr));
     assert.match(new TextDecoder().decode(ok.stdout), /^ok: relay 1\.0\.0/);
 
@@ -240,18 +209,7 @@ Deno.test("edged module validate exits 0 on a good module and 1 with every reaso
       `${dir}/m.json`,
       JSON.stringify({ name: "bad", version: "1.0.0", sha256: "1".repeat(64) }),
     );
-    const bad = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "main.ts",
-        "module",
-        "validate",
-        `${dir}/bad.wasm`,
-        "--manifest",
-        `${dir}/m.json`,
-      ],
-    }).output();
+    const bad = await validateCli(`${dir}/bad.wasm`, `${dir}/m.json`);
     assert.equal(bad.code, 1);
     const err = new TextDecoder().decode(bad.stderr);
     assert.match(err, /sha256: manifest says 1{64}/);
@@ -260,19 +218,7 @@ Deno.test("edged module validate exits 0 on a good module and 1 with every reaso
     // A refused manifest does not hide what is wrong with the module whatever it says.
     await Deno.writeFile(`${dir}/empty.wasm`, await wat("(module)"));
     await Deno.writeTextFile(`${dir}/m.json`, JSON.stringify({ name: "Bad", version: "1" }));
-    const both = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "main.ts",
-        "module",
-        "validate",
-        `${dir}/empty.wasm`,
-        "--manifest",
-        `${dir}/m.json`,
-        "--json",
-      ],
-    }).output();
+    const both = await validateCli(`${dir}/empty.wasm`, `${dir}/m.json`, "--json");
     assert.equal(both.code, 1);
     const { reasons } = JSON.parse(new TextDecoder().decode(both.stdout));
     assert.ok(reasons.some((r: string) => r.startsWith("manifest name: ")), reasons.join("\n"));
