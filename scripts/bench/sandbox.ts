@@ -159,6 +159,8 @@ async function childRss(kind: string, n: number): Promise<void> {
   (globalThis as { gc?: () => void }).gc?.();
   console.log(JSON.stringify({ grewKiB: rssKiB() - before, ms }));
   workers.forEach((w) => w.terminate());
+  // The child exits at once: its data directory goes now (Linux unlinks open files too).
+  Deno.removeSync(dir, { recursive: true });
   Deno.exit(0);
 }
 
