@@ -205,9 +205,15 @@ Deno.test("modules API: preload, list, put, validate (422), messages, delete, re
 Deno.test("POST messages answers 507 module_effects_refused when the runtime refuses the message's kv writes at commit, never success", async () => {
   const proc = await startEdged();
   try {
-    // Every message writes its payload (the JSON text) to key "k" and returns kv_set's result.
+    // Every message writes its payload (the JSON text) to key "k", spins a while (so its outcome
+    // reaches the runtime well after what the Worker answered before it) and returns kv_set's
+    // result.
     const onMessage = `(func (export "edge_on_message") (param i32 i32 i32 i32) (result i32)
-        (call $set (i32.const 0) (i32.const 1) (local.get 2) (local.get 3)))
+        (local i32 i32)
+        (local.set 4 (call $set (i32.const 0) (i32.const 1) (local.get 2) (local.get 3)))
+        (loop $l (local.set 5 (i32.add (local.get 5) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get 5) (i32.const 100000000))))
+        (local.get 4))
       (data (i32.const 0) "k")`;
     const kvSet = `(import "edge" "kv_set" (func $set (param i32 i32 i32 i32) (result i32)))`;
     const slowInit = `(func (export "edge_init") (result i32) (local i32)
@@ -237,7 +243,9 @@ Deno.test("POST messages answers 507 module_effects_refused when the runtime ref
     // Version 2 allows 4 bytes. A write of 12 by version 1, still running in the Worker while
     // version 2 initialises there, fits version 1's grant in the Worker but not the grant it
     // commits under. The message must reach the Worker after version 2's load and before the
-    // swap: attempts that miss the window (told apart by what committed) go again.
+    // swap (it then runs after version 2's init, and its spin outlasts the install's last steps,
+    // storing the files, before the swap): attempts that miss the window (told apart by what
+    // committed) go again.
     let waitMs = 300;
     for (let attempt = 1; attempt <= 10; attempt++) {
       await (await proc.api("/api/v1/modules/shrunk", { method: "DELETE" })).body?.cancel();
