@@ -465,7 +465,9 @@ export class ModuleHost {
     }
     const named = (manifestInput as { name?: unknown } | null)?.name;
     const misnamed = urlName !== undefined && named !== urlName
-      ? `manifest name: ${JSON.stringify(named)} differs from the URL name "${urlName}"`
+      ? `manifest name: ${
+        (JSON.stringify(named) ?? "undefined").slice(0, 80)
+      } differs from the URL name "${urlName}"`
       : undefined;
     let manifest: Manifest;
     try {
