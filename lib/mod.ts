@@ -53,6 +53,8 @@ export {
 } from "./progress.ts";
 export {
   filterProblem,
+  MESSAGE_BYTES_SQL,
+  messageBytes,
   TopicCache,
   TopicError,
   topicMatches,

@@ -143,3 +143,19 @@ export class TopicCache<T> {
     return this.#map.size;
   }
 }
+
+/**
+ * Bytes a stored message takes: its topic in UTF-8 plus its payload, as
+ * {@linkcode MESSAGE_BYTES_SQL} counts a row of `topic` and `payload`
+ * columns (the MQTT outbox, the modules' message log).
+ */
+export function messageBytes(topic: string, payload: Uint8Array): number {
+  // Topics are mostly ASCII: one byte a character, no encoding needed.
+  for (let i = 0; i < topic.length; i++) {
+    if (topic.charCodeAt(i) > 0x7f) return encoder.encode(topic).length + payload.length;
+  }
+  return topic.length + payload.length;
+}
+
+/** SQL of a row's bytes, the same count as {@linkcode messageBytes}. */
+export const MESSAGE_BYTES_SQL = "length(CAST(topic AS BLOB)) + length(payload)";

@@ -10,6 +10,7 @@
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { BusMessage, BusSink, GroupCommit, Settle } from "../runtime/mod.ts";
+import { MESSAGE_BYTES_SQL, messageBytes } from "../lib/mod.ts";
 
 /** Migrations of the `module_messages` component. */
 export const MESSAGE_LOG_MIGRATIONS = [
@@ -96,7 +97,7 @@ export class MessageLog {
     this.#prunedId = row.last === 0 ? this.#lastId : row.pruned;
     for (
       const r of store.db.prepare(
-        "SELECT length(CAST(topic AS BLOB)) + length(payload) AS n FROM module_messages ORDER BY id",
+        `SELECT ${MESSAGE_BYTES_SQL} AS n FROM module_messages ORDER BY id`,
       ).iterate() as Iterable<{ n: number }>
     ) this.#push(r.n);
     this.sink = {
@@ -146,7 +147,7 @@ export class MessageLog {
     this.#insert.run(row.id, row.topic, row.payload, row.source, row.createdMs);
     this.#lastId = row.id;
     this.#written.push(row);
-    this.#push(utf8Length(row.topic) + row.payload.length);
+    this.#push(messageBytes(row.topic, row.payload));
   }
 
   #push(bytes: number): void {
@@ -254,11 +255,4 @@ export class MessageLog {
   close(): void {
     this.#removeParticipant();
   }
-}
-
-const utf8 = new TextEncoder();
-/** Bytes of `s` in UTF-8 (topics are short: mostly ASCII). */
-function utf8Length(s: string): number {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return utf8.encode(s).length;
-  return s.length;
 }

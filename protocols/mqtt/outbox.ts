@@ -22,7 +22,13 @@
  *
  * @module
  */
-import { CLOCK_SET_AFTER_MS, getLogger, type StampFollower } from "../../lib/mod.ts";
+import {
+  CLOCK_SET_AFTER_MS,
+  getLogger,
+  MESSAGE_BYTES_SQL,
+  messageBytes,
+  type StampFollower,
+} from "../../lib/mod.ts";
 import {
   type BusMessage,
   type BusSink,
@@ -97,15 +103,6 @@ interface OutboxMark {
 }
 
 const log = getLogger(["edged", "mqtt"]);
-const utf8 = new TextEncoder();
-
-/** Bytes a row takes: its topic in UTF-8 plus its payload (as {@link ROW_BYTES} counts them). */
-function rowBytes(topic: string, payload: Uint8Array): number {
-  return utf8.encode(topic).length + payload.length;
-}
-
-/** SQL of a row's bytes, the same count as {@link rowBytes}. */
-const ROW_BYTES = "length(CAST(topic AS BLOB)) + length(payload)";
 
 /**
  * The outbox table with group commit, size policy and age expiry.
@@ -178,7 +175,7 @@ export class Outbox {
     store.migrate("mqtt_outbox", MIGRATIONS);
     const db = store.db;
     const stats = db.prepare(
-      `SELECT count(*) AS n, coalesce(max(id), 0) AS last, coalesce(sum(${ROW_BYTES}), 0) AS bytes
+      `SELECT count(*) AS n, coalesce(max(id), 0) AS last, coalesce(sum(${MESSAGE_BYTES_SQL}), 0) AS bytes
        FROM mqtt_outbox`,
     ).get() as { n: number; last: number; bytes: number };
     this.#count = stats.n;
@@ -247,7 +244,7 @@ export class Outbox {
    * durable with the next group commit.
    */
   add(topic: string, payload: Uint8Array): boolean {
-    const size = rowBytes(topic, payload);
+    const size = messageBytes(topic, payload);
     if (this.#refuse(size)) return false;
     this.#queue.push({ topic, payload, mark: this.#readingMark(), size });
     this.#queueBytes += size;
@@ -270,7 +267,7 @@ export class Outbox {
     mark = this.#readingMark(),
     size?: number,
   ): boolean {
-    const bytes = size ?? rowBytes(topic, payload);
+    const bytes = size ?? messageBytes(topic, payload);
     if (size === undefined && this.#refuse(bytes)) return false;
     // Outside a group transaction (a bus without a committer): the next one seals it.
     if (!this.#store.commits.writing) this.#store.commits.schedule();
@@ -379,7 +376,7 @@ export class Outbox {
     // Sizes in pages of 1,000 rows, oldest first, until enough is found.
     for (let after = 0; n < rows || freed < bytes;) {
       const page = db.prepare(
-        `SELECT id, ${ROW_BYTES} AS size FROM mqtt_outbox WHERE id > ? ORDER BY id LIMIT 1000`,
+        `SELECT id, ${MESSAGE_BYTES_SQL} AS size FROM mqtt_outbox WHERE id > ? ORDER BY id LIMIT 1000`,
       ).all(after) as { id: number; size: number }[];
       if (page.length === 0) break;
       for (const row of page) {
@@ -399,7 +396,7 @@ export class Outbox {
   #deleteUpTo(id: number): { rows: number; bytes: number } {
     const db = this.#store.db;
     const gone = db.prepare(
-      `SELECT count(*) AS rows, coalesce(sum(${ROW_BYTES}), 0) AS bytes FROM mqtt_outbox WHERE id <= ?`,
+      `SELECT count(*) AS rows, coalesce(sum(${MESSAGE_BYTES_SQL}), 0) AS bytes FROM mqtt_outbox WHERE id <= ?`,
     ).get(id) as { rows: number; bytes: number };
     if (gone.rows > 0) db.prepare("DELETE FROM mqtt_outbox WHERE id <= ?").run(id);
     return gone;
