@@ -8,6 +8,7 @@
  */
 
 import { join } from "node:path";
+import { syncDir } from "../lib/mod.ts";
 
 /** One installed module as stored. */
 export interface StoredModule {
@@ -28,15 +29,6 @@ async function writeSynced(path: string, data: Uint8Array | string): Promise<voi
   await f.sync();
 }
 
-async function syncDirAsync(path: string): Promise<void> {
-  try {
-    using d = await Deno.open(path, { read: true });
-    await d.sync();
-  } catch {
-    // Some filesystems refuse fsync on directories; the rename is still atomic.
-  }
-}
-
 function exists(path: string): boolean {
   try {
     Deno.lstatSync(path);
@@ -46,7 +38,7 @@ function exists(path: string): boolean {
   }
 }
 
-function syncDir(path: string): void {
+function syncDirSync(path: string): void {
   try {
     const d = Deno.openSync(path, { read: true });
     try {
@@ -83,8 +75,8 @@ export class ModuleStore {
       await Deno.mkdir(versionDir, { recursive: true });
       await writeSynced(join(versionDir, "module.wasm"), bytes);
       await writeSynced(join(versionDir, "manifest.json"), manifestJson);
-      await syncDirAsync(versionDir);
-      await syncDirAsync(moduleDir);
+      await syncDir(versionDir);
+      await syncDir(moduleDir);
       await writeSynced(tmp, versionName);
       await Deno.rename(tmp, join(moduleDir, "current"));
     } catch (err) {
@@ -96,7 +88,7 @@ export class ModuleStore {
       }
       throw err;
     }
-    await syncDirAsync(moduleDir);
+    await syncDir(moduleDir);
     for (const e of Deno.readDirSync(moduleDir)) {
       if (e.name === versionName || e.name === "current") continue;
       Deno.removeSync(join(moduleDir, e.name), { recursive: true });
@@ -113,7 +105,7 @@ export class ModuleStore {
       if (err instanceof Deno.errors.NotFound) return;
       throw err;
     }
-    syncDir(this.dir);
+    syncDirSync(this.dir);
     Deno.removeSync(trash, { recursive: true });
   }
 
