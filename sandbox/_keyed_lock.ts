@@ -6,23 +6,6 @@
  * @module
  */
 
-/** One queue of turns per key. */
-export class KeyedLock {
-  readonly #tails = new Map<string, Promise<unknown>>();
-
-  /** Runs `fn` once everything started earlier for `key` has settled; answers what `fn` does. */
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#tails.get(key) ?? Promise.resolve();
-    const next = prev.catch(() => {}).then(fn);
-    this.#tails.set(key, next);
-    try {
-      return await next;
-    } finally {
-      if (this.#tails.get(key) === next) this.#tails.delete(key);
-    }
-  }
-}
-
 /**
  * At most `limit` holders at a time per key; the rest wait their turn, in
  * order. Different keys do not wait for each other.
@@ -45,5 +28,12 @@ export class KeyedSlots {
       if (next) next();
       else if (--k.active === 0) this.#keys.delete(key);
     }
+  }
+}
+
+/** One queue of turns per key: a {@linkcode KeyedSlots} of one slot. */
+export class KeyedLock extends KeyedSlots {
+  constructor() {
+    super(1);
   }
 }
