@@ -196,26 +196,13 @@ export class GuestInstance {
     try {
       status = (fn() as number | undefined) ?? 0;
     } catch (err) {
-      const kind = this.#classify(err);
-      // A host function that ran out of fuel says which (ModuleContext.charge, wasi-nn compute).
-      const message = kind === "fuel" && !(err instanceof ModuleFault)
-        ? `fuel exhausted: the call used more than limits.fuel_per_message (${this.#budget})`
-        : err instanceof Error
-        ? err.message
-        : String(err);
-      error = { kind, message };
+      error = this.#fault(err);
     }
     // A host function ended the call (proc_exit): so it ends, even if the guest caught that
     // and went on (until its next fuel charge, ModuleContext.unwind) or returned.
     // (Read again: the call may have set it, which the type checker cannot see.)
     const unwound = ctx.unwound as ModuleContext["unwound"];
-    if (unwound !== undefined) {
-      const err = unwound.err;
-      error = {
-        kind: this.#classify(err),
-        message: err instanceof Error ? err.message : String(err),
-      };
-    }
+    if (unwound !== undefined) error = this.#fault(unwound.err);
     if (ctx.pendingOutput.size > 0) flushOutput(ctx, true);
     let fuelUsed = 0;
     if (setFuel) {
@@ -226,6 +213,18 @@ export class GuestInstance {
     const published = error || call.published.length === 0 ? NONE : call.published;
     const logs = call.logs.length === 0 ? NONE : call.logs;
     return { status: error ? null : status, published, logs, fuelUsed, error };
+  }
+
+  /** The fault `err` ended a call with. */
+  #fault(err: unknown): NonNullable<CallOutcome["error"]> {
+    const kind = this.#classify(err);
+    // A host function that ran out of fuel says which (ModuleContext.charge, wasi-nn compute).
+    const message = kind === "fuel" && !(err instanceof ModuleFault)
+      ? `fuel exhausted: the call used more than limits.fuel_per_message (${this.#budget})`
+      : err instanceof Error
+      ? err.message
+      : String(err);
+    return { kind, message };
   }
 
   #classify(err: unknown): FaultKind {
