@@ -58,12 +58,26 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
+/** The umask {@linkcode setUmask} set, if it was called. */
+let umaskSet: number | undefined;
+
+/**
+ * Sets the process's umask and remembers it: reading it back with
+ * `Deno.umask()` sets it to 0 for a moment, and a file another thread
+ * creates in that moment would get 0666.
+ */
+export function setUmask(mask: number): void {
+  Deno.umask(mask);
+  umaskSet = mask;
+}
+
 /**
  * The mode of an executable this process creates: 0777 less the process's
- * umask (under `edged run`, umask 077: 0700).
+ * umask (under `edged run`, umask 077: 0700). The umask {@linkcode setUmask}
+ * set, else read (a process that never set it: one thread creates files).
  */
 export function executableMode(): number {
-  return 0o777 & ~Deno.umask();
+  return 0o777 & ~(umaskSet ?? Deno.umask());
 }
 
 /**

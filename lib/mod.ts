@@ -30,7 +30,7 @@ export {
 } from "./errors.ts";
 export { EXIT, type ExitCode } from "./exit.ts";
 export { collectNow } from "./gc.ts";
-export { copyFileAtomic, executableMode, syncDir, writeFileAtomic } from "./fs.ts";
+export { copyFileAtomic, executableMode, setUmask, syncDir, writeFileAtomic } from "./fs.ts";
 export { fromHex, sha256File, sha256Hex, toHex } from "./hex.ts";
 export { joinPath, parentDir, pathFromFileUrl, resolvePath } from "./path.ts";
 export { deviceMemoryBytes, type MemorySources } from "./memory.ts";

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { setUmask } from "../lib/mod.ts";
 
 /** Most entries looked at (the directory holds a store, modules, models and two slots). */
 const MAX_ENTRIES = 100_000;
@@ -40,5 +41,5 @@ export async function secureDataDir(dir: string): Promise<string[]> {
 
 /** Makes files and directories created from now on private to the owner (umask 077). */
 export function privateUmask(): void {
-  Deno.umask(0o077);
+  setUmask(0o077);
 }
